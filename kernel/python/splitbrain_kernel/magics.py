@@ -1,0 +1,322 @@
+"""The kernel's magics: ``%%slave``, ``%slave``, ``%%local`` and ``%slaves``.
+
+They are IPython magics rather than a parser of our own in C++: xeus-python hands every cell to
+IPython's shell, which already splits ``%%`` cells, parses arguments (``magic_arguments``), reports
+``UsageError`` the way users know, serves ``%slave?`` from the docstrings and completes magic names.
+Parsing in C++ would mean intercepting cells before the shell and redoing all of that.
+"""
+
+import ast
+import contextlib
+import html
+import sys
+import threading
+import time
+
+from IPython.core.error import UsageError
+from IPython.core.magic import Magics, cell_magic, line_cell_magic, line_magic, magics_class
+from IPython.core.magic_arguments import argument, magic_arguments, parse_argstring
+
+import splitbrain
+
+_RESERVED = {"local", "spawn", "connect", "forget"}
+
+
+def _resolve(name):
+    """The connected slave called *name*, connecting it from the registry if needed."""
+    try:
+        return splitbrain.slave(name)
+    except LookupError:
+        known = ", ".join(sorted(splitbrain.known_slaves())) or "none yet"
+        raise UsageError(
+            f"[splitbrain.unknown_slave] no slave named {name!r} (known: {known}); add one with "
+            f"`%slave connect {name} tcp://HOST:PORT` or `%slave spawn {name}`") from None
+
+
+class _ThreadDemux:
+    """A stream that sends each fan-out thread's writes to that thread's buffer.
+
+    Writes from any other thread (and from the cell's own thread) go to the real stream, so output
+    of unrelated threads is not swallowed while a fan-out cell runs.
+    """
+
+    def __init__(self, real, buffers, which):
+        self._real = real
+        self._buffers = buffers
+        self._which = which
+
+    def write(self, text):
+        buf = self._buffers.get(threading.get_ident())
+        if buf is None:
+            return self._real.write(text)
+        buf.append((self._which, text))
+        return len(text)
+
+    def flush(self):
+        self._real.flush()
+
+    def __getattr__(self, name):
+        return getattr(self._real, name)
+
+
+class _SlavesTable:
+    """What ``%slaves`` shows: an HTML table in JupyterLab, aligned text elsewhere."""
+
+    columns = ("name", "address", "platform", "python", "latency", "state")
+
+    def __init__(self, rows):
+        self.rows = rows
+
+    def _cells(self, row):
+        latency = row.get("latency")
+        return [
+            row.get("name", ""), row.get("address", ""), row.get("platform") or "",
+            row.get("python") or "",
+            f"{latency * 1e3:.2f} ms" if isinstance(latency, (int, float)) else "",
+            row.get("state", ""),
+        ]
+
+    def _repr_html_(self):
+        head = "".join(f"<th>{c}</th>" for c in self.columns)
+        body = "".join(
+            "<tr>" + "".join(f"<td>{html.escape(str(v))}</td>" for v in self._cells(r)) + "</tr>"
+            for r in self.rows)
+        return f"<table class='splitbrain-slaves'><tr>{head}</tr>{body}</table>"
+
+    def __repr__(self):
+        table = [list(self.columns)] + [[str(v) for v in self._cells(r)] for r in self.rows]
+        widths = [max(len(row[i]) for row in table) for i in range(len(self.columns))]
+        lines = ["  ".join(v.ljust(w) for v, w in zip(row, widths)).rstrip() for row in table]
+        if not self.rows:
+            lines.append("(no slaves: `%slave spawn NAME` or `%slave connect NAME TARGET`)")
+        return "\n".join(lines)
+
+
+@magics_class
+class SlaveMagics(Magics):
+    """``%%slave``, ``%slave``, ``%%local``, ``%slaves``."""
+
+    def __init__(self, shell):
+        super().__init__(shell)
+        self._sticky_token = None
+
+    # -- running a cell ---------------------------------------------------------------------------
+
+    def _compile_cell(self, cell):
+        """Cell text → (statements code, last-expression code or None), with linecache entries so
+        tracebacks show the cell's lines."""
+        source = self.shell.transform_cell(cell)
+        tree = ast.parse(source)
+        filename = self.shell.compile.cache(source, self.shell.execution_count, raw_code=cell)
+        last = None
+        if tree.body and isinstance(tree.body[-1], ast.Expr):
+            last = compile(ast.Expression(tree.body.pop().value), filename, "eval")
+        body = compile(tree, filename, "exec")
+        return body, last
+
+    def _run(self, code):
+        __tracebackhide__ = True  # noqa: F841 — IPython hides this frame in tracebacks
+        body, last = code
+        ns = self.shell.user_ns
+        exec(body, ns)  # noqa: S102 — this is the user's cell, run as IPython would run it
+        return eval(last, ns) if last is not None else None  # noqa: S307
+
+    # -- %slave / %%slave ---------------------------------------------------------------------------
+
+    @magic_arguments()
+    @argument("-o", "--out", metavar="VAR",
+              help="store each slave's value of the cell's last expression in VAR, a dict "
+                   "{slave name: value}")
+    @argument("names", nargs="*", metavar="NAME",
+              help="slave(s) to run on; several run in parallel, one thread each")
+    @line_cell_magic
+    def slave(self, line, cell=None):
+        """Run code on a slave machine: its os, subprocess, open, socket, serial, pyvisa act there.
+
+        Cell magic::
+
+            %%slave bench-a
+            import os, subprocess
+            print(os.getcwd())                          # bench-a's working directory
+            out = subprocess.check_output(["uname", "-n"])   # `out` lives in the notebook
+
+            %%slave bench-a bench-b -o hosts
+            import platform
+            platform.node()       # runs on both in parallel; hosts == {"bench-a": ..., "bench-b": ...}
+
+        With several names the cell runs once per slave, in parallel; each slave's output is kept
+        together under an ``[NAME]`` header, and one slave's failure does not hide the others.
+
+        Line magic::
+
+            %slave bench-a                      make bench-a active for the following cells
+            %slave local                        back to this machine
+            %slave spawn NAME                   start a private agent here and register it as NAME
+            %slave connect NAME TARGET          connect TARGET (tcp://host:port or a connection file)
+                                                and register it as NAME
+            %slave forget NAME                  close NAME and remove it from the registry
+
+        ``%%local`` runs one cell here whatever is active; ``%slaves`` lists the slaves.
+        """
+        if cell is None:
+            return self._slave_line(line)
+        args = parse_argstring(self.slave, line)
+        if not args.names:
+            raise UsageError("[splitbrain.usage] %%slave needs at least one slave name, "
+                             "e.g. `%%slave bench-a`")
+        for name in args.names:
+            if name in _RESERVED:
+                raise UsageError(f"[splitbrain.usage] {name!r} is a subcommand of the line magic "
+                                 f"%slave, not a slave name")
+        slaves = [_resolve(n) for n in args.names]
+        code = self._compile_cell(cell)
+        if len(slaves) == 1:
+            with slaves[0]:
+                value = self._run(code)
+            if args.out:
+                self.shell.user_ns[args.out] = {slaves[0].name: value}
+                return None
+            return value
+        values = self._fan_out(slaves, code)
+        if args.out:
+            self.shell.user_ns[args.out] = values
+        return None
+
+    def _fan_out(self, slaves, code):
+        buffers = {}
+        results = {}
+        errors = {}
+        printed = set()
+        lock = threading.Lock()
+
+        def run(slave):
+            buffers[threading.get_ident()] = out = []
+            try:
+                with slave:
+                    results[slave.name] = self._run(code)
+            except BaseException as exc:  # reported below, per slave; never hides the others
+                errors[slave.name] = exc
+            finally:
+                with lock:
+                    done.append((slave, out))
+
+        real_out, real_err = sys.stdout, sys.stderr
+        done = []
+        sys.stdout = _ThreadDemux(real_out, buffers, "out")
+        sys.stderr = _ThreadDemux(real_err, buffers, "err")
+        threads = [threading.Thread(target=run, args=(s,), name=f"slave-{s.name}", daemon=True)
+                   for s in slaves]
+        try:
+            for t in threads:
+                t.start()
+            while any(t.is_alive() for t in threads) or len(printed) < len(done):
+                self._print_finished(done, printed, results, errors, real_out, real_err)
+                for t in threads:
+                    t.join(0.05)
+            self._print_finished(done, printed, results, errors, real_out, real_err)
+        except KeyboardInterrupt:
+            for s in slaves:
+                s.cancel_all()
+            deadline = time.monotonic() + 2.0
+            for t in threads:
+                t.join(max(0.0, deadline - time.monotonic()))
+            self._print_finished(done, printed, results, errors, real_out, real_err)
+            raise
+        finally:
+            sys.stdout, sys.stderr = real_out, real_err
+        if errors:
+            failed = ", ".join(errors)
+            raise splitbrain.FanOutError(
+                f"[splitbrain.fan_out_failed] {len(errors)} of {len(slaves)} slaves failed: {failed}",
+                errors)
+        return {s.name: results.get(s.name) for s in slaves}
+
+    def _print_finished(self, done, printed, results, errors, out, err):
+        import traceback
+        for slave, chunks in list(done):
+            if slave.name in printed:
+                continue
+            printed.add(slave.name)
+            status = "failed" if slave.name in errors else "done"
+            out.write(f"[{slave.name}] {status}\n")
+            for which, text in chunks:
+                (out if which == "out" else err).write(text)
+            if chunks and not chunks[-1][1].endswith("\n"):
+                out.write("\n")
+            if slave.name in errors:
+                exc = errors[slave.name]
+                err.write("".join(traceback.format_exception(exc)))
+            elif results.get(slave.name) is not None:
+                out.write(f"[{slave.name}] -> {results[slave.name]!r}\n")
+            out.flush()
+
+    def _slave_line(self, line):
+        words = line.split()
+        if not words:
+            active = splitbrain.current()
+            return f"active: {active.name if active else 'local'}"
+        verb, rest = words[0], words[1:]
+        if verb == "local" and not rest:
+            splitbrain.activate(None)
+            return None
+        if verb == "spawn":
+            self._expect(rest, 1, "%slave spawn NAME")
+            slave = splitbrain.spawn(name=rest[0])
+            print(f"spawned {slave.name} at {slave.address}")
+            return None
+        if verb == "connect":
+            self._expect(rest, 2, "%slave connect NAME TARGET")
+            slave = splitbrain.connect(rest[1], name=rest[0], save=True)
+            print(f"connected {slave.name} at {slave.address}")
+            return None
+        if verb == "forget":
+            self._expect(rest, 1, "%slave forget NAME")
+            splitbrain.forget(rest[0])
+            return None
+        if rest:
+            raise UsageError(f"[splitbrain.usage] %slave takes one slave name (or a subcommand: "
+                             f"local, spawn, connect, forget), got {line!r}")
+        splitbrain.activate(_resolve(verb))
+        return None
+
+    @staticmethod
+    def _expect(rest, n, usage):
+        if len(rest) != n:
+            raise UsageError(f"[splitbrain.usage] usage: {usage}")
+
+    # -- %%local, %slaves -------------------------------------------------------------------------
+
+    @cell_magic
+    def local(self, line, cell):
+        """Run this cell on the master (this machine), whatever slave is active.
+
+        Example::
+
+            %slave bench-a
+            ...
+            %%local
+            import os
+            os.getcwd()           # the notebook machine's cwd
+        """
+        if line.strip():
+            raise UsageError("[splitbrain.usage] %%local takes no arguments")
+        code = self._compile_cell(cell)
+        with splitbrain.local():
+            return self._run(code)
+
+    @line_magic
+    def slaves(self, line):
+        """List known and connected slaves: name, address, platform, Python, latency, state.
+
+        Example::
+
+            %slaves
+        """
+        if line.strip():
+            raise UsageError("[splitbrain.usage] %slaves takes no arguments")
+        return _SlavesTable(splitbrain.slaves())
+
+
+def load_ipython_extension(shell):
+    """Register the magics (called by splitbrain-kernel at start, or `%load_ext splitbrain_kernel`)."""
+    shell.register_magics(SlaveMagics)
