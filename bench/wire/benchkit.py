@@ -112,15 +112,21 @@ def measure(name: str, fn, *, reps: int, budget_s: float, warmup: int = 1, nbyte
 
 
 class RpycServer:
-    """`rpyc_classic` (threaded SlaveService) from the venv on 127.0.0.1, on a port it picks itself."""
+    """An RPyC classic server (threaded SlaveService) on 127.0.0.1, on a port it picks itself.
+    By default with TCP_NODELAY on both ends (rpyc_server.py); `stock=True` runs the venv's
+    unmodified `rpyc_classic` and a client with Nagle on, as RPyC ships."""
 
-    def __init__(self):
-        self.proc = subprocess.Popen([str(VENV_BIN / "rpyc_classic"), "--host", "127.0.0.1", "-p", "0"],
-                                     stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+    def __init__(self, stock: bool = False):
+        self.stock = stock
+        if stock:
+            cmd = [str(VENV_BIN / "rpyc_classic"), "--host", "127.0.0.1", "-p", "0"]
+        else:
+            cmd = [sys.executable, str(pathlib.Path(__file__).with_name("rpyc_server.py"))]
+        self.proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
         deadline = time.monotonic() + 20
         self.port = None
         while time.monotonic() < deadline:
-            line = self.proc.stderr.readline()
+            line = self.proc.stdout.readline()
             if not line:
                 break
             m = re.search(r"server started on \[127\.0\.0\.1\]:(\d+)", line)
@@ -129,14 +135,15 @@ class RpycServer:
                 break
         if self.port is None:
             self.close()
-            raise RuntimeError("rpyc_classic did not report its port within 20 s")
+            raise RuntimeError("the RPyC classic server did not report its port within 20 s")
         # Keep draining its log so the server never blocks on a full pipe.
         import threading
-        threading.Thread(target=self.proc.stderr.read, daemon=True).start()
+        threading.Thread(target=self.proc.stdout.read, daemon=True).start()
 
     def connect(self):
         import rpyc
-        return rpyc.classic.connect("127.0.0.1", self.port)
+        from rpyc.core.stream import SocketStream
+        return rpyc.classic.connect_stream(SocketStream.connect("127.0.0.1", self.port, nodelay=not self.stock))
 
     def close(self):
         if self.proc.poll() is None:

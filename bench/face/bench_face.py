@@ -1,0 +1,221 @@
+"""bench/face (issue 4 point 11): W1…W9 through `splitbrain` (inside `with box:`) and through RPyC
+classic, in the same run, with each ratio against its goal.
+
+Usage: python bench_face.py [--smoke] [--json] [--skip rpyc|splitbrain]
+Figures are medians with the 10th–90th percentile spread, N repetitions and RT round trips per
+repetition where counted; MB/s are 10^6 bytes per second."""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import os
+import pathlib
+import shutil
+import sys
+import time
+import timeit
+
+sys.path.insert(0, str(pathlib.Path(__file__).resolve().parents[1] / "wire"))
+
+import benchkit  # noqa: E402
+import workloads  # noqa: E402
+from benchkit import Figure, measure  # noqa: E402
+from workloads import MiB  # noqa: E402
+
+
+@dataclasses.dataclass
+class Workload:
+    key: str
+    label: str
+    goal: str  # "≤ x": splitbrain time / RPyC time; "≥ x×": splitbrain throughput / RPyC throughput
+    reps: int = 2000
+    budget_s: float = 2.0
+    rpyc_reps: int | None = None
+
+    def check(self, sb: Figure, rp: Figure) -> tuple[float, bool]:
+        value = float(self.goal.split()[1].rstrip("×"))
+        if self.goal.startswith("≥"):
+            r = rp.median / sb.median
+            return r, r >= value
+        r = sb.median / rp.median
+        return r, r <= value
+
+
+WORKLOADS = [
+    Workload("W1", "os.getcwd()", "≤ 0.5"),
+    Workload("W2", 'os.path.join("a", "b")', "≤ 0.3"),
+    Workload("W3", "write + read back 4 KiB with open()", "≤ 0.2", reps=500),
+    Workload("W4r", "read 64 MiB in one call", "≥ 100×", reps=10, budget_s=3, rpyc_reps=1),
+    Workload("W4w", "write 64 MiB in one call", "≥ 100×", reps=10, budget_s=3, rpyc_reps=1),
+    Workload("W5r", "read 64 MiB in 1 MiB chunks", "≥ 20×", reps=10, budget_s=3, rpyc_reps=2),
+    Workload("W5w", "write 64 MiB in 1 MiB chunks", "≥ 20×", reps=10, budget_s=3, rpyc_reps=2),
+    Workload("W6", "listdir + stat of 2,000 files", "≤ 0.25", reps=20, budget_s=4, rpyc_reps=3),
+    Workload("W7", 'subprocess.run(["true"])', "≤ 0.5", reps=300),
+    Workload("W8", "connect to first call", "≤ 2", reps=20, budget_s=6),
+    Workload("W9", "remote FileNotFoundError caught locally", "≤ 0.5"),
+]
+
+
+class Fixture:
+    """Scratch files on tmpfs: the bulk file, 2,000 small files, and the data to write."""
+
+    def __init__(self, smoke: bool):
+        self.smoke = smoke
+        self.bulk_bytes = (4 if smoke else 64) * MiB
+        self.scratch = benchkit.scratch_dir()
+        bulk = benchkit.bulk_file(self.scratch, self.bulk_bytes)
+        files = self.scratch / "files"
+        files.mkdir()
+        for i in range(200 if smoke else 2000):
+            (files / f"f{i:04d}.dat").write_bytes(b"x" * (i % 97))
+        self.paths = workloads.Paths(str(self.scratch), bulk, files)
+        self.data = bulk.read_bytes()
+
+    def close(self):
+        shutil.rmtree(self.scratch, ignore_errors=True)
+
+
+def run_workloads(side: str, fns: dict, fx: Fixture, smoke: bool, round_trips=None) -> dict[str, Figure]:
+    """Times each workload in `fns` (key → callable taking no argument)."""
+    figs = {}
+    for w in WORKLOADS:
+        fn = fns.get(w.key)
+        if fn is None:
+            continue
+        nbytes = fx.bulk_bytes if w.key.startswith(("W4", "W5")) else 0
+        reps = w.rpyc_reps if (side == "rpyc" and w.rpyc_reps) else w.reps
+        warmup = 0 if (side == "rpyc" and w.rpyc_reps) else 1
+        try:
+            fig = measure(f"{side}.{w.key}", fn, reps=reps, budget_s=w.budget_s, warmup=warmup,
+                          nbytes=nbytes, smoke=smoke)
+            if round_trips and not nbytes:
+                fig.round_trips = round_trips(fn)
+        except Exception as e:  # a broken workload is reported, the others still run
+            fig = Figure(f"{side}.{w.key}", [], nbytes, note=f"{type(e).__name__}: {e}"[:160])
+        figs[w.key] = fig
+        print(f"  {side:<10} {w.key:<4} {fig.describe()}", file=sys.stderr, flush=True)
+    return figs
+
+
+def bench_rpyc(fx: Fixture, smoke: bool, stock: bool) -> dict[str, Figure]:
+    p = fx.paths
+    with benchkit.RpycServer(stock) as server:
+        conn = server.connect()
+        counter = benchkit.RpycRoundTrips(conn)
+        u = workloads.RpycUser(conn)
+
+        def w8():
+            c = server.connect()
+            c.modules.os.getcwd()
+            c.close()
+
+        fns = {
+            "W1": lambda: u.w1(p), "W2": lambda: u.w2(p), "W3": lambda: u.w3(p),
+            "W4r": lambda: u.w4_read(p), "W4w": lambda: u.w4_write(p, fx.data),
+            "W5r": lambda: u.w5_read(p), "W5w": lambda: u.w5_write(p, fx.data),
+            "W6": lambda: u.w6(p), "W7": lambda: u.w7(p), "W8": w8, "W9": lambda: u.w9(p),
+        }
+        figs = run_workloads("rpyc", fns, fx, smoke,
+                             round_trips=lambda fn: None if fn is w8 else counter.per_call(fn, 1))
+        conn.close()
+    return figs
+
+
+def bench_splitbrain(fx: Fixture, smoke: bool) -> dict[str, Figure]:
+    try:
+        import splitbrain
+    except ImportError as e:
+        print(f"splitbrain: cannot import ({e}); is PYTHONPATH the build's python dir?", file=sys.stderr)
+        return {}
+    p = fx.paths
+    box = splitbrain.spawn(name="bench-face")
+    try:
+        def w8():
+            b = splitbrain.connect("bench-face")
+            with b:
+                os.getcwd()
+            b.close()
+
+        def inside(fn):
+            def run():
+                with box:
+                    return fn()
+            return run
+
+        fns = {
+            "W1": lambda: workloads.sb_w1(p), "W2": lambda: workloads.sb_w2(p),
+            "W3": lambda: workloads.sb_w3(p),
+            "W4r": lambda: workloads.sb_w4_read(p), "W4w": lambda: workloads.sb_w4_write(p, fx.data),
+            "W5r": lambda: workloads.sb_w5_read(p), "W5w": lambda: workloads.sb_w5_write(p, fx.data),
+            "W6": lambda: workloads.sb_w6(p), "W7": lambda: workloads.sb_w7(p),
+            "W9": lambda: workloads.sb_w9(p),
+        }
+        fns = {k: inside(f) for k, f in fns.items()}
+        fns["W8"] = w8
+        figs = run_workloads("splitbrain", fns, fx, smoke, round_trips=splitbrain_round_trips(box))
+    finally:
+        box.close()
+    return figs
+
+
+def splitbrain_round_trips(box):
+    """Requests per call, if the client exposes a request counter."""
+    return None
+
+
+def routed_overhead(smoke: bool) -> list[str]:
+    """Issue 4 point 4: outside any context a routed module costs ≤ 100 ns more per attribute access."""
+    return []
+
+
+def print_report(rp: dict[str, Figure], sb: dict[str, Figure], extra: list[str]):
+    print("bench/face — one run on this machine (splitbrain inside `with box:` vs RPyC classic)")
+    for w in WORKLOADS:
+        print(f"{w.key:<4} {w.label}")
+        for side, figs in (("splitbrain", sb), ("rpyc", rp)):
+            f = figs.get(w.key) or Figure(w.key, [], note="not run")
+            print(f"       {side:<11} {f.describe()}")
+    print("ratios (splitbrain time / RPyC time; for W4/W5 throughput splitbrain / RPyC)")
+    missed = []
+    for w in WORKLOADS:
+        s, r = sb.get(w.key), rp.get(w.key)
+        if not (s and r and s.n and r.n):
+            print(f"  {w.key:<4} {w.label:<40} not measured")
+            continue
+        value, ok = w.check(s, r)
+        print(benchkit.ratio_line(f"{w.key:<4} {w.label}", value, w.goal, ok))
+        if not ok:
+            missed.append(w.key)
+    for line in extra:
+        print(line)
+    if missed:
+        print("goals missed: " + ", ".join(missed))
+
+
+def main():
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--smoke", action="store_true",
+                        help="each workload once, 4 MiB instead of 64 MiB; checks the bench runs")
+    parser.add_argument("--json", action="store_true", help="print the figures as JSON lines too")
+    parser.add_argument("--skip", action="append", default=[], choices=["rpyc", "splitbrain"])
+    parser.add_argument("--rpyc-stock", action="store_true",
+                        help="RPyC exactly as shipped (Nagle on): os.stat() then stalls 40 ms per call")
+    args = parser.parse_args()
+
+    fx = Fixture(args.smoke)
+    t0 = time.monotonic()
+    try:
+        sb = {} if "splitbrain" in args.skip else bench_splitbrain(fx, args.smoke)
+        rp = {} if "rpyc" in args.skip else bench_rpyc(fx, args.smoke, args.rpyc_stock)
+        extra = routed_overhead(args.smoke)
+    finally:
+        fx.close()
+    print_report(rp, sb, extra)
+    print(f"(bench/face ran {time.monotonic() - t0:.0f} s)")
+    if args.json:
+        benchkit.print_json_figures(list(sb.values()) + list(rp.values()))
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,158 @@
+"""bench/wire (issue 3 point 11): in one run, bare cppzmq, the splitbrain agent through the C++ client
+channel, and RPyC classic — a small-call round trip and 64 MiB read()/write() through a remote file.
+
+Usage: python bench_wire.py [--smoke] [--json]
+Figures are medians with the 10th–90th percentile spread; MB/s are 10^6 bytes per second."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import pathlib
+import shutil
+import subprocess
+import sys
+
+import benchkit
+from benchkit import Figure, measure
+
+MiB = 1 << 20
+BULK = 64 * MiB
+
+
+def bench_exe() -> pathlib.Path:
+    return benchkit.build_dir() / "bench" / "wire" / "splitbrain-bench-wire"
+
+
+def run_cpp(args: list[str]) -> dict[str, Figure]:
+    out = subprocess.run([str(bench_exe()), *args], check=True, stdout=subprocess.PIPE, text=True,
+                         timeout=300).stdout
+    figures = {}
+    for line in out.splitlines():
+        if line.startswith("{"):
+            f = Figure.from_json(json.loads(line))
+            figures[f.name] = f
+    return figures
+
+
+def bench_rpyc(scratch: pathlib.Path, smoke: bool, stock: bool) -> dict[str, Figure]:
+    src = benchkit.bulk_file(scratch, BULK)
+    dst = scratch / "rpyc-write"
+    with benchkit.RpycServer(stock) as server:
+        conn = server.connect()
+        counter = benchkit.RpycRoundTrips(conn)
+        rtt = measure("rpyc.rtt", lambda: conn.modules.os.getcwd(), reps=3000, budget_s=3, warmup=50,
+                      smoke=smoke)
+        rtt.round_trips = counter.per_call(lambda: conn.modules.os.getcwd())
+
+        rf = conn.builtins.open(str(src), "rb")
+        wf = conn.builtins.open(str(dst), "wb")
+        # Random bytes: RPyC zlib-compresses large messages, and zeros would flatter it.
+        data = src.read_bytes()
+        # RPyC moves 64 MiB at a few MB/s: one repetition each (≈15 s) keeps the bench bounded.
+        read = measure("rpyc.read_64MiB", rf.read, reps=1, budget_s=0, warmup=0, nbytes=BULK,
+                       setup=lambda: rf.seek(0), smoke=smoke)
+        write = measure("rpyc.write_64MiB", lambda: wf.write(data), reps=1, budget_s=0, warmup=0,
+                        nbytes=BULK, setup=lambda: (wf.seek(0), wf.truncate()), smoke=smoke)
+        rf.close()
+        wf.close()
+        conn.close()
+    return {f.name: f for f in (rtt, read, write)}
+
+
+def print_report(figs: dict[str, Figure]):
+    def fig(name):
+        return figs.get(name) or Figure(name, [], note="not run")
+
+    print("bench/wire — one run on this machine")
+    rows = [
+        ("raw zmq round trip (DEALER/ROUTER, 2 processes)", "raw.rtt"),
+        ("raw zmq + CURVE round trip", "raw_curve.rtt"),
+        ("agent os.getcwd() via C++ channel", "agent.rtt"),
+        ("agent ping via C++ channel (supervisor only)", "agent.ping"),
+        ("rpyc conn.modules.os.getcwd()", "rpyc.rtt"),
+        ("raw zmq read 1 × 64 MiB message", "raw.read_1x64MiB"),
+        ("raw zmq read 64 × 1 MiB frames", "raw.read_64x1MiB"),
+        ("raw zmq write 1 × 64 MiB message", "raw.write_1x64MiB"),
+        ("raw zmq write 64 × 1 MiB frames", "raw.write_64x1MiB"),
+        ("raw zmq + CURVE read 1 × 64 MiB", "raw_curve.read_1x64MiB"),
+        ("raw zmq + CURVE read 64 × 1 MiB", "raw_curve.read_64x1MiB"),
+        ("raw zmq + CURVE write 1 × 64 MiB", "raw_curve.write_1x64MiB"),
+        ("raw zmq + CURVE write 64 × 1 MiB", "raw_curve.write_64x1MiB"),
+        ("agent remote file read() 64 MiB", "agent.read_64MiB"),
+        ("agent remote file write() 64 MiB", "agent.write_64MiB"),
+        ("rpyc remote file read() 64 MiB", "rpyc.read_64MiB"),
+        ("rpyc remote file write() 64 MiB", "rpyc.write_64MiB"),
+    ]
+    for label, name in rows:
+        print(f"  {label:<50} {fig(name).describe()}")
+
+    print("ratios")
+
+    def latency(a, b, goal=None):
+        fa, fb = fig(a), fig(b)
+        if not (fa.n and fb.n):
+            print(f"  {a} / {b}: not measured")
+            return
+        r = fa.median / fb.median
+        if goal is None:
+            print(f"  {a + ' / ' + b:<44} {r:8.3g}")
+        else:
+            print(benchkit.ratio_line(f"{a} / {b}", r, f"≤ {goal}", r <= goal))
+
+    def throughput(a, b, goal=None):
+        fa, fb = fig(a), fig(b)
+        if not (fa.n and fb.n):
+            print(f"  {a} / {b}: not measured")
+            return
+        r = fb.median / fa.median  # throughput ratio = inverse time ratio (same bytes)
+        if goal is None:
+            print(f"  {a + ' / ' + b:<44} {r:8.3g}")
+        else:
+            print(benchkit.ratio_line(f"{a} / {b}", r, f"≥ {goal}", r >= goal))
+
+    latency("agent.rtt", "raw.rtt", 1.5)
+    latency("agent.rtt", "raw_curve.rtt")
+    latency("rpyc.rtt", "raw.rtt")
+    latency("agent.rtt", "rpyc.rtt")
+    for op in ("read", "write"):
+        throughput(f"agent.{op}_64MiB", f"raw.{op}_64x1MiB", 0.5)
+        throughput(f"agent.{op}_64MiB", f"raw.{op}_1x64MiB", 0.5)
+        throughput(f"agent.{op}_64MiB", f"raw_curve.{op}_64x1MiB")
+        throughput(f"rpyc.{op}_64MiB", f"raw.{op}_64x1MiB")
+        throughput(f"agent.{op}_64MiB", f"rpyc.{op}_64MiB")
+
+
+def main():
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--smoke", action="store_true", help="each workload once; checks the bench runs")
+    parser.add_argument("--json", action="store_true", help="print the figures as JSON lines too")
+    parser.add_argument("--skip", action="append", default=[], choices=["raw", "agent", "rpyc"])
+    parser.add_argument("--rpyc-stock", action="store_true", help="RPyC exactly as shipped (Nagle on)")
+    args = parser.parse_args()
+    smoke = ["--smoke"] if args.smoke else []
+
+    figs: dict[str, Figure] = {}
+    scratch = benchkit.scratch_dir()
+    try:
+        if "raw" not in args.skip:
+            figs.update(run_cpp(["raw", *smoke]))
+            figs.update(run_cpp(["raw", "--curve", *smoke]))
+        if "agent" not in args.skip:
+            figs.update(bench_agent(scratch, args.smoke))
+        if "rpyc" not in args.skip:
+            figs.update(bench_rpyc(scratch, args.smoke, args.rpyc_stock))
+    finally:
+        shutil.rmtree(scratch, ignore_errors=True)
+    print_report(figs)
+    if args.json:
+        benchkit.print_json_figures(list(figs.values()))
+
+
+def bench_agent(scratch: pathlib.Path, smoke: bool) -> dict[str, Figure]:
+    print("agent: not wired yet", file=sys.stderr)
+    return {}
+
+
+if __name__ == "__main__":
+    main()
