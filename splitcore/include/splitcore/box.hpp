@@ -1,0 +1,78 @@
+// Python values <-> the protocol's CBOR VALUEs (docs/protocol.md, "Values"). By value or by
+// reference is decided here, in one place; references go through the side's box_hooks.
+// Everything here runs with the GIL held.
+#pragma once
+
+#include <Python.h>
+
+#include <cstddef>
+#include <vector>
+
+#include <nlohmann/json.hpp>
+#include <zmq.hpp>
+
+#include "splitcore/protocol.hpp"
+#include "splitcore/py_ref.hpp"
+
+namespace splitcore {
+
+// How references are made and resolved; one per side.
+struct box_hooks {
+    virtual ~box_hooks() = default;
+    // obj is not plain data: return the CBOR for it (worker: register, {"$r": oid, "t":…, "cl":…};
+    // client: a proxy of this slave → {"$r": oid}, else set a Python TypeError and throw python_error)
+    virtual nlohmann::json box_reference(PyObject* obj) = 0;
+    // a {"$r": …} map arrived: return a new reference (worker: table lookup, unknown →
+    // protocol_error{"bad_object"}; client: make a proxy)
+    virtual py_ref unbox_reference(const nlohmann::json& ref) = 0;
+};
+
+// Containers nested deeper than this go by reference (encoding) or are refused (decoding).
+inline constexpr int max_value_depth = 200;
+
+// True if obj crosses by value as a whole (nothing in it needs a reference).
+[[nodiscard]] bool is_plain(PyObject* obj);
+
+// Collects raw frames for large bytes. Large bytes are sent without copying: each frame refers to
+// the bytes object's buffer and holds a reference to it, dropped later under the GIL (see
+// drain_deferred_decrefs) because libzmq frees frames on its own IO thread.
+class encoder {
+public:
+    explicit encoder(box_hooks& hooks, std::size_t frame_size = 1 << 20);
+    nlohmann::json encode(PyObject* value);      // throws python_error
+    std::vector<zmq::message_t> take_frames();    // frames 1..n of the message, in order
+
+private:
+    nlohmann::json encode_at(PyObject* value, int depth);
+    nlohmann::json encode_bytes(PyObject* bytes);
+    nlohmann::json encode_struct_sequence(PyObject* value, int depth);
+    nlohmann::json encode_items(PyObject* iterable, int depth);
+
+    box_hooks& m_hooks;
+    std::size_t m_frame_size;
+    std::vector<zmq::message_t> m_frames;
+};
+
+class decoder {
+public:
+    decoder(box_hooks& hooks, const std::vector<zmq::message_t>& frames);  // frames 1..n
+    py_ref decode(const nlohmann::json& value);  // throws python_error / protocol_error
+
+private:
+    py_ref decode_at(const nlohmann::json& value, int depth);
+    py_ref decode_tagged(const nlohmann::json& value, int depth);
+    py_ref decode_frames(const nlohmann::json& spec);
+    py_ref decode_struct_sequence(const nlohmann::json& value, int depth);
+
+    box_hooks& m_hooks;
+    const std::vector<zmq::message_t>& m_frames;
+};
+
+// exception → ERROR map of the protocol (type, msg, args, errno, strerror, filename(s), tb)
+nlohmann::json describe_exception(const python_error& e, box_hooks& hooks);
+
+// Drops the references held by frames that libzmq has finished with. Called by encoder and decoder;
+// call it from any other place that holds the GIL regularly, too.
+void drain_deferred_decrefs();
+
+}  // namespace splitcore

@@ -1,0 +1,420 @@
+#include "splitcore/box.hpp"
+
+#include <cstring>
+#include <mutex>
+#include <string>
+
+namespace splitcore {
+namespace {
+
+using json = nlohmann::json;
+
+std::mutex deferred_mutex;
+std::vector<PyObject*> deferred_decrefs;  // guarded by deferred_mutex
+
+// Runs on whichever thread closes the frame (often libzmq's IO thread, without the GIL).
+void release_frame_owner(void* /*data*/, void* owner) {
+    std::lock_guard<std::mutex> lock(deferred_mutex);
+    deferred_decrefs.push_back(static_cast<PyObject*>(owner));
+}
+
+bool is_struct_sequence(PyObject* obj) {
+    if (!PyTuple_Check(obj) || PyTuple_CheckExact(obj)) return false;
+    PyObject* dict = Py_TYPE(obj)->tp_dict;
+    return dict != nullptr && PyDict_GetItemString(dict, "n_sequence_fields") != nullptr;
+}
+
+bool is_plain_at(PyObject* obj, int depth) {
+    if (obj == Py_None || PyBool_Check(obj) || PyLong_Check(obj) || PyFloat_Check(obj) ||
+        PyUnicode_Check(obj) || PyBytes_Check(obj) || PyByteArray_CheckExact(obj) ||
+        PyComplex_CheckExact(obj)) {
+        return true;
+    }
+    if (depth >= max_value_depth) return false;
+    if (PyList_CheckExact(obj) || PyTuple_CheckExact(obj) || is_struct_sequence(obj)) {
+        PyObject* fast = obj;  // lists and tuples are their own fast sequences
+        const Py_ssize_t n = PySequence_Fast_GET_SIZE(fast);
+        for (Py_ssize_t i = 0; i < n; ++i) {
+            if (!is_plain_at(PySequence_Fast_GET_ITEM(fast, i), depth + 1)) return false;
+        }
+        return true;
+    }
+    if (PyDict_CheckExact(obj)) {
+        Py_ssize_t pos = 0;
+        PyObject *key, *value;
+        while (PyDict_Next(obj, &pos, &key, &value)) {
+            if (!is_plain_at(key, depth + 1) || !is_plain_at(value, depth + 1)) return false;
+        }
+        return true;
+    }
+    if (PyAnySet_CheckExact(obj)) {
+        Py_ssize_t pos = 0;
+        PyObject* key;
+        Py_hash_t hash;
+        while (_PySet_NextEntry(obj, &pos, &key, &hash)) {
+            if (!is_plain_at(key, depth + 1)) return false;
+        }
+        return true;
+    }
+    return false;
+}
+
+[[noreturn]] void bad_value(const std::string& detail) { throw protocol_error(code::bad_request, detail); }
+
+const json& tagged_array(const json& value, const char* tag) {
+    const json& items = value.at(tag);
+    if (!items.is_array()) bad_value(std::string("\"") + tag + "\" must hold an array");
+    return items;
+}
+
+bool is_decimal(const std::string& text) {
+    std::size_t i = (!text.empty() && text[0] == '-') ? 1 : 0;
+    if (i == text.size()) return false;
+    for (; i < text.size(); ++i) {
+        if (text[i] < '0' || text[i] > '9') return false;
+    }
+    return true;
+}
+
+}  // namespace
+
+void drain_deferred_decrefs() {
+    std::vector<PyObject*> owners;
+    {
+        std::lock_guard<std::mutex> lock(deferred_mutex);
+        owners.swap(deferred_decrefs);
+    }
+    for (PyObject* owner : owners) Py_DECREF(owner);
+}
+
+bool is_plain(PyObject* obj) { return is_plain_at(obj, 0); }
+
+// ---------------------------------------------------------------------------------------------
+// encoder
+
+encoder::encoder(box_hooks& hooks, std::size_t frame_size)
+    : m_hooks(hooks), m_frame_size(frame_size == 0 ? 1 << 20 : frame_size) {
+    drain_deferred_decrefs();
+}
+
+json encoder::encode(PyObject* value) { return encode_at(value, 0); }
+
+std::vector<zmq::message_t> encoder::take_frames() { return std::exchange(m_frames, {}); }
+
+json encoder::encode_bytes(PyObject* bytes) {
+    char* data = nullptr;
+    Py_ssize_t size = 0;
+    if (PyBytes_AsStringAndSize(bytes, &data, &size) < 0) throw python_error();
+    const auto total = static_cast<std::size_t>(size);
+    if (total < frame_threshold) {
+        return json::binary(std::vector<std::uint8_t>(data, data + total));
+    }
+    const std::size_t first = m_frames.size();
+    for (std::size_t offset = 0; offset < total; offset += m_frame_size) {
+        const std::size_t length = std::min(m_frame_size, total - offset);
+        Py_INCREF(bytes);  // owned by the frame until release_frame_owner queues it back
+        m_frames.emplace_back(data + offset, length, &release_frame_owner, bytes);
+    }
+    return json{{"$F", {first, m_frames.size() - first, total}}};
+}
+
+json encoder::encode_items(PyObject* iterable, int depth) {
+    json items = json::array();
+    py_ref iterator = py_ref::checked(PyObject_GetIter(iterable));
+    while (py_ref item = py_ref::steal(PyIter_Next(iterator.get()))) {
+        items.push_back(encode_at(item.get(), depth + 1));
+    }
+    throw_if_error();
+    return items;
+}
+
+json encoder::encode_struct_sequence(PyObject* value, int depth) {
+    // __reduce__ of a struct sequence is (type, (visible fields tuple, {extra name: value})).
+    py_ref reduced = py_ref::checked(PyObject_CallMethod(value, "__reduce__", nullptr));
+    PyObject* args = PyTuple_Check(reduced.get()) && PyTuple_GET_SIZE(reduced.get()) >= 2
+                         ? PyTuple_GET_ITEM(reduced.get(), 1)
+                         : nullptr;
+    if (args == nullptr || !PyTuple_Check(args) || PyTuple_GET_SIZE(args) != 2 ||
+        !PyDict_Check(PyTuple_GET_ITEM(args, 1))) {
+        return m_hooks.box_reference(value);
+    }
+    json extras = json::array();
+    Py_ssize_t pos = 0;
+    PyObject *name, *field;
+    while (PyDict_Next(PyTuple_GET_ITEM(args, 1), &pos, &name, &field)) {
+        extras.push_back(encode_at(name, depth + 1));
+        extras.push_back(encode_at(field, depth + 1));
+    }
+    return json{{"$q", qualified_name(Py_TYPE(value))},
+                {"v", encode_items(PyTuple_GET_ITEM(args, 0), depth)},
+                {"x", {{"$d", std::move(extras)}}}};
+}
+
+json encoder::encode_at(PyObject* value, int depth) {
+    if (value == Py_None) return nullptr;
+    if (PyBool_Check(value)) return value == Py_True;
+    if (PyLong_Check(value)) {
+        int overflow = 0;
+        const long long small = PyLong_AsLongLongAndOverflow(value, &overflow);
+        if (overflow == 0) {
+            if (small == -1 && PyErr_Occurred()) throw python_error();
+            return small;
+        }
+        // int's own repr: an IntEnum's str() would give its name.
+        py_ref text = py_ref::checked(PyLong_Type.tp_repr(value));
+        return json{{"$i", str_or(text.get(), "0")}};
+    }
+    if (PyFloat_Check(value)) return PyFloat_AS_DOUBLE(value);
+    if (PyUnicode_Check(value)) {
+        Py_ssize_t size = 0;
+        const char* utf8 = PyUnicode_AsUTF8AndSize(value, &size);
+        if (utf8 == nullptr) throw python_error();
+        return std::string(utf8, static_cast<std::size_t>(size));
+    }
+    if (PyBytes_Check(value)) return encode_bytes(value);
+    if (PyByteArray_CheckExact(value)) {
+        py_ref copy = py_ref::checked(PyBytes_FromStringAndSize(PyByteArray_AS_STRING(value),
+                                                                PyByteArray_GET_SIZE(value)));
+        return json{{"$ba", encode_bytes(copy.get())}};
+    }
+    if (PyComplex_CheckExact(value)) {
+        return json{{"$c", {PyComplex_RealAsDouble(value), PyComplex_ImagAsDouble(value)}}};
+    }
+    if (depth >= max_value_depth) return m_hooks.box_reference(value);
+    if (PyTuple_CheckExact(value)) return json{{"$t", encode_items(value, depth)}};
+    if (is_struct_sequence(value)) return encode_struct_sequence(value, depth);
+    if (PyList_CheckExact(value) && is_plain_at(value, depth)) return encode_items(value, depth);
+    if (PyDict_CheckExact(value) && is_plain_at(value, depth)) {
+        json items = json::array();
+        Py_ssize_t pos = 0;
+        PyObject *key, *item;
+        while (PyDict_Next(value, &pos, &key, &item)) {
+            items.push_back(encode_at(key, depth + 1));
+            items.push_back(encode_at(item, depth + 1));
+        }
+        return json{{"$d", std::move(items)}};
+    }
+    if (PyAnySet_CheckExact(value) && is_plain_at(value, depth)) {
+        return json{{PyFrozenSet_CheckExact(value) ? "$fs" : "$s", encode_items(value, depth)}};
+    }
+    return m_hooks.box_reference(value);
+}
+
+// ---------------------------------------------------------------------------------------------
+// decoder
+
+decoder::decoder(box_hooks& hooks, const std::vector<zmq::message_t>& frames)
+    : m_hooks(hooks), m_frames(frames) {
+    drain_deferred_decrefs();
+}
+
+py_ref decoder::decode(const json& value) { return decode_at(value, 0); }
+
+py_ref decoder::decode_at(const json& value, int depth) {
+    if (depth > max_value_depth) bad_value("value nests deeper than " + std::to_string(max_value_depth) + " levels");
+    switch (value.type()) {
+        case json::value_t::null:
+            return py_ref::borrow(Py_None);
+        case json::value_t::boolean:
+            return py_ref::borrow(value.get<bool>() ? Py_True : Py_False);
+        case json::value_t::number_integer:
+            return py_ref::checked(PyLong_FromLongLong(value.get<std::int64_t>()));
+        case json::value_t::number_unsigned:
+            return py_ref::checked(PyLong_FromUnsignedLongLong(value.get<std::uint64_t>()));
+        case json::value_t::number_float:
+            return py_ref::checked(PyFloat_FromDouble(value.get<double>()));
+        case json::value_t::string: {
+            const auto& text = value.get_ref<const std::string&>();
+            return py_ref::checked(PyUnicode_DecodeUTF8(text.data(), static_cast<Py_ssize_t>(text.size()), "strict"));
+        }
+        case json::value_t::binary: {
+            const auto& bytes = value.get_binary();
+            return py_ref::checked(PyBytes_FromStringAndSize(reinterpret_cast<const char*>(bytes.data()),
+                                                             static_cast<Py_ssize_t>(bytes.size())));
+        }
+        case json::value_t::array: {
+            py_ref list = py_ref::checked(PyList_New(static_cast<Py_ssize_t>(value.size())));
+            Py_ssize_t i = 0;
+            for (const auto& item : value) {
+                PyList_SET_ITEM(list.get(), i++, decode_at(item, depth + 1).release());
+            }
+            return list;
+        }
+        case json::value_t::object:
+            return decode_tagged(value, depth);
+        default:
+            bad_value("unsupported CBOR value");
+    }
+}
+
+py_ref decoder::decode_frames(const json& spec) {
+    if (!spec.is_array() || spec.size() != 3 || !as_uint(spec[0]) || !as_uint(spec[1]) || !as_uint(spec[2])) {
+        bad_value("\"$F\" must be [first, count, total] of unsigned integers");
+    }
+    const auto first = *as_uint(spec[0]);
+    const auto count = *as_uint(spec[1]);
+    const auto total = *as_uint(spec[2]);
+    if (first > m_frames.size() || count > m_frames.size() - first) {
+        bad_value("\"$F\" names frames " + std::to_string(first) + ".." + std::to_string(first + count) +
+                  " but the message has " + std::to_string(m_frames.size()));
+    }
+    std::uint64_t sum = 0;
+    for (std::uint64_t i = first; i < first + count; ++i) sum += m_frames[i].size();
+    if (sum != total) bad_value("\"$F\" total " + std::to_string(total) + " does not match the frames' " + std::to_string(sum) + " bytes");
+    py_ref bytes = py_ref::checked(PyBytes_FromStringAndSize(nullptr, static_cast<Py_ssize_t>(total)));
+    char* out = PyBytes_AS_STRING(bytes.get());
+    for (std::uint64_t i = first; i < first + count; ++i) {
+        std::memcpy(out, m_frames[i].data(), m_frames[i].size());
+        out += m_frames[i].size();
+    }
+    return bytes;
+}
+
+py_ref decoder::decode_struct_sequence(const json& value, int depth) {
+    const json& name = value.at("$q");
+    if (!name.is_string() || !value.contains("v") || !value.contains("x")) {
+        bad_value("\"$q\" needs a type name, \"v\" and \"x\"");
+    }
+    py_ref fields = py_ref::checked(PySequence_Tuple(decode_at(tagged_array(value, "v"), depth + 1).get()));
+    py_ref extras = decode_at(value.at("x"), depth + 1);
+    if (!PyDict_Check(extras.get())) bad_value("\"x\" of \"$q\" must be a \"$d\" map");
+
+    // Find the type: the longest prefix that is a module, then attributes. If this side lacks it
+    // (another platform), the visible fields still arrive, as a tuple.
+    const auto& qualified = name.get_ref<const std::string&>();
+    py_ref type;
+    for (auto dot = qualified.rfind('.'); dot != std::string::npos && dot > 0;
+         dot = qualified.rfind('.', dot - 1)) {
+        py_ref module = py_ref::steal(PyImport_ImportModule(qualified.substr(0, dot).c_str()));
+        if (!module) {
+            PyErr_Clear();
+            continue;
+        }
+        py_ref found = std::move(module);
+        std::size_t start = dot + 1;
+        while (found && start <= qualified.size()) {
+            const auto end = std::min(qualified.find('.', start), qualified.size());
+            found = py_ref::steal(PyObject_GetAttrString(found.get(), qualified.substr(start, end - start).c_str()));
+            start = end + 1;
+        }
+        PyErr_Clear();
+        if (found && PyType_Check(found.get()) &&
+            PyType_IsSubtype(reinterpret_cast<PyTypeObject*>(found.get()), &PyTuple_Type) &&
+            PyObject_HasAttrString(found.get(), "n_sequence_fields")) {
+            type = std::move(found);
+        }
+        break;
+    }
+    if (!type) return fields;
+    return py_ref::checked(PyObject_CallFunctionObjArgs(type.get(), fields.get(), extras.get(), nullptr));
+}
+
+py_ref decoder::decode_tagged(const json& value, int depth) {
+    if (value.contains("$r")) return m_hooks.unbox_reference(value);
+    if (value.contains("$q")) return decode_struct_sequence(value, depth);
+    if (value.size() != 1) bad_value("a tagged value must have exactly one key");
+    const auto entry = value.begin();
+    const std::string& tag = entry.key();
+    const json& inner = entry.value();
+    if (tag == "$i") {
+        if (!inner.is_string() || !is_decimal(inner.get_ref<const std::string&>())) {
+            bad_value("\"$i\" must hold a decimal integer text");
+        }
+        return py_ref::checked(PyLong_FromString(inner.get_ref<const std::string&>().c_str(), nullptr, 10));
+    }
+    if (tag == "$F") return decode_frames(inner);
+    if (tag == "$ba") {
+        py_ref bytes = decode_at(inner, depth + 1);
+        if (!PyBytes_Check(bytes.get())) bad_value("\"$ba\" must hold bytes");
+        return py_ref::checked(PyByteArray_FromObject(bytes.get()));
+    }
+    if (tag == "$c") {
+        if (!inner.is_array() || inner.size() != 2 || !inner[0].is_number() || !inner[1].is_number()) {
+            bad_value("\"$c\" must be [real, imag]");
+        }
+        return py_ref::checked(PyComplex_FromDoubles(inner[0].get<double>(), inner[1].get<double>()));
+    }
+    if (tag == "$t") {
+        const json& items = tagged_array(value, "$t");
+        py_ref tuple = py_ref::checked(PyTuple_New(static_cast<Py_ssize_t>(items.size())));
+        Py_ssize_t i = 0;
+        for (const auto& item : items) PyTuple_SET_ITEM(tuple.get(), i++, decode_at(item, depth + 1).release());
+        return tuple;
+    }
+    if (tag == "$d") {
+        const json& items = tagged_array(value, "$d");
+        if (items.size() % 2 != 0) bad_value("\"$d\" must hold key, value pairs");
+        py_ref dict = py_ref::checked(PyDict_New());
+        for (std::size_t i = 0; i < items.size(); i += 2) {
+            py_ref key = decode_at(items[i], depth + 1);
+            py_ref item = decode_at(items[i + 1], depth + 1);
+            if (PyDict_SetItem(dict.get(), key.get(), item.get()) < 0) throw python_error();
+        }
+        return dict;
+    }
+    if (tag == "$s" || tag == "$fs") {
+        py_ref set = py_ref::checked(tag == "$s" ? PySet_New(nullptr) : PyFrozenSet_New(nullptr));
+        for (const auto& item : tagged_array(value, tag.c_str())) {
+            py_ref element = decode_at(item, depth + 1);
+            if (PySet_Add(set.get(), element.get()) < 0) throw python_error();
+        }
+        return set;
+    }
+    bad_value("unknown tagged value \"" + tag + "\"");
+}
+
+// ---------------------------------------------------------------------------------------------
+
+json describe_exception(const python_error& e, box_hooks& hooks) {
+    PyObject* value = e.value();
+    json error = {{"type", qualified_name(reinterpret_cast<PyTypeObject*>(e.type()))},
+                  {"msg", str_or(value, "")},
+                  {"args", json::array()},
+                  {"errno", nullptr},
+                  {"strerror", nullptr},
+                  {"filename", nullptr},
+                  {"filename2", nullptr},
+                  {"tb", nullptr}};
+    auto encode_or_repr = [&](PyObject* obj) -> json {
+        encoder values(hooks);
+        try {
+            json boxed = values.encode(obj);
+            if (values.take_frames().empty()) return boxed;
+        } catch (const python_error&) {
+        }
+        py_ref text = py_ref::steal(PyObject_Repr(obj));
+        PyErr_Clear();
+        return str_or(text.get(), "<unrepresentable>");
+    };
+    if (value != nullptr) {
+        py_ref args = py_ref::steal(PyObject_GetAttrString(value, "args"));
+        if (args && PyTuple_Check(args.get())) {
+            for (Py_ssize_t i = 0; i < PyTuple_GET_SIZE(args.get()); ++i) {
+                error["args"].push_back(encode_or_repr(PyTuple_GET_ITEM(args.get(), i)));
+            }
+        }
+        PyErr_Clear();
+        if (PyObject_TypeCheck(value, reinterpret_cast<PyTypeObject*>(PyExc_OSError))) {
+            for (const char* name : {"errno", "strerror", "filename", "filename2"}) {
+                py_ref attribute = py_ref::steal(PyObject_GetAttrString(value, name));
+                if (attribute && attribute.get() != Py_None) error[name] = encode_or_repr(attribute.get());
+                PyErr_Clear();
+            }
+        }
+    }
+    py_ref traceback_module = py_ref::steal(PyImport_ImportModule("traceback"));
+    if (traceback_module) {
+        py_ref lines = py_ref::steal(PyObject_CallMethod(traceback_module.get(), "format_exception", "OOO",
+                                                         e.type(), value ? value : Py_None,
+                                                         e.traceback() ? e.traceback() : Py_None));
+        if (lines) {
+            py_ref empty = py_ref::steal(PyUnicode_FromString(""));
+            py_ref text = py_ref::steal(PyUnicode_Join(empty.get(), lines.get()));
+            if (text) error["tb"] = str_or(text.get(), "");
+        }
+    }
+    PyErr_Clear();
+    return error;
+}
+
+}  // namespace splitcore

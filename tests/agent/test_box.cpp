@@ -1,0 +1,268 @@
+#include <gtest/gtest.h>
+
+#include <functional>
+#include <string>
+#include <vector>
+
+#include "splitcore/box.hpp"
+
+using splitcore::json;
+using splitcore::py_ref;
+
+namespace {
+
+// References as one side of a real session keeps them: a table of objects, "$r" is the index.
+struct table_hooks : splitcore::box_hooks {
+    std::vector<py_ref> objects;
+    json box_reference(PyObject* obj) override {
+        objects.push_back(py_ref::borrow(obj));
+        return json{{"$r", objects.size() - 1}, {"t", splitcore::qualified_name(Py_TYPE(obj))},
+                    {"cl", PyCallable_Check(obj) != 0}};
+    }
+    py_ref unbox_reference(const json& ref) override {
+        const json& oid = ref.at("$r");
+        if (!oid.is_number_unsigned() || oid.get<std::size_t>() >= objects.size()) {
+            throw splitcore::protocol_error("bad_object", "no object " + oid.dump());
+        }
+        return py_ref::borrow(objects[oid.get<std::size_t>()].get());
+    }
+};
+
+py_ref eval(const std::string& expression) {
+    py_ref globals = py_ref::checked(PyDict_New());
+    PyDict_SetItemString(globals.get(), "__builtins__", PyEval_GetBuiltins());
+    py_ref code = py_ref::checked(PyRun_String(
+        ("import os, time, enum, fractions\n__result = " + expression).c_str(), Py_file_input, globals.get(),
+        globals.get()));
+    return py_ref::borrow(PyDict_GetItemString(globals.get(), "__result"));
+}
+
+struct box_test : ::testing::Test {
+    PyGILState_STATE gil{};
+    table_hooks hooks;
+    void SetUp() override { gil = PyGILState_Ensure(); }
+    void TearDown() override {
+        hooks.objects.clear();
+        splitcore::drain_deferred_decrefs();
+        PyGILState_Release(gil);
+    }
+
+    struct crossed {
+        json value;
+        std::size_t frames;
+        py_ref back;
+    };
+    crossed cross(PyObject* obj, std::size_t frame_size = 1 << 20) {
+        splitcore::encoder out(hooks, frame_size);
+        json value = out.encode(obj);
+        // The CBOR really crosses: encode and parse the header as the wire does.
+        json header = splitcore::decode_header(splitcore::encode_header(json{{"v", value}}));
+        auto frames = out.take_frames();
+        splitcore::decoder in(hooks, frames);
+        py_ref back = in.decode(header["v"]);
+        return crossed{value, frames.size(), std::move(back)};
+    }
+    void expect_round_trip(const std::string& expression) {
+        py_ref original = eval(expression);
+        crossed result = cross(original.get());
+        ASSERT_TRUE(result.back) << expression;
+        EXPECT_EQ(Py_TYPE(result.back.get()), Py_TYPE(original.get())) << expression;
+        EXPECT_EQ(PyObject_RichCompareBool(result.back.get(), original.get(), Py_EQ), 1)
+            << expression << " came back as " << splitcore::str_or(result.back.get(), "?");
+    }
+    std::string decode_error(const json& value, std::vector<zmq::message_t> frames = {}) {
+        splitcore::decoder in(hooks, frames);
+        try {
+            (void)in.decode(value);
+        } catch (const splitcore::protocol_error& e) {
+            return e.what();
+        } catch (const splitcore::python_error& e) {
+            return e.what();
+        }
+        return "no error";
+    }
+};
+
+}  // namespace
+
+TEST_F(box_test, plain_scalars_round_trip_with_their_type) {
+    for (const char* expression :
+         {"None", "True", "False", "0", "-5", "2**63 - 1", "-2**63", "2**64", "-(10**40)", "1.5",
+          "float('inf')", "''", "'grüße ✓'", "b''", "b'\\x00\\xff'", "bytearray(b'xy')", "complex(1, -2)"}) {
+        expect_round_trip(expression);
+    }
+}
+
+TEST_F(box_test, scalars_use_the_cbor_of_the_spec_table) {
+    EXPECT_EQ(cross(eval("None").get()).value, nullptr);
+    EXPECT_EQ(cross(eval("7").get()).value, 7);
+    EXPECT_EQ(cross(eval("'s'").get()).value, "s");
+    EXPECT_EQ(cross(eval("2**70").get()).value, (json{{"$i", "1180591620717411303424"}}));
+    EXPECT_EQ(cross(eval("1j").get()).value, (json{{"$c", {0.0, 1.0}}}));
+    EXPECT_TRUE(cross(eval("b'ab'").get()).value.is_binary());
+    EXPECT_EQ(cross(eval("(1, 'a')").get()).value, (json{{"$t", {1, "a"}}}));
+    EXPECT_EQ(cross(eval("{'k': 1}").get()).value, (json{{"$d", {"k", 1}}}));
+    EXPECT_EQ(cross(eval("[1, [2]]").get()).value, (json{1, {2}}));
+}
+
+TEST_F(box_test, containers_of_plain_data_round_trip_by_value) {
+    for (const char* expression :
+         {"[]", "[1, 'a', None, [2.5, b'x']]", "()", "(1, (2, (3,)))", "{}",
+          "{'a': 1, 2: [3], (1, 2): {'x': None}}", "set()", "{1, 'two', (3,)}", "frozenset({1, 2})",
+          "[{'deep': [({1: frozenset({b'z'})},)]}]"}) {
+        expect_round_trip(expression);
+    }
+}
+
+TEST_F(box_test, struct_sequences_are_rebuilt_as_their_type_with_extra_fields) {
+    py_ref original = eval("os.stat('/')");
+    crossed result = cross(original.get());
+    EXPECT_EQ(result.value["$q"], "os.stat_result");
+    EXPECT_EQ(result.value["v"].size(), 10u);
+    EXPECT_EQ(Py_TYPE(result.back.get()), Py_TYPE(original.get()));
+    py_ref mtime_ns = py_ref::checked(PyObject_GetAttrString(result.back.get(), "st_mtime_ns"));
+    py_ref original_mtime_ns = py_ref::checked(PyObject_GetAttrString(original.get(), "st_mtime_ns"));
+    EXPECT_EQ(PyObject_RichCompareBool(mtime_ns.get(), original_mtime_ns.get(), Py_EQ), 1);
+    expect_round_trip("time.gmtime(0)");
+}
+
+TEST_F(box_test, an_unknown_struct_sequence_type_arrives_as_its_visible_fields) {
+    splitcore::decoder in(hooks, {});
+    py_ref value = in.decode(json{{"$q", "nosuchmodule.nosuch_result"}, {"v", {1, 2}}, {"x", {{"$d", json::array()}}}});
+    EXPECT_TRUE(PyTuple_CheckExact(value.get()));
+    EXPECT_EQ(PyTuple_GET_SIZE(value.get()), 2);
+}
+
+TEST_F(box_test, int_and_str_subclasses_cross_as_their_base_value) {
+    py_ref flag = eval("enum.IntFlag('F', 'A B')(3)");
+    crossed result = cross(flag.get());
+    EXPECT_EQ(result.value, 3);
+    EXPECT_TRUE(PyLong_CheckExact(result.back.get()));
+    py_ref text = eval("type('S', (str,), {})('hi')");
+    EXPECT_EQ(cross(text.get()).value, "hi");
+}
+
+TEST_F(box_test, everything_else_crosses_by_reference_and_comes_back_as_the_same_object) {
+    py_ref fraction = eval("fractions.Fraction(1, 3)");
+    crossed result = cross(fraction.get());
+    EXPECT_EQ(result.value["t"], "fractions.Fraction");
+    EXPECT_EQ(result.value["cl"], false);
+    EXPECT_EQ(result.back.get(), fraction.get());
+    py_ref function = eval("len");
+    EXPECT_EQ(cross(function.get()).value["cl"], true);
+}
+
+TEST_F(box_test, a_list_holding_a_reference_goes_by_reference_but_a_tuple_boxes_each_element) {
+    py_ref list = eval("[1, fractions.Fraction(1, 3)]");
+    crossed as_list = cross(list.get());
+    EXPECT_TRUE(as_list.value.contains("$r"));
+    EXPECT_EQ(as_list.back.get(), list.get());
+    py_ref tuple = eval("(1, fractions.Fraction(1, 3))");
+    crossed as_tuple = cross(tuple.get());
+    EXPECT_EQ(as_tuple.value["$t"][0], 1);
+    EXPECT_TRUE(as_tuple.value["$t"][1].contains("$r"));
+    EXPECT_EQ(PyTuple_GET_ITEM(as_tuple.back.get(), 1), PyTuple_GET_ITEM(tuple.get(), 1));
+    py_ref dict = eval("{'f': fractions.Fraction(1, 3)}");
+    EXPECT_TRUE(cross(dict.get()).value.contains("$r"));
+}
+
+TEST_F(box_test, a_self_containing_list_goes_by_reference) {
+    py_ref list = eval("(lambda l: (l.append(l), l)[1])([])");
+    crossed result = cross(list.get());
+    EXPECT_TRUE(result.value.contains("$r"));
+}
+
+TEST_F(box_test, large_bytes_travel_as_raw_frames_outside_the_cbor) {
+    py_ref small = eval("b'x' * (64 * 1024 - 1)");
+    EXPECT_EQ(cross(small.get()).frames, 0u);
+    py_ref large = eval("bytes(range(256)) * 10000");  // 2 560 000 bytes
+    crossed result = cross(large.get(), 1 << 20);
+    EXPECT_EQ(result.frames, 3u);
+    EXPECT_EQ(result.value, (json{{"$F", {0, 3, 2560000}}}));
+    EXPECT_EQ(PyObject_RichCompareBool(result.back.get(), large.get(), Py_EQ), 1);
+    py_ref two = eval("(b'a' * 100000, bytearray(b'b' * 70000))");
+    crossed pair = cross(two.get(), 65536);
+    EXPECT_EQ(pair.frames, 4u);
+    EXPECT_EQ(pair.value["$t"][1], (json{{"$ba", {{"$F", {2, 2, 70000}}}}}));
+    EXPECT_EQ(PyObject_RichCompareBool(pair.back.get(), two.get(), Py_EQ), 1);
+}
+
+TEST_F(box_test, frames_keep_the_bytes_alive_until_libzmq_is_done_with_them) {
+    py_ref large = eval("b'q' * 300000");
+    const Py_ssize_t before = Py_REFCNT(large.get());
+    {
+        splitcore::encoder out(hooks, 100000);
+        (void)out.encode(large.get());
+        auto frames = out.take_frames();
+        EXPECT_EQ(Py_REFCNT(large.get()), before + 3);
+    }
+    splitcore::drain_deferred_decrefs();
+    EXPECT_EQ(Py_REFCNT(large.get()), before);
+}
+
+TEST_F(box_test, malformed_values_are_refused_with_a_clear_error) {
+    EXPECT_EQ(decode_error(json{{"$zz", 1}}), "[splitbrain.bad_request] unknown tagged value \"$zz\"");
+    EXPECT_NE(decode_error(json{{"$i", "12a"}}).find("[splitbrain.bad_request]"), std::string::npos);
+    EXPECT_NE(decode_error(json{{"$F", {0, 1, 5}}}).find("[splitbrain.bad_request]"), std::string::npos);
+    std::vector<zmq::message_t> frames;
+    frames.emplace_back(std::string("abc"));
+    EXPECT_NE(decode_error(json{{"$F", {0, 1, 4}}}, std::move(frames)).find("does not match"), std::string::npos);
+    EXPECT_NE(decode_error(json{{"$F", {json::number_unsigned_t(-1), 2, 0}}}).find("[splitbrain.bad_request]"),
+              std::string::npos);
+    EXPECT_NE(decode_error(json{{"$d", {1}}}).find("pairs"), std::string::npos);
+    EXPECT_NE(decode_error(json{{"$d", {json::array(), 1}}}).find("TypeError"), std::string::npos);
+    EXPECT_NE(decode_error(json{{"$c", {"a", 1}}}).find("[splitbrain.bad_request]"), std::string::npos);
+    EXPECT_NE(decode_error(json{{"$r", 99}}).find("[splitbrain.bad_object]"), std::string::npos);
+    EXPECT_NE(decode_error(json{{"$t", 5}}).find("[splitbrain.bad_request]"), std::string::npos);
+    EXPECT_NE(decode_error(json{{"$q", "os.stat_result"}, {"v", 3}, {"x", 1}}).find("[splitbrain.bad_request]"),
+              std::string::npos);
+    EXPECT_NE(decode_error(json{{"a", 1}, {"b", 2}}).find("[splitbrain.bad_request]"), std::string::npos);
+    EXPECT_NE(decode_error(json(std::string("\xff\xfe"))).find("UnicodeDecodeError"), std::string::npos);
+    json deep = 1;
+    for (int i = 0; i < 300; ++i) deep = json::array({deep});
+    EXPECT_NE(decode_error(deep).find("deeper"), std::string::npos);
+}
+
+TEST_F(box_test, exceptions_are_described_with_errno_filename_and_traceback) {
+    PyRun_SimpleString("def _open_missing():\n    open('/no/such/file')\n");
+    py_ref main = py_ref::borrow(PyImport_AddModule("__main__"));
+    py_ref function = py_ref::checked(PyObject_GetAttrString(main.get(), "_open_missing"));
+    ASSERT_EQ(PyObject_CallNoArgs(function.get()), nullptr);
+    splitcore::python_error error;
+    EXPECT_TRUE(error.matches(PyExc_FileNotFoundError));
+    const json described = splitcore::describe_exception(error, hooks);
+    EXPECT_EQ(described["type"], "builtins.FileNotFoundError");
+    EXPECT_EQ(described["errno"], 2);
+    EXPECT_EQ(described["strerror"], "No such file or directory");
+    EXPECT_EQ(described["filename"], "/no/such/file");
+    EXPECT_EQ(described["filename2"], nullptr);
+    EXPECT_EQ(described["args"], (json{2, "No such file or directory"}));
+    EXPECT_NE(described["tb"].get<std::string>().find("_open_missing"), std::string::npos);
+    EXPECT_EQ(described["msg"], "[Errno 2] No such file or directory: '/no/such/file'");
+}
+
+TEST_F(box_test, a_python_error_restores_as_the_same_exception) {
+    splitcore::python_error error = splitcore::python_error::make(PyExc_ValueError, "bad value");
+    EXPECT_FALSE(PyErr_Occurred());
+    EXPECT_STREQ(error.what(), "builtins.ValueError: bad value");
+    error.restore();
+    ASSERT_TRUE(PyErr_ExceptionMatches(PyExc_ValueError));
+    PyErr_Clear();
+}
+
+TEST_F(box_test, py_ref_owns_exactly_one_reference) {
+    PyObject* raw = PyList_New(0);
+    {
+        py_ref owner = py_ref::steal(raw);
+        py_ref second = py_ref::borrow(raw);
+        EXPECT_EQ(Py_REFCNT(raw), 2);
+        py_ref moved = std::move(second);
+        EXPECT_FALSE(second);
+        EXPECT_EQ(Py_REFCNT(raw), 2);
+        moved.reset();
+        EXPECT_EQ(Py_REFCNT(raw), 1);
+        PyObject* released = owner.release();
+        EXPECT_EQ(released, raw);
+        owner = py_ref::steal(released);
+    }
+}
