@@ -70,6 +70,8 @@ def print_report(figs: dict[str, Figure]):
         ("raw zmq + CURVE round trip", "raw_curve.rtt"),
         ("agent os.getcwd() via C++ channel", "agent.rtt"),
         ("agent ping via C++ channel (supervisor only)", "agent.ping"),
+        ("agent --insecure os.getcwd()", "agent_insecure.rtt"),
+        ("agent --insecure ping", "agent_insecure.ping"),
         ("rpyc conn.modules.os.getcwd()", "rpyc.rtt"),
         ("raw zmq read 1 × 64 MiB message", "raw.read_1x64MiB"),
         ("raw zmq read 64 × 1 MiB frames", "raw.read_64x1MiB"),
@@ -81,6 +83,8 @@ def print_report(figs: dict[str, Figure]):
         ("raw zmq + CURVE write 64 × 1 MiB", "raw_curve.write_64x1MiB"),
         ("agent remote file read() 64 MiB", "agent.read_64MiB"),
         ("agent remote file write() 64 MiB", "agent.write_64MiB"),
+        ("agent --insecure remote file read() 64 MiB", "agent_insecure.read_64MiB"),
+        ("agent --insecure remote file write() 64 MiB", "agent_insecure.write_64MiB"),
         ("rpyc remote file read() 64 MiB", "rpyc.read_64MiB"),
         ("rpyc remote file write() 64 MiB", "rpyc.write_64MiB"),
     ]
@@ -113,12 +117,15 @@ def print_report(figs: dict[str, Figure]):
 
     latency("agent.rtt", "raw.rtt", 1.5)
     latency("agent.rtt", "raw_curve.rtt")
+    latency("agent_insecure.rtt", "raw.rtt", 1.5)
+    latency("agent.ping", "raw_curve.rtt")
     latency("rpyc.rtt", "raw.rtt")
     latency("agent.rtt", "rpyc.rtt")
     for op in ("read", "write"):
         throughput(f"agent.{op}_64MiB", f"raw.{op}_64x1MiB", 0.5)
         throughput(f"agent.{op}_64MiB", f"raw.{op}_1x64MiB", 0.5)
         throughput(f"agent.{op}_64MiB", f"raw_curve.{op}_64x1MiB")
+        throughput(f"agent_insecure.{op}_64MiB", f"raw.{op}_64x1MiB", 0.5)
         throughput(f"rpyc.{op}_64MiB", f"raw.{op}_64x1MiB")
         throughput(f"agent.{op}_64MiB", f"rpyc.{op}_64MiB")
 
@@ -150,8 +157,23 @@ def main():
 
 
 def bench_agent(scratch: pathlib.Path, smoke: bool) -> dict[str, Figure]:
-    print("agent: not wired yet", file=sys.stderr)
-    return {}
+    """The agent with CURVE (as deployed) and --insecure (to see what encryption costs)."""
+    if not benchkit.agent_exe().exists():
+        print(f"agent: {benchkit.agent_exe()} is not built; skipped", file=sys.stderr)
+        return {}
+    src = benchkit.bulk_file(scratch, BULK)
+    figs: dict[str, Figure] = {}
+    for label, insecure in (("agent", False), ("agent_insecure", True)):
+        with benchkit.Agent(scratch / label, insecure=insecure) as agent:
+            args = ["agent", "--address", agent.address, "--label", label,
+                    "--read", str(src), "--write", str(scratch / f"{label}-write")]
+            if agent.public_key:
+                args += ["--server-key", agent.public_key, "--client-keys", str(agent.client_keys)]
+            try:
+                figs.update(run_cpp(args + (["--smoke"] if smoke else [])))
+            except subprocess.CalledProcessError as e:
+                print(f"{label}: splitbrain-bench-wire failed (exit {e.returncode})", file=sys.stderr)
+    return figs
 
 
 if __name__ == "__main__":

@@ -213,3 +213,58 @@ def print_json_figures(figures: list[Figure], stream=sys.stdout):
         stream.write(json.dumps({"name": f.name, "median_s": f.median, "p10_s": f.quantile(0.1),
                                  "p90_s": f.quantile(0.9), "n": f.n, "bytes": f.nbytes,
                                  "round_trips": f.round_trips}) + "\n")
+
+
+class Agent:
+    """A loopback `splitbrain-agent serve` with fresh keys: the agent's in `keys/`, the client's in
+    `client/` (same layout), the client's public key authorized; read back from its connection file."""
+
+    def __init__(self, workdir: pathlib.Path, insecure: bool = False, timeout: float = 30):
+        exe = str(agent_exe())
+        workdir.mkdir(parents=True, exist_ok=True)
+        self.keys, self.client_keys = workdir / "keys", workdir / "client"
+        for d in (self.keys, self.client_keys):
+            if not (d / "agent.key").exists():
+                subprocess.run([exe, "keygen", str(d)], check=True, stdout=subprocess.DEVNULL, timeout=30)
+        authorized = workdir / "authorized_keys"
+        authorized.write_text((self.client_keys / "agent.pub").read_text())
+        self.connection_file = workdir / "connection.json"
+        self.connection_file.unlink(missing_ok=True)
+        venv = os.environ.get("SPLITBRAIN_VENV", str(ROOT / ".venv"))
+        cmd = [exe, "serve", "--listen", "tcp://127.0.0.1:*", "--key", str(self.keys),
+               "--authorized-keys", str(authorized), "--connection-file", str(self.connection_file),
+               "--python", venv]
+        if insecure:
+            cmd.append("--insecure")
+        self.log = open(workdir / "agent.log", "wb")
+        self.proc = subprocess.Popen(cmd, stdout=self.log, stderr=subprocess.STDOUT)
+        deadline = time.monotonic() + timeout
+        info = None
+        while time.monotonic() < deadline and self.proc.poll() is None:
+            try:
+                info = json.loads(self.connection_file.read_text())
+                break
+            except (FileNotFoundError, ValueError):
+                time.sleep(0.02)
+        if info is None:
+            self.close()
+            log = (workdir / "agent.log").read_text(errors="replace")[-2000:]
+            raise RuntimeError(f"splitbrain-agent wrote no connection file within {timeout:g} s:\n{log}")
+        self.address = info["address"]
+        self.public_key = info.get("public_key")
+
+    def close(self):
+        if self.proc.poll() is None:
+            self.proc.send_signal(signal.SIGTERM)
+            try:
+                self.proc.wait(10)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+                self.proc.wait()
+        self.log.close()
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc):
+        self.close()
