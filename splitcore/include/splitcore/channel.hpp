@@ -1,0 +1,116 @@
+// The client end of the wire: one DEALER socket to one agent, shared by every thread that talks to
+// that agent. No helper thread sits between a caller and the socket: the caller that waits for a
+// reply reads the socket itself and hands replies meant for other callers over to them, so an
+// uncontended request costs exactly one round trip and no extra wake-up.
+#pragma once
+
+#include <chrono>
+#include <condition_variable>
+#include <cstdint>
+#include <deque>
+#include <mutex>
+#include <optional>
+#include <stdexcept>
+#include <string>
+#include <thread>
+#include <unordered_map>
+#include <vector>
+
+#include <nlohmann/json.hpp>
+#include <zmq.hpp>
+
+#include "splitcore/protocol.hpp"
+
+namespace splitcore {
+
+using channel_clock = std::chrono::steady_clock;
+
+struct channel_options {
+    std::string name;                       // how messages name the agent: "linux-box"
+    std::string address;                    // "tcp://10.0.0.7:7780"
+    std::optional<std::string> server_key;  // the agent's Z85 public key; empty: plain text (loopback only)
+    std::string public_key;                 // the client's Z85 key pair, used with server_key
+    std::string secret_key;
+    std::string session;                    // 16 raw bytes, the routing id: a reconnect keeps the session
+    std::chrono::milliseconds liveness{5000};    // silence while waiting that counts as a dead agent
+    std::chrono::milliseconds ping_after{1000};  // silence while waiting before we ask "are you there?"
+    std::chrono::milliseconds keepalive{5000};   // ping this often while idle, so the session is kept
+};
+
+// The agent said nothing for the liveness timeout: "[splitbrain.agent_unreachable] NAME (ADDRESS) ...".
+class unreachable_error : public std::runtime_error {
+public:
+    using std::runtime_error::runtime_error;
+};
+
+class channel {
+public:
+    explicit channel(channel_options options);
+    ~channel();
+    channel(const channel&) = delete;
+    channel& operator=(const channel&) = delete;
+
+    // Gives the header a fresh "id", sends it and returns the id; its reply is kept for wait().
+    [[nodiscard]] std::uint64_t send(nlohmann::json header, std::vector<zmq::message_t> frames = {});
+
+    // Sends without expecting anybody to wait: the reply (release, cancel) is dropped on arrival.
+    std::uint64_t post(nlohmann::json header, std::vector<zmq::message_t> frames = {});
+
+    // Waits for the reply to `id` until `until`. Returns early, without a reply, when output events
+    // arrived: they are appended to `events` in arrival order. Throws unreachable_error after the
+    // liveness timeout of silence; the id is then forgotten.
+    [[nodiscard]] std::optional<message> wait(std::uint64_t id, channel_clock::time_point until,
+                                                   std::vector<message>& events);
+
+    // Asks the agent to interrupt request `id` (KeyboardInterrupt there). Its reply still comes.
+    void cancel(std::uint64_t id);
+
+    // Forgets `id`: its reply, whenever it comes, is dropped.
+    void abandon(std::uint64_t id);
+
+    // Every id someone is waiting for (for "cancel everything").
+    [[nodiscard]] std::vector<std::uint64_t> pending() const;
+
+    // Takes the output events that arrived while nobody was waiting.
+    [[nodiscard]] std::vector<message> take_events();
+
+    void close();
+
+    [[nodiscard]] const channel_options& options() const noexcept { return m_options; }
+
+private:
+    using time_point = channel_clock::time_point;
+
+    // All below is guarded by m_mutex. The socket is used only by the one thread that set
+    // m_socket_busy, and then without m_mutex held, so a slow poll never blocks bookkeeping.
+    void acquire_socket(std::unique_lock<std::mutex>& lock);
+    void release_socket(std::unique_lock<std::mutex>& lock);
+    void send_now(const nlohmann::json& header, std::vector<zmq::message_t>& frames);
+    void read_available(std::vector<message>& into);
+    void dispatch(std::vector<message>& arrived, time_point now);
+    void wake_reader();
+    void keepalive_loop();
+    [[noreturn]] void fail_unreachable(std::uint64_t id, std::chrono::milliseconds silent,
+                                       std::unique_lock<std::mutex>& lock);
+
+    channel_options m_options;
+    zmq::socket_t m_socket;
+    int m_wake_fd = -1;  // eventfd: a sender's nudge to the thread polling the socket
+
+    mutable std::mutex m_mutex;
+    std::condition_variable m_changed;
+    bool m_socket_busy = false;
+    int m_senders_waiting = 0;
+    bool m_closed = false;
+    std::uint64_t m_next_id = 1;
+    std::unordered_map<std::uint64_t, time_point> m_waiting;  // id → when it was sent
+    std::unordered_map<std::uint64_t, message> m_replies;
+    std::deque<message> m_events;
+    time_point m_last_heard;
+    time_point m_last_sent;
+    time_point m_last_ping;
+
+    std::thread m_keepalive;
+};
+
+}  // namespace splitcore

@@ -1,0 +1,22 @@
+// What the parts of splitbrain._core share: the exception types and the types' set-up functions.
+#pragma once
+
+#include <Python.h>
+
+namespace splitbrain_core {
+
+// splitbrain._core exception types, created at module init (new references held for ever).
+extern PyObject* agent_unreachable_error;  // ConnectionError subclass
+extern PyObject* slave_closed_error;       // ConnectionError subclass
+extern PyObject* protocol_error_type;      // Exception subclass
+
+// Sets a Python exception for whatever C++ exception is in flight; call inside catch (...).
+void set_python_error_from_current();
+
+// Adds the Connection type to the module; false with an exception set on failure.
+bool add_connection_type(PyObject* module);
+
+// Adds the routed module type and its functions to the module.
+bool add_routed_types(PyObject* module);
+
+}  // namespace splitbrain_core

@@ -1,0 +1,344 @@
+#include "splitcore/channel.hpp"
+
+#include <sys/eventfd.h>
+#include <unistd.h>
+
+#include <algorithm>
+#include <cmath>
+#include <cstdio>
+#include <iterator>
+#include <system_error>
+
+namespace splitcore {
+
+namespace {
+
+// One process-wide context, never terminated: zmq_ctx_term at exit would block on any socket a
+// daemon thread still holds, and the OS reclaims everything anyway.
+zmq::context_t& shared_context() {
+    static auto* context = new zmq::context_t(1);
+    return *context;
+}
+
+std::string seconds_text(std::chrono::milliseconds ms) {
+    char text[32];
+    if (ms.count() % 1000 == 0) {
+        std::snprintf(text, sizeof text, "%lld", static_cast<long long>(ms.count() / 1000));
+    } else {
+        std::snprintf(text, sizeof text, "%.1f", static_cast<double>(ms.count()) / 1000.0);
+    }
+    return text;
+}
+
+}  // namespace
+
+channel::channel(channel_options options)
+    : m_options(std::move(options)), m_socket(shared_context(), zmq::socket_type::dealer) {
+    m_socket.set(zmq::sockopt::linger, 0);
+    if (!m_options.session.empty()) {
+        m_socket.set(zmq::sockopt::routing_id, zmq::buffer(m_options.session));
+    }
+    m_socket.set(zmq::sockopt::reconnect_ivl, 100);
+    m_socket.set(zmq::sockopt::reconnect_ivl_max, 1000);
+    m_socket.set(zmq::sockopt::heartbeat_ivl, 1000);
+    m_socket.set(zmq::sockopt::heartbeat_timeout, static_cast<int>(m_options.liveness.count()));
+    m_socket.set(zmq::sockopt::heartbeat_ttl, static_cast<int>(m_options.liveness.count()));
+    if (m_options.server_key) {
+        m_socket.set(zmq::sockopt::curve_serverkey, *m_options.server_key);
+        m_socket.set(zmq::sockopt::curve_publickey, m_options.public_key);
+        m_socket.set(zmq::sockopt::curve_secretkey, m_options.secret_key);
+    }
+    m_socket.connect(m_options.address);
+
+    m_wake_fd = ::eventfd(0, EFD_NONBLOCK | EFD_CLOEXEC);
+    if (m_wake_fd < 0) {
+        throw std::system_error(errno, std::generic_category(), "eventfd");
+    }
+    const auto now = channel_clock::now();
+    m_last_heard = m_last_sent = m_last_ping = now;
+    if (m_options.keepalive.count() > 0) {
+        m_keepalive = std::thread([this] { keepalive_loop(); });
+    }
+}
+
+channel::~channel() {
+    close();
+    if (m_wake_fd >= 0) {
+        ::close(m_wake_fd);
+    }
+}
+
+void channel::close() {
+    std::unique_lock<std::mutex> lock(m_mutex);
+    if (m_closed) {
+        return;
+    }
+    m_closed = true;
+    m_changed.notify_all();
+    wake_reader();
+    lock.unlock();
+    if (m_keepalive.joinable()) {
+        m_keepalive.join();
+    }
+    lock.lock();
+    m_changed.wait(lock, [this] { return !m_socket_busy; });
+    m_socket.close();
+    m_waiting.clear();
+    m_replies.clear();
+    m_changed.notify_all();
+}
+
+void channel::wake_reader() {
+    const std::uint64_t one = 1;
+    [[maybe_unused]] auto written = ::write(m_wake_fd, &one, sizeof one);
+}
+
+void channel::acquire_socket(std::unique_lock<std::mutex>& lock) {
+    if (m_socket_busy) {
+        ++m_senders_waiting;
+        wake_reader();
+        m_changed.wait(lock, [this] { return !m_socket_busy || m_closed; });
+        --m_senders_waiting;
+    }
+    if (m_closed) {
+        throw std::runtime_error("[splitbrain.closed] the connection to " + m_options.name + " is closed");
+    }
+    m_socket_busy = true;
+}
+
+void channel::release_socket(std::unique_lock<std::mutex>&) {
+    m_socket_busy = false;
+    m_changed.notify_all();
+}
+
+void channel::send_now(const nlohmann::json& header, std::vector<zmq::message_t>& frames) {
+    send_message(m_socket, header, std::move(frames));
+}
+
+std::uint64_t channel::send(nlohmann::json header, std::vector<zmq::message_t> frames) {
+    std::unique_lock<std::mutex> lock(m_mutex);
+    const std::uint64_t id = m_next_id++;
+    header["id"] = id;
+    acquire_socket(lock);
+    const auto now = channel_clock::now();
+    m_waiting.emplace(id, now);
+    m_last_sent = now;
+    lock.unlock();
+    try {
+        send_now(header, frames);
+    } catch (...) {
+        lock.lock();
+        m_waiting.erase(id);
+        release_socket(lock);
+        throw;
+    }
+    lock.lock();
+    release_socket(lock);
+    return id;
+}
+
+std::uint64_t channel::post(nlohmann::json header, std::vector<zmq::message_t> frames) {
+    std::unique_lock<std::mutex> lock(m_mutex);
+    const std::uint64_t id = m_next_id++;
+    header["id"] = id;
+    acquire_socket(lock);
+    m_last_sent = channel_clock::now();
+    lock.unlock();
+    try {
+        send_now(header, frames);
+    } catch (...) {
+        lock.lock();
+        release_socket(lock);
+        throw;
+    }
+    lock.lock();
+    release_socket(lock);
+    return id;
+}
+
+void channel::cancel(std::uint64_t id) {
+    post({{"op", "cancel"}, {"target", id}});
+}
+
+void channel::abandon(std::uint64_t id) {
+    std::lock_guard<std::mutex> lock(m_mutex);
+    m_waiting.erase(id);
+    m_replies.erase(id);
+}
+
+std::vector<std::uint64_t> channel::pending() const {
+    std::lock_guard<std::mutex> lock(m_mutex);
+    std::vector<std::uint64_t> ids;
+    ids.reserve(m_waiting.size());
+    for (const auto& entry : m_waiting) {
+        ids.push_back(entry.first);
+    }
+    return ids;
+}
+
+std::vector<message> channel::take_events() {
+    std::lock_guard<std::mutex> lock(m_mutex);
+    std::vector<message> events(std::make_move_iterator(m_events.begin()),
+                                     std::make_move_iterator(m_events.end()));
+    m_events.clear();
+    return events;
+}
+
+void channel::read_available(std::vector<message>& into) {
+    while (auto parts = recv_parts(m_socket, zmq::recv_flags::dontwait)) {
+        message arrived;
+        try {
+            arrived.header = decode_header(parts->front());
+        } catch (const protocol_error&) {
+            continue;  // a malformed header cannot be answered (we are the client) nor attributed
+        }
+        arrived.frames.reserve(parts->size() - 1);
+        std::move(parts->begin() + 1, parts->end(), std::back_inserter(arrived.frames));
+        into.push_back(std::move(arrived));
+    }
+}
+
+void channel::dispatch(std::vector<message>& arrived, time_point now) {
+    constexpr std::size_t max_unclaimed_events = 100000;
+    for (auto& message : arrived) {
+        m_last_heard = now;
+        const auto& header = message.header;
+        if (header.contains("ev")) {
+            if (m_events.size() >= max_unclaimed_events) {
+                m_events.pop_front();
+            }
+            m_events.push_back(std::move(message));
+            continue;
+        }
+        auto id = header.find("id");
+        if (id == header.end() || !id->is_number_unsigned()) {
+            continue;
+        }
+        const auto key = id->get<std::uint64_t>();
+        if (m_waiting.count(key) != 0) {
+            m_replies.insert_or_assign(key, std::move(message));
+        }
+    }
+}
+
+void channel::fail_unreachable(std::uint64_t id, std::chrono::milliseconds silent,
+                               std::unique_lock<std::mutex>&) {
+    m_waiting.erase(id);
+    m_replies.erase(id);
+    (void)silent;
+    throw unreachable_error("[splitbrain.agent_unreachable] " + m_options.name + " (" + m_options.address +
+                            ") did not answer for " + seconds_text(m_options.liveness) +
+                            " s; is splitbrain-agent running there?");
+}
+
+std::optional<message> channel::wait(std::uint64_t id, channel_clock::time_point until,
+                                          std::vector<message>& events) {
+    using std::chrono::milliseconds;
+    std::unique_lock<std::mutex> lock(m_mutex);
+    for (;;) {
+        if (!m_events.empty()) {
+            for (auto& event : m_events) {
+                events.push_back(std::move(event));
+            }
+            m_events.clear();
+            return std::nullopt;
+        }
+        if (auto reply = m_replies.find(id); reply != m_replies.end()) {
+            message message = std::move(reply->second);
+            m_replies.erase(reply);
+            m_waiting.erase(id);
+            return message;
+        }
+        if (m_closed) {
+            throw std::runtime_error("[splitbrain.closed] the connection to " + m_options.name + " is closed");
+        }
+        auto waiting = m_waiting.find(id);
+        if (waiting == m_waiting.end()) {
+            throw std::invalid_argument("[splitbrain.bad_request] no request " + std::to_string(id) +
+                                        " is waiting for a reply");
+        }
+        auto now = channel_clock::now();
+        const auto silent_since = std::max(m_last_heard, waiting->second);
+        const auto give_up = silent_since + m_options.liveness;
+        if (now >= give_up) {
+            fail_unreachable(id, std::chrono::duration_cast<milliseconds>(now - silent_since), lock);
+        }
+        if (now >= until) {
+            return std::nullopt;
+        }
+        if (m_socket_busy || m_senders_waiting > 0) {
+            m_changed.wait_until(lock, std::min(until, give_up));
+            continue;
+        }
+
+        m_socket_busy = true;
+        std::optional<nlohmann::json> ping;
+        const auto ping_at = std::max(silent_since, m_last_ping) + m_options.ping_after;
+        if (now >= ping_at) {
+            ping = nlohmann::json{{"op", "ping"}, {"id", m_next_id++}};
+            m_last_ping = m_last_sent = now;
+        }
+        const auto wake_at = std::min({until, give_up, ping ? now + m_options.ping_after : ping_at});
+        lock.unlock();
+
+        std::vector<message> arrived;
+        try {
+            if (ping) {
+                std::vector<zmq::message_t> none;
+                send_now(*ping, none);
+            }
+            const auto timeout = std::chrono::duration_cast<milliseconds>(wake_at - now) + milliseconds(1);
+            zmq::pollitem_t items[] = {
+                {m_socket.handle(), 0, ZMQ_POLLIN, 0},
+                {nullptr, m_wake_fd, ZMQ_POLLIN, 0},
+            };
+            zmq::poll(items, 2, std::max(timeout, milliseconds(0)));
+            if (items[1].revents & ZMQ_POLLIN) {
+                std::uint64_t count;
+                [[maybe_unused]] auto got = ::read(m_wake_fd, &count, sizeof count);
+            }
+            if (items[0].revents & ZMQ_POLLIN) {
+                read_available(arrived);
+            }
+        } catch (...) {
+            lock.lock();
+            release_socket(lock);
+            throw;
+        }
+        lock.lock();
+        dispatch(arrived, channel_clock::now());
+        release_socket(lock);
+    }
+}
+
+void channel::keepalive_loop() {
+    std::unique_lock<std::mutex> lock(m_mutex);
+    while (!m_closed) {
+        m_changed.wait_for(lock, m_options.keepalive / 2);
+        if (m_closed) {
+            break;
+        }
+        const auto now = channel_clock::now();
+        if (m_socket_busy || m_senders_waiting > 0 || !m_waiting.empty() ||
+            now - m_last_sent < m_options.keepalive) {
+            continue;
+        }
+        m_socket_busy = true;
+        nlohmann::json ping{{"op", "ping"}, {"id", m_next_id++}};
+        m_last_sent = m_last_ping = now;
+        lock.unlock();
+        std::vector<message> arrived;
+        try {
+            read_available(arrived);  // replies nobody waits for, output printed after a call returned
+            std::vector<zmq::message_t> none;
+            send_now(ping, none);
+        } catch (const std::exception&) {
+            // the next request reports what is wrong; an idle ping has nobody to tell
+        }
+        lock.lock();
+        dispatch(arrived, channel_clock::now());
+        release_socket(lock);
+    }
+}
+
+}  // namespace splitcore
