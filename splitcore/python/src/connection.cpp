@@ -201,6 +201,20 @@ void deliver_events(connection_state& state, std::vector<splitcore::message>& ev
     events.clear();
 }
 
+// A result is a VALUE; a few operations (hello, import, iter) answer with a structure, which may
+// come as a tagged dict or as a plain CBOR map of VALUEs: both become a dict.
+py_ref decode_result(splitcore::decoder& decoder, const json& value) {
+    if (!value.is_object() || value.empty() || value.begin().key().rfind('$', 0) == 0) {
+        return decoder.decode(value);
+    }
+    py_ref dict = py_ref::checked(PyDict_New());
+    for (const auto& [key, item] : value.items()) {
+        py_ref decoded = decode_result(decoder, item);
+        if (PyDict_SetItemString(dict.get(), key.c_str(), decoded.get()) < 0) throw python_error();
+    }
+    return dict;
+}
+
 py_ref decode_optional(splitcore::decoder& decoder, const json& error, const char* field) {
     const auto found = error.find(field);
     if (found == error.end() || found->is_null()) return py_ref::borrow(Py_None);
@@ -268,16 +282,25 @@ void flush_releases(connection_state& state) {
 // Waits for the reply to `id`, with the GIL released in slices; Ctrl-C cancels the remote call.
 // Returns the reply, or nullopt with a Python exception set.
 std::optional<splitcore::message> await_reply(connection_state& state, splitcore::channel& channel,
-                                              std::uint64_t id) {
+                                              std::uint64_t id, double timeout) {
     std::vector<splitcore::message> events;
+    const auto deadline = timeout > 0
+        ? splitcore::channel_clock::now() + std::chrono::microseconds(static_cast<long long>(timeout * 1e6))
+        : splitcore::channel_clock::time_point::max();
     for (;;) {
         std::optional<splitcore::message> reply;
         {
             splitcore::gil_release unlocked;
-            reply = channel.wait(id, splitcore::channel_clock::now() + signal_check_interval, events);
+            reply = channel.wait(id, std::min(deadline, splitcore::channel_clock::now() + signal_check_interval), events);
         }
         if (!events.empty()) deliver_events(state, events);
         if (reply) return reply;
+        if (splitcore::channel_clock::now() >= deadline) {
+            channel.abandon(id);
+            PyErr_Format(PyExc_TimeoutError, "[splitbrain.timeout] %s (%s) did not reply within %.1f s",
+                         channel.options().name.c_str(), channel.options().address.c_str(), timeout);
+            return std::nullopt;
+        }
         if (PyErr_CheckSignals() == 0) continue;
 
         // Interrupted: the remote call gets KeyboardInterrupt; we keep ours. Its reply, and the
@@ -308,9 +331,14 @@ std::optional<splitcore::message> await_reply(connection_state& state, splitcore
 }
 
 PyObject* connection_request(connection_object* self, PyObject* const* args, Py_ssize_t nargs) {
-    if (nargs < 1 || nargs > 2) {
-        PyErr_SetString(PyExc_TypeError, "request(op, fields=None)");
+    if (nargs < 1 || nargs > 3) {
+        PyErr_SetString(PyExc_TypeError, "request(op, fields=None, timeout=None)");
         return nullptr;
+    }
+    double timeout = 0;
+    if (nargs > 2 && args[2] != Py_None) {
+        timeout = PyFloat_AsDouble(args[2]);
+        if (timeout == -1.0 && PyErr_Occurred()) return nullptr;
     }
     connection_state& state = *self->state;
     try {
@@ -325,14 +353,14 @@ PyObject* connection_request(connection_object* self, PyObject* const* args, Py_
             splitcore::gil_release unlocked;
             id = channel->send(std::move(header), std::move(frames));
         }
-        std::optional<splitcore::message> reply = await_reply(state, *channel, id);
+        std::optional<splitcore::message> reply = await_reply(state, *channel, id, timeout);
         if (!reply) return nullptr;
         const auto ok = reply->header.find("ok");
         if (ok != reply->header.end() && ok->is_boolean() && ok->get<bool>()) {
             const auto result = reply->header.find("r");
             if (result == reply->header.end()) Py_RETURN_NONE;
             splitcore::decoder decoder(hooks, reply->frames);
-            return decoder.decode(*result).release();
+            return decode_result(decoder, *result).release();
         }
         raise_error_reply(state, *reply);
         return nullptr;
@@ -524,7 +552,7 @@ void connection_dealloc(connection_object* self) {
 
 PyMethodDef connection_methods[] = {
     {"request", reinterpret_cast<PyCFunction>(reinterpret_cast<void (*)()>(connection_request)), METH_FASTCALL,
-     "request(op, fields=None) -> value: one round trip. Fields 'a', 'k', 'v' are boxed values; the "
+     "request(op, fields=None, timeout=None) -> value: one round trip. Fields 'a', 'k', 'v' are boxed values; the "
      "rest is plain header data. Error replies raise what the owner's _error makes of them."},
     {"post", reinterpret_cast<PyCFunction>(reinterpret_cast<void (*)()>(connection_post)), METH_FASTCALL,
      "post(op, fields=None) -> id: send without waiting; the reply is dropped."},

@@ -74,7 +74,7 @@ PyObject* routed_getattro(PyObject* self, PyObject* attr) {
             return PyObject_GetAttr(f.real, attr);
         }
         PyObject* own = PyObject_GenericGetAttr(self, attr);
-        if (own != nullptr || slave == nullptr || !PyErr_ExceptionMatches(PyExc_AttributeError)) {
+        if (own != nullptr || !PyErr_ExceptionMatches(PyExc_AttributeError)) {
             Py_XDECREF(slave);
             return own;
         }

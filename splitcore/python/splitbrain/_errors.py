@@ -1,0 +1,127 @@
+"""splitbrain's exception types, and how an agent's ERROR reply becomes a local exception.
+
+Every message carries a stable id, ``[splitbrain.xxx]``; ERRORS.md lists them.
+"""
+
+import builtins
+
+from ._core import AgentUnreachable, ProtocolError, SlaveClosed
+
+__all__ = [
+    "AgentUnreachable", "FanOutError", "ProtocolError", "RemoteError", "SessionLost", "SlaveClosed",
+    "SlaveOnlyModuleError", "SpawnError",
+]
+
+
+class RemoteError(Exception):
+    """An exception raised on a slave whose type has no local built-in twin.
+
+    ``except splitbrain.RemoteError`` catches them all; each remote type gets its own subclass,
+    named like it (``splitbrain.remote.serial.SerialException``), so handlers can be precise::
+
+        except splitbrain.RemoteError as e:
+            print(e.remote_type)        # 'serial.serialutil.SerialException'
+            print(e.slave)              # 'linux-box'
+
+    ``remote_args`` holds the remote exception's args (plain data or remote objects) and
+    ``remote_traceback`` the remote traceback text, which is also attached as a note.
+    """
+
+    remote_type = "builtins.Exception"
+
+    def __init__(self, message, *, slave=None, remote_args=(), remote_traceback=None):
+        super().__init__(message)
+        self.slave = slave
+        self.remote_args = tuple(remote_args)
+        self.remote_traceback = remote_traceback
+
+
+class SessionLost(RemoteError):
+    """The slave's worker process for our session died (``[splitbrain.session_lost]``)."""
+
+
+class SlaveOnlyModuleError(AttributeError):
+    """A module that exists only on a slave was used outside that slave's context."""
+
+
+class SpawnError(RuntimeError):
+    """``splitbrain.spawn()`` could not start a private agent."""
+
+
+class FanOutError(Exception):
+    """Some slaves of a fan-out (``%%slave a b``) failed; ``errors`` maps slave name → exception."""
+
+    def __init__(self, message, errors=None):
+        super().__init__(message)
+        self.errors = dict(errors or {})
+
+
+# Remote types that would stop the local program if raised as themselves.
+_NEVER_LOCAL = {"SystemExit", "GeneratorExit"}
+_remote_classes = {}
+
+
+def remote_error_class(type_name):
+    """The RemoteError subclass standing for the remote type *type_name* (cached)."""
+    cls = _remote_classes.get(type_name)
+    if cls is None:
+        module, _, qualname = type_name.rpartition(".")
+        base = SessionLost if type_name == "splitbrain.SessionLost" else RemoteError
+        cls = type(qualname or type_name, (base,), {
+            "__module__": "splitbrain.remote." + (module or "builtins"),
+            "__doc__": f"The remote exception type {type_name}.",
+            "remote_type": type_name,
+        })
+        _remote_classes[type_name] = cls
+    return cls
+
+
+def _builtin_exception(type_name):
+    module, _, name = type_name.rpartition(".")
+    if module != "builtins" or name in _NEVER_LOCAL:
+        return None
+    cls = getattr(builtins, name, None)
+    if isinstance(cls, type) and issubclass(cls, BaseException):
+        return cls
+    return None
+
+
+def exception_from_reply(slave_name, info):
+    """The local exception for an ERROR map of the protocol (decoded by _core into a dict)."""
+    type_name = info.get("type") or "builtins.Exception"
+    message = info.get("msg") or ""
+    args = info.get("args") or []
+    code = info.get("code")
+    exc = None
+    if code is not None or type_name == "splitbrain.ProtocolError":
+        if code == "session_lost":
+            exc = remote_error_class("splitbrain.SessionLost")(
+                message, slave=slave_name, remote_args=args)
+        else:
+            exc = ProtocolError(message)
+            exc.code = code
+    else:
+        cls = _builtin_exception(type_name)
+        if cls is not None:
+            try:
+                if issubclass(cls, OSError) and info.get("errno") is not None:
+                    filename, filename2 = info.get("filename"), info.get("filename2")
+                    ctor = [info["errno"], info.get("strerror") or message]
+                    if filename2 is not None:
+                        ctor += [filename, None, filename2]
+                    elif filename is not None:
+                        ctor.append(filename)
+                    exc = cls(*ctor)
+                else:
+                    exc = cls(*args)
+            except Exception:  # a constructor with another signature: keep the text
+                exc = cls(message)
+        else:
+            exc = remote_error_class(type_name)(message, slave=slave_name, remote_args=args,
+                                                remote_traceback=info.get("tb"))
+    tb = info.get("tb")
+    if tb:
+        exc.add_note(f"Remote traceback (on {slave_name}):\n{tb.rstrip()}")
+    elif not isinstance(exc, (ProtocolError, KeyboardInterrupt)):
+        exc.add_note(f"(raised on {slave_name})")
+    return exc

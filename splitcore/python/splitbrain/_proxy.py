@@ -1,0 +1,257 @@
+"""Proxies: local stand-ins for objects that live on a slave.
+
+Whether a value crosses by value or by reference is decided in one place, the C++ boxing
+(``splitcore/box``): plain data arrives as itself; everything else arrives as a reference, for which
+the owning Slave makes one of these. One proxy per remote object while it is alive, so ``is``
+works; when the last one goes, the object is released on the agent (batched).
+
+Round trips are the cost, so:
+
+* a module's constants arrive with the import and cost nothing (``os.sep``);
+* a call on a module attribute is one request (``os.path.join(a, b)``: ``call`` with a path);
+* a method call on an object is one request once its type is known to have that method
+  (``f.write(data)``): the first ``f.write`` asks, the answer is remembered per remote type.
+"""
+
+import os
+
+__all__ = ["RemoteCallable", "RemoteMethod", "RemoteModule", "RemoteObject"]
+
+# Types of the values `getattr(obj, name)` gives for a method: calling them through a path is the
+# same as calling the bound method.
+_METHOD_TYPES = frozenset({
+    "builtins.method", "builtins.builtin_function_or_method", "builtins.method-wrapper",
+})
+
+_ITER_FIRST_BATCH = 64
+_ITER_MAX_BATCH = 4096
+
+_CMP_OPS = {"__eq__": "eq", "__ne__": "ne", "__lt__": "lt", "__le__": "le", "__gt__": "gt", "__ge__": "ge"}
+
+
+class RemoteObject:
+    """An object on a slave. Attribute access, calls, ``with``, iteration (in batches), ``len``,
+    ``bool``, indexing, comparisons, ``hash``, ``repr``/``str`` and ``dir`` all act on the remote
+    object. ``repr`` names the slave: ``<remote linux-box: <_io.TextIOWrapper ...>>``.
+
+    Passing a proxy back to its own slave passes the original object; to another slave, a
+    ``TypeError`` ``[splitbrain.wrong_slave]``.
+    """
+
+    __slots__ = ("_sb_slave", "_sb_oid", "_sb_type", "_sb_refs", "__weakref__")
+
+    def __del__(self):
+        try:
+            self._sb_slave._conn.release(self._sb_oid, self._sb_refs)
+        except Exception:  # interpreter shutdown, closed slave: nothing left to release
+            pass
+
+    def __getattr__(self, name):
+        if name.startswith("_sb_"):
+            raise AttributeError(name)
+        slave = self._sb_slave
+        methods = slave._methods.get(self._sb_type)
+        if methods is not None and name in methods:
+            return RemoteMethod(self, name)
+        value = slave._conn.request("getattr", {"o": self._sb_oid, "name": name})
+        if type(value) is RemoteCallable and value._sb_type in _METHOD_TYPES:
+            slave._methods.setdefault(self._sb_type, set()).add(name)
+        return value
+
+    def __setattr__(self, name, value):
+        if name.startswith("_sb_"):
+            object.__setattr__(self, name, value)
+        else:
+            self._sb_slave._conn.request("setattr", {"o": self._sb_oid, "name": name, "v": value})
+
+    def __delattr__(self, name):
+        self._sb_slave._conn.request("delattr", {"o": self._sb_oid, "name": name})
+
+    def __repr__(self):
+        try:
+            text = self._sb_slave._conn.request("repr", {"o": self._sb_oid})
+        except Exception as exc:  # a repr must not fail: say what we know
+            text = f"<{self._sb_type} object, repr failed: {type(exc).__name__}>"
+        return f"<remote {self._sb_slave.name}: {text}>"
+
+    def __str__(self):
+        return self._sb_slave._conn.request("str", {"o": self._sb_oid})
+
+    def __dir__(self):
+        return self._sb_slave._conn.request("dir", {"o": self._sb_oid})
+
+    def __len__(self):
+        return self._sb_slave._conn.request("len", {"o": self._sb_oid})
+
+    def __bool__(self):
+        return self._sb_slave._conn.request("bool", {"o": self._sb_oid})
+
+    def __hash__(self):
+        return self._sb_slave._conn.request("hash", {"o": self._sb_oid})
+
+    def __getitem__(self, key):
+        return self._sb_slave._conn.request("getitem", {"o": self._sb_oid, "k": key})
+
+    def __setitem__(self, key, value):
+        self._sb_slave._conn.request("setitem", {"o": self._sb_oid, "k": key, "v": value})
+
+    def __delitem__(self, key):
+        self._sb_slave._conn.request("delitem", {"o": self._sb_oid, "k": key})
+
+    def __contains__(self, item):
+        return bool(self._sb_slave._conn.request(
+            "call", {"o": self._sb_oid, "path": ["__contains__"], "a": (item,)}))
+
+    def __iter__(self):
+        conn = self._sb_slave._conn
+        batch = _ITER_FIRST_BATCH
+        reply = conn.request("iter", {"o": self._sb_oid, "n": batch})
+        iterator = reply.get("it")
+        yield from reply["items"]
+        done = reply["done"]
+        while not done and iterator is not None:
+            batch = min(batch * 4, _ITER_MAX_BATCH)
+            reply = conn.request("next", {"o": iterator._sb_oid, "n": batch})
+            yield from reply["items"]
+            done = reply["done"]
+
+    def __next__(self):
+        return self._sb_slave._conn.request("call", {"o": self._sb_oid, "path": ["__next__"]})
+
+    def __enter__(self):
+        return self._sb_slave._conn.request("enter", {"o": self._sb_oid})
+
+    def __exit__(self, exc_type, exc, tb):
+        described = None if exc_type is None else [f"{exc_type.__module__}.{exc_type.__qualname__}", str(exc)]
+        return bool(self._sb_slave._conn.request("exit", {"o": self._sb_oid, "exc": described}))
+
+    def __reduce__(self):
+        raise TypeError(f"[splitbrain.not_transferable] {self!r} lives on {self._sb_slave.name}; "
+                        "remote objects cannot be pickled")
+
+
+def _make_compare(op):
+    def compare(self, other):
+        return self._sb_slave._conn.request("cmp", {"o": self._sb_oid, "cmp": op, "v": other})
+    return compare
+
+
+for _dunder, _op in _CMP_OPS.items():
+    setattr(RemoteObject, _dunder, _make_compare(_op))
+    getattr(RemoteObject, _dunder).__name__ = _dunder
+
+
+class RemoteCallable(RemoteObject):
+    """A callable object on a slave (a function, class, bound method)."""
+
+    __slots__ = ()
+
+    def __call__(self, *args, **kwargs):
+        return self._sb_slave._conn.request(
+            "call", {"o": self._sb_oid, "a": args, "k": kwargs or None})
+
+
+class RemoteMethod:
+    """``obj.name`` on a slave, not fetched yet: calling it is one request (``call`` with a path).
+
+    Anything else — its attributes, its repr, passing it as a value — fetches the real remote
+    attribute first (one round trip, then remembered).
+    """
+
+    __slots__ = ("_sb_owner", "_sb_name", "_sb_path", "_sb_resolved")
+
+    def __init__(self, owner, name):
+        self._sb_owner = owner
+        self._sb_name = name
+        self._sb_path = [name]
+        self._sb_resolved = None
+
+    def __call__(self, *args, **kwargs):
+        owner = self._sb_owner
+        return owner._sb_slave._conn.request(
+            "call", {"o": owner._sb_oid, "path": self._sb_path, "a": args, "k": kwargs or None})
+
+    def _sb_resolve(self):
+        if self._sb_resolved is None:
+            owner = self._sb_owner
+            self._sb_resolved = owner._sb_slave._conn.request(
+                "getattr", {"o": owner._sb_oid, "name": self._sb_name})
+        return self._sb_resolved
+
+    @property
+    def _sb_slave(self):
+        return self._sb_owner._sb_slave
+
+    def __getattr__(self, name):
+        if name.startswith("_sb_"):
+            raise AttributeError(name)
+        return getattr(self._sb_resolve(), name)
+
+    def __repr__(self):
+        return repr(self._sb_resolve())
+
+    def __dir__(self):
+        return dir(self._sb_resolve())
+
+    def __eq__(self, other):
+        if isinstance(other, RemoteMethod):
+            other = other._sb_resolve()
+        return self._sb_resolve() == other
+
+    def __hash__(self):
+        return hash(self._sb_resolve())
+
+
+class RemoteModule:
+    """A module on a slave: ``slave.modules.os``. Constants came with the import (no round trip);
+    callables are :class:`RemoteMethod` (one round trip per call); other attributes are fetched.
+
+    Setting an attribute sets it on the slave's module.
+    """
+
+    def __init__(self, slave, name, info):
+        d = self.__dict__
+        d["_sb_slave"] = slave
+        d["_sb_name"] = name
+        d["_sb_proxy"] = info["mod"]
+        d["_sb_submodules"] = frozenset(info.get("modules") or ())
+        d.update(info.get("consts") or {})
+        for attr in info.get("callables") or ():
+            d[attr] = RemoteMethod(self, attr)
+
+    # RemoteMethod's owner protocol
+    @property
+    def _sb_oid(self):
+        return self._sb_proxy._sb_oid
+
+    def __getattr__(self, name):
+        if name.startswith("_sb_"):
+            raise AttributeError(name)
+        if name in self._sb_submodules:
+            module = self._sb_slave._module(f"{self._sb_name}.{name}")
+            self.__dict__[name] = module
+            return module
+        return getattr(self._sb_proxy, name)
+
+    def __setattr__(self, name, value):
+        self._sb_slave._conn.request("setattr", {"o": self._sb_oid, "name": name, "v": value})
+        self.__dict__.pop(name, None)
+
+    def __delattr__(self, name):
+        self._sb_slave._conn.request("delattr", {"o": self._sb_oid, "name": name})
+        self.__dict__.pop(name, None)
+
+    def __dir__(self):
+        return self._sb_slave._conn.request("dir", {"o": self._sb_oid})
+
+    def __repr__(self):
+        return f"<remote {self._sb_slave.name}: module {self._sb_name!r}>"
+
+
+def path_like_text(obj):
+    """A local os.PathLike object as the text a slave can use, or None."""
+    if isinstance(obj, os.PathLike):
+        path = os.fspath(obj)
+        if isinstance(path, str):
+            return path
+    return None

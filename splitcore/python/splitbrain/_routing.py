@@ -1,0 +1,295 @@
+"""Routed modules: ``os``, ``subprocess``, ``open``, ... that act on whichever slave is active.
+
+A routed module is a ``splitbrain._core.RoutedModule`` standing in ``sys.modules`` and in the
+globals of modules that imported the real one earlier. Its attribute access (C) reads the context
+variable: local → the real module's attribute; a slave → ``_route_getattr`` below, which asks that
+slave's copy of the module. ``builtins.open`` and ``io.open`` are replaced by :func:`open`.
+
+A module that exists only on a slave is imported from the slave inside its context (the meta-path
+finder at the end) and stands in ``sys.modules`` as a routed module without a real one: outside
+a slave's context it raises :class:`SlaveOnlyModuleError`.
+"""
+
+import _io
+import builtins
+import importlib
+import importlib.abc
+import importlib.machinery
+import io
+import sys
+import sysconfig
+import threading
+
+from . import _core
+from ._context import current_slave
+from ._errors import SlaveOnlyModuleError
+
+# DESIGN.md's default set. The hardware libraries are routed even when absent here.
+DEFAULT_ROUTED = ("os", "os.path", "subprocess", "socket", "shutil", "glob", "tempfile", "platform",
+                  "pathlib", "serial", "pyvisa", "usb")
+# Imported now (so their own internals keep the real modules); the rest on first local use.
+_EAGER = ("os", "posixpath", "subprocess", "socket", "shutil", "glob", "tempfile", "platform", "pathlib")
+
+# Packages whose module globals are never patched: the interpreter's and the notebook's machinery
+# must act on the master even while a slave is active. Third-party libraries are patched (that is
+# the point); the standard library is not, except the routed modules themselves.
+_INFRASTRUCTURE = frozenset({
+    "splitbrain", "splitbrain_kernel", "IPython", "ipykernel", "xeus_python_shell", "jupyter_client",
+    "jupyter_core", "zmq", "traitlets", "tornado", "pytest", "_pytest", "pluggy", "py", "debugpy",
+    "prompt_toolkit", "pygments", "jedi", "parso", "matplotlib_inline", "comm", "nest_asyncio",
+    "psutil", "platformdirs", "pexpect", "ptyprocess", "setuptools", "pkg_resources",
+    "_distutils_hack", "pip", "importlib_metadata", "rpyc", "cbor2", "jupyter_kernel_test",
+    "nbconvert", "nbformat", "nbclient", "playwright", "pytest_timeout", "executing", "stack_data",
+    "asttokens", "pure_eval", "wcwidth", "decorator", "pickleshare", "backcall", "jupyter_server",
+    "jupyterlab", "notebook", "anyio", "sniffio", "greenlet",
+})
+
+_lock = threading.RLock()
+_routed = {}        # routed name → RoutedModule
+_by_real = {}       # id(real module) → RoutedModule, for patching globals
+_slave_only = {}    # name → set of slave names it was imported from
+_DELETE = object()  # the C side passes this as the value of a delattr
+
+
+def _stdlib_dirs():
+    paths = sysconfig.get_paths()
+    return tuple({p for p in (paths.get("stdlib"), paths.get("platstdlib")) if p})
+
+
+_STDLIB = _stdlib_dirs()
+
+
+# -- what routed modules do when a slave is active ------------------------------------------------
+
+def _route_getattr(slave, name, routed, attr):
+    if slave is None:
+        return getattr(_load_real(name, routed), attr)
+    return getattr(slave._module(name), attr)
+
+
+def _route_setattr(slave, name, routed, attr, value):
+    target = _load_real(name, routed) if slave is None else slave._module(name)
+    if value is _DELETE:
+        delattr(target, attr)
+    else:
+        setattr(target, attr, value)
+
+
+def _route_dir(slave, name, routed):
+    return dir(slave._module(name))
+
+
+def _load_real(name, routed):
+    """The local module behind *routed*, imported now if it was not yet; else SlaveOnlyModuleError."""
+    real = _core.routed_real(routed)
+    if real is not None:
+        return real
+    with _lock:
+        real = _core.routed_real(routed)
+        if real is not None:
+            return real
+        real = _import_real(name)
+        if real is None:
+            owners = sorted(_slave_only.get(name, ()))
+            where = " or ".join(owners) if owners else "a slave"
+            hint = f"use it inside `with {owners[0]}:`" if owners else "use it inside a slave's context"
+            raise SlaveOnlyModuleError(
+                f"[splitbrain.slave_only_module] module {name!r} exists only on {where}, not on this "
+                f"machine; {hint} (or `%%slave {owners[0] if owners else 'NAME'}` in the kernel)")
+        _core.set_routed_real(routed, real)
+        _by_real[id(real)] = routed
+        return real
+
+
+def _import_real(name):
+    """Imports the real local module *name* with the real routed modules in sys.modules, so its
+    own globals are the real ones too. None if it does not exist here."""
+    saved = {}
+    for routed_name, routed in _routed.items():
+        real = _core.routed_real(routed)
+        if sys.modules.get(routed_name) is routed:
+            saved[routed_name] = routed
+            if real is not None:
+                sys.modules[routed_name] = real
+            else:
+                del sys.modules[routed_name]
+    try:
+        return importlib.import_module(name)
+    except ImportError:
+        return None
+    finally:
+        for routed_name, routed in saved.items():
+            sys.modules[routed_name] = routed
+
+
+# -- open --------------------------------------------------------------------------------------------
+
+def open(file, mode="r", buffering=-1, encoding=None, errors=None, newline=None, closefd=True, opener=None):  # noqa: A001
+    """``open()`` of the active slave, or the built-in ``open`` when local (splitbrain routes it)."""
+    slave = current_slave.get()
+    if slave is None:
+        return _io.open(file, mode, buffering, encoding, errors, newline, closefd, opener)
+    if opener is not None:
+        raise TypeError("[splitbrain.not_transferable] open(opener=...) cannot be sent to a slave")
+    kwargs = {}
+    if buffering != -1:
+        kwargs["buffering"] = buffering
+    if encoding is not None:
+        kwargs["encoding"] = encoding
+    if errors is not None:
+        kwargs["errors"] = errors
+    if newline is not None:
+        kwargs["newline"] = newline
+    if not closefd:
+        kwargs["closefd"] = closefd
+    return slave._builtin("open")(file, mode, **kwargs)
+
+
+open.__doc__ = (_io.open.__doc__ or "") + "\n\n(splitbrain: acts on the active slave inside its context.)"
+
+
+# -- installing ------------------------------------------------------------------------------------
+
+def _is_patchable(module_name, module):
+    top = module_name.partition(".")[0]
+    if top in _INFRASTRUCTURE or module_name in _routed:
+        return False
+    path = getattr(module, "__file__", None)
+    if not isinstance(path, str):
+        return module_name == "__main__"
+    if path.startswith(_STDLIB) and "-packages" not in path:
+        return False
+    return True
+
+
+def _patch_globals(targets):
+    """Replaces, in the globals of already imported modules, every reference to a real module of
+    *targets* (id(real) → routed) with the routed one."""
+    if not targets:
+        return
+    for module_name, module in list(sys.modules.items()):
+        if module is None or isinstance(module, _core.RoutedModule):
+            continue
+        try:
+            if not _is_patchable(module_name, module):
+                continue
+            namespace = vars(module)
+        except Exception:  # odd objects in sys.modules (lazy importers): leave them
+            continue
+        for key, value in list(namespace.items()):
+            routed = targets.get(id(value))
+            if routed is not None and _core.routed_real(routed) is value:
+                namespace[key] = routed
+
+
+def route(name):
+    """Route the module *name* too: in ``sys.modules`` and in modules that imported it, it now acts
+    on the active slave. Returns the routed module. Routing a module that is missing here is fine
+    (it is then usable only inside a slave's context)."""
+    with _lock:
+        routed = _routed.get(name)
+        if routed is not None:
+            return routed
+        existing = sys.modules.get(name)
+        if isinstance(existing, _core.RoutedModule):
+            return existing
+        real = existing
+        if real is None and (name in _EAGER or name == "os.path"):
+            real = importlib.import_module(name)
+        routed = _core.routed_module(name, real)
+        routed.__dict__["__path__"] = list(getattr(real, "__path__", ())) if real is not None else []
+        _routed[name] = routed
+        sys.modules[name] = routed
+        parent, _, child = name.rpartition(".")
+        if parent and parent in _routed:
+            setattr(_routed[parent], child, routed)  # a routed submodule: os.path under os
+        if real is not None:
+            _by_real[id(real)] = routed
+            _patch_globals({id(real): routed})
+        return routed
+
+
+def routed_names():
+    """The names of the routed modules, in the order they were routed."""
+    return list(_routed)
+
+
+def install():
+    """Routes DESIGN.md's default set, ``builtins.open`` and ``io.open``; installs the finder."""
+    _core.install_router(current_slave, _route_getattr, _route_setattr, _route_dir, _DELETE)
+    for name in _EAGER:
+        importlib.import_module(name)
+    with _lock:
+        for name in DEFAULT_ROUTED:
+            if name in _routed:
+                continue
+            real = sys.modules.get(name)
+            if real is None and name in _EAGER:
+                real = importlib.import_module(name)
+            routed = _core.routed_module(name, real)
+            routed.__dict__["__path__"] = list(getattr(real, "__path__", ())) if real is not None else []
+            _routed[name] = routed
+            if real is not None:
+                _by_real[id(real)] = routed
+        for name, routed in _routed.items():
+            sys.modules[name] = routed
+        setattr(_routed["os"], "path", _routed["os.path"])
+        _patch_globals(dict(_by_real))
+        builtins.open = open
+        io.open = open
+        if not any(isinstance(f, _SlaveFinder) for f in sys.meta_path):
+            sys.meta_path.insert(0, _SlaveFinder())
+
+
+# -- modules only a slave has -------------------------------------------------------------------------
+
+class _SlaveLoader(importlib.abc.Loader):
+    def __init__(self, routed):
+        self._routed = routed
+
+    def create_module(self, spec):
+        return self._routed
+
+    def exec_module(self, module):
+        pass
+
+
+class _SlaveFinder(importlib.abc.MetaPathFinder):
+    """Inside a slave's context, ``import X`` of a module that this machine lacks imports it from
+    the slave (and submodules of routed packages are routed too)."""
+
+    def find_spec(self, fullname, path=None, target=None):
+        slave = current_slave.get()
+        if slave is None:
+            return None
+        top = fullname.partition(".")[0]
+        if top not in _routed and self._exists_locally(fullname, path):
+            return None
+        try:
+            slave._module(fullname)
+        except ImportError:
+            return None
+        with _lock:
+            routed = _routed.get(fullname)
+            if routed is None:
+                routed = _core.routed_module(fullname, None)
+                routed.__dict__["__path__"] = []
+                _routed[fullname] = routed
+            if top not in DEFAULT_ROUTED or fullname != top:
+                _slave_only.setdefault(fullname, set()).add(slave.name)
+        return importlib.machinery.ModuleSpec(fullname, _SlaveLoader(routed), is_package=True)
+
+    @staticmethod
+    def _exists_locally(fullname, path):
+        for finder in sys.meta_path:
+            if isinstance(finder, _SlaveFinder):
+                continue
+            find = getattr(finder, "find_spec", None)
+            if find is None:
+                continue
+            try:
+                if find(fullname, path) is not None:
+                    return True
+            except (ImportError, ValueError):
+                continue
+        return False
