@@ -148,7 +148,7 @@ class RemoteCallable(RemoteObject):
 
     def __call__(self, *args, **kwargs):
         return self._sb_slave._conn.request(
-            "call", {"o": self._sb_oid, "a": args, "k": kwargs or None})
+            "call", {"o": self._sb_oid, "a": args, "kw": kwargs or None})
 
 
 class RemoteMethod:
@@ -169,7 +169,7 @@ class RemoteMethod:
     def __call__(self, *args, **kwargs):
         owner = self._sb_owner
         return owner._sb_slave._conn.request(
-            "call", {"o": owner._sb_oid, "path": self._sb_path, "a": args, "k": kwargs or None})
+            "call", {"o": owner._sb_oid, "path": self._sb_path, "a": args, "kw": kwargs or None})
 
     def _sb_resolve(self):
         if self._sb_resolved is None:

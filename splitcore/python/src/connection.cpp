@@ -2,11 +2,13 @@
 // sends, waits with the GIL released (checking for Ctrl-C every 100 ms), writes output events
 // through the owner's hooks, and unboxes the reply. References and errors are made by the owner
 // (the Python Slave), which gives us four callables: _box, _unbox, _output, _error.
+#define PY_SSIZE_T_CLEAN
 #include <Python.h>
 
 #include <chrono>
 #include <memory>
 #include <string>
+#include <string_view>
 #include <utility>
 #include <vector>
 
@@ -125,8 +127,9 @@ json plain_json(PyObject* value, int depth = 0) {
     throw python_error::make(PyExc_TypeError, "[splitbrain.bad_request] a header field is not plain data");
 }
 
-// The request header: "a" (arguments) and "k" (keyword arguments) are boxed one by one, "v" is a
-// boxed value; every other field is plain.
+// The request header. Python-side field names map to the protocol's: "o" (an object id) becomes
+// the reference {"$r": id}; "v" and "k" are boxed values; "a" (arguments) is boxed item by item;
+// "kw" (keyword arguments) becomes "k" = {"$d": [name, boxed value, ...]}. Everything else is plain.
 json build_header(PyObject* op, PyObject* fields, splitcore::encoder& encoder) {
     json header = json::object();
     header["op"] = plain_json(op);
@@ -135,33 +138,38 @@ json build_header(PyObject* op, PyObject* fields, splitcore::encoder& encoder) {
     PyObject *key, *value;
     Py_ssize_t pos = 0;
     while (PyDict_Next(fields, &pos, &key, &value)) {
-        const char* name = PyUnicode_AsUTF8(key);
+        Py_ssize_t size = 0;
+        const char* name = PyUnicode_AsUTF8AndSize(key, &size);
         if (name == nullptr) throw python_error();
-        if (name[0] != '\0' && name[1] == '\0' && (name[0] == 'a' || name[0] == 'k' || name[0] == 'v')) {
-            if (name[0] == 'v') {
-                header["v"] = encoder.encode(value);
-            } else if (name[0] == 'a') {
-                py_ref items = py_ref::checked(PySequence_Fast(value, "arguments must be a sequence"));
-                json array = json::array();
-                const Py_ssize_t n = PySequence_Fast_GET_SIZE(items.get());
-                for (Py_ssize_t i = 0; i < n; ++i) {
-                    array.push_back(encoder.encode(PySequence_Fast_GET_ITEM(items.get(), i)));
-                }
-                header["a"] = std::move(array);
-            } else if (value != Py_None) {
-                if (!PyDict_Check(value)) throw python_error::make(PyExc_TypeError, "keyword arguments must be a dict");
-                json pairs = json::array();
-                PyObject *k, *v;
-                Py_ssize_t kpos = 0;
-                while (PyDict_Next(value, &kpos, &k, &v)) {
-                    pairs.push_back(plain_json(k));
-                    pairs.push_back(encoder.encode(v));
-                }
-                header["k"] = json{{"$d", std::move(pairs)}};
+        const std::string_view field(name, static_cast<std::size_t>(size));
+        if (field == "o" && PyLong_Check(value)) {
+            const unsigned long long oid = PyLong_AsUnsignedLongLong(value);
+            splitcore::throw_if_error();
+            header["o"] = json{{"$r", oid}};
+        } else if (field == "v" || field == "k") {
+            header[std::string(field)] = encoder.encode(value);
+        } else if (field == "a") {
+            py_ref items = py_ref::checked(PySequence_Fast(value, "arguments must be a sequence"));
+            json array = json::array();
+            const Py_ssize_t n = PySequence_Fast_GET_SIZE(items.get());
+            for (Py_ssize_t i = 0; i < n; ++i) {
+                array.push_back(encoder.encode(PySequence_Fast_GET_ITEM(items.get(), i)));
             }
-            continue;
+            header["a"] = std::move(array);
+        } else if (field == "kw") {
+            if (value == Py_None) continue;
+            if (!PyDict_Check(value)) throw python_error::make(PyExc_TypeError, "keyword arguments must be a dict");
+            json pairs = json::array();
+            PyObject *k, *v;
+            Py_ssize_t kpos = 0;
+            while (PyDict_Next(value, &kpos, &k, &v)) {
+                pairs.push_back(plain_json(k));
+                pairs.push_back(encoder.encode(v));
+            }
+            header["k"] = json{{"$d", std::move(pairs)}};
+        } else {
+            header[std::string(field)] = plain_json(value);
         }
-        header[name] = plain_json(value);
     }
     return header;
 }
@@ -552,8 +560,8 @@ void connection_dealloc(connection_object* self) {
 
 PyMethodDef connection_methods[] = {
     {"request", reinterpret_cast<PyCFunction>(reinterpret_cast<void (*)()>(connection_request)), METH_FASTCALL,
-     "request(op, fields=None, timeout=None) -> value: one round trip. Fields 'a', 'k', 'v' are boxed values; the "
-     "rest is plain header data. Error replies raise what the owner's _error makes of them."},
+     "request(op, fields=None, timeout=None) -> value: one round trip. Field 'o' is an object id, "
+     "'v'/'k' boxed values, 'a' boxed arguments, 'kw' boxed keyword arguments; the rest is plain header data. Error replies raise what the owner's _error makes of them."},
     {"post", reinterpret_cast<PyCFunction>(reinterpret_cast<void (*)()>(connection_post)), METH_FASTCALL,
      "post(op, fields=None) -> id: send without waiting; the reply is dropped."},
     {"release", reinterpret_cast<PyCFunction>(reinterpret_cast<void (*)()>(connection_release)), METH_FASTCALL,

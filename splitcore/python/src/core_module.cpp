@@ -1,4 +1,5 @@
 // splitbrain._core: the C++ half of the splitbrain package.
+#define PY_SSIZE_T_CLEAN
 #include <Python.h>
 
 #include <zmq.h>

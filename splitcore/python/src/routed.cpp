@@ -6,6 +6,7 @@
 // It is a ModuleType subclass so that `isinstance(os, types.ModuleType)` and the import system keep
 // working. ModuleType's instance layout is private in 3.11, so our fields live right after it, at
 // an offset known only at run time (PyModule_Type.tp_basicsize).
+#define PY_SSIZE_T_CLEAN
 #include <Python.h>
 
 #include <cstddef>
