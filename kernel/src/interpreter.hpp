@@ -1,0 +1,60 @@
+#ifndef SPLITBRAIN_KERNEL_INTERPRETER_HPP
+#define SPLITBRAIN_KERNEL_INTERPRETER_HPP
+
+#include <string>
+
+#include "nlohmann/json.hpp"
+
+#include "xeus-python/xinterpreter.hpp"
+
+#include "output.hpp"
+
+namespace nl = nlohmann;
+
+namespace splitbrain
+{
+    // xeus-python's IPython shell, with:
+    // - sys.stdout/sys.stderr writing into the kernel's output_buffer (coalesced, any thread);
+    // - every request answered, also when Python raises outside the cell's own code
+    //   (a KeyboardInterrupt landing in IPython's machinery, a broken completer);
+    // - the splitbrain IPython extension loaded at start when it is installed.
+    class kernel_interpreter : public xpyt::interpreter
+    {
+    public:
+
+        explicit kernel_interpreter(output_buffer& output);
+        ~kernel_interpreter() override;
+
+        // Puts the process's own stdout and stderr back as sys.stdout/sys.stderr, so that what
+        // Python writes while it finalises does not reach for a kernel that is gone.
+        void restore_standard_streams();
+
+    private:
+
+        void configure_impl() override;
+
+        nl::json execute_request_impl(int execution_counter,
+                                      const std::string& code,
+                                      bool silent,
+                                      bool store_history,
+                                      nl::json user_expressions,
+                                      bool allow_stdin) override;
+
+        nl::json complete_request_impl(const std::string& code, int cursor_pos) override;
+
+        nl::json inspect_request_impl(const std::string& code,
+                                      int cursor_pos,
+                                      int detail_level) override;
+
+        nl::json is_complete_request_impl(const std::string& code) override;
+
+        nl::json kernel_info_request_impl() override;
+
+        void install_output_streams();
+        void load_splitbrain_extension();
+
+        output_buffer& m_output;
+    };
+}
+
+#endif

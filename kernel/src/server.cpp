@@ -1,0 +1,478 @@
+#include "pybind11/pybind11.h"
+
+#include "server.hpp"
+
+#include <sys/eventfd.h>
+#include <unistd.h>
+
+#include <cerrno>
+#include <cstdint>
+#include <iostream>
+#include <optional>
+#include <stdexcept>
+#include <system_error>
+#include <utility>
+
+#include "xeus/xmessage.hpp"
+#include "xeus/xmiddleware.hpp"
+#include "xeus/xzmq_serializer.hpp"
+
+#include "threads.hpp"
+
+namespace splitbrain
+{
+    namespace
+    {
+        // cppzmq throws on EINTR; a signal meant for Python must never lose a message part.
+        void send_all(zmq::socket_t& socket, zmq::multipart_t& parts)
+        {
+            while (!parts.empty())
+            {
+                zmq::message_t part = parts.pop();
+                const auto flags = parts.empty() ? zmq::send_flags::none : zmq::send_flags::sndmore;
+                for (;;)
+                {
+                    try
+                    {
+                        (void)socket.send(part, flags);
+                        break;
+                    }
+                    catch (const zmq::error_t& e)
+                    {
+                        if (e.num() != EINTR)
+                        {
+                            throw;
+                        }
+                    }
+                }
+            }
+        }
+
+        // Receives a whole message if one is there; false when none is.
+        [[nodiscard]] bool recv_now(zmq::socket_t& socket, zmq::multipart_t& parts)
+        {
+            for (;;)
+            {
+                try
+                {
+                    return parts.recv(socket, ZMQ_DONTWAIT);
+                }
+                catch (const zmq::error_t& e)
+                {
+                    if (e.num() != EINTR)
+                    {
+                        throw;
+                    }
+                    parts.clear();
+                }
+            }
+        }
+
+        // Releases the GIL for its scope if the calling thread holds it.
+        class gil_released_if_held
+        {
+        public:
+            gil_released_if_held()
+                : m_state(PyGILState_Check() ? PyEval_SaveThread() : nullptr)
+            {
+            }
+            ~gil_released_if_held()
+            {
+                if (m_state != nullptr)
+                {
+                    PyEval_RestoreThread(m_state);
+                }
+            }
+            gil_released_if_held(const gil_released_if_held&) = delete;
+            gil_released_if_held& operator=(const gil_released_if_held&) = delete;
+        private:
+            PyThreadState* m_state;
+        };
+
+        void log_bad_message(const char* channel, const std::exception& e)
+        {
+            std::cerr << "[splitbrain.kernel_bad_message] dropped a message on the " << channel
+                      << " channel: " << e.what() << std::endl;
+        }
+    }
+
+    kernel_server::direct_messenger::direct_messenger(kernel_server& server)
+        : m_server(server)
+    {
+    }
+
+    nl::json kernel_server::direct_messenger::send_to_shell_impl(const nl::json& message)
+    {
+        return m_server.notify_internal_listener(message);
+    }
+
+    kernel_server::kernel_server(zmq::context_t& context,
+                                 const xeus::xconfiguration& config,
+                                 nl::json::error_handler_t eh,
+                                 output_buffer& output)
+        : m_shell(context, zmq::socket_type::router)
+        , m_control(context, zmq::socket_type::router)
+        , m_stdin(context, zmq::socket_type::router)
+        , m_iopub(context, zmq::socket_type::pub)
+        , m_heartbeat(context, zmq::socket_type::router)
+        , p_auth(xeus::make_xauthentication(config.m_signature_scheme, config.m_key))
+        , m_error_handler(eh)
+        , m_messenger(*this)
+        , m_output(output)
+        , m_stop_fd(eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK))
+    {
+        if (m_stop_fd < 0)
+        {
+            throw std::system_error(errno, std::generic_category(), "[splitbrain.kernel_start_failed] eventfd");
+        }
+        xeus::init_socket(m_shell, config.m_transport, config.m_ip, config.m_shell_port);
+        xeus::init_socket(m_control, config.m_transport, config.m_ip, config.m_control_port);
+        xeus::init_socket(m_stdin, config.m_transport, config.m_ip, config.m_stdin_port);
+        xeus::init_socket(m_iopub, config.m_transport, config.m_ip, config.m_iopub_port);
+        xeus::init_socket(m_heartbeat, config.m_transport, config.m_ip, config.m_hb_port);
+    }
+
+    kernel_server::~kernel_server()
+    {
+        stop_impl();
+        for (std::thread* t : {&m_control_thread, &m_heartbeat_thread})
+        {
+            if (t->joinable())
+            {
+                t->join();
+            }
+        }
+        ::close(m_stop_fd);
+    }
+
+    xeus::xcontrol_messenger& kernel_server::get_control_messenger_impl()
+    {
+        return m_messenger;
+    }
+
+    void kernel_server::send_shell_impl(xeus::xmessage msg)
+    {
+        m_output.flush();
+        zmq::multipart_t wire = xeus::xzmq_serializer::serialize(std::move(msg), *p_auth, m_error_handler);
+        send_all(m_shell, wire);
+    }
+
+    void kernel_server::send_control_impl(xeus::xmessage msg)
+    {
+        zmq::multipart_t wire = xeus::xzmq_serializer::serialize(std::move(msg), *p_auth, m_error_handler);
+        send_all(m_control, wire);
+    }
+
+    // Called on the main thread from input()/getpass() with the GIL held.
+    void kernel_server::send_stdin_impl(xeus::xmessage msg)
+    {
+        m_output.flush();
+        zmq::multipart_t stale;
+        while (recv_now(m_stdin, stale))
+        {
+            stale.clear();  // the answer to a prompt that was interrupted
+        }
+        zmq::multipart_t wire = xeus::xzmq_serializer::serialize(std::move(msg), *p_auth, m_error_handler);
+        send_all(m_stdin, wire);
+
+        const bool has_gil = PyGILState_Check() != 0;
+        zmq::multipart_t reply;
+        for (;;)
+        {
+            wait_result result;
+            {
+                // Other Python threads keep running while the user types.
+                gil_released_if_held released;
+                result = wait_for(m_stdin);
+            }
+            if (result == wait_result::interrupted)
+            {
+                if (!has_gil)
+                {
+                    consume_idle_interrupt();
+                }
+                else if (PyErr_CheckSignals() != 0)
+                {
+                    throw pybind11::error_already_set();  // KeyboardInterrupt raised in input()
+                }
+                continue;
+            }
+            if (result == wait_result::stopping)
+            {
+                if (has_gil)
+                {
+                    PyErr_SetString(PyExc_EOFError, "[splitbrain.kernel_stopping] the kernel is shutting down");
+                    throw pybind11::error_already_set();
+                }
+                throw std::runtime_error("[splitbrain.kernel_stopping] the kernel is shutting down");
+            }
+            if (result == wait_result::readable && recv_now(m_stdin, reply))
+            {
+                break;
+            }
+        }
+        try
+        {
+            xeus::xmessage answer = xeus::xzmq_serializer::deserialize(reply, *p_auth);
+            notify_stdin_listener(std::move(answer));
+        }
+        catch (const pybind11::error_already_set&)
+        {
+            throw;
+        }
+        catch (const std::exception& e)
+        {
+            log_bad_message("stdin", e);
+        }
+    }
+
+    void kernel_server::publish_impl(xeus::xpub_message msg, xeus::channel c)
+    {
+        if (c == xeus::channel::SHELL)
+        {
+            m_output.flush();  // what a cell printed precedes what it displays, and its idle status
+        }
+        zmq::multipart_t wire = xeus::xzmq_serializer::serialize_iopub(std::move(msg), *p_auth, m_error_handler);
+        send_iopub(wire);
+    }
+
+    void kernel_server::publish_stream(stream_name name, const std::string& text, const nl::json& parent)
+    {
+        nl::json content;
+        content["name"] = to_string(name);
+        content["text"] = text;
+        xeus::xpub_message msg(m_topic_prefix + "stream",
+                               xeus::make_header("stream", m_user_name, m_session_id),
+                               parent,
+                               nl::json::object(),
+                               std::move(content),
+                               xeus::buffer_sequence());
+        zmq::multipart_t wire = xeus::xzmq_serializer::serialize_iopub(std::move(msg), *p_auth, m_error_handler);
+        send_iopub(wire);
+    }
+
+    void kernel_server::send_iopub(zmq::multipart_t& wire_msg)
+    {
+        std::lock_guard<std::mutex> lock(m_iopub_mutex);
+        send_all(m_iopub, wire_msg);
+    }
+
+    void kernel_server::start_impl(xeus::xpub_message msg)
+    {
+        const std::string& topic = msg.topic();
+        m_topic_prefix = topic.substr(0, topic.find_last_of('.') + 1);
+        m_user_name = msg.header().value("username", "");
+        m_session_id = msg.header().value("session", "");
+        m_main_thread = pthread_self();
+
+        zmq::multipart_t wire = xeus::xzmq_serializer::serialize_iopub(std::move(msg), *p_auth, m_error_handler);
+        send_iopub(wire);
+
+        m_output.start([this](stream_name name, const std::string& text, const nl::json& parent)
+        {
+            publish_stream(name, text, parent);
+        });
+        m_control_thread = start_signal_free_thread([this] { serve_control(); });
+        m_heartbeat_thread = start_signal_free_thread([this] { serve_heartbeat(); });
+
+        serve_shell();
+
+        m_output.stop();
+        stop_impl();
+        m_control_thread.join();
+        m_heartbeat_thread.join();
+    }
+
+    // Aborts the requests already queued on shell (after an error with stop_on_error). Unlike
+    // xeus we do not sleep `polling_interval` between them: the queue is what is there now.
+    void kernel_server::abort_queue_impl(const listener& l, long /*polling_interval*/)
+    {
+        zmq::multipart_t wire;
+        while (recv_now(m_shell, wire))
+        {
+            try
+            {
+                l(xeus::xzmq_serializer::deserialize(wire, *p_auth));
+            }
+            catch (const std::exception& e)
+            {
+                log_bad_message("shell", e);
+            }
+            wire.clear();
+        }
+    }
+
+    void kernel_server::stop_impl()
+    {
+        if (m_stopping.exchange(true))
+        {
+            return;
+        }
+        const std::uint64_t one = 1;
+        (void)!::write(m_stop_fd, &one, sizeof(one));
+        if (m_busy)
+        {
+            interrupt_main_thread();  // a cell still running is stopped like an interrupt would
+        }
+    }
+
+    void kernel_server::update_config_impl(xeus::xconfiguration& config) const
+    {
+        config.m_shell_port = xeus::get_socket_port(m_shell);
+        config.m_control_port = xeus::get_socket_port(m_control);
+        config.m_stdin_port = xeus::get_socket_port(m_stdin);
+        config.m_iopub_port = xeus::get_socket_port(m_iopub);
+        config.m_hb_port = xeus::get_socket_port(m_heartbeat);
+    }
+
+    auto kernel_server::wait_for(zmq::socket_t& socket) -> wait_result
+    {
+        zmq_pollitem_t items[] = {
+            {socket.handle(), 0, ZMQ_POLLIN, 0},
+            {nullptr, m_stop_fd, ZMQ_POLLIN, 0}
+        };
+        for (;;)
+        {
+            const int rc = zmq_poll(items, 2, -1);
+            if (rc < 0)
+            {
+                if (zmq_errno() == EINTR)
+                {
+                    return wait_result::interrupted;
+                }
+                throw zmq::error_t();
+            }
+            if (items[1].revents & ZMQ_POLLIN)
+            {
+                return wait_result::stopping;
+            }
+            if (items[0].revents & ZMQ_POLLIN)
+            {
+                return wait_result::readable;
+            }
+        }
+    }
+
+    void kernel_server::serve_shell()
+    {
+        zmq::multipart_t wire;
+        for (;;)
+        {
+            const wait_result result = wait_for(m_shell);
+            if (result == wait_result::stopping)
+            {
+                return;
+            }
+            if (result == wait_result::interrupted)
+            {
+                consume_idle_interrupt();
+                continue;
+            }
+            while (!m_stopping && recv_now(m_shell, wire))
+            {
+                handle_shell_message(wire);
+                wire.clear();
+            }
+        }
+    }
+
+    void kernel_server::handle_shell_message(zmq::multipart_t& wire_msg)
+    {
+        std::optional<xeus::xmessage> msg;
+        try
+        {
+            msg.emplace(xeus::xzmq_serializer::deserialize(wire_msg, *p_auth));
+        }
+        catch (const std::exception& e)
+        {
+            log_bad_message("shell", e);
+            return;
+        }
+        m_output.flush();
+        m_output.set_parent(msg->header());
+        m_busy = true;
+        try
+        {
+            notify_shell_listener(std::move(*msg));
+        }
+        catch (const std::exception& e)
+        {
+            std::cerr << "[splitbrain.kernel_request_failed] " << e.what() << std::endl;
+        }
+        m_busy = false;
+        m_output.flush();
+    }
+
+    // A SIGINT that arrives while no cell runs interrupts nothing; run the Python handlers now so
+    // that the pending KeyboardInterrupt does not hit the next cell at its first line.
+    void kernel_server::consume_idle_interrupt()
+    {
+        PyGILState_STATE state = PyGILState_Ensure();
+        if (PyErr_CheckSignals() != 0)
+        {
+            if (PyErr_ExceptionMatches(PyExc_KeyboardInterrupt))
+            {
+                PyErr_Clear();
+            }
+            else
+            {
+                PyErr_Print();  // raised by a handler the user installed: show it
+            }
+        }
+        PyGILState_Release(state);
+    }
+
+    void kernel_server::interrupt_main_thread()
+    {
+        if (m_main_thread != pthread_t{})
+        {
+            pthread_kill(m_main_thread, SIGINT);
+        }
+    }
+
+    void kernel_server::serve_control()
+    {
+        zmq::multipart_t wire;
+        while (wait_for(m_control) != wait_result::stopping)
+        {
+            while (recv_now(m_control, wire))
+            {
+                try
+                {
+                    xeus::xmessage msg = xeus::xzmq_serializer::deserialize(wire, *p_auth);
+                    if (msg.header().value("msg_type", "") == "interrupt_request")
+                    {
+                        interrupt_main_thread();
+                    }
+                    notify_control_listener(std::move(msg));
+                }
+                catch (const std::exception& e)
+                {
+                    log_bad_message("control", e);
+                }
+                wire.clear();
+            }
+        }
+    }
+
+    void kernel_server::serve_heartbeat()
+    {
+        zmq::multipart_t wire;
+        while (wait_for(m_heartbeat) != wait_result::stopping)
+        {
+            while (recv_now(m_heartbeat, wire))
+            {
+                send_all(m_heartbeat, wire);
+                wire.clear();
+            }
+        }
+    }
+
+    std::unique_ptr<xeus::xserver> make_kernel_server(zmq::context_t& context,
+                                                      const xeus::xconfiguration& config,
+                                                      nl::json::error_handler_t eh,
+                                                      output_buffer& output)
+    {
+        return std::make_unique<kernel_server>(context, config, eh, output);
+    }
+}

@@ -1,0 +1,128 @@
+#ifndef SPLITBRAIN_KERNEL_SERVER_HPP
+#define SPLITBRAIN_KERNEL_SERVER_HPP
+
+#include <pthread.h>
+
+#include <atomic>
+#include <memory>
+#include <mutex>
+#include <string>
+#include <thread>
+
+#include "zmq.hpp"
+#include "zmq_addon.hpp"
+
+#include "xeus/xauthentication.hpp"
+#include "xeus/xcontrol_messenger.hpp"
+#include "xeus/xkernel_configuration.hpp"
+#include "xeus/xserver.hpp"
+
+#include "output.hpp"
+
+namespace splitbrain
+{
+    // Serves the five Jupyter channels for xeus's kernel core.
+    //
+    // Interrupts. xeus 2.4.1's servers poll the shell socket on the main thread with cppzmq, which
+    // throws when SIGINT interrupts zmq_poll (xeus#272), and interrupt_request only gets a reply
+    // (xeus-python#527). We keep Python's own SIGINT semantics instead of inventing ours: cells run on
+    // the main thread, which is Python's main thread, the only thread that leaves SIGINT unblocked
+    // (helper threads block all asynchronous signals, see threads.hpp). A SIGINT (the kernelspec's
+    // interrupt_mode "signal": jupyter_client signals the kernel's process group, so children a cell
+    // started are interrupted too) runs CPython's handler in the thread that executes the cell: a
+    // blocking call returns EINTR, the next eval-breaker check or PyErr_CheckSignals() raises
+    // KeyboardInterrupt, exactly as in `python3` at a terminal. interrupt_request on the control
+    // channel (for clients using message mode) sends the same SIGINT to the main thread. When the
+    // kernel is idle, or waiting for input(), this server's own waits see EINTR and run the Python
+    // handlers themselves: idle interrupts are consumed, input() raises KeyboardInterrupt.
+    //
+    // Output. Every stream message comes from the output_buffer; the buffer is flushed before each
+    // shell reply, each other iopub message of the shell channel and each input prompt.
+    class kernel_server final : public xeus::xserver
+    {
+    public:
+
+        kernel_server(zmq::context_t& context,
+                      const xeus::xconfiguration& config,
+                      nl::json::error_handler_t eh,
+                      output_buffer& output);
+        ~kernel_server() override;
+
+    private:
+
+        class direct_messenger final : public xeus::xcontrol_messenger
+        {
+        public:
+            explicit direct_messenger(kernel_server& server);
+        private:
+            nl::json send_to_shell_impl(const nl::json& message) override;
+            kernel_server& m_server;
+        };
+
+        xeus::xcontrol_messenger& get_control_messenger_impl() override;
+
+        void send_shell_impl(xeus::xmessage msg) override;
+        void send_control_impl(xeus::xmessage msg) override;
+        void send_stdin_impl(xeus::xmessage msg) override;
+        void publish_impl(xeus::xpub_message msg, xeus::channel c) override;
+
+        void start_impl(xeus::xpub_message msg) override;
+        void abort_queue_impl(const listener& l, long polling_interval) override;
+        void stop_impl() override;
+        void update_config_impl(xeus::xconfiguration& config) const override;
+
+        enum class wait_result
+        {
+            readable,
+            interrupted,
+            stopping
+        };
+
+        // Waits until `socket` has a message, a signal interrupts the wait, or the kernel stops.
+        wait_result wait_for(zmq::socket_t& socket);
+
+        void serve_shell();
+        void serve_control();
+        void serve_heartbeat();
+        void handle_shell_message(zmq::multipart_t& wire_msg);
+        void consume_idle_interrupt();
+        void interrupt_main_thread();
+        void publish_stream(stream_name name, const std::string& text, const nl::json& parent);
+        void send_iopub(zmq::multipart_t& wire_msg);
+
+        zmq::socket_t m_shell;
+        zmq::socket_t m_control;
+        zmq::socket_t m_stdin;
+        zmq::socket_t m_iopub;
+        zmq::socket_t m_heartbeat;
+
+        std::unique_ptr<xeus::xauthentication> p_auth;
+        nl::json::error_handler_t m_error_handler;
+        direct_messenger m_messenger;
+        output_buffer& m_output;
+
+        // Learned from the start message: the kernel core's identity, stamped on stream messages.
+        std::string m_topic_prefix;
+        std::string m_user_name;
+        std::string m_session_id;
+
+        // Readable once stop() was called; every wait polls it.
+        int m_stop_fd;
+        std::atomic<bool> m_stopping{false};
+        std::atomic<bool> m_busy{false};
+        pthread_t m_main_thread{};
+
+        // iopub is written from the main, control and output threads.
+        std::mutex m_iopub_mutex;
+
+        std::thread m_control_thread;
+        std::thread m_heartbeat_thread;
+    };
+
+    std::unique_ptr<xeus::xserver> make_kernel_server(zmq::context_t& context,
+                                                      const xeus::xconfiguration& config,
+                                                      nl::json::error_handler_t eh,
+                                                      output_buffer& output);
+}
+
+#endif
