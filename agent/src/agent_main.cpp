@@ -1,0 +1,170 @@
+// splitbrain-agent: keygen and serve. See `splitbrain-agent --help`.
+#include <csignal>
+#include <cstdlib>
+#include <cstring>
+#include <iostream>
+#include <string>
+#include <unistd.h>
+#include <vector>
+
+#include "log.hpp"
+#include "splitcore/keys.hpp"
+#include "supervisor.hpp"
+
+namespace {
+
+namespace fs = std::filesystem;
+
+constexpr const char* usage = R"(usage: splitbrain-agent keygen DIR
+       splitbrain-agent serve --key DIR --authorized-keys FILE [options]
+       splitbrain-agent serve --insecure --listen tcp://127.0.0.1:PORT [options]
+
+The splitbrain agent runs on a slave machine. Clients (splitbrain.connect, the splitbrain kernel's
+%%slave cells) send it operations over ZeroMQ; each client session gets its own worker process
+that embeds Python and executes them: files, processes, sockets, serial ports, instruments.
+
+keygen DIR
+    Write a new CURVE key pair: DIR/agent.key (secret, mode 0600) and DIR/agent.pub (the public
+    key, Z85, for clients to pin). Refuses to overwrite existing files.
+
+serve options:
+  --listen ENDPOINT        where to listen (default tcp://0.0.0.0:7780); port 0 or * picks a free
+                           port, which the connection file reports
+  --key DIR                the directory holding agent.key (from `keygen`)
+  --authorized-keys FILE   client public keys allowed in: one Z85 key per line, '#' comments;
+                           anyone else is refused (and logged) before anything runs
+  --connection-file PATH   write {"address": ENDPOINT, "public_key": Z85 or null} there
+                           (atomically; nothing secret) once listening
+  --python VENV_OR_EXE     the Python environment the workers see: a virtual environment made
+                           from Debian's /usr/bin/python3, or an interpreter (default: @DEFAULT_PYTHON@)
+  --insecure               no encryption and no authentication; refused unless ENDPOINT is
+                           loopback (tcp://127.0.0.1:..., tcp://localhost:..., ipc://...)
+  --grace SECS             a session whose client is silent this long ends, and its worker
+                           with it; a client reconnecting sooner resumes it (default 60)
+  --max-message BYTES      the largest message accepted (default 1073741824)
+  --worker PATH            the splitbrain-worker executable (default: beside this program)
+  -h, --help               this text
+
+Logs one line per event to stderr (listening, session opened/resumed/closed/lost/expired, refused
+client key). SIGTERM or SIGINT: workers are terminated and the agent exits with status 0.
+Wire protocol and error ids: docs/protocol.md.
+)";
+
+[[noreturn]] void bad_usage(const std::string& message) {
+    std::cerr << "splitbrain-agent: " << message << "\nTry 'splitbrain-agent --help'.\n";
+    std::exit(2);
+}
+
+std::string help_text() {
+    std::string text = usage;
+    const std::string marker = "@DEFAULT_PYTHON@";
+    text.replace(text.find(marker), marker.size(), SPLITBRAIN_DEFAULT_PYTHON);
+    return text;
+}
+
+fs::path own_directory() {
+    std::error_code ec;
+    const fs::path self = fs::read_symlink("/proc/self/exe", ec);
+    return ec ? fs::path(".") : self.parent_path();
+}
+
+int keygen(const std::vector<std::string>& args) {
+    if (args.size() != 1 || args[0].rfind("-", 0) == 0) bad_usage("keygen takes exactly one argument: DIR");
+    try {
+        const auto pair = splitcore::key_pair::generate();
+        pair.save(args[0]);
+        std::cout << "wrote " << (fs::path(args[0]) / splitcore::secret_key_file).string() << " (secret) and "
+                  << (fs::path(args[0]) / splitcore::public_key_file).string() << "\npublic key: " << pair.public_key
+                  << "\n";
+        return 0;
+    } catch (const splitcore::key_error& e) {
+        std::cerr << "splitbrain-agent: " << e.what() << "\n";
+        return 1;
+    }
+}
+
+double parse_number(const std::string& flag, const std::string& text) {
+    char* end = nullptr;
+    errno = 0;
+    const double value = std::strtod(text.c_str(), &end);
+    if (text.empty() || *end != '\0' || errno != 0 || !(value > 0)) {
+        bad_usage(flag + " needs a positive number, not '" + text + "'");
+    }
+    return value;
+}
+
+int serve(const std::vector<std::string>& args) {
+    splitbrain::agent::options opts;
+    opts.python = SPLITBRAIN_DEFAULT_PYTHON;
+    opts.worker = own_directory() / "splitbrain-worker";
+    bool have_key = false, have_authorized = false;
+    for (std::size_t i = 0; i < args.size(); ++i) {
+        std::string flag = args[i];
+        std::optional<std::string> inline_value;
+        if (auto eq = flag.find('='); flag.rfind("--", 0) == 0 && eq != std::string::npos) {
+            inline_value = flag.substr(eq + 1);
+            flag = flag.substr(0, eq);
+        }
+        auto value = [&]() -> std::string {
+            if (inline_value) return *inline_value;
+            if (i + 1 >= args.size()) bad_usage(flag + " needs a value");
+            return args[++i];
+        };
+        if (flag == "--listen") opts.listen = value();
+        else if (flag == "--key") { opts.key_dir = value(); have_key = true; }
+        else if (flag == "--authorized-keys") { opts.authorized_keys = value(); have_authorized = true; }
+        else if (flag == "--connection-file") opts.connection_file = fs::path(value());
+        else if (flag == "--python") opts.python = value();
+        else if (flag == "--worker") opts.worker = value();
+        else if (flag == "--insecure" && !inline_value) opts.insecure = true;
+        else if (flag == "--grace") opts.grace = std::chrono::milliseconds(static_cast<long long>(parse_number(flag, value()) * 1000));
+        else if (flag == "--max-message") opts.max_message = static_cast<std::int64_t>(parse_number(flag, value()));
+        else bad_usage("unknown option '" + args[i] + "'");
+    }
+    if (opts.insecure) {
+        if (!splitbrain::agent::is_loopback_endpoint(opts.listen)) {
+            std::cerr << "splitbrain-agent: --insecure is only allowed on a loopback address "
+                         "(tcp://127.0.0.1:PORT), not "
+                      << opts.listen << "\n";
+            return 2;
+        }
+    } else {
+        if (!have_key) bad_usage("serve needs --key DIR (create one with `splitbrain-agent keygen DIR`)");
+        if (!have_authorized) bad_usage("serve needs --authorized-keys FILE (the client public keys allowed in)");
+    }
+    if (::access(opts.worker.c_str(), X_OK) != 0) {
+        std::cerr << "splitbrain-agent: the worker " << opts.worker << " is not executable; use --worker PATH\n";
+        return 1;
+    }
+
+    // Signals arrive through the supervisor's signalfd; block them before libzmq starts threads.
+    sigset_t signals;
+    sigemptyset(&signals);
+    for (int sig : {SIGCHLD, SIGTERM, SIGINT}) sigaddset(&signals, sig);
+    ::sigprocmask(SIG_BLOCK, &signals, nullptr);
+    try {
+        splitbrain::agent::supervisor agent(std::move(opts));
+        return agent.run();
+    } catch (const std::exception& e) {
+        std::cerr << "splitbrain-agent: " << e.what() << "\n";
+        return 1;
+    }
+}
+
+}  // namespace
+
+int main(int argc, char** argv) {
+    std::vector<std::string> args(argv + 1, argv + argc);
+    if (args.empty()) bad_usage("a command is needed: keygen or serve");
+    for (const auto& arg : args) {
+        if (arg == "-h" || arg == "--help" || arg == "help") {
+            std::cout << help_text();
+            return 0;
+        }
+    }
+    const std::string command = args[0];
+    args.erase(args.begin());
+    if (command == "keygen") return keygen(args);
+    if (command == "serve") return serve(args);
+    bad_usage("unknown command '" + command + "'");
+}

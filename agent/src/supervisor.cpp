@@ -1,0 +1,529 @@
+#include "supervisor.hpp"
+
+#include <cerrno>
+#include <csignal>
+#include <cstdio>
+#include <cstring>
+#include <fcntl.h>
+#include <stdexcept>
+#include <sys/prctl.h>
+#include <sys/signalfd.h>
+#include <sys/wait.h>
+#include <thread>
+#include <unistd.h>
+
+#include "log.hpp"
+
+namespace splitbrain::agent {
+
+namespace fs = std::filesystem;
+using splitcore::json;
+using splitcore::protocol_error;
+namespace code = splitcore::code;
+
+namespace {
+
+std::string hostname() {
+    char name[256] = {};
+    ::gethostname(name, sizeof(name) - 1);
+    return name;
+}
+
+// What a peer sent, safe to echo inside an error message.
+std::string printable(const std::string& text) {
+    std::string out;
+    for (char c : text.substr(0, 64)) out += (c >= 0x20 && c < 0x7f) ? c : '?';
+    if (text.size() > 64) out += "...";
+    return out;
+}
+
+std::string short_token(const std::string& token) { return printable(token.substr(0, 12)); }
+
+std::string describe_status(int status) {
+    if (WIFEXITED(status)) return "exit status " + std::to_string(WEXITSTATUS(status));
+    if (WIFSIGNALED(status)) {
+        const int sig = WTERMSIG(status);
+        const char* name = sigabbrev_np(sig);
+        return "killed by SIG" + std::string(name ? name : std::to_string(sig).c_str());
+    }
+    return "status " + std::to_string(status);
+}
+
+void write_connection_file(const fs::path& file, const std::string& endpoint,
+                           const std::optional<std::string>& public_key) {
+    const json content = {{"address", endpoint},
+                          {"public_key", public_key ? json(*public_key) : json(nullptr)}};
+    const fs::path temporary = file.string() + ".tmp-" + std::to_string(::getpid());
+    const std::string text = content.dump(2) + "\n";
+    const int fd = ::open(temporary.c_str(), O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644);
+    if (fd < 0) throw std::runtime_error("cannot write " + temporary.string() + ": " + std::strerror(errno));
+    const bool written = ::write(fd, text.data(), text.size()) == static_cast<ssize_t>(text.size()) &&
+                         ::fsync(fd) == 0;
+    ::close(fd);
+    if (!written || ::rename(temporary.c_str(), file.c_str()) != 0) {
+        const int err = errno;
+        ::unlink(temporary.c_str());
+        throw std::runtime_error("cannot write " + file.string() + ": " + std::strerror(err));
+    }
+}
+
+zmq::message_t frame_of(const std::string& text) { return zmq::message_t(text.data(), text.size()); }
+
+void send_parts(zmq::socket_ref socket, std::vector<zmq::message_t>& message) {
+    for (std::size_t i = 0; i < message.size(); ++i) {
+        const auto flags = i + 1 < message.size() ? zmq::send_flags::sndmore : zmq::send_flags::none;
+        (void)socket.send(message[i], flags);
+    }
+}
+
+}  // namespace
+
+bool is_loopback_endpoint(const std::string& endpoint) {
+    if (endpoint.rfind("ipc://", 0) == 0) return true;
+    if (endpoint.rfind("tcp://", 0) != 0) return false;
+    std::string host = endpoint.substr(6);
+    if (host.rfind("[::1]:", 0) == 0) return true;
+    const auto colon = host.rfind(':');
+    if (colon == std::string::npos) return false;
+    host = host.substr(0, colon);
+    return host == "localhost" || host.rfind("127.", 0) == 0;
+}
+
+supervisor::supervisor(options opts) : m_options(std::move(opts)) {
+    if (m_options.insecure) {
+        if (!is_loopback_endpoint(m_options.listen)) {
+            throw std::runtime_error("--insecure is only allowed on a loopback address (tcp://127.0.0.1:PORT), not " +
+                                     m_options.listen);
+        }
+    } else {
+        m_keys = splitcore::key_pair::load(m_options.key_dir);
+        m_authorized = splitcore::load_authorized_keys(m_options.authorized_keys);
+    }
+
+    std::string pattern = (fs::temp_directory_path() / "splitbrain-agent-XXXXXX").string();
+    if (::mkdtemp(pattern.data()) == nullptr) {
+        throw std::runtime_error(std::string("cannot create a private directory: ") + std::strerror(errno));
+    }
+    m_private_dir = pattern;  // mkdtemp makes it 0700
+    m_backend_endpoint = "ipc://" + (m_private_dir / "workers").string();
+
+    m_frontend = zmq::socket_t(m_context, zmq::socket_type::router);
+    m_backend = zmq::socket_t(m_context, zmq::socket_type::router);
+    if (m_keys) {
+        // ZAP must be bound before a CURVE socket accepts anything, or libzmq lets clients in.
+        m_zap = zmq::socket_t(m_context, zmq::socket_type::rep);
+        m_zap.set(zmq::sockopt::linger, 0);
+        m_zap.bind("inproc://zeromq.zap.01");
+        m_frontend.set(zmq::sockopt::curve_server, 1);
+        m_frontend.set(zmq::sockopt::curve_secretkey, m_keys->secret_key);
+    }
+    m_frontend.set(zmq::sockopt::router_handover, 1);
+    m_frontend.set(zmq::sockopt::heartbeat_ivl, 1000);
+    m_frontend.set(zmq::sockopt::heartbeat_timeout, 5000);
+    m_frontend.set(zmq::sockopt::heartbeat_ttl, 10000);
+    m_frontend.set(zmq::sockopt::maxmsgsize, m_options.max_message);
+    m_frontend.set(zmq::sockopt::sndhwm, 100000);
+    m_frontend.set(zmq::sockopt::linger, 0);
+    try {
+        m_frontend.bind(m_options.listen);
+    } catch (const zmq::error_t& e) {
+        throw std::runtime_error("cannot listen on " + m_options.listen + ": " + e.what());
+    }
+    m_endpoint = m_frontend.get(zmq::sockopt::last_endpoint);
+
+    m_backend.set(zmq::sockopt::sndhwm, 0);
+    m_backend.set(zmq::sockopt::rcvhwm, 0);
+    m_backend.set(zmq::sockopt::linger, 0);
+    m_backend.bind(m_backend_endpoint);
+
+    sigset_t signals;
+    sigemptyset(&signals);
+    for (int sig : {SIGCHLD, SIGTERM, SIGINT}) sigaddset(&signals, sig);
+    m_signal_fd = ::signalfd(-1, &signals, SFD_CLOEXEC | SFD_NONBLOCK);
+    if (m_signal_fd < 0) throw std::runtime_error(std::string("signalfd: ") + std::strerror(errno));
+
+    if (m_options.connection_file) {
+        write_connection_file(*m_options.connection_file, m_endpoint,
+                              m_keys ? std::optional<std::string>(m_keys->public_key) : std::nullopt);
+    }
+    log("listening on " + m_endpoint +
+        (m_keys ? " (CURVE, " + std::to_string(m_authorized.size()) + " authorized keys, public key " +
+                      m_keys->public_key + ")"
+                : " (INSECURE: no encryption, no authentication; loopback only)"));
+    ensure_spare();
+}
+
+supervisor::~supervisor() {
+    shutdown_workers();
+    if (m_signal_fd >= 0) ::close(m_signal_fd);
+    std::error_code ignored;
+    fs::remove_all(m_private_dir, ignored);
+}
+
+int supervisor::run() {
+    while (!m_stopping) {
+        std::vector<zmq_pollitem_t> items = {
+            {m_frontend.handle(), 0, ZMQ_POLLIN, 0},
+            {m_backend.handle(), 0, ZMQ_POLLIN, 0},
+            {nullptr, m_signal_fd, ZMQ_POLLIN, 0},
+        };
+        if (m_zap) items.push_back({m_zap.handle(), 0, ZMQ_POLLIN, 0});
+        const int ready = zmq_poll(items.data(), static_cast<int>(items.size()), 500);
+        if (ready < 0) {
+            if (zmq_errno() == EINTR) continue;
+            throw zmq::error_t();
+        }
+        if (m_zap && (items[3].revents & ZMQ_POLLIN)) handle_zap();
+        // Worker messages before deaths: a worker's last replies must not be overtaken by its SIGCHLD.
+        for (int i = 0; i < 256 && (items[1].revents & ZMQ_POLLIN); ++i) {
+            if (m_backend.get(zmq::sockopt::events) & ZMQ_POLLIN) handle_worker(); else break;
+        }
+        if (items[2].revents & ZMQ_POLLIN) handle_signals();
+        for (int i = 0; i < 256 && (items[0].revents & ZMQ_POLLIN); ++i) {
+            if (m_frontend.get(zmq::sockopt::events) & ZMQ_POLLIN) handle_client(); else break;
+        }
+        reap_silent_sessions();
+        ensure_spare();
+    }
+    log("shutting down");
+    shutdown_workers();
+    return 0;
+}
+
+void supervisor::handle_zap() {
+    auto request = splitcore::recv_parts(m_zap, zmq::recv_flags::dontwait);
+    if (!request) return;
+    auto text = [&](std::size_t i) { return i < request->size() ? (*request)[i].to_string() : std::string(); };
+    bool allowed = false;
+    std::string key;
+    if (request->size() >= 7 && text(5) == "CURVE" && (*request)[6].size() == 32) {
+        key = splitcore::z85_encode_key((*request)[6].data());
+        allowed = m_authorized.count(key) > 0;
+    }
+    if (!allowed) {
+        log("refused client key " + (key.empty() ? std::string("(none)") : key) + " from " + printable(text(3)) +
+            ": not in " + m_options.authorized_keys.string());
+    }
+    std::vector<zmq::message_t> reply;
+    reply.push_back(frame_of("1.0"));
+    reply.push_back(frame_of(text(1)));
+    reply.push_back(frame_of(allowed ? "200" : "400"));
+    reply.push_back(frame_of(allowed ? "OK" : "client key not authorized"));
+    reply.push_back(frame_of(allowed ? key : ""));
+    reply.push_back(frame_of(""));
+    send_parts(m_zap, reply);
+}
+
+void supervisor::reply_error(const zmq::message_t& routing_id, std::uint64_t id, std::string_view error_code,
+                             const std::string& detail) {
+    splitcore::send_message(m_frontend, routing_id,
+                            splitcore::error_reply(id, splitcore::protocol_error_value(error_code, detail)));
+}
+
+void supervisor::reply_error(const std::string& routing_id, std::uint64_t id, std::string_view error_code,
+                             const std::string& detail) {
+    reply_error(frame_of(routing_id), id, error_code, detail);
+}
+
+void supervisor::handle_client() {
+    auto received = splitcore::recv_parts(m_frontend, zmq::recv_flags::dontwait);
+    if (!received) return;
+    parts& message = *received;
+    const zmq::message_t& routing_id = message[0];
+    if (message.size() < 2) {
+        reply_error(routing_id, 0, code::bad_request, "empty message: a CBOR header frame was expected");
+        return;
+    }
+    std::string client_key;
+    if (m_keys) {
+        const char* user_id = zmq_msg_gets(message[1].handle(), "User-Id");
+        if (user_id != nullptr) client_key = user_id;
+    }
+
+    std::uint64_t id = 0;
+    try {
+        std::size_t total = 0;
+        for (std::size_t i = 1; i < message.size(); ++i) total += message[i].size();
+        if (static_cast<std::int64_t>(total) > m_options.max_message) {
+            throw protocol_error(code::bad_request, "message of " + std::to_string(total) +
+                                                        " bytes exceeds --max-message " +
+                                                        std::to_string(m_options.max_message));
+        }
+        json header = splitcore::decode_header(message[1]);
+        if (const json* raw_id = splitcore::optional_field(header, "id")) id = splitcore::as_uint(*raw_id).value_or(0);
+        id = splitcore::request_id(header);
+        const std::string op = splitcore::string_field(header, "op");
+        if (!splitcore::op::is_known(op)) {
+            throw protocol_error(code::unknown_op, "no operation \"" + printable(op) +
+                                                       "\" in protocol version 1 (see docs/protocol.md)");
+        }
+
+        const auto route = m_session_of_route.find(routing_id.to_string());
+        session* current = nullptr;
+        if (route != m_session_of_route.end()) {
+            if (auto found = m_sessions.find(route->second); found != m_sessions.end()) current = &found->second;
+        }
+        if (current) current->last_seen = clock::now();
+
+        if (op == splitcore::op::ping) {
+            splitcore::send_message(m_frontend, routing_id, splitcore::ok_reply(id, nullptr));
+            return;
+        }
+        if (op == splitcore::op::hello) {
+            hello(routing_id, client_key, id, std::move(header), message);
+            return;
+        }
+        if (!current) throw protocol_error(code::no_session, "no session: send \"hello\" first");
+        if (current->lost) {
+            throw protocol_error(code::session_lost, "the session's worker on " + hostname() +
+                                                         " died; its objects are gone. Reconnect to start a new session");
+        }
+        if (op == splitcore::op::bye) current->bye_id = id;
+        forward_to_worker(*current, id, std::move(message));
+    } catch (const protocol_error& e) {
+        splitcore::send_message(m_frontend, routing_id, splitcore::error_reply(id, splitcore::protocol_error_value(e)));
+    }
+}
+
+void supervisor::hello(const zmq::message_t& routing_id, const std::string& client_key, std::uint64_t id,
+                       json header, parts& message) {
+    const std::string token = splitcore::string_field(header, "session");
+    if (token.empty() || token.size() > 128) {
+        throw protocol_error(code::bad_request, "field \"session\" must be a token of 1 to 128 characters");
+    }
+    bool resumed = false;
+    if (auto found = m_sessions.find(token); found != m_sessions.end()) {
+        if (found->second.client_key != client_key) {
+            throw protocol_error(code::no_session, "session " + short_token(token) + " belongs to another client key");
+        }
+        if (found->second.lost || found->second.bye_id != 0) {
+            end_session(token, nullptr);
+        } else {
+            resumed = true;
+        }
+    }
+    if (!resumed) {
+        if (!m_spare) m_spare = spawn_worker();
+        const std::string worker_id = *m_spare;
+        m_spare.reset();
+        session fresh;
+        fresh.token = token;
+        fresh.client_key = client_key;
+        fresh.worker_id = worker_id;
+        m_workers[worker_id].session = token;
+        m_sessions[token] = std::move(fresh);
+        log("session " + short_token(token) + " opened (worker pid " + std::to_string(m_workers[worker_id].pid) +
+            (client_key.empty() ? std::string(")") : ", client key " + client_key + ")"));
+        ensure_spare();
+    } else {
+        log("session " + short_token(token) + " resumed");
+    }
+    session& s = m_sessions[token];
+    const std::string route = routing_id.to_string();
+    if (s.routing_id != route) {
+        if (auto old = m_session_of_route.find(s.routing_id); old != m_session_of_route.end() && old->second == token) {
+            m_session_of_route.erase(old);
+        }
+        s.routing_id = route;
+    }
+    m_session_of_route[route] = token;
+    s.last_seen = clock::now();
+    header["resumed"] = resumed;
+    message[1] = splitcore::encode_header(header);
+    forward_to_worker(s, id, std::move(message));
+}
+
+void supervisor::forward_to_worker(session& s, std::uint64_t id, parts message) {
+    s.pending.insert(id);
+    message[0] = frame_of(s.worker_id);
+    worker& w = m_workers[s.worker_id];
+    if (!w.ready) {
+        w.queued.push_back(std::move(message));
+        return;
+    }
+    send_parts(m_backend, message);
+}
+
+void supervisor::handle_worker() {
+    auto received = splitcore::recv_parts(m_backend, zmq::recv_flags::dontwait);
+    if (!received || received->size() < 2) return;
+    parts& message = *received;
+    const auto found = m_workers.find(message[0].to_string());
+    if (found == m_workers.end()) return;
+    worker& w = found->second;
+    json header;
+    try {
+        header = splitcore::decode_header(message[1]);
+    } catch (const protocol_error& e) {
+        log("worker pid " + std::to_string(w.pid) + " sent a bad header: " + e.what());
+        return;
+    }
+    if (header.value("ev", "") == "ready") {
+        w.ready = true;
+        for (auto& queued : w.queued) send_parts(m_backend, queued);
+        w.queued.clear();
+        return;
+    }
+    const auto s = m_sessions.find(w.session);
+    if (s == m_sessions.end()) return;
+    const std::uint64_t id = header.contains("id") ? splitcore::as_uint(header["id"]).value_or(0) : 0;
+    if (id != 0) s->second.pending.erase(id);
+    message[0] = frame_of(s->second.routing_id);
+    send_parts(m_frontend, message);
+    if (id != 0 && id == s->second.bye_id) {
+        log("session " + short_token(s->first) + " closed by the client");
+        w.session.clear();  // the worker exits by itself after "bye"
+        end_session(s->first, nullptr);
+    }
+}
+
+void supervisor::lose_session(session& s, const std::string& why) {
+    s.lost = true;
+    log("session " + short_token(s.token) + " lost: its worker " + why);
+    for (const std::uint64_t id : s.pending) {
+        reply_error(s.routing_id, id, code::session_lost,
+                    "the session's worker on " + hostname() + " " + why +
+                        "; its objects are gone. Reconnect to start a new session");
+    }
+    s.pending.clear();
+}
+
+void supervisor::end_session(const std::string& token, const char* why) {
+    const auto found = m_sessions.find(token);
+    if (found == m_sessions.end()) return;
+    if (why) log("session " + short_token(token) + " " + why);
+    if (auto route = m_session_of_route.find(found->second.routing_id);
+        route != m_session_of_route.end() && route->second == token) {
+        m_session_of_route.erase(route);
+    }
+    if (auto w = m_workers.find(found->second.worker_id); w != m_workers.end() && w->second.session == token) {
+        terminate_worker(w->first);
+    }
+    m_sessions.erase(found);
+}
+
+void supervisor::reap_silent_sessions() {
+    const auto now = clock::now();
+    std::vector<std::string> silent;
+    for (const auto& [token, s] : m_sessions) {
+        if (now - s.last_seen > m_options.grace) silent.push_back(token);
+    }
+    for (const auto& token : silent) {
+        end_session(token, ("expired after " + std::to_string(m_options.grace.count() / 1000.0).substr(0, 5) +
+                            " s without a message from its client").c_str());
+    }
+}
+
+void supervisor::handle_signals() {
+    signalfd_siginfo info{};
+    while (::read(m_signal_fd, &info, sizeof(info)) == static_cast<ssize_t>(sizeof(info))) {
+        if (info.ssi_signo == SIGTERM || info.ssi_signo == SIGINT) m_stopping = true;
+    }
+    while (m_backend.get(zmq::sockopt::events) & ZMQ_POLLIN) handle_worker();
+    int status = 0;
+    pid_t pid;
+    while ((pid = ::waitpid(-1, &status, WNOHANG)) > 0) {
+        const auto by_pid = m_worker_of_pid.find(pid);
+        if (by_pid == m_worker_of_pid.end()) continue;
+        const std::string worker_id = by_pid->second;
+        m_worker_of_pid.erase(by_pid);
+        worker& w = m_workers[worker_id];
+        const std::string why = "(pid " + std::to_string(pid) + ") ended with " + describe_status(status);
+        if (!w.session.empty()) {
+            if (auto s = m_sessions.find(w.session); s != m_sessions.end() && s->second.worker_id == worker_id) {
+                const std::uint64_t bye_id = s->second.bye_id;
+                if (bye_id != 0 && WIFEXITED(status) && WEXITSTATUS(status) == 0) {
+                    // The worker ended as asked; its reply may still be on the way, and that is fine.
+                    if (s->second.pending.count(bye_id)) {
+                        splitcore::send_message(m_frontend, frame_of(s->second.routing_id),
+                                                splitcore::ok_reply(bye_id, nullptr));
+                    }
+                    log("session " + short_token(s->first) + " closed by the client");
+                    w.session.clear();
+                    end_session(s->first, nullptr);
+                } else {
+                    lose_session(s->second, why);
+                }
+            }
+        }
+        if (m_spare == worker_id) {
+            m_spare.reset();
+            if (!m_stopping) {
+                log("spare worker " + why + (w.ready ? "" : " before it was ready; retrying in 1 s"));
+                m_spare_not_before = clock::now() + std::chrono::seconds(1);
+            }
+        }
+        m_workers.erase(worker_id);
+    }
+}
+
+std::string supervisor::spawn_worker() {
+    const std::string id = "w" + std::to_string(m_next_worker++);
+    std::vector<std::string> args = {m_options.worker.string(), "--connect", m_backend_endpoint, "--id", id};
+    if (!m_options.python.empty()) {
+        args.push_back("--python");
+        args.push_back(m_options.python);
+    }
+    std::vector<char*> argv;
+    for (auto& arg : args) argv.push_back(arg.data());
+    argv.push_back(nullptr);
+
+    const pid_t parent = ::getpid();
+    const pid_t pid = ::fork();
+    if (pid < 0) throw std::runtime_error(std::string("cannot start a worker: fork: ") + std::strerror(errno));
+    if (pid == 0) {
+        // Only async-signal-safe calls until exec.
+        sigset_t none;
+        sigemptyset(&none);
+        ::sigprocmask(SIG_SETMASK, &none, nullptr);
+        ::setpgid(0, 0);  // a Ctrl-C at the agent's terminal is the supervisor's to handle
+        ::prctl(PR_SET_PDEATHSIG, SIGKILL);
+        if (::getppid() != parent) ::_exit(1);
+        const int null_fd = ::open("/dev/null", O_RDONLY);
+        if (null_fd >= 0) ::dup2(null_fd, 0);
+        ::execv(argv[0], argv.data());
+        const char failure[] = "splitbrain-agent: cannot execute the worker\n";
+        (void)!::write(2, failure, sizeof(failure) - 1);
+        ::_exit(127);
+    }
+    m_workers[id] = worker{id, pid, false, {}, {}};
+    m_worker_of_pid[pid] = id;
+    return id;
+}
+
+void supervisor::ensure_spare() {
+    if (m_stopping || m_spare || clock::now() < m_spare_not_before) return;
+    m_spare = spawn_worker();
+}
+
+void supervisor::terminate_worker(const std::string& worker_id) {
+    auto w = m_workers.find(worker_id);
+    if (w == m_workers.end()) return;
+    w->second.session.clear();
+    if (w->second.pid > 0) ::kill(w->second.pid, SIGTERM);
+}
+
+void supervisor::shutdown_workers() {
+    for (const auto& [pid, id] : m_worker_of_pid) ::kill(pid, SIGTERM);
+    const auto deadline = clock::now() + std::chrono::seconds(3);
+    while (!m_worker_of_pid.empty()) {
+        int status = 0;
+        const pid_t pid = ::waitpid(-1, &status, WNOHANG);
+        if (pid > 0) {
+            m_worker_of_pid.erase(pid);
+            continue;
+        }
+        if (pid < 0 && errno == ECHILD) break;
+        if (clock::now() > deadline) {
+            for (const auto& [stuck, id] : m_worker_of_pid) ::kill(stuck, SIGKILL);
+            for (const auto& [stuck, id] : m_worker_of_pid) ::waitpid(stuck, &status, 0);
+            break;
+        }
+        std::this_thread::sleep_for(std::chrono::milliseconds(5));
+    }
+    m_worker_of_pid.clear();
+    m_workers.clear();
+    m_spare.reset();
+}
+
+}  // namespace splitbrain::agent

@@ -1,0 +1,117 @@
+// The agent's supervisor: authenticates clients (CURVE + ZAP), answers ping, runs one worker
+// process per session and routes messages between clients and their workers. No Python here.
+#pragma once
+
+#include <sys/types.h>
+
+#include <chrono>
+#include <cstdint>
+#include <deque>
+#include <filesystem>
+#include <map>
+#include <optional>
+#include <set>
+#include <string>
+#include <vector>
+
+#include <zmq.hpp>
+
+#include "splitcore/keys.hpp"
+#include "splitcore/protocol.hpp"
+
+namespace splitbrain::agent {
+
+struct options {
+    std::string listen = "tcp://0.0.0.0:7780";
+    std::filesystem::path key_dir;
+    std::filesystem::path authorized_keys;
+    std::optional<std::filesystem::path> connection_file;
+    std::string python;                // venv directory or interpreter, handed to the workers
+    std::filesystem::path worker;      // the splitbrain-worker executable
+    bool insecure = false;
+    std::chrono::milliseconds grace{60000};
+    std::int64_t max_message = std::int64_t(1) << 30;
+};
+
+// True for endpoints only this machine can reach: tcp on 127.0.0.0/8, localhost or [::1], ipc.
+[[nodiscard]] bool is_loopback_endpoint(const std::string& endpoint);
+
+class supervisor {
+public:
+    // Binds the listening socket and writes the connection file; throws std::runtime_error with
+    // a message for the user if that is impossible.
+    explicit supervisor(options opts);
+    ~supervisor();
+    supervisor(const supervisor&) = delete;
+    supervisor& operator=(const supervisor&) = delete;
+
+    // Serves until SIGTERM or SIGINT; returns the exit status.
+    int run();
+
+private:
+    using clock = std::chrono::steady_clock;
+    using parts = std::vector<zmq::message_t>;
+
+    struct session {
+        std::string token;
+        std::string routing_id;
+        std::string client_key;        // Z85 of the client's CURVE key; empty when insecure
+        std::string worker_id;
+        std::set<std::uint64_t> pending;
+        std::uint64_t bye_id = 0;
+        clock::time_point last_seen;
+        bool lost = false;
+    };
+    struct worker {
+        std::string id;
+        pid_t pid = -1;
+        bool ready = false;
+        std::string session;           // token; empty for the spare
+        std::deque<parts> queued;      // held until the worker says it is ready
+    };
+
+    void handle_zap();
+    void handle_client();
+    void handle_worker();
+    void handle_signals();
+    void reap_silent_sessions();
+
+    void hello(const zmq::message_t& routing_id, const std::string& client_key, std::uint64_t id,
+               splitcore::json header, parts& message);
+    void forward_to_worker(session& s, std::uint64_t id, parts message);
+    void reply_error(const zmq::message_t& routing_id, std::uint64_t id, std::string_view code,
+                     const std::string& detail);
+    void reply_error(const std::string& routing_id, std::uint64_t id, std::string_view code,
+                     const std::string& detail);
+    void lose_session(session& s, const std::string& why);
+    void end_session(const std::string& token, const char* why);
+
+    std::string spawn_worker();
+    void ensure_spare();
+    void terminate_worker(const std::string& worker_id);
+    void shutdown_workers();
+
+    options m_options;
+    std::optional<splitcore::key_pair> m_keys;
+    std::set<std::string> m_authorized;
+    std::filesystem::path m_private_dir;    // 0700; holds the workers' ipc socket
+    std::string m_backend_endpoint;
+    std::string m_endpoint;                 // what --listen resolved to
+
+    zmq::context_t m_context;
+    zmq::socket_t m_zap;
+    zmq::socket_t m_frontend;
+    zmq::socket_t m_backend;
+    int m_signal_fd = -1;
+    bool m_stopping = false;
+
+    std::map<std::string, session> m_sessions;           // by token
+    std::map<std::string, std::string> m_session_of_route;  // routing id -> token
+    std::map<std::string, worker> m_workers;             // by worker id
+    std::map<pid_t, std::string> m_worker_of_pid;
+    std::optional<std::string> m_spare;
+    std::uint64_t m_next_worker = 1;
+    clock::time_point m_spare_not_before{};
+};
+
+}  // namespace splitbrain::agent

@@ -1,0 +1,398 @@
+#include "worker.hpp"
+
+#include <unistd.h>
+
+namespace splitbrain::agent {
+
+using splitcore::json;
+using splitcore::protocol_error;
+using splitcore::py_ref;
+using splitcore::python_error;
+namespace code = splitcore::code;
+
+namespace {
+
+// The most items one iter/next answer carries, whatever the client asks for.
+constexpr std::uint64_t max_batch = 10000;
+
+json bool_value(int truth) {
+    if (truth < 0) throw python_error();
+    return truth != 0;
+}
+
+json none_or_throw(int status) {
+    if (status < 0) throw python_error();
+    return nullptr;
+}
+
+py_ref attribute(PyObject* obj, const std::string& name) {
+    return py_ref::checked(PyObject_GetAttrString(obj, name.c_str()));
+}
+
+std::uint64_t batch_size(const json& header) {
+    const json* n = splitcore::optional_field(header, "n");
+    if (n == nullptr) return 100;
+    const auto value = splitcore::as_uint(*n);
+    if (!value || *value == 0) throw protocol_error(code::bad_request, "field \"n\" must be a positive integer");
+    return std::min(*value, max_batch);
+}
+
+// The exception class a client names in "exit": a builtin, or one from an already imported module.
+py_ref exception_class(const std::string& qualified) {
+    const auto dot = qualified.rfind('.');
+    const std::string module = dot == std::string::npos ? "builtins" : qualified.substr(0, dot);
+    const std::string name = dot == std::string::npos ? qualified : qualified.substr(dot + 1);
+    PyObject* loaded = PyDict_GetItemString(PyImport_GetModuleDict(), module.c_str());
+    if (loaded != nullptr) {
+        py_ref found = py_ref::steal(PyObject_GetAttrString(loaded, name.c_str()));
+        PyErr_Clear();
+        if (found && PyExceptionClass_Check(found.get())) return found;
+    }
+    return py_ref::borrow(PyExc_Exception);
+}
+
+}  // namespace
+
+worker::worker() {
+    m_handler["hello"] = &worker::hello;
+    m_handler["ping"] = &worker::ping;
+    m_handler["import"] = &worker::import_module;
+    m_handler["getattr"] = &worker::getattr;
+    m_handler["setattr"] = &worker::setattr;
+    m_handler["delattr"] = &worker::delattr;
+    m_handler["call"] = &worker::call;
+    m_handler["getitem"] = &worker::getitem;
+    m_handler["setitem"] = &worker::setitem;
+    m_handler["delitem"] = &worker::delitem;
+    m_handler["len"] = &worker::len;
+    m_handler["bool"] = &worker::truth;
+    m_handler["hash"] = &worker::hash;
+    m_handler["repr"] = &worker::repr;
+    m_handler["str"] = &worker::str;
+    m_handler["dir"] = &worker::dir;
+    m_handler["cmp"] = &worker::compare;
+    m_handler["iter"] = &worker::iter;
+    m_handler["next"] = &worker::next;
+    m_handler["enter"] = &worker::enter;
+    m_handler["exit"] = &worker::exit;
+    m_handler["release"] = &worker::release;
+    m_handler["cancel"] = &worker::cancel;
+    m_handler["stats"] = &worker::stats;
+    m_handler["bye"] = &worker::bye;
+}
+
+splitcore::message worker::dispatch(const json& header, const std::vector<zmq::message_t>& frames) {
+    std::uint64_t id = 0;
+    splitcore::encoder out(*this);
+    try {
+        id = splitcore::request_id(header);
+        const std::string& op = splitcore::string_field(header, "op");
+        const auto found = m_handler.find(op);
+        if (found == m_handler.end()) throw protocol_error(code::unknown_op, "no operation \"" + op + "\"");
+        splitcore::decoder in(*this, frames);
+        json result = (this->*found->second)(request{header, in, out});
+        return {splitcore::ok_reply(id, std::move(result)), out.take_frames()};
+    } catch (const python_error& e) {
+        (void)out.take_frames();
+        return {splitcore::error_reply(id, splitcore::describe_exception(e, *this)), {}};
+    } catch (const protocol_error& e) {
+        return {splitcore::error_reply(id, splitcore::protocol_error_value(e)), {}};
+    } catch (const std::exception& e) {
+        PyErr_Clear();
+        return {splitcore::error_reply(id, splitcore::protocol_error_value(code::bad_request, e.what())), {}};
+    }
+}
+
+// ---------------------------------------------------------------------------------------------
+// object table
+
+json worker::box_reference(PyObject* obj) {
+    std::uint64_t oid;
+    if (const auto known = m_oid_of.find(obj); known != m_oid_of.end()) {
+        oid = known->second;
+        ++m_objects[oid].count;
+    } else {
+        oid = m_next_oid++;
+        m_objects[oid] = entry{py_ref::borrow(obj), 1};
+        m_oid_of[obj] = oid;
+    }
+    return json{{"$r", oid}, {"t", splitcore::qualified_name(Py_TYPE(obj))}, {"cl", PyCallable_Check(obj) != 0}};
+}
+
+py_ref worker::unbox_reference(const json& ref) {
+    const auto oid = splitcore::as_uint(ref.at("$r"));
+    const auto found = oid ? m_objects.find(*oid) : m_objects.end();
+    if (found == m_objects.end()) {
+        throw protocol_error(code::bad_object, "no object " + ref.at("$r").dump() +
+                                                   " in this session (released, or from another session)");
+    }
+    return py_ref::borrow(found->second.object.get());
+}
+
+void worker::clear_objects() {
+    m_oid_of.clear();
+    // Move out first: a __del__ running during the clear must not see a half-destroyed table.
+    auto objects = std::move(m_objects);
+    m_objects.clear();
+    objects.clear();
+}
+
+py_ref worker::request::object(const char* field) const {
+    const json& ref = splitcore::field(header, field);
+    py_ref value = in.decode(ref);
+    return value;
+}
+
+py_ref worker::request::value(const char* field) const { return in.decode(splitcore::field(header, field)); }
+
+const std::string& worker::request::name(const char* field) const { return splitcore::string_field(header, field); }
+
+// ---------------------------------------------------------------------------------------------
+// operations
+
+json worker::hello(const request& r) {
+    char host[256] = {};
+    ::gethostname(host, sizeof(host) - 1);
+    py_ref sys = py_ref::checked(PyImport_ImportModule("sys"));
+    py_ref os = py_ref::checked(PyImport_ImportModule("os"));
+    const json* resumed = splitcore::optional_field(r.header, "resumed");
+    return json{{"resumed", resumed != nullptr && resumed->is_boolean() && resumed->get<bool>()},
+                {"pid", ::getpid()},
+                {"platform", splitcore::str_or(attribute(sys.get(), "platform").get(), "")},
+                {"python", splitcore::str_or(attribute(sys.get(), "version").get(), "")},
+                {"hostname", host},
+                {"sep", splitcore::str_or(attribute(os.get(), "sep").get(), "/")},
+                {"flavour", splitcore::str_or(attribute(os.get(), "name").get(), "posix") == "nt" ? "nt" : "posix"},
+                {"executable", splitcore::str_or(attribute(sys.get(), "executable").get(), "")}};
+}
+
+json worker::ping(const request&) { return nullptr; }
+
+json worker::import_module(const request& r) {
+    py_ref module = py_ref::checked(PyImport_ImportModule(r.name().c_str()));
+    json callables = json::array();
+    json constants = json::array();
+    json modules = json::array();
+    // The module's own namespace, not dir(): no lazy __getattr__ runs, nothing is imported.
+    PyObject* names = PyModule_Check(module.get()) ? PyModule_GetDict(module.get()) : nullptr;
+    Py_ssize_t pos = 0;
+    PyObject *key, *value;
+    while (names != nullptr && PyDict_Next(names, &pos, &key, &value)) {
+        if (!PyUnicode_Check(key)) continue;
+        const std::string name = splitcore::str_or(key, "");
+        if (PyModule_Check(value)) {
+            modules.push_back(name);
+        } else if (PyCallable_Check(value)) {
+            callables.push_back(name);
+        } else if (splitcore::is_plain(value) &&
+                   (name.rfind("__", 0) != 0 || name == "__name__" || name == "__file__" || name == "__version__")) {
+            constants.push_back(name);
+            constants.push_back(r.out.encode(value));
+        }
+    }
+    return json{{"mod", r.out.encode(module.get())},
+                {"callables", std::move(callables)},
+                {"consts", {{"$d", std::move(constants)}}},
+                {"modules", std::move(modules)}};
+}
+
+json worker::getattr(const request& r) {
+    py_ref target = r.object();
+    return r.out.encode(attribute(target.get(), r.name()).get());
+}
+
+json worker::setattr(const request& r) {
+    py_ref target = r.object();
+    py_ref value = r.value("v");
+    return none_or_throw(PyObject_SetAttrString(target.get(), r.name().c_str(), value.get()));
+}
+
+json worker::delattr(const request& r) {
+    py_ref target = r.object();
+    return none_or_throw(PyObject_DelAttrString(target.get(), r.name().c_str()));
+}
+
+json worker::call(const request& r) {
+    py_ref target = r.object();
+    if (const json* path = splitcore::optional_field(r.header, "path"); path != nullptr && !path->is_null()) {
+        if (!path->is_array()) throw protocol_error(code::bad_request, "field \"path\" must be a list of names");
+        for (const json& step : *path) {
+            if (!step.is_string()) throw protocol_error(code::bad_request, "field \"path\" must be a list of names");
+            target = attribute(target.get(), step.get_ref<const std::string&>());
+        }
+    }
+    py_ref args;
+    if (const json* a = splitcore::optional_field(r.header, "a"); a != nullptr && !a->is_null()) {
+        if (!a->is_array()) throw protocol_error(code::bad_request, "field \"a\" must be a list of values");
+        args = py_ref::checked(PySequence_Tuple(r.in.decode(*a).get()));
+    } else {
+        args = py_ref::checked(PyTuple_New(0));
+    }
+    py_ref kwargs;
+    if (const json* k = splitcore::optional_field(r.header, "k"); k != nullptr && !k->is_null()) {
+        kwargs = r.in.decode(*k);
+        if (!PyDict_Check(kwargs.get())) throw protocol_error(code::bad_request, "field \"k\" must be a {\"$d\": [...]} map");
+    }
+    py_ref result = py_ref::checked(PyObject_Call(target.get(), args.get(), kwargs.get()));
+    return r.out.encode(result.get());
+}
+
+json worker::getitem(const request& r) {
+    py_ref target = r.object();
+    py_ref key = r.value("k");
+    py_ref result = py_ref::checked(PyObject_GetItem(target.get(), key.get()));
+    return r.out.encode(result.get());
+}
+
+json worker::setitem(const request& r) {
+    py_ref target = r.object();
+    py_ref key = r.value("k");
+    py_ref value = r.value("v");
+    return none_or_throw(PyObject_SetItem(target.get(), key.get(), value.get()));
+}
+
+json worker::delitem(const request& r) {
+    py_ref target = r.object();
+    py_ref key = r.value("k");
+    return none_or_throw(PyObject_DelItem(target.get(), key.get()));
+}
+
+json worker::len(const request& r) {
+    py_ref target = r.object();
+    const Py_ssize_t length = PyObject_Length(target.get());
+    if (length < 0) throw python_error();
+    return static_cast<std::int64_t>(length);
+}
+
+json worker::truth(const request& r) { return bool_value(PyObject_IsTrue(r.object().get())); }
+
+json worker::hash(const request& r) {
+    py_ref target = r.object();
+    const Py_hash_t value = PyObject_Hash(target.get());
+    if (value == -1 && PyErr_Occurred()) throw python_error();
+    return static_cast<std::int64_t>(value);
+}
+
+json worker::repr(const request& r) {
+    py_ref text = py_ref::checked(PyObject_Repr(r.object().get()));
+    return r.out.encode(text.get());
+}
+
+json worker::str(const request& r) {
+    py_ref text = py_ref::checked(PyObject_Str(r.object().get()));
+    return r.out.encode(text.get());
+}
+
+json worker::dir(const request& r) {
+    py_ref names = py_ref::checked(PyObject_Dir(r.object().get()));
+    json result = json::array();
+    py_ref iterator = py_ref::checked(PyObject_GetIter(names.get()));
+    while (py_ref name = py_ref::steal(PyIter_Next(iterator.get()))) {
+        if (PyUnicode_Check(name.get())) result.push_back(splitcore::str_or(name.get(), ""));
+    }
+    splitcore::throw_if_error();
+    return result;
+}
+
+json worker::compare(const request& r) {
+    static const std::map<std::string, int, std::less<>> operators = {
+        {"eq", Py_EQ}, {"ne", Py_NE}, {"lt", Py_LT}, {"le", Py_LE}, {"gt", Py_GT}, {"ge", Py_GE}};
+    const auto found = operators.find(r.name("cmp"));
+    if (found == operators.end()) throw protocol_error(code::bad_request, "field \"cmp\" must be one of eq ne lt le gt ge");
+    py_ref left = r.object();
+    py_ref right = r.value("v");
+    py_ref result = py_ref::checked(PyObject_RichCompare(left.get(), right.get(), found->second));
+    return r.out.encode(result.get());
+}
+
+json worker::take_items(PyObject* iterator, const request& r, bool& done) {
+    const std::uint64_t n = batch_size(r.header);
+    json items = json::array();
+    done = false;
+    while (items.size() < n) {
+        py_ref item = py_ref::steal(PyIter_Next(iterator));
+        if (!item) {
+            splitcore::throw_if_error();
+            done = true;
+            break;
+        }
+        items.push_back(r.out.encode(item.get()));
+    }
+    return items;
+}
+
+json worker::iter(const request& r) {
+    py_ref iterator = py_ref::checked(PyObject_GetIter(r.object().get()));
+    bool done = false;
+    json items = take_items(iterator.get(), r, done);
+    return json{{"it", done ? json(nullptr) : r.out.encode(iterator.get())}, {"items", std::move(items)}, {"done", done}};
+}
+
+json worker::next(const request& r) {
+    py_ref iterator = r.object();
+    if (!PyIter_Check(iterator.get())) {
+        throw python_error::make(PyExc_TypeError, std::string("'") + Py_TYPE(iterator.get())->tp_name +
+                                                      "' object is not an iterator");
+    }
+    bool done = false;
+    json items = take_items(iterator.get(), r, done);
+    return json{{"items", std::move(items)}, {"done", done}};
+}
+
+json worker::enter(const request& r) {
+    py_ref result = py_ref::checked(PyObject_CallMethod(r.object().get(), "__enter__", nullptr));
+    return r.out.encode(result.get());
+}
+
+json worker::exit(const request& r) {
+    py_ref target = r.object();
+    const json& exc = splitcore::field(r.header, "exc");
+    py_ref result;
+    if (exc.is_null()) {
+        result = py_ref::checked(PyObject_CallMethod(target.get(), "__exit__", "OOO", Py_None, Py_None, Py_None));
+    } else {
+        if (!exc.is_array() || exc.size() != 2 || !exc[0].is_string() || !exc[1].is_string()) {
+            throw protocol_error(code::bad_request, "field \"exc\" must be null or [type name, message]");
+        }
+        py_ref type = exception_class(exc[0].get<std::string>());
+        py_ref instance = py_ref::checked(PyObject_CallFunction(type.get(), "s", exc[1].get<std::string>().c_str()));
+        result = py_ref::checked(
+            PyObject_CallMethod(target.get(), "__exit__", "OOO", type.get(), instance.get(), Py_None));
+    }
+    return bool_value(PyObject_IsTrue(result.get()));
+}
+
+json worker::release(const request& r) {
+    const json& ids = splitcore::field(r.header, "ids");
+    if (!ids.is_array()) throw protocol_error(code::bad_request, "field \"ids\" must be [[oid, count], ...]");
+    std::vector<py_ref> dropped;  // destroyed after the table is consistent again
+    for (const json& pair : ids) {
+        if (!pair.is_array() || pair.size() != 2 || !splitcore::as_uint(pair[0]) || !splitcore::as_uint(pair[1])) {
+            throw protocol_error(code::bad_request, "field \"ids\" must be [[oid, count], ...]");
+        }
+        const auto found = m_objects.find(*splitcore::as_uint(pair[0]));
+        if (found == m_objects.end()) continue;  // already gone: releases are batched and may cross
+        const std::uint64_t count = *splitcore::as_uint(pair[1]);
+        if (count < found->second.count) {
+            found->second.count -= count;
+            continue;
+        }
+        m_oid_of.erase(found->second.object.get());
+        dropped.push_back(std::move(found->second.object));
+        m_objects.erase(found);
+    }
+    return nullptr;
+}
+
+json worker::cancel(const request&) {
+    return false;  // a cancel the IO thread passed on means its target is not running
+}
+
+json worker::stats(const request&) { return json{{"objects", m_objects.size()}}; }
+
+json worker::bye(const request&) {
+    m_finished = true;
+    return nullptr;
+}
+
+}  // namespace splitbrain::agent

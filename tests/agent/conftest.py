@@ -1,0 +1,192 @@
+"""Fixtures for the agent suite: real splitbrain-agent processes from the build tree, and an
+independent client written with pyzmq + cbor2 straight from docs/protocol.md."""
+import itertools
+import json
+import os
+import pathlib
+import re
+import secrets
+import signal
+import subprocess
+import time
+
+import cbor2
+import pytest
+import zmq
+
+from wire import Ref, box, unbox
+
+BUILD_DIR = pathlib.Path(os.environ.get("SPLITBRAIN_BUILD_DIR", pathlib.Path(__file__).parents[2] / "build"))
+AGENT = BUILD_DIR / "agent" / "splitbrain-agent"
+
+
+def wait_until(condition, timeout=10.0, message="condition"):
+    """Polls condition() until it returns something truthy; fails after timeout seconds."""
+    deadline = time.monotonic() + timeout
+    while True:
+        value = condition()
+        if value:
+            return value
+        if time.monotonic() > deadline:
+            raise AssertionError(f"timed out after {timeout} s waiting for {message}")
+        time.sleep(0.01)
+
+
+class Agent:
+    """One `splitbrain-agent serve` process; its stderr goes to a file the tests read."""
+
+    def __init__(self, workdir, *, insecure=False, extra=(), authorized=()):
+        self.workdir = pathlib.Path(workdir)
+        self.workdir.mkdir(parents=True, exist_ok=True)
+        self.connection_file = self.workdir / "agent.json"
+        self.log_path = self.workdir / "agent.log"
+        self.client_public, self.client_secret = zmq.curve_keypair()
+        args = [str(AGENT), "serve", "--listen", "tcp://127.0.0.1:0", "--connection-file", str(self.connection_file)]
+        if insecure:
+            args.append("--insecure")
+        else:
+            key_dir = self.workdir / "key"
+            subprocess.run([str(AGENT), "keygen", str(key_dir)], check=True, capture_output=True)
+            keys_file = self.workdir / "authorized_keys"
+            keys_file.write_text("# test clients\n" + "\n".join([self.client_public.decode(), *authorized]) + "\n")
+            args += ["--key", str(key_dir), "--authorized-keys", str(keys_file)]
+        args += list(extra)
+        self.log_file = open(self.log_path, "wb")
+        self.process = subprocess.Popen(args, stdout=subprocess.DEVNULL, stderr=self.log_file)
+        info = wait_until(self._read_connection_file, message=f"{self.connection_file} (log: {self.log_path})")
+        self.address = info["address"]
+        self.public_key = info["public_key"]
+
+    def _read_connection_file(self):
+        if self.process.poll() is not None:
+            raise AssertionError(f"agent exited with {self.process.returncode}: {self.log()}")
+        try:
+            return json.loads(self.connection_file.read_text())
+        except (FileNotFoundError, json.JSONDecodeError):
+            return None
+
+    def log(self):
+        return self.log_path.read_text(errors="replace")
+
+    def wait_for_log(self, pattern, timeout=10.0):
+        return wait_until(lambda: re.search(pattern, self.log()), timeout, f"/{pattern}/ in the agent log")
+
+    def workers(self):
+        """pids of this agent's worker processes (spare included)."""
+        out = subprocess.run(["pgrep", "-P", str(self.process.pid)], capture_output=True, text=True).stdout
+        return [int(pid) for pid in out.split()]
+
+    def client(self, **kwargs):
+        return Client(self, **kwargs)
+
+    def stop(self):
+        if self.process.poll() is None:
+            self.process.send_signal(signal.SIGTERM)
+            try:
+                self.process.wait(10)
+            except subprocess.TimeoutExpired:
+                self.process.kill()
+                self.process.wait()
+        self.log_file.close()
+
+
+class Reply(dict):
+    pass
+
+
+class Client:
+    """A DEALER speaking protocol version 1, session token as routing id."""
+
+    _context = zmq.Context.instance()
+
+    def __init__(self, agent, *, session=None, public=None, secret=None, hello=True):
+        self.agent = agent
+        self.session = session or secrets.token_hex(16)
+        self.events = []
+        self.ids = itertools.count(1)
+        self.socket = self._context.socket(zmq.DEALER)
+        self.socket.setsockopt(zmq.LINGER, 0)
+        self.socket.setsockopt(zmq.ROUTING_ID, bytes.fromhex(self.session))
+        if agent.public_key is not None:
+            self.socket.curve_serverkey = agent.public_key.encode()
+            self.socket.curve_publickey = public or agent.client_public
+            self.socket.curve_secretkey = secret or agent.client_secret
+        self.socket.connect(agent.address)
+        self.info = self.request("hello", session=self.session)["r"] if hello else None
+
+    def send(self, header, frames=()):
+        self.socket.send_multipart([cbor2.dumps(header), *frames])
+
+    def receive(self, timeout=10.0):
+        """Next message as (header, frames); None on timeout."""
+        if not self.socket.poll(int(timeout * 1000)):
+            return None
+        parts = self.socket.recv_multipart()
+        return cbor2.loads(parts[0]), parts[1:]
+
+    def wait_reply(self, request_id, timeout=10.0):
+        """Collects output events until the reply for request_id arrives."""
+        deadline = time.monotonic() + timeout
+        while True:
+            left = deadline - time.monotonic()
+            message = self.receive(max(left, 0))
+            if message is None:
+                raise AssertionError(f"no reply to request {request_id} within {timeout} s")
+            header, frames = message
+            if "ev" in header:
+                self.events.append(header)
+                continue
+            if header.get("id") == request_id:
+                reply = Reply(header)
+                reply.frames = frames
+                return reply
+
+    def request(self, op, frames=(), timeout=10.0, **fields):
+        request_id = next(self.ids)
+        self.send({"id": request_id, "op": op, **fields}, frames)
+        return self.wait_reply(request_id, timeout)
+
+    def ok(self, op, **fields):
+        reply = self.request(op, **fields)
+        assert reply["ok"], reply.get("e")
+        return reply["r"]
+
+    def module(self, name):
+        """import name on the agent; the module as a Ref."""
+        return Ref(self.ok("import", name=name)["mod"])
+
+    def call(self, target, *args, path=(), timeout=10.0, **kwargs):
+        """The raw reply of calling target.path(*args, **kwargs) on the agent."""
+        frames = []
+        fields = {"o": target.wire(), "a": [box(a, frames) for a in args]}
+        if path:
+            fields["path"] = list(path)
+        if kwargs:
+            fields["k"] = box(kwargs, frames)
+        return self.request("call", frames=frames, timeout=timeout, **fields)
+
+    def value(self, target, *args, path=(), **kwargs):
+        """The unboxed result of a call that must succeed."""
+        reply = self.call(target, *args, path=path, **kwargs)
+        assert reply["ok"], reply.get("e")
+        return unbox(reply["r"], reply.frames)
+
+    def output(self, fd=1):
+        return b"".join(e["d"] for e in self.events if e["ev"] == "out" and e["fd"] == fd)
+
+    def close(self):
+        self.socket.close(0)
+
+
+@pytest.fixture
+def agent(tmp_path):
+    a = Agent(tmp_path / "agent")
+    yield a
+    a.stop()
+
+
+@pytest.fixture
+def client(agent):
+    c = agent.client()
+    yield c
+    c.close()

@@ -1,0 +1,224 @@
+"""Every operation of docs/protocol.md against a real agent, and the by-value table end to end."""
+import math
+import os
+
+import pytest
+
+from wire import Ref, box, same, unbox
+
+
+def test_hello_describes_the_slave(client):
+    info = client.info
+    assert info["resumed"] is False
+    assert info["platform"] == "linux"
+    assert info["python"].startswith("3.11")
+    assert info["sep"] == "/" and info["flavour"] == "posix"
+    assert info["hostname"] == os.uname().nodename
+    assert info["pid"] > 0 and info["pid"] != os.getpid()
+    assert info["executable"].endswith("python3") or info["executable"].endswith("python")
+
+
+def test_ping_is_answered_with_null(client):
+    assert client.request("ping") == {"id": 2, "ok": True, "r": None}
+
+
+def test_import_returns_callables_constants_and_submodules(client):
+    result = client.ok("import", name="os")
+    assert result["mod"]["t"] == "builtins.module"
+    assert {"getcwd", "listdir", "stat"} <= set(result["callables"])
+    consts = unbox(result["consts"], [])
+    assert consts["sep"] == "/" and consts["name"] == "posix" and consts["O_RDONLY"] == os.O_RDONLY
+    assert "path" in result["modules"]
+    assert "environ" not in consts  # not plain data: fetched by reference when used
+
+
+def test_the_same_object_keeps_its_oid(client):
+    assert client.module("os").oid == client.module("os").oid
+
+
+def test_call_walks_the_path_in_one_round_trip(client):
+    os_ = client.module("os")
+    assert client.value(os_, "a", "b", path=["path", "join"]) == "a/b"
+    assert client.value(os_, path=["getcwd"]) == os.getcwd()
+
+
+def test_call_passes_keyword_arguments(client):
+    builtins = client.module("builtins")
+    assert client.value(builtins, [3, 1, 2], path=["sorted"], reverse=True) == [3, 2, 1]
+    assert client.value(builtins, "ff", 16, path=["int"]) == 255
+
+
+@pytest.mark.parametrize("value", [
+    None, True, False, 0, -1, 2**63 - 1, -(2**63), 2**64, -(10**50), 1.5, math.inf, -0.0, "", "grüße ✓",
+    b"", b"\x00\xff" * 10, bytearray(b"xyz"), 1 + 2j, [], [1, "a", [None, 2.5]], (), (1, (2, (3,))),
+    {}, {"a": 1, 2: [3], (1, 2): {"x": None}}, set(), {1, "two", (3,)}, frozenset({1, 2}),
+], ids=repr)
+def test_plain_values_round_trip_by_value(client, value):
+    copy = client.module("copy")
+    assert same(client.value(copy, value, path=["copy"]), value)
+
+
+def test_nan_round_trips(client):
+    assert math.isnan(client.value(client.module("copy"), math.nan, path=["copy"]))
+
+
+def test_struct_sequences_cross_by_value_with_their_type(client):
+    os_ = client.module("os")
+    tag, type_name, fields, extras = client.value(os_, "/", path=["stat"])
+    assert (tag, type_name) == ("$q", "os.stat_result")
+    assert fields[0] == os.stat("/").st_mode and extras["st_mtime_ns"] == os.stat("/").st_mtime_ns
+
+
+def test_int_enums_cross_as_their_int_value(client):
+    socket_ = client.module("socket")
+    assert client.ok("getattr", o=socket_.wire(), name="AF_INET") == 2
+
+
+def test_large_bytes_travel_as_raw_frames_both_ways(client):
+    data = os.urandom(3 * (1 << 20) + 12345)
+    frames = []
+    boxed = box(data, frames)
+    assert boxed["$F"][1] == 4
+    reply = client.request("call", frames=frames, o=client.module("copy").wire(), path=["copy"], a=[boxed])
+    assert reply["ok"], reply.get("e")
+    assert reply["r"]["$F"][0] == 0 and len(reply.frames) == 4
+    assert all(len(f) <= (1 << 20) for f in reply.frames)
+    assert unbox(reply["r"], reply.frames) == data
+
+
+def test_other_objects_cross_by_reference_and_can_be_passed_back(client):
+    fractions = client.module("fractions")
+    third = client.value(fractions, 1, 3, path=["Fraction"])
+    assert isinstance(third, Ref) and third.type == "fractions.Fraction" and third.callable is False
+    builtins = client.module("builtins")
+    assert client.value(builtins, third, path=["str"]) == "1/3"
+    assert client.ok("repr", o=third.wire()) == "Fraction(1, 3)"
+    assert client.ok("str", o=third.wire()) == "1/3"
+    assert client.ok("hash", o=third.wire()) == hash(__import__("fractions").Fraction(1, 3))
+    assert client.ok("bool", o=third.wire()) is True
+    assert client.ok("cmp", o=third.wire(), cmp="lt", v=1) is True
+    assert client.ok("cmp", o=third.wire(), cmp="eq", v=2) is False
+    assert "numerator" in client.ok("dir", o=third.wire())
+
+
+def test_attributes_get_set_and_delete(client):
+    types = client.module("types")
+    namespace = client.value(types, path=["SimpleNamespace"], x=1)
+    assert client.ok("getattr", o=namespace.wire(), name="x") == 1
+    assert client.ok("setattr", o=namespace.wire(), name="y", v="two") is None
+    assert client.ok("getattr", o=namespace.wire(), name="y") == "two"
+    assert client.ok("delattr", o=namespace.wire(), name="y") is None
+    reply = client.request("getattr", o=namespace.wire(), name="y")
+    assert reply["e"]["type"] == "builtins.AttributeError"
+
+
+def test_items_len_and_iteration(client):
+    builtins = client.module("builtins")
+    collections = client.module("collections")
+    counter = client.value(collections, path=["OrderedDict"])
+    assert isinstance(counter, Ref)
+    assert client.ok("setitem", o=counter.wire(), k="a", v=1) is None
+    assert client.ok("setitem", o=counter.wire(), k="b", v=[2]) is None
+    assert client.ok("getitem", o=counter.wire(), k="b") == [2]
+    assert client.ok("len", o=counter.wire()) == 2
+    assert client.ok("delitem", o=counter.wire(), k="a") is None
+    assert client.ok("len", o=counter.wire()) == 1
+    assert client.request("getitem", o=counter.wire(), k="zz")["e"]["type"] == "builtins.KeyError"
+
+    numbers = client.value(builtins, 10, path=["range"])
+    first = client.ok("iter", o=numbers.wire(), n=4)
+    assert first["items"] == [0, 1, 2, 3] and first["done"] is False
+    rest = client.ok("next", o=first["it"], n=4)
+    assert rest == {"items": [4, 5, 6, 7], "done": False}
+    assert client.ok("next", o=first["it"], n=4) == {"items": [8, 9], "done": True}
+    whole = client.ok("iter", o=numbers.wire(), n=100)
+    assert whole == {"it": None, "items": list(range(10)), "done": True}
+
+
+def test_context_managers_enter_and_exit(client, tmp_path):
+    path = tmp_path / "f.txt"
+    builtins = client.module("builtins")
+    handle = client.value(builtins, str(path), "w", path=["open"])
+    assert handle.type == "_io.TextIOWrapper"
+    entered = client.ok("enter", o=handle.wire())
+    assert entered["$r"] == handle.oid
+    assert client.value(handle, "hello", path=["write"]) == 5
+    assert client.ok("exit", o=handle.wire(), exc=None) is False
+    assert path.read_text() == "hello"
+    assert client.ok("getattr", o=handle.wire(), name="closed") is True
+
+
+def test_exit_receives_the_exception_and_may_suppress_it(client):
+    builtins = client.module("builtins")
+    value_error = Ref(client.ok("getattr", o=builtins.wire(), name="ValueError"))
+    contextlib = client.module("contextlib")
+    reply = client.request("call", o=contextlib.wire(), path=["suppress"], a=[value_error.wire()])
+    suppress = Ref(reply["r"])
+    client.ok("enter", o=suppress.wire())
+    assert client.ok("exit", o=suppress.wire(), exc=["builtins.ValueError", "boom"]) is True
+    client.ok("enter", o=suppress.wire())
+    assert client.ok("exit", o=suppress.wire(), exc=["builtins.KeyError", "k"]) is False
+
+
+def test_release_drops_objects_and_stats_count_them(client):
+    fractions = client.module("fractions")
+    before = client.ok("stats")["objects"]
+    a = client.value(fractions, 1, 3, path=["Fraction"])
+    b = client.value(fractions, 1, 5, path=["Fraction"])
+    assert client.ok("stats")["objects"] == before + 2
+    assert isinstance(client.ok("call", o=client.module("builtins").wire(), path=["id"], a=[a.wire()]), int)
+    assert client.ok("release", ids=[[b.oid, 1]]) is None
+    assert client.ok("stats")["objects"] == before + 2 - 1 + 1  # b gone; builtins arrived
+    assert client.request("repr", o=b.wire())["e"]["code"] == "splitbrain.bad_object"
+    assert client.ok("release", ids=[[a.oid, 1], [999999, 3]]) is None
+    assert client.request("repr", o=a.wire())["e"]["code"] == "splitbrain.bad_object"
+
+
+def test_reference_counts_follow_what_the_client_received(client):
+    fractions = client.module("fractions")
+    third = client.value(fractions, 1, 3, path=["Fraction"])
+    identity = client.value(client.module("copy"), third, path=["copy"])  # Fraction.copy returns self
+    assert identity.oid == third.oid
+    client.ok("release", ids=[[third.oid, 1]])
+    assert client.ok("repr", o=third.wire()) == "Fraction(1, 3)"  # one count left
+    client.ok("release", ids=[[third.oid, 1]])
+    assert client.request("repr", o=third.wire())["e"]["code"] == "splitbrain.bad_object"
+
+
+def test_file_not_found_carries_errno_filename_and_traceback(client):
+    builtins = client.module("builtins")
+    error = client.call(builtins, "/no/such/dir/file.txt", path=["open"])["e"]
+    assert error["type"] == "builtins.FileNotFoundError"
+    assert error["errno"] == 2
+    assert error["strerror"] == "No such file or directory"
+    assert error["filename"] == "/no/such/dir/file.txt"
+    assert error["filename2"] is None
+    assert error["args"] == [2, "No such file or directory"]
+    assert error["msg"] == "[Errno 2] No such file or directory: '/no/such/dir/file.txt'"
+    assert "FileNotFoundError" in error["tb"]
+
+
+def test_python_exceptions_carry_a_remote_traceback(client):
+    json_ = client.module("json")
+    error = client.call(json_, "{bad", path=["loads"])["e"]
+    assert error["type"] == "json.decoder.JSONDecodeError"
+    assert 'File "/usr/lib/python3.11/json/decoder.py"' in error["tb"]
+    assert error["errno"] is None and "code" not in error
+
+
+def test_a_remote_system_exit_is_an_error_reply_not_the_end_of_the_worker(client):
+    sys_ = client.module("sys")
+    assert client.call(sys_, 3, path=["exit"])["e"]["type"] == "builtins.SystemExit"
+    assert client.request("ping")["ok"]
+    assert client.ok("stats")["objects"] >= 1
+
+
+def test_bye_ends_the_session(agent):
+    client = agent.client()
+    pid = client.info["pid"]
+    assert client.request("bye") == {"id": 2, "ok": True, "r": None}
+    agent.wait_for_log(r"session \w+ closed by the client")
+    from conftest import wait_until
+    wait_until(lambda: not os.path.exists(f"/proc/{pid}"), message="the worker to exit")
+    assert client.request("stats")["e"]["code"] == "splitbrain.no_session"
+    client.close()
