@@ -218,6 +218,12 @@ class Slave:
             self._conn.cancel_all()
 
     @property
+    def requests(self):
+        """Messages sent to the agent so far: each request is one round trip (release batches
+        and cancels are sent without waiting). For tests and tuning."""
+        return self._conn.requests
+
+    @property
     def closed(self):
         return self._closed
 

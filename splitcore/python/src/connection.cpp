@@ -33,6 +33,7 @@ struct connection_state {
     std::shared_ptr<splitcore::channel> channel;  // null once closed; callers hold their own copy
     py_ref box, unbox, output, error;             // the owner's hooks
     json releases = json::array();                // [[oid, count], ...] not yet sent; GIL-guarded
+    unsigned long long requests = 0;              // messages sent (requests, posts, release batches)
 };
 
 struct connection_object {
@@ -283,6 +284,7 @@ void flush_releases(connection_state& state) {
     json header{{"op", "release"}, {"ids", std::move(state.releases)}};
     state.releases = json::array();
     std::shared_ptr<splitcore::channel> channel = state.channel;
+    ++state.requests;
     splitcore::gil_release unlocked;
     channel->post(std::move(header));
 }
@@ -357,6 +359,7 @@ PyObject* connection_request(connection_object* self, PyObject* const* args, Py_
         std::vector<zmq::message_t> frames = encoder.take_frames();
         if (state.releases.size() >= release_batch) flush_releases(state);
         std::uint64_t id;
+        ++state.requests;
         {
             splitcore::gil_release unlocked;
             id = channel->send(std::move(header), std::move(frames));
@@ -391,6 +394,7 @@ PyObject* connection_post(connection_object* self, PyObject* const* args, Py_ssi
         json header = build_header(args[0], nargs > 1 ? args[1] : nullptr, encoder);
         std::vector<zmq::message_t> frames = encoder.take_frames();
         std::uint64_t id;
+        ++state.requests;
         {
             splitcore::gil_release unlocked;
             id = channel->post(std::move(header), std::move(frames));
@@ -464,6 +468,10 @@ PyObject* connection_close(connection_object* self, PyObject*) {
 
 PyObject* connection_closed(connection_object* self, void*) {
     return PyBool_FromLong(!self->state->channel);
+}
+
+PyObject* connection_requests(connection_object* self, void*) {
+    return PyLong_FromUnsignedLongLong(self->state->requests);
 }
 
 PyObject* connection_pending_releases(connection_object* self, void*) {
@@ -577,6 +585,8 @@ PyMethodDef connection_methods[] = {
 
 PyGetSetDef connection_getset[] = {
     {"closed", reinterpret_cast<getter>(connection_closed), nullptr, "True once close() ran.", nullptr},
+    {"requests", reinterpret_cast<getter>(connection_requests), nullptr,
+     "Messages sent so far (each request is one round trip; posts are not waited for).", nullptr},
     {"pending_releases", reinterpret_cast<getter>(connection_pending_releases), nullptr,
      "Number of releases queued and not yet sent.", nullptr},
     {nullptr, nullptr, nullptr, nullptr, nullptr},

@@ -1,0 +1,63 @@
+"""Fixtures for the splitbrain Python face: real agents spawned from the build tree.
+
+Environment (set by tests/CMakeLists.txt): PYTHONPATH=<build>/python, SPLITBRAIN_AGENT=<build>/agent/
+splitbrain-agent, JUPYTER_PATH=<build>/share/jupyter. Each session gets its own SPLITBRAIN_CONFIG,
+so the user's ~/.config/splitbrain is never touched.
+"""
+
+import os
+import subprocess
+import sys
+import tempfile
+import textwrap
+import time
+
+import pytest
+
+_config = tempfile.mkdtemp(prefix="splitbrain-face-config-")
+os.environ["SPLITBRAIN_CONFIG"] = _config
+
+import splitbrain  # noqa: E402  (after SPLITBRAIN_CONFIG is set)
+
+
+def wait_for(condition, timeout=5.0, interval=0.01, what="condition"):
+    """Polls *condition* until it is truthy or *timeout* passes (then fails the test)."""
+    deadline = time.monotonic() + timeout
+    while True:
+        value = condition()
+        if value:
+            return value
+        if time.monotonic() > deadline:
+            pytest.fail(f"timed out after {timeout} s waiting for {what}")
+        time.sleep(interval)
+
+
+@pytest.fixture(scope="session")
+def linux_box():
+    box = splitbrain.spawn("linux-box")
+    yield box
+    box.close()
+
+
+@pytest.fixture(scope="session")
+def windows_box():
+    box = splitbrain.spawn("windows-box")
+    yield box
+    box.close()
+
+
+@pytest.fixture
+def fresh_box():
+    """A slave of its own, for tests that kill, interrupt or count objects."""
+    box = splitbrain.spawn()
+    yield box
+    box.close()
+
+
+def run_python(code, timeout=60, env=None, **kwargs):
+    """Runs *code* in a fresh interpreter of this venv with the test environment; returns the
+    CompletedProcess (text, stdout and stderr captured)."""
+    full_env = dict(os.environ)
+    full_env.update(env or {})
+    return subprocess.run([sys.executable, "-c", textwrap.dedent(code)], capture_output=True, text=True,
+                          timeout=timeout, env=full_env, **kwargs)
