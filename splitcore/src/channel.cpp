@@ -34,6 +34,8 @@ std::string seconds_text(std::chrono::milliseconds ms) {
 
 channel::channel(channel_options options)
     : m_options(std::move(options)), m_socket(shared_context(), zmq::socket_type::dealer) {
+    // A ping must have time to come back before the agent counts as gone.
+    m_options.ping_after = std::min(m_options.ping_after, m_options.liveness / 3);
     m_socket.set(zmq::sockopt::linger, 0);
     if (!m_options.session.empty()) {
         m_socket.set(zmq::sockopt::routing_id, zmq::buffer(m_options.session));

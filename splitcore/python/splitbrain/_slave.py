@@ -14,7 +14,7 @@ import tempfile
 import threading
 import time
 import weakref
-from urllib.parse import parse_qs, urlsplit
+from urllib.parse import unquote
 
 from . import _context, _core, _registry
 from ._errors import AgentUnreachable, SlaveClosed, SpawnError, exception_from_reply
@@ -279,18 +279,21 @@ def _register(slave):
 def _parse_target(target):
     """target → (address, public key or None, default name)."""
     if "://" in target:
-        parts = urlsplit(target)
-        if parts.scheme != "tcp" or not parts.hostname or parts.port is None:
+        # Z85 keys hold '?', '&', '#' and '/': the key is everything after "?key=", taken literally.
+        address_part, has_key, key = target.partition("?key=")
+        scheme, _, netloc = address_part.partition("://")
+        host, _, port = netloc.rpartition(":")
+        if scheme != "tcp" or not host or not port.isdigit() or "/" in netloc or "?" in netloc:
             raise ValueError(f"[splitbrain.bad_target] {target!r}: an address is tcp://HOST:PORT[?key=Z85]")
-        address = f"tcp://{parts.netloc}"
-        query = parse_qs(parts.query)
-        if "key" in query:
-            key = query["key"][0]
+        address = f"tcp://{netloc}"
+        if has_key:
+            if len(key) != 40 and "%" in key:
+                key = unquote(key)
             if key in ("none", "null", ""):
-                return address, None, parts.netloc
+                return address, None, netloc
             if not _core.is_key(key):
                 raise ValueError(f"[splitbrain.bad_key] {target!r}: key= is not a Z85 CurveZMQ public key")
-            return address, key, parts.netloc
+            return address, key, netloc
         for entry_name, entry in _registry.entries().items():
             if entry.get("address") == address:
                 return address, entry.get("public_key"), entry_name

@@ -1,0 +1,67 @@
+"""Issue 4 point 6: remote exceptions raise as the same built-in type (errno and filename kept), or
+as RemoteError subclasses naming the remote type; the remote traceback is a note; local frames stay."""
+
+import errno
+import os
+import traceback
+
+import pytest
+
+import splitbrain
+
+
+def test_a_missing_file_raises_file_not_found_error_with_errno_and_filename(linux_box):
+    with linux_box:
+        with pytest.raises(FileNotFoundError) as caught:
+            os.stat("/no/such/file")
+    assert caught.value.errno == errno.ENOENT
+    assert caught.value.filename == "/no/such/file"
+    assert caught.value.strerror == "No such file or directory"
+
+
+def test_two_filenames_are_kept(linux_box):
+    with linux_box:
+        with pytest.raises(FileNotFoundError) as caught:
+            os.rename("/no/such/a", "/no/such/b")
+    assert caught.value.filename == "/no/such/a"
+    assert caught.value.filename2 == "/no/such/b"
+
+
+def test_a_builtin_exception_keeps_its_type_and_args(linux_box):
+    with pytest.raises(ValueError) as caught:
+        linux_box.modules.builtins.int("not a number")
+    assert caught.value.args == ("invalid literal for int() with base 10: 'not a number'",)
+
+
+def test_a_non_builtin_exception_is_a_remote_error_subclass_naming_the_remote_type(linux_box):
+    with pytest.raises(splitbrain.RemoteError) as caught:
+        linux_box.modules.json.loads("{bad")
+    exc = caught.value
+    assert type(exc).__name__ == "JSONDecodeError"
+    assert exc.remote_type == "json.decoder.JSONDecodeError"
+    assert exc.slave == "linux-box"
+    assert "Expecting property name" in str(exc)
+
+
+def test_the_remote_traceback_is_a_note_naming_the_slave_and_local_frames_stay(linux_box):
+    def call_remote():
+        linux_box.modules.json.loads("{bad")
+
+    with pytest.raises(splitbrain.RemoteError) as caught:
+        call_remote()
+    notes = caught.value.__notes__
+    assert notes[0].startswith("Remote traceback (on linux-box):")
+    assert "json/decoder.py" in notes[0]
+    local_frames = [frame.name for frame in traceback.extract_tb(caught.value.__traceback__)]
+    assert "call_remote" in local_frames
+
+
+def test_system_exit_on_the_slave_does_not_stop_the_master(linux_box):
+    with pytest.raises(splitbrain.RemoteError) as caught:
+        linux_box.modules.sys.exit(3)
+    assert caught.value.remote_type == "builtins.SystemExit"
+
+
+def test_an_unknown_remote_attribute_is_an_attribute_error(linux_box):
+    with linux_box:
+        assert not hasattr(os, "no_such_function")

@@ -1,0 +1,96 @@
+"""Issue 4 point 5: a proxy behaves like its object — attributes, calls, with, batched iteration,
+len, bool, indexing, comparisons, hash, repr naming the slave, dir."""
+
+import pytest
+
+import splitbrain
+
+
+@pytest.fixture
+def remote_file(linux_box, tmp_path):
+    path = tmp_path / "lines.txt"
+    path.write_text("".join(f"line {i}\n" for i in range(10_000)))
+    with linux_box:
+        f = open(str(path))
+    yield f
+    f.close()
+
+
+def test_attribute_access_and_method_calls_act_on_the_remote_object(remote_file):
+    assert remote_file.mode == "r"
+    assert remote_file.readline() == "line 0\n"
+    assert remote_file.closed is False
+
+
+def test_a_known_method_call_is_one_round_trip(linux_box, remote_file):
+    remote_file.readline()
+    before = linux_box.requests
+    remote_file.readline()
+    assert linux_box.requests == before + 1
+
+
+def test_setting_and_deleting_attributes_acts_remotely(linux_box):
+    namespace = linux_box.modules.types.SimpleNamespace(a=1)
+    namespace.b = 2
+    assert namespace.b == 2
+    del namespace.a
+    with pytest.raises(AttributeError):
+        namespace.a
+
+
+def test_with_enters_and_exits_the_remote_context_manager(linux_box, tmp_path):
+    with linux_box:
+        with open(str(tmp_path / "w.txt"), "w") as f:
+            f.write("data")
+        assert f.closed is True
+    assert (tmp_path / "w.txt").read_text() == "data"
+
+
+def test_iterating_a_10000_line_remote_file_takes_a_handful_of_round_trips(linux_box, remote_file):
+    before = linux_box.requests
+    lines = list(remote_file)
+    assert len(lines) == 10_000 and lines[-1] == "line 9999\n"
+    assert linux_box.requests - before <= 8
+
+
+def test_len_bool_indexing_and_containment(linux_box):
+    remote_list = linux_box.modules.collections.deque([1, 2, 3])
+    assert len(remote_list) == 3
+    assert bool(remote_list) is True
+    assert remote_list[0] == 1
+    remote_list[0] = 10
+    assert remote_list[0] == 10
+    del remote_list[0]
+    assert len(remote_list) == 2
+    assert 3 in remote_list and 10 not in remote_list
+    assert bool(linux_box.modules.collections.deque()) is False
+
+
+def test_comparisons_and_hash_act_on_the_remote_object(linux_box):
+    decimal = linux_box.modules.decimal.Decimal
+    one, two = decimal("1"), decimal("2")
+    assert one < two and two > one and one <= one and one != two
+    assert one == 1
+    assert hash(one) == hash(1)
+
+
+def test_repr_names_the_slave_and_dir_lists_remote_names(linux_box, remote_file, tmp_path):
+    text = repr(remote_file)
+    assert text.startswith("<remote linux-box: <_io.TextIOWrapper name=")
+    assert str(tmp_path / "lines.txt") in text
+    assert "readline" in dir(remote_file)
+
+
+def test_calling_a_remote_class_makes_a_remote_instance(linux_box):
+    counter = linux_box.modules.collections.Counter("hello")
+    assert isinstance(counter, splitbrain.RemoteObject)
+    assert counter["l"] == 2
+    assert counter.most_common(1) == [("l", 2)]
+
+
+def test_next_on_a_remote_iterator(linux_box):
+    iterator = linux_box.modules.builtins.iter([1, 2])
+    assert next(iterator) == 1
+    assert next(iterator) == 2
+    with pytest.raises(StopIteration):
+        next(iterator)

@@ -1,0 +1,124 @@
+"""Issue 4 point 4: routed modules in sys.modules and in modules imported earlier; builtins.open and
+io.open; constants cost no round trip, a module call exactly one."""
+
+import builtins
+import io
+import os
+import sys
+import types
+
+import pytest
+
+import splitbrain
+from conftest import run_python
+
+LOCAL_PID = os.getpid()
+
+
+def test_the_default_set_is_routed_in_sys_modules():
+    for name in ["os", "os.path", "subprocess", "socket", "shutil", "glob", "tempfile", "platform",
+                 "pathlib", "serial", "pyvisa", "usb"]:
+        module = sys.modules[name]
+        assert type(module).__name__ == "RoutedModule", name
+        assert isinstance(module, types.ModuleType), name
+    assert sys.modules["os"].path is sys.modules["os.path"]
+
+
+def test_a_routed_module_outside_any_context_is_the_real_one():
+    import posixpath
+    assert os.getcwd() == posixpath.abspath(".")
+    assert os.path.join is posixpath.join
+    assert os.sep == "/"
+
+
+def test_a_library_imported_before_splitbrain_acts_on_the_slave_inside_a_context(linux_box, tmp_path):
+    (tmp_path / "labtools.py").write_text(
+        "import subprocess\n"
+        "from os import path\n"
+        "def parent_pid():\n"
+        "    return int(subprocess.check_output(['sh', '-c', 'echo $PPID']))\n"
+        "def exists(p):\n"
+        "    return path.exists(p)\n")
+    done = run_python(f"""
+        import sys, os
+        sys.path.insert(0, {str(tmp_path)!r})
+        import labtools                      # before splitbrain: holds the real subprocess
+        import splitbrain
+        box = splitbrain.spawn("lab")
+        print("local", labtools.parent_pid() == os.getpid())
+        with box:
+            print("remote", labtools.parent_pid() == box.pid)
+            os.chdir({str(tmp_path)!r})
+            open("only-there.txt", "w").close()
+        print("local again", labtools.parent_pid() == os.getpid())
+        box.close()
+    """)
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.split("\n")[:3] == ["local True", "remote True", "local again True"]
+
+
+def test_builtins_open_and_io_open_act_on_the_slave_but_bytesio_stays_local(linux_box, tmp_path):
+    assert builtins.open is io.open
+    box_cwd = linux_box.modules.os.getcwd()
+    try:
+        linux_box.modules.os.chdir(str(tmp_path))
+        with linux_box:
+            with open("routed.txt", "w") as f:   # relative: the slave's cwd, not ours
+                f.write("written on linux-box")
+            with io.open("routed.txt") as f:
+                assert f.read() == "written on linux-box"
+            buffer = io.BytesIO(b"local")
+            assert type(buffer) is io.BytesIO
+        assert (tmp_path / "routed.txt").read_text() == "written on linux-box"
+        assert not os.path.exists("routed.txt") or os.getcwd() == str(tmp_path)
+    finally:
+        linux_box.modules.os.chdir(box_cwd)
+
+
+def test_module_constants_cost_no_round_trip_and_a_module_call_exactly_one(linux_box):
+    with linux_box:
+        os.getcwd()  # the import of os on the slave happens once, here
+        os.path.exists("/")
+        before = linux_box.requests
+        assert os.sep == "/" and os.O_RDONLY == 0 and os.name == "posix"
+        assert linux_box.requests == before
+        os.getcwd()
+        assert linux_box.requests == before + 1
+        os.path.exists("/tmp")
+        assert linux_box.requests == before + 2
+
+
+def test_pure_posixpath_functions_run_locally_for_a_posix_slave(linux_box):
+    with linux_box:
+        os.path.exists("/")
+        before = linux_box.requests
+        assert os.path.join("a", "b") == "a/b"
+        assert os.path.splitext("x.tar.gz") == ("x.tar", ".gz")
+        assert os.path.basename("/a/b") == "b"
+        assert linux_box.requests == before
+
+
+def test_route_adds_a_module_to_the_routed_set(linux_box):
+    import posix
+    routed = splitbrain.route("posix")
+    try:
+        assert sys.modules["posix"] is routed
+        assert "posix" in splitbrain.routed_names()
+        import posix as again
+        assert again.getpid() == LOCAL_PID
+        with linux_box:
+            assert again.getpid() == linux_box.pid
+    finally:
+        sys.modules["posix"] = posix
+
+
+def test_from_import_inside_a_context_binds_the_slaves_object(linux_box):
+    with linux_box:
+        from os import getpid
+    assert getpid() == linux_box.pid  # fixed to where it came from
+
+
+def test_dir_of_a_routed_module_lists_the_slaves_names(linux_box):
+    with linux_box:
+        names = dir(os)
+    assert "getcwd" in names and "listdir" in names
