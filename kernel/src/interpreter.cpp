@@ -97,15 +97,15 @@ def load_splitbrain_extension(shell):
     """Registers the splitbrain magics (%%slave, ...) when the splitbrain package is installed."""
     try:
         try:
-            module = importlib.import_module("splitbrain.kernel")
+            module = importlib.import_module("splitbrain_kernel")
         except ModuleNotFoundError as e:
-            if e.name in ("splitbrain", "splitbrain.kernel"):
+            if e.name in ("splitbrain", "splitbrain_kernel"):
                 return
             raise
         module.load_ipython_extension(shell)
-        shell.extension_manager.loaded.add("splitbrain.kernel")
+        shell.extension_manager.loaded.add("splitbrain_kernel")
     except BaseException:
-        print("[splitbrain.kernel_extension_failed] splitbrain.kernel.load_ipython_extension failed; "
+        print("[splitbrain.kernel_extension_failed] splitbrain_kernel.load_ipython_extension failed; "
               "the kernel runs without the splitbrain magics:", file=sys.__stderr__)
         traceback.print_exc(file=sys.__stderr__)
         sys.__stderr__.flush()
