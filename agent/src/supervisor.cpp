@@ -242,6 +242,9 @@ void supervisor::handle_client() {
 
     std::uint64_t id = 0;
     try {
+        json header = splitcore::decode_header(message[1]);
+        if (const json* raw_id = splitcore::optional_field(header, "id")) id = splitcore::as_uint(*raw_id).value_or(0);
+        id = splitcore::request_id(header);
         std::size_t total = 0;
         for (std::size_t i = 1; i < message.size(); ++i) total += message[i].size();
         if (static_cast<std::int64_t>(total) > m_options.max_message) {
@@ -249,9 +252,6 @@ void supervisor::handle_client() {
                                                         " bytes exceeds --max-message " +
                                                         std::to_string(m_options.max_message));
         }
-        json header = splitcore::decode_header(message[1]);
-        if (const json* raw_id = splitcore::optional_field(header, "id")) id = splitcore::as_uint(*raw_id).value_or(0);
-        id = splitcore::request_id(header);
         const std::string op = splitcore::string_field(header, "op");
         if (!splitcore::op::is_known(op)) {
             throw protocol_error(code::unknown_op, "no operation \"" + printable(op) +

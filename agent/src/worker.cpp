@@ -306,7 +306,7 @@ json worker::compare(const request& r) {
 }
 
 json worker::take_items(PyObject* iterator, const request& r, bool& done) {
-    const std::uint64_t n = batch_size(r.header);
+    const std::uint64_t n = batch_size(r.header);  // checked again: cheap, and next() needs it
     json items = json::array();
     done = false;
     while (items.size() < n) {
@@ -322,6 +322,7 @@ json worker::take_items(PyObject* iterator, const request& r, bool& done) {
 }
 
 json worker::iter(const request& r) {
+    (void)batch_size(r.header);  // a bad "n" is the client's mistake, whatever the object is
     py_ref iterator = py_ref::checked(PyObject_GetIter(r.object().get()));
     bool done = false;
     json items = take_items(iterator.get(), r, done);

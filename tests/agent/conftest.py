@@ -103,6 +103,7 @@ class Client:
         self.agent = agent
         self.session = session or secrets.token_hex(16)
         self.events = []
+        self.replies = {}  # arrived, not yet claimed by wait_reply
         self.ids = itertools.count(1)
         self.socket = self._context.socket(zmq.DEALER)
         self.socket.setsockopt(zmq.LINGER, 0)
@@ -128,6 +129,8 @@ class Client:
         """Collects output events until the reply for request_id arrives."""
         deadline = time.monotonic() + timeout
         while True:
+            if request_id in self.replies:
+                return self.replies.pop(request_id)
             left = deadline - time.monotonic()
             message = self.receive(max(left, 0))
             if message is None:
@@ -136,10 +139,9 @@ class Client:
             if "ev" in header:
                 self.events.append(header)
                 continue
-            if header.get("id") == request_id:
-                reply = Reply(header)
-                reply.frames = frames
-                return reply
+            reply = Reply(header)
+            reply.frames = frames
+            self.replies[header.get("id")] = reply
 
     def request(self, op, frames=(), timeout=10.0, **fields):
         request_id = next(self.ids)

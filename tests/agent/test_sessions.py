@@ -1,0 +1,127 @@
+"""Sessions: one worker each, a crash ends only its own session, reconnecting resumes, silence
+expires, SIGTERM shuts everything down cleanly."""
+import os
+import signal
+import time
+
+import zmq
+
+from conftest import Agent, wait_until
+
+
+def test_each_session_has_its_own_worker(agent):
+    first, second = agent.client(), agent.client()
+    assert first.info["pid"] != second.info["pid"]
+    first.value(first.module("os"), "/", path=["chdir"])
+    assert second.value(second.module("os"), path=["getcwd"]) == os.getcwd()
+    first.close(), second.close()
+
+
+def test_a_new_session_starts_fast_on_the_spare_worker(agent):
+    wait_until(lambda: len(agent.workers()) == 1, message="the spare worker")
+    time.sleep(0.3)  # let the spare finish importing Python; what we measure is the hand-over
+    started = time.monotonic()
+    client = agent.client()
+    elapsed = time.monotonic() - started
+    assert elapsed < 0.25, f"hello took {elapsed * 1000:.0f} ms"
+    wait_until(lambda: len(agent.workers()) == 2, message="a new spare worker")
+    client.close()
+
+
+def test_a_crashing_worker_ends_only_its_session(agent):
+    doomed, healthy = agent.client(), agent.client()
+    ctypes = doomed.module("ctypes")
+    reply = doomed.call(ctypes, 0, path=["string_at"])
+    assert reply["ok"] is False
+    assert reply["e"]["code"] == "splitbrain.session_lost"
+    assert reply["e"]["msg"].startswith("[splitbrain.session_lost] ")
+    assert "SIGSEGV" in reply["e"]["msg"]
+    assert doomed.request("ping")["ok"]  # the agent itself answers
+    assert doomed.request("stats")["e"]["code"] == "splitbrain.session_lost"
+    agent.wait_for_log(r"session \w+ lost: its worker \(pid \d+\) ended with killed by SIGSEGV")
+    assert healthy.value(healthy.module("os"), path=["getpid"]) == healthy.info["pid"]
+    doomed.close(), healthy.close()
+
+
+def test_a_killed_worker_fails_the_pending_call_while_another_session_goes_on(agent):
+    victim, other = agent.client(), agent.client()
+    time_ = victim.module("time")
+    sleeping = next(victim.ids)
+    victim.send({"id": sleeping, "op": "call", "o": time_.wire(), "path": ["sleep"], "a": [30]})
+    other_sleep = next(other.ids)
+    other.send({"id": other_sleep, "op": "call", "o": other.module("time").wire(), "path": ["sleep"], "a": [0.5]})
+    os.kill(victim.info["pid"], signal.SIGKILL)
+    reply = victim.wait_reply(sleeping, timeout=5)
+    assert reply["e"]["code"] == "splitbrain.session_lost"
+    assert other.wait_reply(other_sleep)["ok"]
+    # hello with the same token starts over with a fresh worker.
+    again = victim.request("hello", session=victim.session)
+    assert again["r"]["resumed"] is False and again["r"]["pid"] != victim.info["pid"]
+    victim.close(), other.close()
+
+
+def test_a_client_that_reconnects_within_grace_resumes_its_session(agent):
+    first = agent.client()
+    fractions = first.module("fractions")
+    third = first.value(fractions, 1, 3, path=["Fraction"])
+    first.close()
+    second = agent.client(session=first.session)
+    assert second.info["resumed"] is True
+    assert second.info["pid"] == first.info["pid"]
+    assert second.ok("repr", o=third.wire()) == "Fraction(1, 3)"
+    agent.wait_for_log(rf"session {first.session[:12]} resumed")
+    second.close()
+
+
+def test_a_session_cannot_be_resumed_with_another_client_key(tmp_path):
+    public, secret = zmq.curve_keypair()
+    agent = Agent(tmp_path / "a", authorized=[public.decode()])
+    try:
+        owner = agent.client()
+        intruder = agent.client(public=public, secret=secret, hello=False)
+        reply = intruder.request("hello", session=owner.session)
+        assert reply["e"]["code"] == "splitbrain.no_session"
+        assert "belongs to another client key" in reply["e"]["msg"]
+        assert owner.ok("stats")["objects"] == 0
+        owner.close(), intruder.close()
+    finally:
+        agent.stop()
+
+
+def test_a_silent_session_expires_after_the_grace_period(tmp_path):
+    agent = Agent(tmp_path / "a", extra=["--grace", "0.5"])
+    try:
+        client = agent.client()
+        pid = client.info["pid"]
+        agent.wait_for_log(r"session \w+ expired after 0.5", timeout=5)
+        wait_until(lambda: not os.path.exists(f"/proc/{pid}"), message="the expired worker to exit")
+        assert client.request("stats")["e"]["code"] == "splitbrain.no_session"
+        client.close()
+    finally:
+        agent.stop()
+
+
+def test_pings_keep_a_session_alive(tmp_path):
+    agent = Agent(tmp_path / "a", extra=["--grace", "0.6"])
+    try:
+        client = agent.client()
+        for _ in range(8):
+            time.sleep(0.2)
+            assert client.request("ping")["ok"]
+        assert client.ok("stats")["objects"] == 0
+        client.close()
+    finally:
+        agent.stop()
+
+
+def test_sigterm_shuts_down_cleanly_with_workers(tmp_path):
+    agent = Agent(tmp_path / "a")
+    client = agent.client()
+    workers = wait_until(lambda: len(agent.workers()) == 2 and agent.workers(), message="session and spare workers")
+    agent.process.send_signal(signal.SIGTERM)
+    assert agent.process.wait(10) == 0
+    for pid in workers:
+        assert not os.path.exists(f"/proc/{pid}") or open(f"/proc/{pid}/stat").read().split()[2] == "Z"
+    assert "shutting down" in agent.log()
+    client.close()
+    agent.stop()
