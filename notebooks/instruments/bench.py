@@ -1,15 +1,18 @@
-"""A serial instrument on whichever machine is active: socat's pty pair plus serial_device.py.
+"""The simulated lab bench on whichever machine is active: a serial thermometer (socat's pty pair
+plus serial_device.py) and the pyvisa-sim power supply of bench.yaml.
 
-    from instruments.bench import SerialBench
+    from instruments.bench import SerialBench, visa_sim_backend
     with SerialBench() as bench:                  # inside %%slave NAME: on NAME
         port = serial.Serial(bench.port, timeout=2)
         port.write(b"*IDN?\\n"); port.readline()
+    rm = pyvisa.ResourceManager(visa_sim_backend())   # the simulated PSU of bench.yaml, there too
 
 Everything that touches the machine goes through the `os`, `subprocess`, `tempfile`, `shutil`
 modules and `open`, looked up when called, so under splitbrain they act on the active slave. The
-device program is copied there, so the slave needs only socat, a Python with pyserial, and no
-copy of this folder. `python` defaults to this interpreter's path, which is right for the demo
-agents on this machine; give the slave's own for a real one.
+device program and the YAML are copied there, so the slave needs socat, a Python with pyserial
+(and pyvisa-sim for `visa_sim_backend`), but no copy of this folder. `SerialBench(python=...)`
+defaults to this interpreter's path, which is right for the demo agents on this machine; give the
+slave's own for a real one.
 """
 import os
 import shutil
@@ -18,10 +21,22 @@ import sys
 import tempfile
 import time
 
-_DEVICE_SOURCE_PATH = __file__.rpartition("/")[0] + "/serial_device.py"
-# Read once at import, through the import system's loader: it always reads the master's file,
+_HERE = __file__.rpartition("/")[0]
+# Read once at import, through the import system's loader: it always reads the master's files,
 # whatever machine `open` is routed to when this module is imported.
-_DEVICE_SOURCE = __loader__.get_data(_DEVICE_SOURCE_PATH)
+_DEVICE_SOURCE = __loader__.get_data(_HERE + "/serial_device.py")
+_VISA_SIM_YAML = __loader__.get_data(_HERE + "/bench.yaml")
+
+
+def visa_sim_backend():
+    """pyvisa's library argument for the simulated power supply of bench.yaml on the active machine.
+
+    The YAML is copied to a new temporary folder there: `pyvisa.ResourceManager(visa_sim_backend())`.
+    """
+    path = tempfile.mkdtemp(prefix="splitbrain-visa-") + "/bench.yaml"
+    with open(path, "wb") as f:
+        f.write(_VISA_SIM_YAML)
+    return path + "@sim"
 
 
 class BenchError(RuntimeError):
