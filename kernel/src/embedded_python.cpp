@@ -2,6 +2,7 @@
 
 #include "embedded_python.hpp"
 
+#include <sys/stat.h>
 #include <unistd.h>
 
 #include <csignal>
@@ -18,7 +19,10 @@ namespace splitbrain
     {
         bool is_executable(const std::string& path)
         {
-            return !path.empty() && ::access(path.c_str(), X_OK) == 0;
+            // A directory is "executable" to access(2): build trees have a kernel/python folder.
+            struct stat info{};
+            return !path.empty() && ::stat(path.c_str(), &info) == 0 && S_ISREG(info.st_mode)
+                && ::access(path.c_str(), X_OK) == 0;
         }
 
         std::string own_directory()
