@@ -132,6 +132,11 @@ int serve(const std::vector<std::string>& args) {
         if (!have_key) bad_usage("serve needs --key DIR (create one with `splitbrain-agent keygen DIR`)");
         if (!have_authorized) bad_usage("serve needs --authorized-keys FILE (the client public keys allowed in)");
     }
+    if (std::error_code ec; !fs::is_directory(opts.python, ec) && ::access(opts.python.c_str(), X_OK) != 0) {
+        std::cerr << "splitbrain-agent: --python " << opts.python
+                  << " is neither a virtual environment directory nor an executable interpreter\n";
+        return 2;
+    }
     if (::access(opts.worker.c_str(), X_OK) != 0) {
         std::cerr << "splitbrain-agent: the worker " << opts.worker << " is not executable; use --worker PATH\n";
         return 1;

@@ -360,6 +360,7 @@ void supervisor::handle_worker() {
     }
     if (header.value("ev", "") == "ready") {
         w.ready = true;
+        m_spare_backoff = std::chrono::seconds(0);
         for (auto& queued : w.queued) send_parts(m_backend, queued);
         w.queued.clear();
         return;
@@ -405,8 +406,13 @@ void supervisor::end_session(const std::string& token, const char* why) {
 void supervisor::reap_silent_sessions() {
     const auto now = clock::now();
     std::vector<std::string> silent;
+    // A client waiting for a reply pings, but one whose hello waits on a slow worker start may not
+    // yet: sessions with calls in flight get a much longer limit, not none (their client may be dead).
+    const auto busy_grace = std::max<clock::duration>(m_options.grace * 10, std::chrono::minutes(10));
     for (const auto& [token, s] : m_sessions) {
-        if (now - s.last_seen > m_options.grace) silent.push_back(token);
+        if (now - s.last_seen > (s.pending.empty() ? clock::duration(m_options.grace) : busy_grace)) {
+            silent.push_back(token);
+        }
     }
     for (const auto& token : silent) {
         end_session(token, ("expired after " + std::to_string(m_options.grace.count() / 1000.0).substr(0, 5) +
@@ -448,9 +454,12 @@ void supervisor::handle_signals() {
         }
         if (m_spare == worker_id) {
             m_spare.reset();
-            if (!m_stopping) {
-                log("spare worker " + why + (w.ready ? "" : " before it was ready; retrying in 1 s"));
-                m_spare_not_before = clock::now() + std::chrono::seconds(1);
+            if (!m_stopping && !w.ready) {
+                // A worker that cannot start (a wrong --python) would otherwise be restarted in a loop.
+                m_spare_backoff = std::min(std::max(m_spare_backoff * 2, std::chrono::seconds(1)), std::chrono::seconds(30));
+                log("spare worker " + why + " before it was ready; next attempt in " +
+                    std::to_string(m_spare_backoff.count()) + " s");
+                m_spare_not_before = clock::now() + m_spare_backoff;
             }
         }
         m_workers.erase(worker_id);

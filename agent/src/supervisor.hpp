@@ -112,6 +112,7 @@ private:
     std::optional<std::string> m_spare;
     std::uint64_t m_next_worker = 1;
     clock::time_point m_spare_not_before{};
+    std::chrono::seconds m_spare_backoff{0};
 };
 
 }  // namespace splitbrain::agent

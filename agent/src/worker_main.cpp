@@ -100,6 +100,8 @@ public:
         supervisor.set(zmq::sockopt::rcvhwm, 0);
         supervisor.connect(m_endpoint);
         zmq::socket_t main(m_context, zmq::socket_type::pair);
+        main.set(zmq::sockopt::sndhwm, 0);  // never block here: cancel must get through a backlog
+        main.set(zmq::sockopt::rcvhwm, 0);
         main.connect(requests_endpoint);
         splitcore::send_message(supervisor, json{{"ev", "ready"}, {"pid", ::getpid()}});
 
@@ -295,6 +297,8 @@ int main(int argc, char** argv) {
 
     zmq::context_t context;
     zmq::socket_t requests(context, zmq::socket_type::pair);
+    requests.set(zmq::sockopt::sndhwm, 0);
+    requests.set(zmq::sockopt::rcvhwm, 0);
     requests.bind(requests_endpoint);
 
     start_python(python_executable(python));

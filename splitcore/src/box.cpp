@@ -76,6 +76,22 @@ bool is_decimal(const std::string& text) {
     return true;
 }
 
+// A peer names the type of a struct sequence; importing whatever it names would let it run any
+// module's import-time code here. So: modules already loaded, or the few that define struct
+// sequences and are side-effect free.
+py_ref struct_sequence_module(const std::string& name) {
+    if (PyObject* loaded = PyDict_GetItemString(PyImport_GetModuleDict(), name.c_str())) return py_ref::borrow(loaded);
+    static const char* const importable[] = {"os", "posix", "time", "pwd", "grp", "resource", "signal", "spwd"};
+    for (const char* allowed : importable) {
+        if (name == allowed) {
+            py_ref module = py_ref::steal(PyImport_ImportModule(allowed));
+            PyErr_Clear();
+            return module;
+        }
+    }
+    return {};
+}
+
 }  // namespace
 
 void drain_deferred_decrefs() {
@@ -285,11 +301,8 @@ py_ref decoder::decode_struct_sequence(const json& value, int depth) {
     py_ref type;
     for (auto dot = qualified.rfind('.'); dot != std::string::npos && dot > 0;
          dot = qualified.rfind('.', dot - 1)) {
-        py_ref module = py_ref::steal(PyImport_ImportModule(qualified.substr(0, dot).c_str()));
-        if (!module) {
-            PyErr_Clear();
-            continue;
-        }
+        py_ref module = struct_sequence_module(qualified.substr(0, dot));
+        if (!module) continue;
         py_ref found = std::move(module);
         std::size_t start = dot + 1;
         while (found && start <= qualified.size()) {

@@ -266,3 +266,10 @@ TEST_F(box_test, py_ref_owns_exactly_one_reference) {
         owner = py_ref::steal(released);
     }
 }
+
+TEST_F(box_test, a_struct_sequence_never_imports_a_module_the_peer_names) {
+    splitcore::decoder in(hooks, {});
+    py_ref value = in.decode(json{{"$q", "antigravity.x"}, {"v", {1}}, {"x", {{"$d", json::array()}}}});
+    EXPECT_TRUE(PyTuple_CheckExact(value.get()));
+    EXPECT_EQ(PyDict_GetItemString(PyImport_GetModuleDict(), "antigravity"), nullptr);
+}

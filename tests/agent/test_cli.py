@@ -61,6 +61,32 @@ def test_bad_usage_exits_2_with_a_clear_message(tmp_path):
         assert "Try 'splitbrain-agent --help'." in result.stderr
 
 
+def test_a_python_that_does_not_exist_is_refused(tmp_path):
+    result = run("serve", "--insecure", "--listen", "tcp://127.0.0.1:0", "--python", str(tmp_path / "nowhere"))
+    assert result.returncode == 2
+    assert "is neither a virtual environment directory nor an executable interpreter" in result.stderr
+
+
+def test_the_workers_see_the_python_environment_given(tmp_path):
+    agent = Agent(tmp_path / "a", extra=["--python", "/usr/bin/python3"])
+    try:
+        client = agent.client()
+        sys_ = client.module("sys")
+        assert client.ok("getattr", o=sys_.wire(), name="prefix") == "/usr"
+        assert client.info["executable"] == "/usr/bin/python3"
+        client.close()
+    finally:
+        agent.stop()
+    agent = Agent(tmp_path / "b")
+    try:
+        client = agent.client()
+        prefix = client.ok("getattr", o=client.module("sys").wire(), name="prefix")
+        assert prefix.endswith(".venv"), prefix  # the configured SPLITBRAIN_VENV by default
+        client.close()
+    finally:
+        agent.stop()
+
+
 def test_insecure_is_refused_off_loopback():
     result = run("serve", "--insecure", "--listen", "tcp://0.0.0.0:0")
     assert result.returncode == 2

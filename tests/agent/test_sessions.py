@@ -125,3 +125,17 @@ def test_sigterm_shuts_down_cleanly_with_workers(tmp_path):
     assert "shutting down" in agent.log()
     client.close()
     agent.stop()
+
+
+def test_workers_die_with_a_killed_agent(tmp_path):
+    agent = Agent(tmp_path / "a")
+    client = agent.client()
+    workers = wait_until(lambda: len(agent.workers()) == 2 and agent.workers(), message="session and spare workers")
+    agent.process.kill()
+    agent.process.wait()
+    for pid in workers:
+        wait_until(lambda: not os.path.exists(f"/proc/{pid}") or open(f"/proc/{pid}/stat").read().split()[2] == "Z",
+                   timeout=5, message=f"worker {pid} to die with its agent")
+    client.close()
+    agent.stop()
+
