@@ -1,18 +1,13 @@
-// The agent through the C++ client channel: os.getcwd() as one `call`, ping (answered by the
-// supervisor alone), and 64 MiB read()/write() through a remote file object in ≈1 MiB raw frames.
 #include "agent_channel.hpp"
 
-#include <fstream>
+#include <chrono>
+#include <optional>
 #include <random>
 #include <stdexcept>
-#include <string>
-#include <vector>
 
 #include <splitcore/channel.hpp>
 #include <splitcore/keys.hpp>
 #include <splitcore/protocol.hpp>
-
-#include "figures.hpp"
 
 namespace splitbench
 {
@@ -45,48 +40,21 @@ namespace splitbench
             return out;
         }
 
-        class client
+        splitcore::channel_options channel_options(const agent_options& options)
         {
-        public:
-
-            explicit client(splitcore::channel_options options) : m_channel(std::move(options)) {}
-
-            // Sends one request and waits for its reply; a failure reply throws with the agent's message.
-            splitcore::message request(json header, std::vector<zmq::message_t> frames = {})
+            splitcore::channel_options channel;
+            channel.name = options.label;
+            channel.address = options.address;
+            if (!options.server_key.empty())
             {
-                const std::uint64_t id = m_channel.send(std::move(header), std::move(frames));
-                const auto until = splitcore::channel_clock::now() + std::chrono::seconds(60);
-                std::vector<splitcore::message> events;
-                for (;;)
-                {
-                    std::optional<splitcore::message> reply = m_channel.wait(id, until, events);
-                    if (reply)
-                    {
-                        if (!reply->header.value("ok", false))
-                        {
-                            throw std::runtime_error("agent: " + reply->header.value("e", json::object()).dump());
-                        }
-                        return std::move(*reply);
-                    }
-                    events.clear();
-                    if (splitcore::channel_clock::now() >= until)
-                    {
-                        throw std::runtime_error("agent: no reply within 60 s");
-                    }
-                }
+                channel.server_key = options.server_key;
+                const auto keys = splitcore::key_pair::load(options.client_key_dir);
+                channel.public_key = keys.public_key;
+                channel.secret_key = keys.secret_key;
             }
-
-            json result(json header, std::vector<zmq::message_t> frames = {})
-            {
-                return request(std::move(header), std::move(frames)).header.at("r");
-            }
-
-            void close() { m_channel.close(); }
-
-        private:
-
-            splitcore::channel m_channel;
-        };
+            channel.session = random_session();
+            return channel;
+        }
 
         json call(const json& object, std::vector<std::string> path, json args)
         {
@@ -97,7 +65,7 @@ namespace splitbench
         std::uint64_t frames_bytes(const splitcore::message& reply)
         {
             std::uint64_t n = 0;
-            for (std::size_t i = 1; i < reply.frames.size(); ++i)
+            for (std::size_t i = 0; i < reply.frames.size(); ++i)
             {
                 n += reply.frames[i].size();
             }
@@ -105,101 +73,124 @@ namespace splitbench
         }
     }
 
-    void run_agent(const agent_options& options)
+    struct agent_peer::session
     {
-        splitcore::channel_options channel;
-        channel.name = "bench";
-        channel.address = options.address;
-        if (!options.server_key.empty())
+        explicit session(splitcore::channel_options options) : channel(std::move(options)) {}
+
+        // Sends one request and waits for its reply; a failure reply throws with the agent's error.
+        splitcore::message request(json header, std::vector<zmq::message_t> frames = {})
         {
-            channel.server_key = options.server_key;
-            const auto keys = splitcore::key_pair::load(options.client_key_dir);
-            channel.public_key = keys.public_key;
-            channel.secret_key = keys.secret_key;
+            const std::uint64_t id = channel.send(std::move(header), std::move(frames));
+            const auto until = splitcore::channel_clock::now() + std::chrono::seconds(60);
+            std::vector<splitcore::message> events;
+            for (;;)
+            {
+                std::optional<splitcore::message> reply = channel.wait(id, until, events);
+                if (reply)
+                {
+                    if (!reply->header.value("ok", false))
+                    {
+                        throw std::runtime_error(channel.options().name + ": "
+                                                 + reply->header.value("e", json::object()).dump());
+                    }
+                    return std::move(*reply);
+                }
+                events.clear();
+                if (splitcore::channel_clock::now() >= until)
+                {
+                    throw std::runtime_error(channel.options().name + ": no reply within 60 s");
+                }
+            }
         }
-        channel.session = random_session();
-        client agent(channel);
-        const std::string label = options.label;
 
-        (void)agent.result({{"op", "hello"}, {"session", hex(channel.session)}});
-        const json os = agent.result({{"op", "import"}, {"name", "os"}}).at("mod");
-        const json builtins = agent.result({{"op", "import"}, {"name", "builtins"}}).at("mod");
+        json result(json header, std::vector<zmq::message_t> frames = {})
+        {
+            return request(std::move(header), std::move(frames)).header.at("r");
+        }
 
+        splitcore::channel channel;
+        json os;
+        json reader;
+        json writer;
+        std::vector<char> buffer;
+    };
+
+    agent_peer::agent_peer(agent_options options)
+        : m_options(std::move(options)), m_session(std::make_unique<session>(channel_options(m_options)))
+    {
+        session& s = *m_session;
+        (void)s.result({{"op", "hello"}, {"session", hex(s.channel.options().session)}});
+        s.os = s.result({{"op", "import"}, {"name", "os"}}).at("mod");
+        const json builtins = s.result({{"op", "import"}, {"name", "builtins"}}).at("mod");
+        s.reader = s.result(call(builtins, {"open"}, {m_options.read_path, "rb"}));
+        s.writer = s.result(call(builtins, {"open"}, {m_options.write_path, "wb"}));
+        s.buffer.assign(m_options.bulk_bytes, 'z');
+    }
+
+    agent_peer::~agent_peer()
+    {
+        try
+        {
+            session& s = *m_session;
+            (void)s.result(call(s.reader, {"close"}, json::array()));
+            (void)s.result(call(s.writer, {"close"}, json::array()));
+            (void)s.result({{"op", "bye"}});
+            s.channel.close();
+        }
+        catch (const std::exception&)
+        {
+        }
+    }
+
+    std::vector<workload> agent_peer::workloads()
+    {
+        session& s = *m_session;
+        const std::string& label = m_options.label;
+        const std::size_t bulk = m_options.bulk_bytes;
+        const std::size_t chunk = m_options.chunk_bytes;
+        const std::size_t nframes = (bulk + chunk - 1) / chunk;
+
+        const json getcwd = call(s.os, {"getcwd"}, json::array());
         const json ping = {{"op", "ping"}};
-        const json getcwd = call(os, {"getcwd"}, json::array());
-        for (int i = 0; i < options.rtt_reps / 10 + 1; ++i)
-        {
-            (void)agent.result(getcwd);
-            (void)agent.result(ping);
-        }
-        samples rtt;
-        samples pings;
-        for (int i = 0; i < options.rtt_reps; ++i)
-        {
-            auto start = bench_clock::now();
-            (void)agent.result(getcwd);
-            rtt.add(seconds_since(start));
-            start = bench_clock::now();
-            (void)agent.result(ping);
-            pings.add(seconds_since(start));
-        }
-        report(label + ".rtt", rtt);
-        report(label + ".ping", pings);
+        const json read = call(s.reader, {"read"}, json::array());
+        const json rewind = call(s.reader, {"seek"}, {0});
+        const json write = call(s.writer, {"write"}, {{{"$F", {0, nframes, bulk}}}});
+        const json restart = call(s.writer, {"seek"}, {0});
+        const json truncate = call(s.writer, {"truncate"}, json::array());
 
-        const json reader = agent.result(call(builtins, {"open"}, {options.read_path, "rb"}));
-        const json writer = agent.result(call(builtins, {"open"}, {options.write_path, "wb"}));
-        const json read = call(reader, {"read"}, json::array());
-        const json rewind = call(reader, {"seek"}, {0});
-        const json restart = call(writer, {"seek"}, {0});
-        const json truncate = call(writer, {"truncate"}, json::array());
-        const std::vector<char> buffer(options.bulk_bytes, 'z');
-        const std::size_t nframes = (options.bulk_bytes + options.chunk_bytes - 1) / options.chunk_bytes;
-        const json write = call(writer, {"write"},
-                                {{{"$F", {1, nframes, options.bulk_bytes}}}});
-
-        samples reads;
-        samples writes;
-        for (int i = 0; i < options.bulk_reps + 1; ++i)
-        {
-            (void)agent.result(rewind);
-            auto start = bench_clock::now();
-            const splitcore::message got = agent.request(read);
-            const double read_s = seconds_since(start);
-            if (frames_bytes(got) != options.bulk_bytes)
-            {
-                throw std::runtime_error("agent read(): expected " + std::to_string(options.bulk_bytes)
-                                         + " bytes in raw frames, got " + std::to_string(frames_bytes(got))
-                                         + "; header " + got.header.dump().substr(0, 200));
-            }
-
-            (void)agent.result(restart);
-            (void)agent.result(truncate);
-            std::vector<zmq::message_t> frames;
-            for (std::size_t f = 0; f < nframes; ++f)
-            {
-                const std::size_t offset = f * options.chunk_bytes;
-                const std::size_t n = std::min(options.chunk_bytes, options.bulk_bytes - offset);
-                frames.emplace_back(const_cast<char*>(buffer.data()) + offset, n, keep_buffer);
-            }
-            start = bench_clock::now();
-            const json written = agent.result(write, std::move(frames));
-            const double write_s = seconds_since(start);
-            if (written != options.bulk_bytes)
-            {
-                throw std::runtime_error("agent write(): returned " + written.dump());
-            }
-            if (i > 0)  // the first lap pays for page faults in fresh buffers and files
-            {
-                reads.add(read_s);
-                writes.add(write_s);
-            }
-        }
-        report(label + ".read_64MiB", reads, options.bulk_bytes);
-        report(label + ".write_64MiB", writes, options.bulk_bytes);
-
-        (void)agent.result(call(reader, {"close"}, json::array()));
-        (void)agent.result(call(writer, {"close"}, json::array()));
-        (void)agent.result({{"op", "bye"}});
-        agent.close();
+        std::vector<workload> all;
+        all.push_back({label + ".rtt", 0, [&s, getcwd] { (void)s.result(getcwd); }, {}});
+        all.push_back({label + ".ping", 0, [&s, ping] { (void)s.result(ping); }, {}});
+        all.push_back({label + ".read_64MiB", bulk,
+                       [&s, read, bulk] {
+                           const splitcore::message got = s.request(read);
+                           if (frames_bytes(got) != bulk)
+                           {
+                               throw std::runtime_error("read(): expected " + std::to_string(bulk)
+                                                        + " bytes in raw frames, got "
+                                                        + std::to_string(frames_bytes(got)) + "; header "
+                                                        + got.header.dump().substr(0, 200));
+                           }
+                       },
+                       [&s, rewind] { (void)s.result(rewind); }});
+        all.push_back({label + ".write_64MiB", bulk,
+                       [&s, write, bulk, chunk, nframes] {
+                           std::vector<zmq::message_t> frames;
+                           for (std::size_t f = 0; f < nframes; ++f)
+                           {
+                               const std::size_t n = std::min(chunk, bulk - f * chunk);
+                               frames.emplace_back(s.buffer.data() + f * chunk, n, keep_buffer);
+                           }
+                           const json written = s.result(write, std::move(frames));
+                           if (written != bulk)
+                           {
+                               throw std::runtime_error("write(): returned " + written.dump());
+                           }
+                       },
+                       [&s, restart, truncate] {
+                           (void)s.result(restart);
+                           (void)s.result(truncate);
+                       }});
+        return all;
     }
 }

@@ -7,11 +7,13 @@ Figures are medians with the 10th–90th percentile spread; MB/s are 10^6 bytes 
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import pathlib
 import shutil
 import subprocess
 import sys
+import time
 
 import benchkit
 from benchkit import Figure, measure
@@ -68,6 +70,8 @@ def print_report(figs: dict[str, Figure]):
     rows = [
         ("raw zmq round trip (DEALER/ROUTER, 2 processes)", "raw.rtt"),
         ("raw zmq + CURVE round trip", "raw_curve.rtt"),
+        ("raw zmq through a relay process (agent topology)", "raw_relay.rtt"),
+        ("raw zmq + CURVE through a relay process", "raw_curve_relay.rtt"),
         ("agent os.getcwd() via C++ channel", "agent.rtt"),
         ("agent ping via C++ channel (supervisor only)", "agent.ping"),
         ("agent --insecure os.getcwd()", "agent_insecure.rtt"),
@@ -81,6 +85,10 @@ def print_report(figs: dict[str, Figure]):
         ("raw zmq + CURVE read 64 × 1 MiB", "raw_curve.read_64x1MiB"),
         ("raw zmq + CURVE write 1 × 64 MiB", "raw_curve.write_1x64MiB"),
         ("raw zmq + CURVE write 64 × 1 MiB", "raw_curve.write_64x1MiB"),
+        ("raw zmq relay read 64 × 1 MiB", "raw_relay.read_64x1MiB"),
+        ("raw zmq relay write 64 × 1 MiB", "raw_relay.write_64x1MiB"),
+        ("raw zmq + CURVE relay read 64 × 1 MiB", "raw_curve_relay.read_64x1MiB"),
+        ("raw zmq + CURVE relay write 64 × 1 MiB", "raw_curve_relay.write_64x1MiB"),
         ("agent remote file read() 64 MiB", "agent.read_64MiB"),
         ("agent remote file write() 64 MiB", "agent.write_64MiB"),
         ("agent --insecure remote file read() 64 MiB", "agent_insecure.read_64MiB"),
@@ -100,7 +108,7 @@ def print_report(figs: dict[str, Figure]):
             return
         r = fa.median / fb.median
         if goal is None:
-            print(f"  {a + ' / ' + b:<44} {r:8.3g}")
+            print(f"  {a + ' / ' + b:<56} {r:8.3g}")
         else:
             print(benchkit.ratio_line(f"{a} / {b}", r, f"≤ {goal}", r <= goal))
 
@@ -111,69 +119,75 @@ def print_report(figs: dict[str, Figure]):
             return
         r = fb.median / fa.median  # throughput ratio = inverse time ratio (same bytes)
         if goal is None:
-            print(f"  {a + ' / ' + b:<44} {r:8.3g}")
+            print(f"  {a + ' / ' + b:<56} {r:8.3g}")
         else:
             print(benchkit.ratio_line(f"{a} / {b}", r, f"≥ {goal}", r >= goal))
 
+    print(" goals (issue 3 point 11): the agent as deployed (CURVE) against bare zmq")
     latency("agent.rtt", "raw.rtt", 1.5)
-    latency("agent.rtt", "raw_curve.rtt")
-    latency("agent_insecure.rtt", "raw.rtt", 1.5)
-    latency("agent.ping", "raw_curve.rtt")
-    latency("rpyc.rtt", "raw.rtt")
-    latency("agent.rtt", "rpyc.rtt")
     for op in ("read", "write"):
         throughput(f"agent.{op}_64MiB", f"raw.{op}_64x1MiB", 0.5)
         throughput(f"agent.{op}_64MiB", f"raw.{op}_1x64MiB", 0.5)
-        throughput(f"agent.{op}_64MiB", f"raw_curve.{op}_64x1MiB")
+    print(" where the time goes")
+    latency("raw_curve.rtt", "raw.rtt")
+    latency("raw_relay.rtt", "raw.rtt")
+    latency("agent.ping", "raw_curve.rtt")
+    latency("agent.rtt", "raw_curve_relay.rtt")
+    latency("agent_insecure.rtt", "raw.rtt", 1.5)
+    latency("agent_insecure.rtt", "raw_relay.rtt")
+    for op in ("read", "write"):
+        throughput(f"raw_curve.{op}_64x1MiB", f"raw.{op}_64x1MiB")
+        throughput(f"raw_curve_relay.{op}_64x1MiB", f"raw.{op}_64x1MiB")
+        throughput(f"agent.{op}_64MiB", f"raw_curve_relay.{op}_64x1MiB")
         throughput(f"agent_insecure.{op}_64MiB", f"raw.{op}_64x1MiB", 0.5)
+        throughput(f"agent_insecure.{op}_64MiB", f"raw_relay.{op}_64x1MiB")
+    print(" against RPyC classic")
+    latency("rpyc.rtt", "raw.rtt")
+    latency("agent.rtt", "rpyc.rtt")
+    for op in ("read", "write"):
         throughput(f"rpyc.{op}_64MiB", f"raw.{op}_64x1MiB")
         throughput(f"agent.{op}_64MiB", f"rpyc.{op}_64MiB")
+
+
+def bench_zmq(scratch: pathlib.Path, smoke: bool, with_agents: bool) -> dict[str, Figure]:
+    """Raw zmq, raw zmq through a relay, and the agent (CURVE, as deployed, and --insecure, to see
+    what encryption costs) in one interleaved run of splitbrain-bench-wire."""
+    args = ["--smoke"] if smoke else []
+    with contextlib.ExitStack() as stack:
+        if with_agents and not benchkit.agent_exe().exists():
+            print(f"agent: {benchkit.agent_exe()} is not built; measuring raw zmq only", file=sys.stderr)
+            with_agents = False
+        if with_agents:
+            src = benchkit.bulk_file(scratch, BULK)
+            args += ["--read", str(src), "--write-dir", str(scratch)]
+            for label, insecure in (("agent", False), ("agent_insecure", True)):
+                agent = stack.enter_context(benchkit.Agent(scratch / label, insecure=insecure))
+                args += ["--agent", label, agent.address, agent.public_key or "-",
+                         str(agent.client_keys) if agent.public_key else "-"]
+        return run_cpp(args)
 
 
 def main():
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--smoke", action="store_true", help="each workload once; checks the bench runs")
     parser.add_argument("--json", action="store_true", help="print the figures as JSON lines too")
-    parser.add_argument("--skip", action="append", default=[], choices=["raw", "agent", "rpyc"])
+    parser.add_argument("--skip", action="append", default=[], choices=["agent", "rpyc"])
     parser.add_argument("--rpyc-stock", action="store_true", help="RPyC exactly as shipped (Nagle on)")
     args = parser.parse_args()
-    smoke = ["--smoke"] if args.smoke else []
 
     figs: dict[str, Figure] = {}
     scratch = benchkit.scratch_dir()
+    t0 = time.monotonic()
     try:
-        if "raw" not in args.skip:
-            figs.update(run_cpp(["raw", *smoke]))
-            figs.update(run_cpp(["raw", "--curve", *smoke]))
-        if "agent" not in args.skip:
-            figs.update(bench_agent(scratch, args.smoke))
+        figs.update(bench_zmq(scratch, args.smoke, "agent" not in args.skip))
         if "rpyc" not in args.skip:
             figs.update(bench_rpyc(scratch, args.smoke, args.rpyc_stock))
     finally:
         shutil.rmtree(scratch, ignore_errors=True)
     print_report(figs)
+    print(f"(bench/wire ran {time.monotonic() - t0:.0f} s)")
     if args.json:
         benchkit.print_json_figures(list(figs.values()))
-
-
-def bench_agent(scratch: pathlib.Path, smoke: bool) -> dict[str, Figure]:
-    """The agent with CURVE (as deployed) and --insecure (to see what encryption costs)."""
-    if not benchkit.agent_exe().exists():
-        print(f"agent: {benchkit.agent_exe()} is not built; skipped", file=sys.stderr)
-        return {}
-    src = benchkit.bulk_file(scratch, BULK)
-    figs: dict[str, Figure] = {}
-    for label, insecure in (("agent", False), ("agent_insecure", True)):
-        with benchkit.Agent(scratch / label, insecure=insecure) as agent:
-            args = ["agent", "--address", agent.address, "--label", label,
-                    "--read", str(src), "--write", str(scratch / f"{label}-write")]
-            if agent.public_key:
-                args += ["--server-key", agent.public_key, "--client-keys", str(agent.client_keys)]
-            try:
-                figs.update(run_cpp(args + (["--smoke"] if smoke else [])))
-            except subprocess.CalledProcessError as e:
-                print(f"{label}: splitbrain-bench-wire failed (exit {e.returncode})", file=sys.stderr)
-    return figs
 
 
 if __name__ == "__main__":

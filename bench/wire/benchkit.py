@@ -189,7 +189,7 @@ class RpycRoundTrips:
 
 
 def ratio_line(label: str, value: float, goal: str, ok: bool) -> str:
-    return f"  {label:<44} {value:8.3g}   goal {goal:<10} {'met' if ok else 'MISSED'}"
+    return f"  {label:<56} {value:8.3g}   goal {goal:<10} {'met' if ok else 'MISSED'}"
 
 
 def bulk_file(directory: pathlib.Path, nbytes: int) -> pathlib.Path:

@@ -1,9 +1,13 @@
-// splitbrain-bench-wire: prints one JSON figure per line; bench/wire/bench_wire.py runs it, starts
-// the agent and RPyC, and compares the figures.
+// splitbrain-bench-wire: bare cppzmq (the physical limit), the same through a relay process (the
+// agent's topology) and the agent itself through splitcore::channel, interleaved in one run.
+// Prints one JSON figure per line; bench/wire/bench_wire.py starts the agents and RPyC and
+// compares the figures.
 #include <cstring>
 #include <exception>
 #include <iostream>
+#include <memory>
 #include <string>
+#include <vector>
 
 #include "raw_zmq.hpp"
 #ifdef SPLITBENCH_HAVE_CHANNEL
@@ -13,89 +17,119 @@
 namespace
 {
     constexpr const char* usage =
-        "usage: splitbrain-bench-wire raw [--curve] [--smoke]\n"
-        "       splitbrain-bench-wire agent --address ADDR [--server-key Z85 --client-keys DIR]\n"
-        "                             --read PATH --write PATH [--label NAME] [--smoke]\n"
-        "  raw          round trip and 64 MiB read/write over a bare DEALER/ROUTER pair (two processes)\n"
-        "  agent        os.getcwd(), ping and 64 MiB file read()/write() through splitcore::channel\n"
-        "  --curve      with CurveZMQ encryption, as the agent uses it\n"
-        "  --server-key the agent's public key (omit for an --insecure agent)\n"
-        "  --client-keys a directory holding the client's agent.key (splitbrain-agent keygen layout)\n"
-        "  --read PATH  a file of at least 64 MiB on the agent's machine; --write PATH is overwritten\n"
-        "  --smoke      each workload once (checks that the benchmark runs, measures nothing)\n";
+        "usage: splitbrain-bench-wire [--smoke] [--read PATH --write-dir DIR\n"
+        "                             --agent LABEL ADDRESS SERVER_KEY|- CLIENT_KEY_DIR|- ...]\n"
+        "  Always: raw, raw_curve (CurveZMQ), raw_relay and raw_curve_relay (through a relay\n"
+        "  process, ROUTER/DEALER zmq_proxy with ipc to the echo process: the agent's supervisor and\n"
+        "  worker topology) — round trip, 64 MiB read and write.\n"
+        "  --agent      a running splitbrain-agent: os.getcwd(), ping, 64 MiB file read()/write()\n"
+        "               through splitcore::channel; '-' for the key of an --insecure agent\n"
+        "  --read PATH  a file of at least 64 MiB on the agents' machine; files in --write-dir are\n"
+        "               overwritten\n"
+        "  --smoke      each workload a few times (checks that the benchmark runs, measures nothing)\n";
 
     int bad_usage(const std::string& what)
     {
         std::cerr << "splitbrain-bench-wire: " << what << "\n" << usage;
         return 2;
     }
+
+    struct agent_arg
+    {
+        std::string label, address, server_key, client_keys;
+    };
 }
 
 int main(int argc, char** argv)
 {
-    if (argc < 2 || std::strcmp(argv[1], "--help") == 0)
-    {
-        std::cout << usage;
-        return argc < 2 ? 2 : 0;
-    }
-    const std::string mode = argv[1];
-    splitbench::raw_options raw;
-#ifdef SPLITBENCH_HAVE_CHANNEL
-    splitbench::agent_options agent;
-#endif
-    for (int i = 2; i < argc; ++i)
+    splitbench::schedule plan;
+    std::string read_path;
+    std::string write_dir;
+    std::vector<agent_arg> agents;
+    for (int i = 1; i < argc; ++i)
     {
         const std::string arg = argv[i];
-        const bool has_value = i + 1 < argc;
-        if (arg == "--curve")
+        if (arg == "--help")
         {
-            raw.curve = true;
+            std::cout << usage;
+            return 0;
         }
-        else if (arg == "--smoke")
+        if (arg == "--smoke")
         {
-            raw.rtt_reps = 1;
-            raw.bulk_reps = 1;
-#ifdef SPLITBENCH_HAVE_CHANNEL
-            agent.rtt_reps = 1;
-            agent.bulk_reps = 1;
-#endif
+            plan = splitbench::schedule{1, 2, 1};
         }
-#ifdef SPLITBENCH_HAVE_CHANNEL
-        else if (has_value && arg == "--address") { agent.address = argv[++i]; }
-        else if (has_value && arg == "--server-key") { agent.server_key = argv[++i]; }
-        else if (has_value && arg == "--client-keys") { agent.client_key_dir = argv[++i]; }
-        else if (has_value && arg == "--read") { agent.read_path = argv[++i]; }
-        else if (has_value && arg == "--write") { agent.write_path = argv[++i]; }
-        else if (has_value && arg == "--label") { agent.label = argv[++i]; }
-#endif
+        else if (arg == "--read" && i + 1 < argc)
+        {
+            read_path = argv[++i];
+        }
+        else if (arg == "--write-dir" && i + 1 < argc)
+        {
+            write_dir = argv[++i];
+        }
+        else if (arg == "--agent" && i + 4 < argc)
+        {
+            agent_arg a{argv[i + 1], argv[i + 2], argv[i + 3], argv[i + 4]};
+            for (std::string* s : {&a.server_key, &a.client_keys})
+            {
+                if (*s == "-")
+                {
+                    s->clear();
+                }
+            }
+            agents.push_back(a);
+            i += 4;
+        }
         else
         {
-            (void)has_value;
-            return bad_usage("unknown argument " + arg);
+            return bad_usage("unknown or incomplete argument " + arg);
         }
     }
+    if (!agents.empty() && (read_path.empty() || write_dir.empty()))
+    {
+        return bad_usage("--agent needs --read and --write-dir");
+    }
+#ifndef SPLITBENCH_HAVE_CHANNEL
+    if (!agents.empty())
+    {
+        std::cerr << "splitbrain-bench-wire: built without splitcore's channel; cannot measure agents\n";
+        return 3;
+    }
+#endif
     try
     {
-        if (mode == "raw")
+        std::vector<std::unique_ptr<splitbench::raw_peer>> raws;
+        std::vector<splitbench::workload> all;
+        for (const bool relay : {false, true})
         {
-            splitbench::run_raw(raw);
-            return 0;
-        }
-        if (mode == "agent")
-        {
-#ifdef SPLITBENCH_HAVE_CHANNEL
-            if (agent.address.empty() || agent.read_path.empty() || agent.write_path.empty())
+            for (const bool curve : {false, true})
             {
-                return bad_usage("agent needs --address, --read and --write");
+                raws.push_back(std::make_unique<splitbench::raw_peer>(splitbench::raw_options{curve, relay}));
+                for (auto& w : raws.back()->workloads(!relay))
+                {
+                    all.push_back(std::move(w));
+                }
             }
-            splitbench::run_agent(agent);
-            return 0;
-#else
-            std::cerr << "splitbrain-bench-wire: built without splitcore's channel; no agent mode\n";
-            return 3;
-#endif
         }
-        return bad_usage("unknown mode " + mode);
+#ifdef SPLITBENCH_HAVE_CHANNEL
+        std::vector<std::unique_ptr<splitbench::agent_peer>> peers;
+        for (const agent_arg& a : agents)
+        {
+            splitbench::agent_options options;
+            options.label = a.label;
+            options.address = a.address;
+            options.server_key = a.server_key;
+            options.client_key_dir = a.client_keys;
+            options.read_path = read_path;
+            options.write_path = write_dir + "/" + a.label + "-write";
+            peers.push_back(std::make_unique<splitbench::agent_peer>(options));
+            for (auto& w : peers.back()->workloads())
+            {
+                all.push_back(std::move(w));
+            }
+        }
+#endif
+        splitbench::run_interleaved(all, plan);
+        return 0;
     }
     catch (const std::exception& e)
     {

@@ -1,7 +1,6 @@
-// The physical limit: a bare cppzmq DEALER ↔ ROUTER pair in two processes on tcp://127.0.0.1,
-// moving what the agent moves (a small header per request, 64 MiB as one frame or as 1 MiB frames).
 #include "raw_zmq.hpp"
 
+#include <signal.h>
 #include <sys/wait.h>
 #include <unistd.h>
 
@@ -9,12 +8,6 @@
 #include <cstdint>
 #include <cstring>
 #include <stdexcept>
-#include <string>
-#include <vector>
-
-#include <zmq.hpp>
-
-#include "figures.hpp"
 
 namespace splitbench
 {
@@ -35,6 +28,20 @@ namespace splitbench
             std::array<char, 41> client_public{};
             std::array<char, 41> client_secret{};
         };
+
+        curve_keys& keys()
+        {
+            static curve_keys k = [] {
+                curve_keys made;
+                if (zmq_curve_keypair(made.server_public.data(), made.server_secret.data()) != 0
+                    || zmq_curve_keypair(made.client_public.data(), made.client_secret.data()) != 0)
+                {
+                    throw std::runtime_error("libzmq was built without CURVE");
+                }
+                return made;
+            }();
+            return k;
+        }
 
         // The bulk bytes are sent zero-copy from one buffer that outlives every message.
         void keep_buffer(void*, void*) {}
@@ -64,38 +71,59 @@ namespace splitbench
             return received;
         }
 
-        void set_curve_server(zmq::socket_t& socket, const curve_keys& keys)
+        void set_curve_server(zmq::socket_t& socket)
         {
             socket.set(zmq::sockopt::curve_server, 1);
-            socket.set(zmq::sockopt::curve_secretkey, std::string(keys.server_secret.data(), 40));
+            socket.set(zmq::sockopt::curve_secretkey, std::string(keys().server_secret.data(), 40));
         }
 
-        void set_curve_client(zmq::socket_t& socket, const curve_keys& keys)
+        void set_curve_client(zmq::socket_t& socket)
         {
-            socket.set(zmq::sockopt::curve_serverkey, std::string(keys.server_public.data(), 40));
-            socket.set(zmq::sockopt::curve_publickey, std::string(keys.client_public.data(), 40));
-            socket.set(zmq::sockopt::curve_secretkey, std::string(keys.client_secret.data(), 40));
+            socket.set(zmq::sockopt::curve_serverkey, std::string(keys().server_public.data(), 40));
+            socket.set(zmq::sockopt::curve_publickey, std::string(keys().client_public.data(), 40));
+            socket.set(zmq::sockopt::curve_secretkey, std::string(keys().client_secret.data(), 40));
         }
 
-        [[noreturn]] void serve(int endpoint_pipe, const raw_options& options, const curve_keys& keys)
+        void send_endpoint(int endpoint_pipe, const std::string& endpoint)
+        {
+            (void)!write(endpoint_pipe, endpoint.c_str(), endpoint.size() + 1);
+            close(endpoint_pipe);
+        }
+
+        std::string read_endpoint(int endpoint_pipe)
+        {
+            std::string endpoint;
+            char c = 0;
+            while (read(endpoint_pipe, &c, 1) == 1 && c != '\0')
+            {
+                endpoint += c;
+            }
+            close(endpoint_pipe);
+            return endpoint;
+        }
+
+        // The echo end. `hops` routing frames precede the command: 1 from a client directly, 2
+        // through the relay (the relay's id, then the client's).
+        [[noreturn]] void serve(int endpoint_pipe, const raw_options& options, const std::string& bind, int hops)
         {
             zmq::context_t context;
             zmq::socket_t router(context, zmq::socket_type::router);
-            if (options.curve)
+            if (options.curve && hops == 1)
             {
-                set_curve_server(router, keys);
+                set_curve_server(router);
             }
-            router.bind("tcp://127.0.0.1:*");
-            const std::string endpoint = router.get(zmq::sockopt::last_endpoint);
-            (void)!write(endpoint_pipe, endpoint.c_str(), endpoint.size() + 1);
-            close(endpoint_pipe);
+            router.bind(bind);
+            send_endpoint(endpoint_pipe, router.get(zmq::sockopt::last_endpoint));
 
             const std::vector<char> buffer(options.bulk_bytes, 'x');
             for (;;)
             {
-                zmq::message_t identity;
+                std::vector<zmq::message_t> envelope(hops);
                 zmq::message_t request;
-                (void)router.recv(identity);
+                for (auto& frame : envelope)
+                {
+                    (void)router.recv(frame);
+                }
                 (void)router.recv(request);
                 command cmd{};
                 std::memcpy(&cmd, request.data(), std::min(request.size(), sizeof cmd));
@@ -104,7 +132,10 @@ namespace splitbench
                 {
                     break;
                 }
-                router.send(identity, zmq::send_flags::sndmore);
+                for (auto& frame : envelope)
+                {
+                    router.send(frame, zmq::send_flags::sndmore);
+                }
                 if (cmd.op == 'r')
                 {
                     router.send(request, zmq::send_flags::sndmore);
@@ -121,6 +152,58 @@ namespace splitbench
             _exit(0);
         }
 
+        // The supervisor's shape: a ROUTER facing clients, a DEALER towards the echo process, and
+        // zmq_proxy moving whole messages between them (no copy of the payload in this process).
+        [[noreturn]] void relay(int endpoint_pipe, const raw_options& options, const std::string& backend_endpoint)
+        {
+            zmq::context_t context;
+            zmq::socket_t front(context, zmq::socket_type::router);
+            zmq::socket_t back(context, zmq::socket_type::dealer);
+            if (options.curve)
+            {
+                set_curve_server(front);
+            }
+            front.bind("tcp://127.0.0.1:*");
+            back.connect(backend_endpoint);
+            send_endpoint(endpoint_pipe, front.get(zmq::sockopt::last_endpoint));
+            try
+            {
+                zmq::proxy(front, back);
+            }
+            catch (const zmq::error_t&)
+            {
+            }
+            _exit(0);
+        }
+
+        template <class Body>
+        pid_t spawn(Body body, std::string& endpoint)
+        {
+            int fds[2];
+            if (pipe(fds) != 0)
+            {
+                throw std::runtime_error("pipe() failed");
+            }
+            const pid_t child = fork();
+            if (child < 0)
+            {
+                throw std::runtime_error("fork() failed");
+            }
+            if (child == 0)
+            {
+                close(fds[0]);
+                body(fds[1]);
+            }
+            close(fds[1]);
+            endpoint = read_endpoint(fds[0]);
+            if (endpoint.empty())
+            {
+                waitpid(child, nullptr, 0);
+                throw std::runtime_error("a raw zmq helper process did not start");
+            }
+            return child;
+        }
+
         std::uint64_t round_trip(zmq::socket_t& dealer, const command& cmd)
         {
             dealer.send(zmq::buffer(&cmd, sizeof cmd));
@@ -129,8 +212,7 @@ namespace splitbench
             return reply.size() + receive_rest(dealer);
         }
 
-        std::uint64_t write_bulk(zmq::socket_t& dealer, const std::vector<char>& buffer,
-                                 const command& cmd)
+        std::uint64_t write_bulk(zmq::socket_t& dealer, const std::vector<char>& buffer, const command& cmd)
         {
             dealer.send(zmq::buffer(&cmd, sizeof cmd), zmq::send_flags::sndmore);
             send_bulk(dealer, buffer, cmd.total, cmd.chunk);
@@ -140,116 +222,81 @@ namespace splitbench
             std::memcpy(&received, ack.data(), std::min(ack.size(), sizeof received));
             return received;
         }
+    }
 
-        std::string label(const raw_options& options, const std::string& what)
+    raw_peer::raw_peer(raw_options options)
+        : m_options(options),
+          m_label(std::string(options.curve ? "raw_curve" : "raw") + (options.relay ? "_relay" : "")),
+          m_dealer(m_context, zmq::socket_type::dealer),
+          m_buffer(options.bulk_bytes, 'y')
+    {
+        (void)keys();  // before fork, so both ends share them
+        std::string endpoint;
+        if (m_options.relay)
         {
-            return std::string(options.curve ? "raw_curve." : "raw.") + what;
+            const std::string ipc = "ipc:///tmp/splitbrain-bench-wire-" + std::to_string(getpid()) + "-"
+                                    + (m_options.curve ? "c" : "n");
+            std::string backend;
+            m_children.push_back(spawn([&](int fd) { serve(fd, m_options, ipc, 2); }, backend));
+            m_children.push_back(spawn([&](int fd) { relay(fd, m_options, backend); }, endpoint));
         }
-
-        void measure(zmq::socket_t& dealer, const raw_options& options)
+        else
         {
-            const command ping{'p', 0, 0};
-            for (int i = 0; i < options.rtt_reps / 10 + 1; ++i)
-            {
-                (void)round_trip(dealer, ping);
-            }
-            samples rtt;
-            for (int i = 0; i < options.rtt_reps; ++i)
-            {
-                const auto start = bench_clock::now();
-                (void)round_trip(dealer, ping);
-                rtt.add(seconds_since(start));
-            }
-            report(label(options, "rtt"), rtt);
+            m_children.push_back(spawn([&](int fd) { serve(fd, m_options, "tcp://127.0.0.1:*", 1); }, endpoint));
+        }
+        m_dealer.set(zmq::sockopt::linger, 1000);
+        if (m_options.curve)
+        {
+            set_curve_client(m_dealer);
+        }
+        m_dealer.connect(endpoint);
+    }
 
-            const std::vector<char> buffer(options.bulk_bytes, 'y');
-            struct shape
+    raw_peer::~raw_peer()
+    {
+        const command quit{'q', 0, 0};
+        m_dealer.send(zmq::buffer(&quit, sizeof quit));
+        m_dealer.close();
+        if (m_options.relay)
+        {
+            // zmq_proxy runs until its context ends, and may not have passed the quit on.
+            for (pid_t child : m_children)
             {
-                const char* name;
-                std::uint64_t chunk;
-            };
-            for (const shape& s : {shape{"1x64MiB", options.bulk_bytes}, shape{"64x1MiB", options.chunk_bytes}})
-            {
-                const command read_cmd{'r', options.bulk_bytes, s.chunk};
-                const command write_cmd{'w', options.bulk_bytes, s.chunk};
-                samples reads;
-                samples writes;
-                for (int i = 0; i < options.bulk_reps + 1; ++i)
-                {
-                    auto start = bench_clock::now();
-                    const std::uint64_t got = round_trip(dealer, read_cmd);
-                    const double read_s = seconds_since(start);
-                    start = bench_clock::now();
-                    const std::uint64_t acked = write_bulk(dealer, buffer, write_cmd);
-                    const double write_s = seconds_since(start);
-                    if (got < options.bulk_bytes || acked != options.bulk_bytes)
-                    {
-                        throw std::runtime_error("raw zmq bulk transfer lost bytes");
-                    }
-                    if (i > 0)  // the first lap pays for page faults in fresh buffers
-                    {
-                        reads.add(read_s);
-                        writes.add(write_s);
-                    }
-                }
-                report(label(options, std::string("read_") + s.name), reads, options.bulk_bytes);
-                report(label(options, std::string("write_") + s.name), writes, options.bulk_bytes);
+                kill(child, SIGTERM);
             }
+        }
+        for (pid_t child : m_children)
+        {
+            waitpid(child, nullptr, 0);
         }
     }
 
-    void run_raw(const raw_options& options)
+    std::vector<workload> raw_peer::workloads(bool one_frame)
     {
-        curve_keys keys;
-        if (zmq_curve_keypair(keys.server_public.data(), keys.server_secret.data()) != 0
-            || zmq_curve_keypair(keys.client_public.data(), keys.client_secret.data()) != 0)
+        std::vector<workload> all;
+        all.push_back({m_label + ".rtt", 0, [this] { (void)round_trip(m_dealer, command{'p', 0, 0}); }, {}});
+        std::vector<std::pair<std::string, std::uint64_t>> shapes = {{"64x1MiB", m_options.chunk_bytes}};
+        if (one_frame)
         {
-            throw std::runtime_error("libzmq was built without CURVE");
+            shapes.emplace_back("1x64MiB", m_options.bulk_bytes);
         }
-
-        int fds[2];
-        if (pipe(fds) != 0)
+        for (const auto& [shape, chunk] : shapes)
         {
-            throw std::runtime_error("pipe() failed");
+            const command read_cmd{'r', m_options.bulk_bytes, chunk};
+            const command write_cmd{'w', m_options.bulk_bytes, chunk};
+            all.push_back({m_label + ".read_" + shape, m_options.bulk_bytes, [this, read_cmd] {
+                               if (round_trip(m_dealer, read_cmd) < m_options.bulk_bytes)
+                               {
+                                   throw std::runtime_error("raw zmq read lost bytes");
+                               }
+                           }, {}});
+            all.push_back({m_label + ".write_" + shape, m_options.bulk_bytes, [this, write_cmd] {
+                               if (write_bulk(m_dealer, m_buffer, write_cmd) != m_options.bulk_bytes)
+                               {
+                                   throw std::runtime_error("raw zmq write lost bytes");
+                               }
+                           }, {}});
         }
-        const pid_t child = fork();
-        if (child < 0)
-        {
-            throw std::runtime_error("fork() failed");
-        }
-        if (child == 0)
-        {
-            close(fds[0]);
-            serve(fds[1], options, keys);
-        }
-        close(fds[1]);
-        std::string endpoint;
-        char c = 0;
-        while (read(fds[0], &c, 1) == 1 && c != '\0')
-        {
-            endpoint += c;
-        }
-        close(fds[0]);
-        if (endpoint.empty())
-        {
-            waitpid(child, nullptr, 0);
-            throw std::runtime_error("the raw zmq echo process did not start");
-        }
-
-        {
-            zmq::context_t context;
-            zmq::socket_t dealer(context, zmq::socket_type::dealer);
-            dealer.set(zmq::sockopt::linger, 0);
-            if (options.curve)
-            {
-                set_curve_client(dealer, keys);
-            }
-            dealer.connect(endpoint);
-            measure(dealer, options);
-            const command quit{'q', 0, 0};
-            dealer.send(zmq::buffer(&quit, sizeof quit));
-            dealer.set(zmq::sockopt::linger, 1000);
-        }
-        waitpid(child, nullptr, 0);
+        return all;
     }
 }
