@@ -219,15 +219,17 @@ class Agent:
     """A loopback `splitbrain-agent serve` with fresh keys: the agent's in `keys/`, the client's in
     `client/` (same layout), the client's public key authorized; read back from its connection file."""
 
-    def __init__(self, workdir: pathlib.Path, insecure: bool = False, timeout: float = 30):
+    def __init__(self, workdir: pathlib.Path, insecure: bool = False, timeout: float = 30,
+                 authorized: tuple[str, ...] = ()):
         exe = str(agent_exe())
         workdir.mkdir(parents=True, exist_ok=True)
         self.keys, self.client_keys = workdir / "keys", workdir / "client"
         for d in (self.keys, self.client_keys):
             if not (d / "agent.key").exists():
                 subprocess.run([exe, "keygen", str(d)], check=True, stdout=subprocess.DEVNULL, timeout=30)
+        keys = [(self.client_keys / "agent.pub").read_text().strip(), *authorized]
         authorized = workdir / "authorized_keys"
-        authorized.write_text((self.client_keys / "agent.pub").read_text())
+        authorized.write_text("".join(k + "\n" for k in keys))
         self.connection_file = workdir / "connection.json"
         self.connection_file.unlink(missing_ok=True)
         venv = os.environ.get("SPLITBRAIN_VENV", str(ROOT / ".venv"))
