@@ -23,6 +23,12 @@ _METHOD_TYPES = frozenset({
     "builtins.method", "builtins.builtin_function_or_method", "builtins.method-wrapper",
 })
 
+# Remote types whose __enter__ only checks that the object is open and returns it: `with` on them
+# skips that round trip (a closed file then fails at its first operation instead).
+_ENTER_RETURNS_SELF = frozenset({
+    "_io.TextIOWrapper", "_io.BufferedReader", "_io.BufferedWriter", "_io.BufferedRandom", "_io.FileIO",
+})
+
 _ITER_FIRST_BATCH = 64
 _ITER_MAX_BATCH = 4096
 
@@ -119,6 +125,8 @@ class RemoteObject:
         return self._sb_slave._conn.request("call", {"o": self._sb_oid, "path": ["__next__"]})
 
     def __enter__(self):
+        if self._sb_type in _ENTER_RETURNS_SELF:
+            return self
         return self._sb_slave._conn.request("enter", {"o": self._sb_oid})
 
     def __exit__(self, exc_type, exc, tb):
