@@ -92,6 +92,13 @@ def report_error_names(shell):
 
     shell._showtraceback = _showtraceback
 
+    # IPython prints a UsageError (a mistake in a magic's arguments) to stderr and the cell would
+    # end "ok"; report it as the cell's error, so frontends show it and nbconvert stops on it.
+    def show_usage_error(exc):
+        shell.last_error = ["UsageError", str(exc), [f"UsageError: {exc}"]]
+
+    shell.show_usage_error = show_usage_error
+
 
 def load_splitbrain_extension(shell):
     """Registers the splitbrain magics (%%slave, ...) when the splitbrain package is installed."""
@@ -253,10 +260,60 @@ def load_splitbrain_extension(shell):
         return reply;
     }
 
+    namespace
+    {
+        // Completion and inspection of a `%%slave NAME` cell answer for NAME: the slave's context
+        // (its routed os, glob, ...) is entered around xeus-python's implementation. Without the
+        // splitbrain_kernel package, or when NAME is unknown, completion is the plain local one.
+        class cell_context
+        {
+        public:
+
+            explicit cell_context(const std::string& code)
+            {
+                py::gil_scoped_acquire acquire;
+                try
+                {
+                    py::object context = py::module_::import("splitbrain_kernel").attr("context_for_cell")(code);
+                    context.attr("__enter__")();
+                    m_context = std::move(context);
+                }
+                catch (py::error_already_set&)
+                {
+                }
+            }
+
+            ~cell_context()
+            {
+                if (!m_context)
+                {
+                    return;
+                }
+                py::gil_scoped_acquire acquire;
+                try
+                {
+                    m_context.attr("__exit__")(py::none(), py::none(), py::none());
+                }
+                catch (py::error_already_set&)
+                {
+                }
+                m_context = py::object();  // released while the GIL is held
+            }
+
+            cell_context(const cell_context&) = delete;
+            cell_context& operator=(const cell_context&) = delete;
+
+        private:
+
+            py::object m_context;
+        };
+    }
+
     nl::json kernel_interpreter::complete_request_impl(const std::string& code, int cursor_pos)
     {
         try
         {
+            cell_context in_slave(code);
             return xpyt::interpreter::complete_request_impl(code, cursor_pos);
         }
         catch (py::error_already_set& e)
@@ -273,6 +330,7 @@ def load_splitbrain_extension(shell):
     {
         try
         {
+            cell_context in_slave(code);
             return xpyt::interpreter::inspect_request_impl(code, cursor_pos, detail_level);
         }
         catch (py::error_already_set& e)

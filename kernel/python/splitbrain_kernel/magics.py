@@ -317,6 +317,19 @@ class SlaveMagics(Magics):
         return _SlavesTable(splitbrain.slaves())
 
 
+def _complete_slave_line(shell, event):
+    """Slave names (and, for the line magic, its subcommands) after ``%slave`` / ``%%slave``."""
+    names = sorted(splitbrain.known_slaves())
+    if not event.line.lstrip().startswith("%%"):
+        names += sorted(_RESERVED)
+    return names
+
+
 def load_ipython_extension(shell):
     """Register the magics (called by splitbrain-kernel at start, or `%load_ext splitbrain_kernel`)."""
     shell.register_magics(SlaveMagics)
+    for key in ("%slave", "%%slave"):
+        shell.set_hook("complete_command", _complete_slave_line, str_key=key)
+    # Jedi infers types by walking every attribute of what it completes; on a slave's routed module
+    # that is one round trip per name. IPython's own completer asks once, through dir().
+    shell.Completer.use_jedi = False

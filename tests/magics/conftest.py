@@ -1,0 +1,60 @@
+"""A real splitbrain-kernel (the build tree's kernelspec, through jupyter_client) with two real
+agents spawned from inside it by `%slave spawn`, as a user would."""
+import os
+import time
+
+import pytest
+from jupyter_client import KernelManager
+
+
+class Kernel:
+    def __init__(self, workdir):
+        self.stderr = open(workdir / "kernel.stderr", "w")
+        self.km = KernelManager(kernel_name="splitbrain")
+        env = dict(os.environ, SPLITBRAIN_CONFIG=str(workdir / "config"))
+        self.km.start_kernel(cwd=str(workdir), env=env, stderr=self.stderr)
+        self.kc = self.km.client()
+        self.kc.start_channels()
+        self.kc.wait_for_ready(timeout=60)
+
+    def execute(self, code, timeout=60):
+        """(reply content, [(arrival time, msg_type, content)]) for one cell; every iopub message
+        of the cell has arrived when this returns (execute_interactive waits for idle)."""
+        outputs = []
+
+        def on_iopub(msg):
+            if msg["msg_type"] not in ("status", "execute_input"):
+                outputs.append((time.monotonic(), msg["msg_type"], msg["content"]))
+
+        reply = self.kc.execute_interactive(code, timeout=timeout, output_hook=on_iopub)
+        return reply["content"], outputs
+
+    def ok(self, code, timeout=60):
+        reply, outputs = self.execute(code, timeout)
+        assert reply["status"] == "ok", f"{code!r} failed: {reply.get('ename')}: {reply.get('evalue')}\n" \
+                                        + "\n".join(reply.get("traceback", []))
+        return outputs
+
+    def close(self):
+        self.kc.stop_channels()
+        self.km.shutdown_kernel(now=False)
+        self.stderr.close()
+
+
+def stdout(outputs):
+    return "".join(c["text"] for _, t, c in outputs if t == "stream" and c["name"] == "stdout")
+
+
+def result(outputs, mime="text/plain"):
+    found = [c["data"][mime] for _, t, c in outputs if t == "execute_result" and mime in c["data"]]
+    assert found, f"no {mime} execute_result in {outputs}"
+    return found[-1]
+
+
+@pytest.fixture(scope="module")
+def kernel(tmp_path_factory):
+    k = Kernel(tmp_path_factory.mktemp("kernel"))
+    k.ok("%slave spawn box-a\n%slave spawn box-b")
+    k.ok("import os, sys, time, subprocess\nlocal_pid = os.getpid()")
+    yield k
+    k.close()
