@@ -94,3 +94,18 @@ def test_next_on_a_remote_iterator(linux_box):
     assert next(iterator) == 2
     with pytest.raises(StopIteration):
         next(iterator)
+
+
+def test_operators_call_the_remote_objects_methods(linux_box):
+    with linux_box:
+        from pathlib import Path
+        base = Path("/tmp")
+    joined = base / "x"
+    assert str(joined) == "/tmp/x"
+    joined /= "y"
+    assert str(joined) == "/tmp/x/y"
+    counter = linux_box.modules.collections.Counter("ab")
+    total = counter + linux_box.modules.collections.Counter("b")
+    assert total["b"] == 2
+    assert -linux_box.modules.decimal.Decimal("1.5") == linux_box.modules.decimal.Decimal("-1.5")
+    assert int(linux_box.modules.decimal.Decimal("7")) == 7

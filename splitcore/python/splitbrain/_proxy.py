@@ -149,6 +149,34 @@ for _dunder, _op in _CMP_OPS.items():
     getattr(RemoteObject, _dunder).__name__ = _dunder
 
 
+def _make_operator(dunder, arity):
+    path = [dunder]
+
+    def operator(self, *other):
+        try:
+            result = self._sb_slave._conn.request("call", {"o": self._sb_oid, "path": path, "a": other})
+        except AttributeError:  # the remote type lacks it: let Python try the fallbacks
+            if arity:
+                return NotImplemented
+            raise TypeError(f"remote {self._sb_type} object does not support {dunder}") from None
+        if type(result) is RemoteObject and result._sb_type == "builtins.NotImplementedType":
+            return NotImplemented
+        return result
+    operator.__name__ = dunder
+    return operator
+
+
+# Arithmetic and friends are calls of the remote object's own methods (one round trip each):
+# `remote_path / "x"` on a slave's pathlib.Path, `counter + other` on a remote Counter.
+for _name in ("add", "sub", "mul", "matmul", "truediv", "floordiv", "mod", "pow", "lshift", "rshift",
+              "and", "or", "xor"):
+    for _dunder in (f"__{_name}__", f"__r{_name}__", f"__i{_name}__"):
+        setattr(RemoteObject, _dunder, _make_operator(_dunder, 1))
+for _dunder in ("__neg__", "__pos__", "__abs__", "__invert__", "__int__", "__float__", "__index__",
+                "__round__"):
+    setattr(RemoteObject, _dunder, _make_operator(_dunder, 0))
+
+
 class RemoteCallable(RemoteObject):
     """A callable object on a slave (a function, class, bound method)."""
 
