@@ -109,3 +109,10 @@ def test_operators_call_the_remote_objects_methods(linux_box):
     assert total["b"] == 2
     assert -linux_box.modules.decimal.Decimal("1.5") == linux_box.modules.decimal.Decimal("-1.5")
     assert int(linux_box.modules.decimal.Decimal("7")) == 7
+
+
+def test_the_docstring_of_a_proxy_is_the_remote_objects(linux_box):
+    assert linux_box.modules.os.getcwd.__doc__ == "Return a unicode string representing the current working directory."
+    counter = linux_box.modules.collections.Counter()
+    assert counter.__doc__.startswith("Dict subclass for counting hashable items.")
+    assert splitbrain.RemoteObject.__doc__.startswith("An object on a slave.")

@@ -284,6 +284,24 @@ class RemoteModule:
         return f"<remote {self._sb_slave.name}: module {self._sb_name!r}>"
 
 
+class _RemoteDoc:
+    """``__doc__`` of a proxy is the remote object's (for help() and ``?``); of the class, ours."""
+
+    def __init__(self, doc):
+        self._doc = doc
+
+    def __get__(self, obj, cls=None):
+        if obj is None:
+            return self._doc
+        if isinstance(obj, RemoteMethod):
+            return obj._sb_resolve().__doc__
+        return obj._sb_slave._conn.request("getattr", {"o": obj._sb_oid, "name": "__doc__"})
+
+
+for _cls in (RemoteObject, RemoteCallable, RemoteMethod):
+    _cls.__doc__ = _RemoteDoc(_cls.__doc__)
+
+
 def path_like_text(obj):
     """A local os.PathLike object as the text a slave can use, or None."""
     if isinstance(obj, os.PathLike):
