@@ -32,6 +32,7 @@ class Workload:
     reps: int = 2000
     budget_s: float = 2.0
     rpyc_reps: int | None = None
+    issue_rpyc: float | None = None  # RPyC as measured when issue 4 was written: seconds, or MB/s for W4/W5
 
     def check(self, sb: Figure, rp: Figure) -> tuple[float, bool]:
         value = float(self.goal.split()[1].rstrip("×"))
@@ -41,19 +42,30 @@ class Workload:
         r = sb.median / rp.median
         return r, r <= value
 
+    def check_issue(self, sb: Figure) -> tuple[float, bool] | None:
+        """The same goal against the RPyC figure quoted in the issue (another day, another load)."""
+        if self.issue_rpyc is None:
+            return None
+        value = float(self.goal.split()[1].rstrip("×"))
+        if self.goal.startswith("≥"):
+            r = sb.rate(sb.median) / self.issue_rpyc
+            return r, r >= value
+        r = sb.median / self.issue_rpyc
+        return r, r <= value
+
 
 WORKLOADS = [
-    Workload("W1", "os.getcwd()", "≤ 0.5"),
-    Workload("W2", 'os.path.join("a", "b")', "≤ 0.3"),
-    Workload("W3", "write + read back 4 KiB with open()", "≤ 0.2", reps=500),
-    Workload("W4r", "read 64 MiB in one call", "≥ 100×", reps=10, budget_s=3, rpyc_reps=1),
+    Workload("W1", "os.getcwd()", "≤ 0.5", issue_rpyc=0.53e-3),
+    Workload("W2", 'os.path.join("a", "b")', "≤ 0.3", issue_rpyc=1.2e-3),
+    Workload("W3", "write + read back 4 KiB with open()", "≤ 0.2", reps=500, issue_rpyc=5.4e-3),
+    Workload("W4r", "read 64 MiB in one call", "≥ 100×", reps=10, budget_s=3, rpyc_reps=1, issue_rpyc=3),
     Workload("W4w", "write 64 MiB in one call", "≥ 100×", reps=10, budget_s=3, rpyc_reps=1),
-    Workload("W5r", "read 64 MiB in 1 MiB chunks", "≥ 20×", reps=10, budget_s=3, rpyc_reps=2),
+    Workload("W5r", "read 64 MiB in 1 MiB chunks", "≥ 20×", reps=10, budget_s=3, rpyc_reps=2, issue_rpyc=19),
     Workload("W5w", "write 64 MiB in 1 MiB chunks", "≥ 20×", reps=10, budget_s=3, rpyc_reps=2),
-    Workload("W6", "listdir + stat of 2,000 files", "≤ 0.25", reps=20, budget_s=4, rpyc_reps=3),
-    Workload("W7", 'subprocess.run(["true"])', "≤ 0.5", reps=300),
-    Workload("W8", "connect to first call", "≤ 2", reps=20, budget_s=6),
-    Workload("W9", "remote FileNotFoundError caught locally", "≤ 0.5"),
+    Workload("W6", "listdir + stat of 2,000 files", "≤ 0.25", reps=20, budget_s=4, rpyc_reps=3, issue_rpyc=3.6),
+    Workload("W7", 'subprocess.run(["true"])', "≤ 0.5", reps=300, issue_rpyc=2.8e-3),
+    Workload("W8", "connect to first call", "≤ 2", reps=20, budget_s=6, issue_rpyc=4.7e-3),
+    Workload("W9", "remote FileNotFoundError caught locally", "≤ 0.5", issue_rpyc=1.1e-3),
 ]
 
 
@@ -174,6 +186,19 @@ def bench_splitbrain(fx: Fixture, smoke: bool) -> dict[str, Figure]:
     return figs
 
 
+def bench_local(fx: Fixture, smoke: bool) -> dict[str, Figure]:
+    """The same plain-Python workloads with no slave at all: the floor the operation itself costs
+    on this machine (a fork/exec, a tmpfs read), whatever carries it."""
+    p = fx.paths
+    fns = {
+        "W1": lambda: workloads.sb_w1(p), "W2": lambda: workloads.sb_w2(p), "W3": lambda: workloads.sb_w3(p),
+        "W4r": lambda: workloads.sb_w4_read(p), "W4w": lambda: workloads.sb_w4_write(p, fx.data),
+        "W5r": lambda: workloads.sb_w5_read(p), "W5w": lambda: workloads.sb_w5_write(p, fx.data),
+        "W6": lambda: workloads.sb_w6(p), "W7": lambda: workloads.sb_w7(p), "W9": lambda: workloads.sb_w9(p),
+    }
+    return run_workloads("local", fns, fx, smoke)
+
+
 # The real modules, held where splitbrain's re-binding of module globals does not reach.
 _REAL_MODULES = tuple((name, sys.modules[name]) for name in ("os", "subprocess"))
 
@@ -199,13 +224,18 @@ def routed_overhead(smoke: bool) -> list[str]:
     return lines
 
 
-def print_report(rp: dict[str, Figure], sb: dict[str, Figure], extra: list[str]):
-    print("bench/face — one run on this machine (splitbrain inside `with box:` vs RPyC classic)")
+def print_report(rp: dict[str, Figure], sb: dict[str, Figure], lo: dict[str, Figure], extra: list[str],
+                 smoke: bool):
+    if smoke:
+        print("SMOKE RUN: each workload once on small data; these figures measure nothing")
+    print("bench/face — one run on this machine (splitbrain inside `with box:` vs RPyC classic;")
+    print("local: the same code with no slave, the floor of the operation itself)")
     for w in WORKLOADS:
         print(f"{w.key:<4} {w.label}")
-        for side, figs in (("splitbrain", sb), ("rpyc", rp)):
+        for side, figs in (("splitbrain", sb), ("rpyc", rp), ("local", lo)):
             f = figs.get(w.key) or Figure(w.key, [], note="not run")
-            print(f"       {side:<11} {f.describe()}")
+            if side != "local" or f.n:
+                print(f"       {side:<11} {f.describe()}")
     print("ratios (splitbrain time / RPyC time; for W4/W5 throughput splitbrain / RPyC)")
     missed = []
     for w in WORKLOADS:
@@ -217,6 +247,12 @@ def print_report(rp: dict[str, Figure], sb: dict[str, Figure], extra: list[str])
         print(benchkit.ratio_line(f"{w.key:<4} {w.label}", value, w.goal, ok))
         if not ok:
             missed.append(w.key)
+    print("the same goals against the RPyC figures quoted in issue 4 (measured another time; context only)")
+    for w in [] if smoke else WORKLOADS:
+        s = sb.get(w.key)
+        got = w.check_issue(s) if (s and s.n) else None
+        if got:
+            print(benchkit.ratio_line(f"{w.key:<4} {w.label}", got[0], w.goal, got[1]))
     for line in extra:
         print(line)
     if missed:
@@ -228,20 +264,28 @@ def main():
     parser.add_argument("--smoke", action="store_true",
                         help="each workload once, 4 MiB instead of 64 MiB; checks the bench runs")
     parser.add_argument("--json", action="store_true", help="print the figures as JSON lines too")
-    parser.add_argument("--skip", action="append", default=[], choices=["rpyc", "splitbrain"])
+    parser.add_argument("--skip", action="append", default=[], choices=["rpyc", "splitbrain", "local"])
+    parser.add_argument("--only", help="comma-separated workloads to run, e.g. W1,W4r,W9")
     parser.add_argument("--rpyc-stock", action="store_true",
                         help="RPyC exactly as shipped (Nagle on): os.stat() then stalls 40 ms per call")
     args = parser.parse_args()
+    if args.only:
+        keep = {k.strip() for k in args.only.split(",")}
+        unknown = keep - {w.key for w in WORKLOADS}
+        if unknown:
+            parser.error(f"unknown workloads {sorted(unknown)}; known: {[w.key for w in WORKLOADS]}")
+        WORKLOADS[:] = [w for w in WORKLOADS if w.key in keep]
 
-    fx = Fixture(args.smoke)
     t0 = time.monotonic()
+    fx = Fixture(args.smoke)
     try:
         sb = {} if "splitbrain" in args.skip else bench_splitbrain(fx, args.smoke)
         rp = {} if "rpyc" in args.skip else bench_rpyc(fx, args.smoke, args.rpyc_stock)
+        lo = {} if "local" in args.skip else bench_local(fx, args.smoke)
         extra = routed_overhead(args.smoke)
     finally:
         fx.close()
-    print_report(rp, sb, extra)
+    print_report(rp, sb, lo, extra, args.smoke)
     print(f"(bench/face ran {time.monotonic() - t0:.0f} s)")
     if args.json:
         benchkit.print_json_figures(list(sb.values()) + list(rp.values()))

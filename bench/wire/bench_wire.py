@@ -62,10 +62,12 @@ def bench_rpyc(scratch: pathlib.Path, smoke: bool, stock: bool) -> dict[str, Fig
     return {f.name: f for f in (rtt, read, write)}
 
 
-def print_report(figs: dict[str, Figure]):
+def print_report(figs: dict[str, Figure], smoke: bool):
     def fig(name):
         return figs.get(name) or Figure(name, [], note="not run")
 
+    if smoke:
+        print("SMOKE RUN: each workload once or twice; these figures measure nothing")
     print("bench/wire — one run on this machine")
     rows = [
         ("raw zmq round trip (DEALER/ROUTER, 2 processes)", "raw.rtt"),
@@ -184,7 +186,7 @@ def main():
             figs.update(bench_rpyc(scratch, args.smoke, args.rpyc_stock))
     finally:
         shutil.rmtree(scratch, ignore_errors=True)
-    print_report(figs)
+    print_report(figs, args.smoke)
     print(f"(bench/wire ran {time.monotonic() - t0:.0f} s)")
     if args.json:
         benchkit.print_json_figures(list(figs.values()))
