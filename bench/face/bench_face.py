@@ -8,6 +8,7 @@ repetition where counted; MB/s are 10^6 bytes per second."""
 from __future__ import annotations
 
 import argparse
+import contextlib
 import dataclasses
 import os
 import pathlib
@@ -88,115 +89,105 @@ class Fixture:
         shutil.rmtree(self.scratch, ignore_errors=True)
 
 
-def run_workloads(side: str, fns: dict, fx: Fixture, smoke: bool, round_trips=None,
-                  setups=None) -> dict[str, Figure]:
-    """Times each workload in `fns` (key → callable taking no argument); `setups` (key → callable)
-    run untimed before each repetition."""
-    figs = {}
-    for w in WORKLOADS:
-        fn = fns.get(w.key)
-        if fn is None:
-            continue
-        nbytes = fx.bulk_bytes if w.key.startswith(("W4", "W5")) else 0
-        reps = w.rpyc_reps if (side == "rpyc" and w.rpyc_reps) else w.reps
-        warmup = 0 if (side == "rpyc" and w.rpyc_reps) else 1
-        try:
-            fig = measure(f"{side}.{w.key}", fn, reps=reps, budget_s=w.budget_s, warmup=warmup,
-                          nbytes=nbytes, smoke=smoke, setup=(setups or {}).get(w.key))
-            if round_trips and not nbytes:
-                fig.round_trips = round_trips(fn)
-        except Exception as e:  # a broken workload is reported, the others still run
-            fig = Figure(f"{side}.{w.key}", [], nbytes, note=f"{type(e).__name__}: {e}"[:160])
-        figs[w.key] = fig
-        print(f"  {side:<10} {w.key:<4} {fig.describe()}", file=sys.stderr, flush=True)
-    return figs
+@dataclasses.dataclass
+class Side:
+    """One way of running the workloads: callables by key, held inside `context` while timed."""
+
+    name: str
+    fns: dict
+    context: object = contextlib.nullcontext
+    round_trips: object = None  # fn → round trips of one call, or None
+    setups: dict = dataclasses.field(default_factory=dict)
 
 
-def bench_rpyc(fx: Fixture, smoke: bool, stock: bool) -> dict[str, Figure]:
-    p = fx.paths
-    with benchkit.RpycServer(stock) as server:
-        conn = server.connect()
-        counter = benchkit.RpycRoundTrips(conn)
-        u = workloads.RpycUser(conn)
-
-        def w8():
-            c = server.connect()
-            c.modules.os.getcwd()
-            c.close()
-
-        fns = {
-            "W1": lambda: u.w1(p), "W2": lambda: u.w2(p), "W3": lambda: u.w3(p),
-            "W4r": lambda: u.w4_read(p), "W4w": lambda: u.w4_write(p, fx.data),
-            "W5r": lambda: u.w5_read(p), "W5w": lambda: u.w5_write(p, fx.data),
-            "W6": lambda: u.w6(p), "W7": lambda: u.w7(p), "W8": w8, "W9": lambda: u.w9(p),
-        }
-        figs = run_workloads("rpyc", fns, fx, smoke,
-                             round_trips=lambda fn: None if fn is w8 else counter.per_call(fn, 1))
-        conn.close()
-    return figs
-
-
-def bench_splitbrain(fx: Fixture, smoke: bool) -> dict[str, Figure]:
+def measure_workload(w: Workload, side: Side, fx: Fixture, smoke: bool) -> Figure | None:
+    fn = side.fns.get(w.key)
+    if fn is None:
+        return None
+    nbytes = fx.bulk_bytes if w.key.startswith(("W4", "W5")) else 0
+    slow = side.name == "rpyc" and w.rpyc_reps
     try:
-        import splitbrain
-    except ImportError as e:
-        print(f"splitbrain: cannot import ({e}); is PYTHONPATH the build's python dir?", file=sys.stderr)
-        return {}
+        with side.context():
+            fig = measure(f"{side.name}.{w.key}", fn, reps=w.rpyc_reps if slow else w.reps,
+                          budget_s=w.budget_s, warmup=0 if slow else 1, nbytes=nbytes, smoke=smoke,
+                          setup=side.setups.get(w.key))
+            if side.round_trips and not nbytes:
+                fig.round_trips = side.round_trips(fn)
+    except Exception as e:  # a broken workload is reported, the others still run
+        fig = Figure(f"{side.name}.{w.key}", [], nbytes, note=f"{type(e).__name__}: {e}"[:160])
+    print(f"  {side.name:<10} {w.key:<4} {fig.describe()}", file=sys.stderr, flush=True)
+    return fig
+
+
+def rpyc_side(stack: contextlib.ExitStack, fx: Fixture, stock: bool) -> Side:
     p = fx.paths
-    client_public, _ = splitbrain.client_keys()
-    with benchkit.Agent(fx.scratch / "agent", authorized=(client_public,)) as agent:
-        target = str(agent.connection_file)
-        box = splitbrain.connect(target, name="bench-face")
-        w8_requests = []
+    server = stack.enter_context(benchkit.RpycServer(stock))
+    conn = server.connect()
+    stack.callback(conn.close)
+    counter = benchkit.RpycRoundTrips(conn)
+    u = workloads.RpycUser(conn)
 
-        def w8():
-            b = splitbrain.connect(target, name="bench-face-w8")
-            with b:
-                os.getcwd()
-            w8_requests.append(b.requests)
-            b.close()
+    def w8():
+        c = server.connect()
+        c.modules.os.getcwd()
+        c.close()
 
-        def w8_settle():
-            # A new session takes the agent's pre-started worker; give it time to start the next
-            # one, as a user's connect would find it.
-            time.sleep(0.3)
-
-        fns = {
-            "W1": lambda: workloads.sb_w1(p), "W2": lambda: workloads.sb_w2(p),
-            "W3": lambda: workloads.sb_w3(p),
-            "W4r": lambda: workloads.sb_w4_read(p), "W4w": lambda: workloads.sb_w4_write(p, fx.data),
-            "W5r": lambda: workloads.sb_w5_read(p), "W5w": lambda: workloads.sb_w5_write(p, fx.data),
-            "W6": lambda: workloads.sb_w6(p), "W7": lambda: workloads.sb_w7(p), "W8": w8,
-            "W9": lambda: workloads.sb_w9(p),
-        }
-
-        def round_trips(fn):
-            if fn is w8:
-                return w8_requests[-1] if w8_requests else None
-            before = box.requests
-            fn()
-            return box.requests - before
-
-        try:
-            with box:
-                figs = run_workloads("splitbrain", fns, fx, smoke, round_trips=round_trips,
-                                     setups={"W8": w8_settle})
-        finally:
-            box.close()
-    return figs
-
-
-def bench_local(fx: Fixture, smoke: bool) -> dict[str, Figure]:
-    """The same plain-Python workloads with no slave at all: the floor the operation itself costs
-    on this machine (a fork/exec, a tmpfs read), whatever carries it."""
-    p = fx.paths
     fns = {
+        "W1": lambda: u.w1(p), "W2": lambda: u.w2(p), "W3": lambda: u.w3(p),
+        "W4r": lambda: u.w4_read(p), "W4w": lambda: u.w4_write(p, fx.data),
+        "W5r": lambda: u.w5_read(p), "W5w": lambda: u.w5_write(p, fx.data),
+        "W6": lambda: u.w6(p), "W7": lambda: u.w7(p), "W8": w8, "W9": lambda: u.w9(p),
+    }
+    return Side("rpyc", fns, round_trips=lambda fn: None if fn is w8 else counter.per_call(fn, 1))
+
+
+def plain_fns(fx: Fixture) -> dict:
+    """The user's plain-Python code: on the slave inside `with box:`, on this machine outside."""
+    p = fx.paths
+    return {
         "W1": lambda: workloads.sb_w1(p), "W2": lambda: workloads.sb_w2(p), "W3": lambda: workloads.sb_w3(p),
         "W4r": lambda: workloads.sb_w4_read(p), "W4w": lambda: workloads.sb_w4_write(p, fx.data),
         "W5r": lambda: workloads.sb_w5_read(p), "W5w": lambda: workloads.sb_w5_write(p, fx.data),
         "W6": lambda: workloads.sb_w6(p), "W7": lambda: workloads.sb_w7(p), "W9": lambda: workloads.sb_w9(p),
     }
-    return run_workloads("local", fns, fx, smoke)
+
+
+def splitbrain_side(stack: contextlib.ExitStack, fx: Fixture) -> Side | None:
+    """The user's code inside `with box:`, on an agent of our own reached by its connection file."""
+    try:
+        import splitbrain
+    except ImportError as e:
+        print(f"splitbrain: cannot import ({e}); is PYTHONPATH the build's python dir?", file=sys.stderr)
+        return None
+    client_public, _ = splitbrain.client_keys()
+    agent = stack.enter_context(benchkit.Agent(fx.scratch / "agent", authorized=(client_public,)))
+    target = str(agent.connection_file)
+    box = splitbrain.connect(target, name="bench-face")
+    stack.callback(box.close)
+    w8_requests = []
+
+    def w8():
+        b = splitbrain.connect(target, name="bench-face-w8")
+        with b:
+            os.getcwd()
+        w8_requests.append(b.requests)
+        b.close()
+
+    def w8_settle():
+        # A new session takes the agent's pre-started worker; give it time to start the next one,
+        # as a user's connect would find it.
+        time.sleep(0.3)
+
+    def round_trips(fn):
+        if fn is w8:
+            return w8_requests[-1] if w8_requests else None
+        before = box.requests
+        fn()
+        return box.requests - before
+
+    fns = plain_fns(fx)
+    fns["W8"] = w8
+    return Side("splitbrain", fns, context=lambda: box, round_trips=round_trips, setups={"W8": w8_settle})
 
 
 # The real modules, held where splitbrain's re-binding of module globals does not reach.
@@ -278,13 +269,28 @@ def main():
 
     t0 = time.monotonic()
     fx = Fixture(args.smoke)
+    results: dict[str, dict[str, Figure]] = {"splitbrain": {}, "rpyc": {}, "local": {}}
     try:
-        sb = {} if "splitbrain" in args.skip else bench_splitbrain(fx, args.smoke)
-        rp = {} if "rpyc" in args.skip else bench_rpyc(fx, args.smoke, args.rpyc_stock)
-        lo = {} if "local" in args.skip else bench_local(fx, args.smoke)
-        extra = routed_overhead(args.smoke)
+        with contextlib.ExitStack() as stack:
+            sides = []
+            if "splitbrain" not in args.skip:
+                side = splitbrain_side(stack, fx)
+                if side:
+                    sides.append(side)
+            if "rpyc" not in args.skip:
+                sides.append(rpyc_side(stack, fx, args.rpyc_stock))
+            if "local" not in args.skip:
+                sides.append(Side("local", plain_fns(fx)))
+            # Workload by workload, every side back to back: the machine's load drifts slowly.
+            for w in WORKLOADS:
+                for side in sides:
+                    fig = measure_workload(w, side, fx, args.smoke)
+                    if fig:
+                        results[side.name][w.key] = fig
+            extra = routed_overhead(args.smoke)
     finally:
         fx.close()
+    sb, rp, lo = results["splitbrain"], results["rpyc"], results["local"]
     print_report(rp, sb, lo, extra, args.smoke)
     print(f"(bench/face ran {time.monotonic() - t0:.0f} s)")
     if args.json:

@@ -38,7 +38,8 @@ def run_cpp(args: list[str]) -> dict[str, Figure]:
 
 
 def bench_rpyc(scratch: pathlib.Path, smoke: bool, stock: bool) -> dict[str, Figure]:
-    src = benchkit.bulk_file(scratch, BULK)
+    nbytes = 4 * MiB if smoke else BULK
+    src = benchkit.bulk_file(scratch, nbytes)
     dst = scratch / "rpyc-write"
     with benchkit.RpycServer(stock) as server:
         conn = server.connect()
@@ -52,10 +53,10 @@ def bench_rpyc(scratch: pathlib.Path, smoke: bool, stock: bool) -> dict[str, Fig
         # Random bytes: RPyC zlib-compresses large messages, and zeros would flatter it.
         data = src.read_bytes()
         # RPyC moves 64 MiB at a few MB/s: one repetition each (≈15 s) keeps the bench bounded.
-        read = measure("rpyc.read_64MiB", rf.read, reps=1, budget_s=0, warmup=0, nbytes=BULK,
+        read = measure("rpyc.read_64MiB", rf.read, reps=1, budget_s=0, warmup=0, nbytes=nbytes,
                        setup=lambda: rf.seek(0), smoke=smoke)
         write = measure("rpyc.write_64MiB", lambda: wf.write(data), reps=1, budget_s=0, warmup=0,
-                        nbytes=BULK, setup=lambda: (wf.seek(0), wf.truncate()), smoke=smoke)
+                        nbytes=nbytes, setup=lambda: (wf.seek(0), wf.truncate()), smoke=smoke)
         rf.close()
         wf.close()
         conn.close()
