@@ -1,9 +1,13 @@
 """bench/face (issue 4 point 11): W1…W9 through `splitbrain` (inside `with box:`) and through RPyC
 classic, in the same run, with each ratio against its goal.
 
-Usage: python bench_face.py [--smoke] [--json] [--skip rpyc|splitbrain]
-Figures are medians with the 10th–90th percentile spread, N repetitions and RT round trips per
-repetition where counted; MB/s are 10^6 bytes per second."""
+Usage: python bench_face.py [--smoke] [--json] [--skip rpyc|splitbrain|local] [--only W1,W9]
+                            [--rpyc-stock]
+Needs the splitbrain package on PYTHONPATH and SPLITBRAIN_AGENT (run.sh sets both from
+SPLITBRAIN_BUILD_DIR). Figures are medians with the 10th–90th percentile spread, N repetitions and
+RT round trips per repetition where counted (splitbrain: Slave.requests; RPyC: requests it waits
+for plus requests the server makes back); MB/s are 10^6 bytes per second. "local" runs the same
+code with no slave: the floor of the operation itself."""
 
 from __future__ import annotations
 
