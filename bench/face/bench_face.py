@@ -115,10 +115,14 @@ def measure_workload(w: Workload, side: Side, fx: Fixture, smoke: bool) -> Figur
             fig = measure(f"{side.name}.{w.key}", fn, reps=w.rpyc_reps if slow else w.reps,
                           budget_s=w.budget_s, warmup=0 if slow else 1, nbytes=nbytes, smoke=smoke,
                           setup=side.setups.get(w.key))
-            if side.round_trips and not nbytes:
-                fig.round_trips = side.round_trips(fn)
     except Exception as e:  # a broken workload is reported, the others still run
         fig = Figure(f"{side.name}.{w.key}", [], nbytes, note=f"{type(e).__name__}: {e}"[:160])
+    if side.round_trips and fig.n and not nbytes:
+        try:
+            with side.context():
+                fig.round_trips = side.round_trips(fn)
+        except Exception as e:
+            fig.note = f"round trips not counted: {type(e).__name__}: {e}"[:160]
     print(f"  {side.name:<10} {w.key:<4} {fig.describe()}", file=sys.stderr, flush=True)
     return fig
 

@@ -74,6 +74,8 @@ class Figure:
         text += f" N={self.n}"
         if self.round_trips is not None:
             text += f" RT={self.round_trips:g}"
+        if self.note:
+            text += f" ({self.note})"
         return text
 
     @classmethod
