@@ -7,12 +7,14 @@ Parsing in C++ would mean intercepting cells before the shell and redoing all of
 """
 
 import ast
+import builtins
 import contextlib
 import html
 import sys
 import threading
 import time
 
+from IPython.core import interactiveshell
 from IPython.core.error import UsageError
 from IPython.core.magic import Magics, cell_magic, line_cell_magic, line_magic, magics_class
 from IPython.core.magic_arguments import argument, magic_arguments, parse_argstring
@@ -328,6 +330,10 @@ def _complete_slave_line(shell, event):
 def load_ipython_extension(shell):
     """Register the magics (called by splitbrain-kernel at start, or `%load_ext splitbrain_kernel`)."""
     shell.register_magics(SlaveMagics)
+    # IPython puts its own `open` into the user namespace, bound to io.open when IPython was
+    # imported; the cells' `open` must be the routed builtin, like every other module's.
+    if shell.user_ns.get("open") is interactiveshell._modified_open:
+        shell.user_ns["open"] = builtins.open
     for key in ("%slave", "%%slave"):
         shell.set_hook("complete_command", _complete_slave_line, str_key=key)
     # Jedi infers types by walking every attribute of what it completes; on a slave's routed module
