@@ -3,12 +3,14 @@ Debian's Chromium driven by Playwright, the splitbrain kernel found through JUPY
 tree's kernelspec). A cell runs and its output shows in the page; the toolbar's stop button
 interrupts a sleeping cell and the kernel lives on; screenshots land in
 $SPLITBRAIN_BUILD_DIR/screenshots/."""
+import contextlib
 import json
 import os
 import pathlib
 import re
 import secrets
 import shutil
+import signal
 import subprocess
 import time
 import urllib.request
@@ -23,6 +25,7 @@ from playwright.sync_api import expect, sync_playwright  # noqa: E402
 from conftest import NOTEBOOKS
 
 VENV = pathlib.Path(os.environ.get("SPLITBRAIN_VENV", NOTEBOOKS.parent / ".venv"))
+DEMO_AGENTS = NOTEBOOKS.parent / "scripts" / "demo_agents.py"
 BUILD_DIR = pathlib.Path(os.environ.get("SPLITBRAIN_BUILD_DIR", NOTEBOOKS.parent / "build"))
 KERNEL = os.environ.get("SPLITBRAIN_LAB_KERNEL", "splitbrain")
 CHROMIUM = "/usr/bin/chromium"
@@ -32,10 +35,12 @@ UI_TIMEOUT_MS = 30_000
 INTERRUPT_TIMEOUT_MS = 5_000
 EXECUTED_PROMPT = re.compile(r"^\[\d+\]:$")
 
-# A lab with no news, no update check and no remembered workspace: nothing pops over the notebook.
-QUIET_SETTINGS = {
+# A lab with no news, no update check and no remembered workspace, so nothing pops over the
+# notebook; and every cell in the DOM (no windowing), so cells are found by their index.
+LAB_SETTINGS = {
     "@jupyterlab/apputils-extension/notification.jupyterlab-settings":
         {"fetchNews": "false", "checkForUpdates": False},
+    "@jupyterlab/notebook-extension/tracker.jupyterlab-settings": {"windowingMode": "none"},
 }
 
 
@@ -60,48 +65,55 @@ def notebook(cells, kernel=KERNEL):
 
 
 class Lab:
-    """A running `jupyter lab`: its base URL, token, root folder and log."""
+    """JupyterLab with the demo agents bench-a and bench-b, started as `scripts/lab.sh` starts them
+    (through scripts/demo_agents.py), but on a free port, with a token, a copy of notebooks/ and a
+    registry of its own."""
 
     def __init__(self, workdir):
         self.root = workdir / "root"
+        self.demo_state = workdir / "demo"
         self.token = secrets.token_hex(16)
-        self.log_path = workdir / "jupyter-lab.log"
+        self.log_path = workdir / "lab.log"
         runtime = workdir / "runtime"
         settings = workdir / "settings"
-        for name, value in QUIET_SETTINGS.items():
+        for name, value in LAB_SETTINGS.items():
             path = settings / name
             path.parent.mkdir(parents=True, exist_ok=True)
             path.write_text(json.dumps(value))
         env = dict(os.environ,
+                   SPLITBRAIN_CONFIG=str(workdir / "splitbrain-config"),
                    JUPYTER_RUNTIME_DIR=str(runtime),
                    JUPYTER_CONFIG_DIR=str(workdir / "config"),
                    JUPYTERLAB_SETTINGS_DIR=str(settings),
                    JUPYTERLAB_WORKSPACES_DIR=str(workdir / "workspaces"))
         self.log = open(self.log_path, "wb")
         self.process = subprocess.Popen(
-            [str(VENV / "bin" / "jupyter"), "lab", "--no-browser", "--ip=127.0.0.1", "--port=0",
+            [str(VENV / "bin" / "python"), str(DEMO_AGENTS), "--state", str(self.demo_state),
+             "bench-a", "bench-b", "--",
+             str(VENV / "bin" / "jupyter"), "lab", "--no-browser", "--ip=127.0.0.1", "--port=0",
              f"--IdentityProvider.token={self.token}", f"--ServerApp.root_dir={self.root}",
-             "--ServerApp.open_browser=False", "--LabApp.news_url=None",
-             "--LabApp.extension_manager=readonly"]
+             f"--MultiKernelManager.default_kernel_name={KERNEL}",
+             "--LabApp.news_url=None", "--LabApp.extension_manager=readonly"]
             + (["--allow-root"] if os.geteuid() == 0 else []),
             stdin=subprocess.DEVNULL, stdout=self.log, stderr=subprocess.STDOUT, env=env, cwd=workdir)
-        server_info = runtime / f"jpserver-{self.process.pid}.json"
-        info = wait_until(lambda: self._exited() or (server_info.exists() and self._read(server_info)),
-                          SERVER_START_TIMEOUT, "JupyterLab writing its server info", self.tail)
+        info = wait_until(lambda: self._exited() or self._server_info(runtime), SERVER_START_TIMEOUT,
+                          "JupyterLab writing its server info", self.tail)
         self.url = info["url"].rstrip("/")
+        self.server_pid = info["pid"]
         wait_until(lambda: self._exited() or self._answers(), SERVER_START_TIMEOUT,
                    "JupyterLab answering /api/status", self.tail)
+
+    def _server_info(self, runtime):
+        for path in runtime.glob("jpserver-*.json"):
+            try:
+                return json.loads(path.read_text())
+            except ValueError:
+                pass  # caught half-written
+        return None
 
     def _exited(self):
         if self.process.poll() is not None:
             pytest.fail(f"jupyter lab exited with status {self.process.returncode}{self.tail()}")
-
-    @staticmethod
-    def _read(path):
-        try:
-            return json.loads(path.read_text())
-        except ValueError:
-            return None  # caught half-written
 
     def _answers(self):
         try:
@@ -119,13 +131,16 @@ class Lab:
         return f"{self.url}/lab/tree/{path}?token={self.token}&reset"
 
     def stop(self):
-        if self.process.poll() is None:
+        # SIGTERM makes JupyterLab shut its kernels down before it exits (SIGINT without a terminal
+        # exits at once, orphaning them); demo_agents.py then sees its command end and stops the
+        # agents.
+        with contextlib.suppress(ProcessLookupError):
+            os.kill(self.server_pid, signal.SIGTERM)
+        try:
+            self.process.wait(timeout=30)
+        except subprocess.TimeoutExpired:
             self.process.terminate()
-            try:
-                self.process.wait(timeout=15)
-            except subprocess.TimeoutExpired:
-                self.process.kill()
-                self.process.wait()
+            self.process.wait(timeout=10)
         self.log.close()
 
 
@@ -203,18 +218,45 @@ def open_notebook(lab, browser, path):
     return NotebookPage(page)
 
 
+SCRATCH_CELLS = [
+    "answer = 6 * 7\nprint('answer', answer)",
+    "import time\ntime.sleep(60)",
+    "print('still', answer, 'after the interrupt')",
+    "%%slave bench-a\nimport subprocess\n"
+    "subprocess.run(['sh', '-c', 'for i in 1 2 3; do echo tick $i; sleep 1; done'])",
+    "%%slave bench-a\nimport subprocess\nsubprocess.run(['sleep', '60'])",
+    "%%slave bench-a\nimport os\nprint('bench-a still serves pid', os.getpid())",
+]
+
+
 @pytest.fixture(scope="module")
 def scratch(lab, browser, kernelspec):
-    (lab.root / "scratch.ipynb").write_text(json.dumps(notebook([
-        "answer = 6 * 7\nprint('answer', answer)",
-        "import time\ntime.sleep(60)",
-        "print('still', answer, 'after the interrupt')",
-    ])))
+    (lab.root / "scratch.ipynb").write_text(json.dumps(notebook(SCRATCH_CELLS)))
     opened = open_notebook(lab, browser, "scratch.ipynb")
-    expect(opened.cells).to_have_count(3, timeout=UI_TIMEOUT_MS)
+    expect(opened.cells).to_have_count(len(SCRATCH_CELLS), timeout=UI_TIMEOUT_MS)
     opened.wait_for_kernel("idle")
     yield opened
     opened.page.close()
+
+
+@pytest.fixture(autouse=True)
+def screenshot_on_failure(request, screenshots):
+    yield
+    report = getattr(request.node, "report_call", None)
+    opened = next((request.getfixturevalue(name) for name in ("scratch", "quickstart")
+                   if name in request.fixturenames), None)
+    if report is not None and report.failed and opened is not None:
+        opened.page.screenshot(path=str(screenshots / f"failed-{request.node.name}.png"))
+
+
+def interrupt_and_expect_keyboard_interrupt(opened, index):
+    expect(opened.prompt(index)).to_have_text("[*]:", timeout=UI_TIMEOUT_MS)
+    opened.wait_for_kernel("busy")
+    started = time.monotonic()
+    opened.interrupt()
+    expect(opened.output(index)).to_contain_text("KeyboardInterrupt", timeout=INTERRUPT_TIMEOUT_MS)
+    opened.wait_until_done(index, timeout=INTERRUPT_TIMEOUT_MS)
+    return time.monotonic() - started
 
 
 def test_the_notebook_opens_with_the_kernel_its_metadata_names(scratch, kernelspec):
@@ -229,19 +271,71 @@ def test_a_cell_runs_in_the_kernel_and_its_output_shows_in_the_page(scratch):
 
 def test_the_toolbar_stop_button_interrupts_a_sleeping_cell_within_seconds(scratch, screenshots):
     scratch.run(1)
-    expect(scratch.prompt(1)).to_have_text("[*]:", timeout=UI_TIMEOUT_MS)
-    scratch.wait_for_kernel("busy")
-    started = time.monotonic()
-    scratch.interrupt()
-    expect(scratch.output(1)).to_contain_text("KeyboardInterrupt", timeout=INTERRUPT_TIMEOUT_MS)
-    scratch.wait_until_done(1, timeout=INTERRUPT_TIMEOUT_MS)
-    elapsed = time.monotonic() - started
-    print(f"interrupt: KeyboardInterrupt shown {elapsed:.2f} s after the click")
+    elapsed = interrupt_and_expect_keyboard_interrupt(scratch, 1)
+    print(f"\nlocal time.sleep: KeyboardInterrupt in the page {elapsed:.2f} s after the click")
     scratch.page.screenshot(path=str(screenshots / "interrupt.png"))
 
 
-def test_the_kernel_still_works_after_the_interrupt(scratch, screenshots):
+def test_the_kernel_keeps_its_variables_after_the_interrupt(scratch):
     scratch.run(2)
     scratch.wait_until_done(2)
     expect(scratch.output(2)).to_have_text("still 42 after the interrupt", timeout=UI_TIMEOUT_MS)
+
+
+def test_a_slave_cells_output_appears_line_by_line_while_it_runs(scratch):
+    scratch.run(3)
+    # SHALL: remote output appears in the cell as it is produced, not when the cell ends.
+    expect(scratch.output(3)).to_contain_text("tick 1", timeout=UI_TIMEOUT_MS)
+    assert "tick 3" not in scratch.output(3).inner_text()
+    expect(scratch.prompt(3)).to_have_text("[*]:")
+    scratch.wait_until_done(3)
+    expect(scratch.output(3)).to_contain_text(re.compile(r"tick 1\s+tick 2\s+tick 3"))
+
+
+def test_the_stop_button_interrupts_a_remote_call_and_the_slave_stays_usable(scratch, screenshots):
+    scratch.run(4)
+    elapsed = interrupt_and_expect_keyboard_interrupt(scratch, 4)
+    print(f"\nremote sleep 60 on bench-a: KeyboardInterrupt in the page {elapsed:.2f} s after the click")
+    scratch.run(5)
+    scratch.wait_until_done(5)
+    expect(scratch.output(5)).to_contain_text("bench-a still serves pid", timeout=UI_TIMEOUT_MS)
     scratch.page.screenshot(path=str(screenshots / "scratch.png"))
+
+
+# --- notebooks/quickstart.ipynb, as a new user opens it after `make lab`
+
+def quickstart_cells(lab):
+    return [("".join(cell["source"]), cell["cell_type"])
+            for cell in json.loads((lab.root / "quickstart.ipynb").read_text())["cells"]]
+
+
+@pytest.fixture(scope="module")
+def quickstart(lab, browser, kernelspec):
+    opened = open_notebook(lab, browser, "quickstart.ipynb")
+    expect(opened.cells).to_have_count(len(quickstart_cells(lab)), timeout=UI_TIMEOUT_MS)
+    opened.wait_for_kernel("idle")
+    yield opened
+    opened.page.close()
+
+
+def test_quickstart_lists_the_demo_agents_and_runs_its_first_slave_cell_on_bench_a(lab, quickstart, screenshots):
+    cells = quickstart_cells(lab)
+    target = next(i for i, (source, kind) in enumerate(cells)
+                  if kind == "code" and source.startswith("%%slave bench-a"))
+    for index in range(target + 1):
+        if cells[index][1] == "code":
+            quickstart.run(index)
+            quickstart.wait_until_done(index)
+            slaves_table = "%slaves" in cells[index][0].split("\n")[0]
+            if slaves_table:
+                expect(quickstart.output(index)).to_contain_text("bench-a")
+                expect(quickstart.output(index)).to_contain_text("bench-b")
+    output = quickstart.output(target)
+    expect(output).to_contain_text("bench-a pid", timeout=UI_TIMEOUT_MS)
+    expect(output.locator("[data-mime-type='application/vnd.jupyter.stderr']")).to_have_count(0)
+    pid, cwd = re.search(r"bench-a pid (\d+) in (\S+)", output.inner_text()).groups()
+    # The printed pid is a worker process of the demo agent bench-a, on this machine.
+    assert os.path.basename(os.readlink(f"/proc/{pid}/exe")).startswith("splitbrain-worker")
+    assert os.readlink(f"/proc/{pid}/cwd") == cwd
+    assert pathlib.Path(cwd).is_relative_to(lab.demo_state / "bench-a")
+    quickstart.page.screenshot(path=str(screenshots / "quickstart.png"), full_page=True)
