@@ -70,6 +70,7 @@ class Lab:
     registry of its own."""
 
     def __init__(self, workdir):
+        self.workdir = workdir
         self.root = workdir / "root"
         self.demo_state = workdir / "demo"
         self.token = secrets.token_hex(16)
@@ -143,6 +144,19 @@ class Lab:
             self.process.wait(timeout=10)
         self.log.close()
 
+    def leftovers(self):
+        """Processes still running from this lab: kernels (their connection files are in its
+        runtime folder), agents and workers (their keys are in its demo folder)."""
+        found = []
+        for proc in pathlib.Path("/proc").glob("[0-9]*"):
+            try:
+                argv = (proc / "cmdline").read_bytes().split(b"\0")
+            except OSError:
+                continue
+            if any(str(self.workdir).encode() in arg for arg in argv):
+                found.append(int(proc.name))
+        return found
+
 
 @pytest.fixture(scope="module")
 def lab(tmp_path_factory):
@@ -151,6 +165,14 @@ def lab(tmp_path_factory):
     running = Lab(workdir)
     yield running
     running.stop()
+    # SHALL: stopping JupyterLab and the demo agents leaves no kernel, agent or worker behind.
+    try:
+        wait_until(lambda: not running.leftovers(), 10, "every kernel, agent and worker ending",
+                   lambda: f": still running: {running.leftovers()}")
+    finally:
+        for pid in running.leftovers():
+            with contextlib.suppress(ProcessLookupError):
+                os.kill(pid, signal.SIGKILL)
 
 
 @pytest.fixture(scope="module")
@@ -212,8 +234,8 @@ def kernelspec():
                     "build the kernel (the build tree's share/jupyter holds its kernelspec)")
 
 
-def open_notebook(lab, browser, path):
-    page = browser.new_page(viewport={"width": 1280, "height": 900})
+def open_notebook(lab, browser, path, height=900):
+    page = browser.new_page(viewport={"width": 1280, "height": height})
     page.goto(lab.page_url(path))
     return NotebookPage(page)
 
@@ -224,7 +246,7 @@ SCRATCH_CELLS = [
     "print('still', answer, 'after the interrupt')",
     "%%slave bench-a\nimport subprocess\n"
     "subprocess.run(['sh', '-c', 'for i in 1 2 3; do echo tick $i; sleep 1; done'])",
-    "%%slave bench-a\nimport subprocess\nsubprocess.run(['sleep', '60'])",
+    "%%slave bench-a\nimport subprocess\nsubprocess.run(['sleep', '30'])",
     "%%slave bench-a\nimport os\nprint('bench-a still serves pid', os.getpid())",
 ]
 
@@ -295,7 +317,7 @@ def test_a_slave_cells_output_appears_line_by_line_while_it_runs(scratch):
 def test_the_stop_button_interrupts_a_remote_call_and_the_slave_stays_usable(scratch, screenshots):
     scratch.run(4)
     elapsed = interrupt_and_expect_keyboard_interrupt(scratch, 4)
-    print(f"\nremote sleep 60 on bench-a: KeyboardInterrupt in the page {elapsed:.2f} s after the click")
+    print(f"\nremote sleep 30 on bench-a: KeyboardInterrupt in the page {elapsed:.2f} s after the click")
     scratch.run(5)
     scratch.wait_until_done(5)
     expect(scratch.output(5)).to_contain_text("bench-a still serves pid", timeout=UI_TIMEOUT_MS)
@@ -311,7 +333,7 @@ def quickstart_cells(lab):
 
 @pytest.fixture(scope="module")
 def quickstart(lab, browser, kernelspec):
-    opened = open_notebook(lab, browser, "quickstart.ipynb")
+    opened = open_notebook(lab, browser, "quickstart.ipynb", height=1400)
     expect(opened.cells).to_have_count(len(quickstart_cells(lab)), timeout=UI_TIMEOUT_MS)
     opened.wait_for_kernel("idle")
     yield opened
@@ -338,4 +360,4 @@ def test_quickstart_lists_the_demo_agents_and_runs_its_first_slave_cell_on_bench
     assert os.path.basename(os.readlink(f"/proc/{pid}/exe")).startswith("splitbrain-worker")
     assert os.readlink(f"/proc/{pid}/cwd") == cwd
     assert pathlib.Path(cwd).is_relative_to(lab.demo_state / "bench-a")
-    quickstart.page.screenshot(path=str(screenshots / "quickstart.png"), full_page=True)
+    quickstart.page.screenshot(path=str(screenshots / "quickstart.png"))
