@@ -5,6 +5,7 @@
 #include "interpreter.hpp"
 
 #include <exception>
+#include <stdexcept>
 #include <string_view>
 #include <utility>
 
@@ -188,16 +189,30 @@ def load_splitbrain_extension(shell):
 
     void kernel_interpreter::configure_impl()
     {
-        xpyt::interpreter::configure_impl();
+        try
+        {
+            xpyt::interpreter::configure_impl();
 
-        py::gil_scoped_acquire acquire;
-        install_output_streams();
-        py::dict startup;
-        startup["__name__"] = "_splitbrain_kernel_startup";
-        py::exec(startup_source, startup);
-        startup["configure_matplotlib"]();
-        startup["report_error_names"](m_ipython_shell);
-        startup["load_splitbrain_extension"](m_ipython_shell);
+            py::gil_scoped_acquire acquire;
+            install_output_streams();
+            py::dict startup;
+            startup["__name__"] = "_splitbrain_kernel_startup";
+            py::exec(startup_source, startup);
+            startup["configure_matplotlib"]();
+            startup["report_error_names"](m_ipython_shell);
+            startup["load_splitbrain_extension"](m_ipython_shell);
+        }
+        catch (py::error_already_set& e)
+        {
+            // Shown here, by Python, while the interpreter is sound; what reaches main is plain C++.
+            {
+                py::gil_scoped_acquire acquire;
+                e.restore();
+                PyErr_Print();
+            }
+            throw std::runtime_error("[splitbrain.kernel_start_failed] the IPython shell could not be "
+                                     "created (Python traceback above)");
+        }
     }
 
     void kernel_interpreter::install_output_streams()

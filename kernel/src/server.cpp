@@ -2,6 +2,7 @@
 
 #include "server.hpp"
 
+#include <fcntl.h>
 #include <sys/eventfd.h>
 #include <unistd.h>
 
@@ -121,9 +122,9 @@ namespace splitbrain
         , m_output(output)
         , m_stop_fd(eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK))
     {
-        if (m_stop_fd < 0)
+        if (m_stop_fd < 0 || ::pipe2(m_signal_pipe, O_CLOEXEC | O_NONBLOCK) != 0)
         {
-            throw std::system_error(errno, std::generic_category(), "[splitbrain.kernel_start_failed] eventfd");
+            throw std::system_error(errno, std::generic_category(), "[splitbrain.kernel_start_failed] eventfd/pipe");
         }
         xeus::init_socket(m_shell, config.m_transport, config.m_ip, config.m_shell_port);
         xeus::init_socket(m_control, config.m_transport, config.m_ip, config.m_control_port);
@@ -143,6 +144,10 @@ namespace splitbrain
             }
         }
         ::close(m_stop_fd);
+        for (int fd : m_signal_pipe)
+        {
+            ::close(fd);
+        }
     }
 
     xeus::xcontrol_messenger& kernel_server::get_control_messenger_impl()
@@ -153,6 +158,15 @@ namespace splitbrain
     void kernel_server::send_shell_impl(xeus::xmessage msg)
     {
         m_output.flush();
+        if (msg.header().value("msg_type", "") == "execute_reply" && msg.content().value("status", "") == "error")
+        {
+            zmq::multipart_t queued;
+            while (recv_now(m_shell, queued))
+            {
+                m_queued_before_error.push_back(std::move(queued));
+                queued = zmq::multipart_t();
+            }
+        }
         zmq::multipart_t wire = xeus::xzmq_serializer::serialize(std::move(msg), *p_auth, m_error_handler);
         send_all(m_shell, wire);
     }
@@ -176,6 +190,10 @@ namespace splitbrain
         send_all(m_stdin, wire);
 
         const bool has_gil = PyGILState_Check() != 0;
+        if (has_gil)
+        {
+            set_signal_wakeup(true);
+        }
         zmq::multipart_t reply;
         for (;;)
         {
@@ -183,7 +201,7 @@ namespace splitbrain
             {
                 // Other Python threads keep running while the user types.
                 gil_released_if_held released;
-                result = wait_for(m_stdin);
+                result = wait_for(m_stdin, /*signals=*/true);
             }
             if (result == wait_result::interrupted)
             {
@@ -275,7 +293,9 @@ namespace splitbrain
         m_control_thread = start_signal_free_thread([this] { serve_control(); });
         m_heartbeat_thread = start_signal_free_thread([this] { serve_heartbeat(); });
 
+        set_signal_wakeup(true);
         serve_shell();
+        set_signal_wakeup(false);
 
         m_output.stop();
         stop_impl();
@@ -283,23 +303,33 @@ namespace splitbrain
         m_heartbeat_thread.join();
     }
 
-    // Aborts the requests already queued on shell (after an error with stop_on_error). Unlike
-    // xeus we do not sleep `polling_interval` between them: the queue is what is there now.
+    // After an execute_request failed with stop_on_error: aborts the execute_requests that were
+    // queued before its reply went out (xeus aborts whatever arrives for a while, including
+    // kernel_info and completion requests and the next cell of a client that waited for the reply).
     void kernel_server::abort_queue_impl(const listener& l, long /*polling_interval*/)
     {
-        zmq::multipart_t wire;
-        while (recv_now(m_shell, wire))
+        std::deque<zmq::multipart_t> kept;
+        for (zmq::multipart_t& wire : m_queued_before_error)
         {
             try
             {
-                l(xeus::xzmq_serializer::deserialize(wire, *p_auth));
+                zmq::multipart_t copy = wire.clone();
+                xeus::xmessage msg = xeus::xzmq_serializer::deserialize(copy, *p_auth);
+                if (msg.header().value("msg_type", "") == "execute_request")
+                {
+                    l(std::move(msg));
+                }
+                else
+                {
+                    kept.push_back(std::move(wire));
+                }
             }
             catch (const std::exception& e)
             {
                 log_bad_message("shell", e);
             }
-            wire.clear();
         }
+        m_queued_before_error.swap(kept);
     }
 
     void kernel_server::stop_impl()
@@ -325,15 +355,16 @@ namespace splitbrain
         config.m_hb_port = xeus::get_socket_port(m_heartbeat);
     }
 
-    auto kernel_server::wait_for(zmq::socket_t& socket) -> wait_result
+    auto kernel_server::wait_for(zmq::socket_t& socket, bool signals) -> wait_result
     {
         zmq_pollitem_t items[] = {
             {socket.handle(), 0, ZMQ_POLLIN, 0},
-            {nullptr, m_stop_fd, ZMQ_POLLIN, 0}
+            {nullptr, m_stop_fd, ZMQ_POLLIN, 0},
+            {nullptr, m_signal_pipe[0], ZMQ_POLLIN, 0}
         };
         for (;;)
         {
-            const int rc = zmq_poll(items, 2, -1);
+            const int rc = zmq_poll(items, signals ? 3 : 2, -1);
             if (rc < 0)
             {
                 if (zmq_errno() == EINTR)
@@ -345,6 +376,14 @@ namespace splitbrain
             if (items[1].revents & ZMQ_POLLIN)
             {
                 return wait_result::stopping;
+            }
+            if (signals && (items[2].revents & ZMQ_POLLIN))
+            {
+                char drained[64];
+                while (::read(m_signal_pipe[0], drained, sizeof(drained)) > 0)
+                {
+                }
+                return wait_result::interrupted;
             }
             if (items[0].revents & ZMQ_POLLIN)
             {
@@ -358,7 +397,14 @@ namespace splitbrain
         zmq::multipart_t wire;
         for (;;)
         {
-            const wait_result result = wait_for(m_shell);
+            while (!m_stopping && !m_queued_before_error.empty())
+            {
+                wire = std::move(m_queued_before_error.front());
+                m_queued_before_error.pop_front();
+                handle_shell_message(wire);
+            }
+            wire.clear();
+            const wait_result result = wait_for(m_shell, /*signals=*/true);
             if (result == wait_result::stopping)
             {
                 return;
@@ -373,6 +419,7 @@ namespace splitbrain
                 handle_shell_message(wire);
                 wire.clear();
             }
+            set_signal_wakeup(true);  // again: a cell's asyncio loop may have replaced it
         }
     }
 
@@ -418,6 +465,22 @@ namespace splitbrain
             {
                 PyErr_Print();  // raised by a handler the user installed: show it
             }
+        }
+        PyGILState_Release(state);
+    }
+
+    // Main thread only (CPython's rule for signal.set_wakeup_fd).
+    void kernel_server::set_signal_wakeup(bool enabled)
+    {
+        PyGILState_STATE state = PyGILState_Ensure();
+        try
+        {
+            pybind11::module_::import("signal").attr("set_wakeup_fd")(
+                enabled ? m_signal_pipe[1] : -1, pybind11::arg("warn_on_full_buffer") = false);
+        }
+        catch (const pybind11::error_already_set& e)
+        {
+            std::cerr << "[splitbrain.kernel_signal_wakeup] " << e.what() << std::endl;
         }
         PyGILState_Release(state);
     }

@@ -4,6 +4,7 @@
 #include <pthread.h>
 
 #include <atomic>
+#include <deque>
 #include <memory>
 #include <mutex>
 #include <string>
@@ -78,14 +79,18 @@ namespace splitbrain
             stopping
         };
 
-        // Waits until `socket` has a message, a signal interrupts the wait, or the kernel stops.
-        wait_result wait_for(zmq::socket_t& socket);
+        // Waits until `socket` has a message, the kernel stops, or (on the main thread, with
+        // `signals`) a signal arrives: CPython's handler writes to our wakeup pipe (see
+        // set_signal_wakeup), so a signal that lands just before the wait is not lost, as it would
+        // be when relying on EINTR alone.
+        wait_result wait_for(zmq::socket_t& socket, bool signals = false);
 
         void serve_shell();
         void serve_control();
         void serve_heartbeat();
         void handle_shell_message(zmq::multipart_t& wire_msg);
         void consume_idle_interrupt();
+        void set_signal_wakeup(bool enabled);
         void interrupt_main_thread();
         void publish_stream(stream_name name, const std::string& text, const nl::json& parent);
         void send_iopub(zmq::multipart_t& wire_msg);
@@ -108,12 +113,19 @@ namespace splitbrain
 
         // Readable once stop() was called; every wait polls it.
         int m_stop_fd;
+        // CPython's signal wakeup fd (signal.set_wakeup_fd) while the main thread waits.
+        int m_signal_pipe[2] = {-1, -1};
         std::atomic<bool> m_stopping{false};
         std::atomic<bool> m_busy{false};
         pthread_t m_main_thread{};
 
         // iopub is written from the main, control and output threads.
         std::mutex m_iopub_mutex;
+
+        // Shell requests that were queued when an execute_reply with an error went out: they were
+        // sent before the client saw the error, so stop_on_error aborts the execute_requests among
+        // them, and only them; whatever arrives after the reply runs. Main thread only.
+        std::deque<zmq::multipart_t> m_queued_before_error;
 
         std::thread m_control_thread;
         std::thread m_heartbeat_thread;

@@ -15,7 +15,8 @@ class SplitbrainKernelConformance(jkt.KernelTests):
 
     completion_samples = [
         {"text": "zi", "matches": {"zip"}},
-        {"text": "import collections; collections.Ord", "matches": {"OrderedDict"}},
+        {"text": "str.isdig", "matches": {"str.isdigit"}},
+        {"text": "import collec", "matches": {"collections"}},
     ]
     complete_code_samples = ["1", "print('hello, world')", "def f(x):\n  return x*2\n\n\n"]
     incomplete_code_samples = ["print('''hello", "def f(x):\n  x*2"]

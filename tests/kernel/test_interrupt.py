@@ -1,0 +1,94 @@
+"""Interrupting the kernel raises KeyboardInterrupt in the running cell, promptly, and the kernel
+lives on with its variables (issue 2, point 3)."""
+import time
+
+import pytest
+
+# Whatever a cell is blocked in, an interrupt SHALL end it with KeyboardInterrupt within 1 s.
+BLOCKING_CELLS = {
+    "time.sleep": "import time; time.sleep(120)",
+    "busy loop": "while True: pass",
+    "C code waiting and calling PyErr_CheckSignals": "import select; select.select([], [], [], 120)",
+    "lock wait": "import threading; threading.Event().wait()",
+    "subprocess": "import subprocess; subprocess.run(['sleep', '120'])",
+}
+
+
+def interrupt_running_cell(kernel, code, interrupt):
+    msg_id = kernel.kc.execute(code)
+    kernel.wait_busy(msg_id)
+    time.sleep(0.3)  # let the cell get into its blocking call
+    started = time.monotonic()
+    interrupt()
+    reply = kernel.reply_to(msg_id, timeout=10)
+    return reply["content"], time.monotonic() - started
+
+
+@pytest.mark.parametrize("what", BLOCKING_CELLS)
+def test_interrupt_raises_keyboard_interrupt_in_the_cell(kernel, what):
+    kernel.execute("survivor = 'still here'")
+    reply, elapsed = interrupt_running_cell(kernel, BLOCKING_CELLS[what], kernel.km.interrupt_kernel)
+    assert reply["status"] == "error"
+    assert reply["ename"] == "KeyboardInterrupt"
+    assert elapsed < 1.0
+    reply, outputs = kernel.execute("print(survivor)")
+    assert reply["status"] == "ok"
+    assert outputs == [("stream", {"name": "stdout", "text": "still here\n"})]
+
+
+def test_interrupt_request_on_the_control_channel_interrupts_too(kernel):
+    def send_interrupt_request():
+        kernel.kc.control_channel.send(kernel.kc.session.msg("interrupt_request", {}))
+
+    reply, elapsed = interrupt_running_cell(kernel, "import time; time.sleep(120)", send_interrupt_request)
+    assert reply["ename"] == "KeyboardInterrupt"
+    assert elapsed < 1.0
+    control_reply = kernel.kc.get_control_msg(timeout=5)
+    assert control_reply["msg_type"] == "interrupt_reply"
+
+
+def test_interrupt_during_input_raises_keyboard_interrupt_and_input_works_after(kernel):
+    msg_id = kernel.kc.execute("answer = input('name? ')", allow_stdin=True)
+    request = kernel.kc.get_stdin_msg(timeout=10)
+    assert request["content"]["prompt"] == "name? "
+    started = time.monotonic()
+    kernel.km.interrupt_kernel()
+    reply = kernel.reply_to(msg_id)
+    assert reply["content"]["ename"] == "KeyboardInterrupt"
+    assert time.monotonic() - started < 1.0
+
+    reply, outputs = kernel.execute("answer = input('again? '); print(answer)",
+                                    stdin_hook=lambda msg: kernel.kc.input("splitbrain"))
+    assert reply["status"] == "ok"
+    assert ("stream", {"name": "stdout", "text": "splitbrain\n"}) in outputs
+
+
+def test_interrupts_while_idle_do_not_reach_the_next_cell(kernel):
+    kernel.km.interrupt_kernel()
+    kernel.km.interrupt_kernel()
+    # The kernel consumes them while waiting; a cell run afterwards completes normally.
+    reply, _ = kernel.execute("import time; time.sleep(0.2); x = 1")
+    assert reply["status"] == "ok"
+
+
+def test_a_python_signal_handler_runs_in_the_cell(kernel):
+    code = (
+        "import signal, time\n"
+        "caught = []\n"
+        "signal.signal(signal.SIGINT, lambda *a: caught.append('handled'))\n"
+        "try:\n"
+        "    deadline = time.monotonic() + 10\n"
+        "    while not caught and time.monotonic() < deadline:\n"
+        "        time.sleep(0.01)\n"
+        "finally:\n"
+        "    signal.signal(signal.SIGINT, signal.default_int_handler)\n"
+        "print(caught)\n"
+    )
+    msg_id = kernel.kc.execute(code)
+    kernel.wait_busy(msg_id)
+    time.sleep(0.3)
+    kernel.km.interrupt_kernel()
+    reply = kernel.reply_to(msg_id)
+    assert reply["content"]["status"] == "ok"
+    reply, outputs = kernel.execute("print(caught)")
+    assert outputs == [("stream", {"name": "stdout", "text": "['handled']\n"})]
