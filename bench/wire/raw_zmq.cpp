@@ -5,6 +5,7 @@
 #include <unistd.h>
 
 #include <array>
+#include <chrono>
 #include <cstdint>
 #include <cstring>
 #include <stdexcept>
@@ -234,8 +235,8 @@ namespace splitbench
         std::string endpoint;
         if (m_options.relay)
         {
-            const std::string ipc = "ipc:///tmp/splitbrain-bench-wire-" + std::to_string(getpid()) + "-"
-                                    + (m_options.curve ? "c" : "n");
+            m_ipc_path = "/tmp/splitbrain-bench-wire-" + std::to_string(getpid()) + "-" + (m_options.curve ? "c" : "n");
+            const std::string ipc = "ipc://" + m_ipc_path;
             std::string backend;
             m_children.push_back(spawn([&](int fd) { serve(fd, m_options, ipc, 2); }, backend));
             m_children.push_back(spawn([&](int fd) { relay(fd, m_options, backend); }, endpoint));
@@ -256,18 +257,32 @@ namespace splitbench
     {
         const command quit{'q', 0, 0};
         m_dealer.send(zmq::buffer(&quit, sizeof quit));
-        m_dealer.close();
-        if (m_options.relay)
+        m_dealer.close();  // lingers until the quit is out
+        // The echo process quits on its own (and removes its ipc file); the relay, in zmq_proxy
+        // until its context ends, is terminated, and so is anything not gone after 2 s.
+        const auto deadline = bench_clock::now() + std::chrono::seconds(2);
+        const pid_t echo = m_children.front();
+        bool echo_gone = false;
+        while (!echo_gone && bench_clock::now() < deadline)
         {
-            // zmq_proxy runs until its context ends, and may not have passed the quit on.
-            for (pid_t child : m_children)
+            echo_gone = waitpid(echo, nullptr, WNOHANG) == echo;
+            if (!echo_gone)
             {
-                kill(child, SIGTERM);
+                usleep(1000);
             }
         }
         for (pid_t child : m_children)
         {
+            if (child == echo && echo_gone)
+            {
+                continue;
+            }
+            kill(child, SIGTERM);
             waitpid(child, nullptr, 0);
+        }
+        if (!m_ipc_path.empty())
+        {
+            unlink(m_ipc_path.c_str());  // libzmq leaves the socket file behind
         }
     }
 

@@ -42,6 +42,7 @@ namespace splitbench
         raw_options m_options;
         std::string m_label;
         std::vector<pid_t> m_children;
+        std::string m_ipc_path;  // the relay's ipc socket file, if any
         zmq::context_t m_context;
         zmq::socket_t m_dealer;
         std::vector<char> m_buffer;
