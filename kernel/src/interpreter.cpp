@@ -4,8 +4,9 @@
 
 #include "interpreter.hpp"
 
+#include <cstdlib>
 #include <exception>
-#include <stdexcept>
+#include <iostream>
 #include <string_view>
 #include <utility>
 
@@ -204,14 +205,17 @@ def load_splitbrain_extension(shell):
         }
         catch (py::error_already_set& e)
         {
-            // Shown here, by Python, while the interpreter is sound; what reaches main is plain C++.
+            // Without its shell the kernel can serve nothing. Python shows the traceback while it is
+            // sound, then we leave at once: unwinding through xeus's constructor would release
+            // half-built Python objects and could deadlock on the GIL instead of exiting.
             {
                 py::gil_scoped_acquire acquire;
                 e.restore();
                 PyErr_Print();
             }
-            throw std::runtime_error("[splitbrain.kernel_start_failed] the IPython shell could not be "
-                                     "created (Python traceback above)");
+            std::cerr << "[splitbrain.kernel_start_failed] the IPython shell could not be created "
+                         "(Python traceback above)" << std::endl;
+            std::_Exit(1);
         }
     }
 

@@ -80,7 +80,17 @@ namespace
                                                      std::make_unique<splitbrain::ipython_history>(), nullptr,
                                                      xeus::make_null_debugger, nl::json::object(), eh);
         }
-        kernel->start();
+        try
+        {
+            kernel->start();
+        }
+        catch (const std::exception& e)
+        {
+            // The server failed (not a cell: cells' errors are replies). Leave without unwinding
+            // the kernel: its destructors would release Python objects from a broken state.
+            std::cerr << "[splitbrain.kernel_failed] " << e.what() << std::endl;
+            std::_Exit(1);
+        }
         python_side.restore_standard_streams();
     }
 }

@@ -1,0 +1,88 @@
+"""Shutdown and restart through jupyter_client end the kernel process cleanly: exit status 0,
+nothing on stderr, Python's atexit handlers run (issue 2, point 4)."""
+import os
+import subprocess
+import time
+
+from conftest import assert_clean_stderr
+
+
+def test_shutdown_exits_0_with_a_clean_stderr(start_kernel):
+    kernel = start_kernel()
+    reply, _ = kernel.execute("x = 1")
+    assert reply["status"] == "ok"
+    assert kernel.shutdown() == 0
+    assert kernel.stderr() == ""
+
+
+def test_atexit_handlers_run_at_shutdown(start_kernel, tmp_path):
+    kernel = start_kernel()
+    marker = tmp_path / "atexit-ran"
+    kernel.execute(f"import atexit, pathlib; atexit.register(pathlib.Path({str(marker)!r}).write_text, 'yes')")
+    assert kernel.shutdown() == 0
+    assert marker.read_text() == "yes"
+
+
+def test_restart_gives_a_fresh_interpreter_and_the_old_process_exits_0(start_kernel):
+    kernel = start_kernel()
+    kernel.execute("x = 'before restart'")
+    old_process = kernel.process
+    kernel.km.restart_kernel()
+    assert old_process.wait(timeout=30) == 0
+    kernel.process = kernel.km.provisioner.process
+    assert kernel.process.pid != old_process.pid
+    kernel.kc.wait_for_ready(timeout=60)
+    reply, outputs = kernel.execute("print('x' in globals())")
+    assert outputs == [("stream", {"name": "stdout", "text": "False\n"})]
+    assert kernel.shutdown() == 0
+    assert_clean_stderr(kernel.stderr())
+
+
+def test_shutdown_while_a_cell_runs_exits_0_promptly(start_kernel):
+    kernel = start_kernel()
+    msg_id = kernel.kc.execute("import time; time.sleep(600)")
+    kernel.wait_busy(msg_id)
+    started = time.monotonic()
+    assert kernel.shutdown() == 0
+    assert time.monotonic() - started < 5
+    assert_clean_stderr(kernel.stderr())
+
+
+def test_shutdown_while_input_waits_exits_0(start_kernel):
+    kernel = start_kernel()
+    kernel.kc.execute("input('never answered: ')", allow_stdin=True)
+    assert kernel.kc.get_stdin_msg(timeout=10)["content"]["prompt"] == "never answered: "
+    assert kernel.shutdown() == 0
+    assert_clean_stderr(kernel.stderr())
+
+
+def test_shutdown_request_without_interrupt_exits_0(start_kernel):
+    """A client that only sends shutdown_request (no SIGINT first, unlike jupyter_client)."""
+    kernel = start_kernel()
+    kernel.kc.execute("import time; time.sleep(600)")
+    time.sleep(0.3)
+    kernel.kc.shutdown()
+    assert kernel.process.wait(timeout=10) == 0
+    assert_clean_stderr(kernel.stderr())
+
+
+def kernel_executable():
+    build_dir = os.environ["SPLITBRAIN_BUILD_DIR"]
+    return os.path.join(build_dir, "kernel", "splitbrain-kernel")
+
+
+def test_a_missing_connection_file_is_a_clear_error():
+    run = subprocess.run([kernel_executable(), "-f", "/nonexistent/connection.json"],
+                         capture_output=True, text=True, timeout=60)
+    assert run.returncode == 1
+    assert "[splitbrain.kernel_start_failed]" in run.stderr
+    assert_clean_stderr(run.stderr)
+
+
+def test_version_and_usage():
+    run = subprocess.run([kernel_executable(), "--version"], capture_output=True, text=True, timeout=10)
+    assert run.returncode == 0
+    assert run.stdout.startswith("splitbrain-kernel ")
+    run = subprocess.run([kernel_executable(), "--bogus"], capture_output=True, text=True, timeout=10)
+    assert run.returncode == 2
+    assert "[splitbrain.kernel_usage]" in run.stderr
