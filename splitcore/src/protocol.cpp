@@ -141,11 +141,10 @@ std::optional<std::size_t> cbor_depth(const std::uint8_t* data, std::size_t size
     }
 }
 
-json decode_header(const void* data, std::size_t size) {
-    if (size > max_header_size) {
+json decode_header(const void* data, std::size_t size, std::size_t limit) {
+    if (size > limit) {
         throw protocol_error(code::bad_request, "header frame of " + std::to_string(size) +
-                                                    " bytes exceeds the limit of " +
-                                                    std::to_string(max_header_size));
+                                                    " bytes exceeds the limit of " + std::to_string(limit));
     }
     const auto* bytes = static_cast<const std::uint8_t*>(data);
     const auto depth = cbor_depth(bytes, size);
@@ -164,7 +163,9 @@ json decode_header(const void* data, std::size_t size) {
     return header;
 }
 
-json decode_header(const zmq::message_t& frame) { return decode_header(frame.data(), frame.size()); }
+json decode_header(const zmq::message_t& frame, std::size_t limit) {
+    return decode_header(frame.data(), frame.size(), limit);
+}
 
 const json* optional_field(const json& header, const char* name) {
     auto it = header.find(name);
@@ -231,6 +232,19 @@ void send_message(zmq::socket_ref socket, const zmq::message_t& routing_id, cons
     zmq::message_t envelope(routing_id.data(), routing_id.size());
     send_part(socket, envelope, true);
     send_frames(socket, header, frames);
+}
+
+bool try_send_message(zmq::socket_ref socket, const json& header, std::vector<zmq::message_t>& frames) {
+    zmq::message_t head = encode_header(header);
+    // Only the first part can meet "would block": once it is in, the rest of the message follows.
+    for (;;) {
+        if (zmq_msg_send(head.handle(), socket.handle(), ZMQ_DONTWAIT | (frames.empty() ? 0 : ZMQ_SNDMORE)) >= 0) break;
+        if (zmq_errno() == EAGAIN) return false;
+        if (zmq_errno() != EINTR) throw zmq::error_t();
+    }
+    for (std::size_t i = 0; i < frames.size(); ++i) send_part(socket, frames[i], i + 1 < frames.size());
+    frames.clear();
+    return true;
 }
 
 std::optional<std::vector<zmq::message_t>> recv_parts(zmq::socket_ref socket, zmq::recv_flags flags) {

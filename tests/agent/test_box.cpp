@@ -187,6 +187,22 @@ TEST_F(box_test, large_bytes_travel_as_raw_frames_outside_the_cbor) {
     EXPECT_EQ(PyObject_RichCompareBool(pair.back.get(), two.get(), Py_EQ), 1);
 }
 
+TEST_F(box_test, large_text_travels_as_utf8_frames) {
+    py_ref text = eval("'grüße ✓ ' * 20000");
+    crossed result = cross(text.get(), 1 << 16);
+    EXPECT_TRUE(result.value["$u"].contains("$F"));
+    EXPECT_GT(result.frames, 1u);
+    EXPECT_TRUE(PyUnicode_CheckExact(result.back.get()));
+    EXPECT_EQ(PyObject_RichCompareBool(result.back.get(), text.get(), Py_EQ), 1);
+}
+
+TEST_F(box_test, text_with_lone_surrogates_round_trips) {
+    py_ref name = eval("b'caf\\xe9.txt'.decode('utf-8', 'surrogateescape')");
+    crossed result = cross(name.get());
+    EXPECT_TRUE(result.value["$u"].is_binary());
+    EXPECT_EQ(PyObject_RichCompareBool(result.back.get(), name.get(), Py_EQ), 1);
+}
+
 TEST_F(box_test, frames_keep_the_bytes_alive_until_libzmq_is_done_with_them) {
     py_ref large = eval("b'q' * 300000");
     const Py_ssize_t before = Py_REFCNT(large.get());

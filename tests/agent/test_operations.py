@@ -86,6 +86,27 @@ def test_large_bytes_travel_as_raw_frames_both_ways(client):
     assert unbox(reply["r"], reply.frames) == data
 
 
+def test_large_text_and_undecodable_file_names_cross_intact(client, tmp_path):
+    tmp_path = tmp_path / "files"
+    tmp_path.mkdir()
+    text = "grüße ✓ " * 100000
+    (tmp_path / "big.txt").write_text(text, encoding="utf-8")
+    odd = os.fsdecode(b"caf\xe9.bin")
+    (tmp_path / odd).write_bytes(b"")
+    builtins = client.module("builtins")
+    handle = client.value(builtins, str(tmp_path / "big.txt"), encoding="utf-8", path=["open"])
+    reply = client.call(handle, path=["read"])
+    assert "$u" in reply["r"] and len(reply.frames) >= 1
+    assert unbox(reply["r"], reply.frames) == text
+    assert set(client.value(client.module("os"), str(tmp_path), path=["listdir"])) == {"big.txt", odd}
+
+
+def test_import_of_a_missing_module_is_module_not_found(client):
+    error = client.request("import", name="no_such_module_here")["e"]
+    assert error["type"] == "builtins.ModuleNotFoundError"
+    assert error["msg"] == "No module named 'no_such_module_here'"
+
+
 def test_other_objects_cross_by_reference_and_can_be_passed_back(client):
     fractions = client.module("fractions")
     third = client.value(fractions, 1, 3, path=["Fraction"])

@@ -120,3 +120,22 @@ TEST(protocol, multipart_messages_keep_header_and_frames_in_order) {
     EXPECT_EQ((*parts)[2].to_string(), "second");
     EXPECT_FALSE(splitcore::recv_parts(server, zmq::recv_flags::dontwait));
 }
+
+TEST(protocol, try_send_message_never_blocks_without_a_peer) {
+    zmq::context_t context;
+    zmq::socket_t lonely(context, zmq::socket_type::dealer);
+    std::vector<zmq::message_t> frames;
+    frames.emplace_back(std::string("kept"));
+    EXPECT_FALSE(splitcore::try_send_message(lonely, json{{"id", 1}, {"op", "ping"}}, frames));
+    ASSERT_EQ(frames.size(), 1u);
+    EXPECT_EQ(frames[0].to_string(), "kept");
+
+    zmq::socket_t peer(context, zmq::socket_type::dealer);
+    peer.bind("inproc://try-send");
+    lonely.connect("inproc://try-send");
+    EXPECT_TRUE(splitcore::try_send_message(lonely, json{{"id", 2}, {"op", "ping"}}, frames));
+    EXPECT_TRUE(frames.empty());
+    auto parts = splitcore::recv_parts(peer);
+    ASSERT_TRUE(parts);
+    EXPECT_EQ(parts->size(), 2u);
+}

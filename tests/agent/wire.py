@@ -69,6 +69,8 @@ def unbox(value, frames):
         return data
     if tag == "$ba":
         return bytearray(unbox(inner, frames))
+    if tag == "$u":
+        return unbox(inner, frames).decode("utf-8", "surrogatepass")
     if tag == "$c":
         return complex(*inner)
     if tag == "$t":

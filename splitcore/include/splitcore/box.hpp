@@ -45,6 +45,7 @@ public:
 private:
     nlohmann::json encode_at(PyObject* value, int depth);
     nlohmann::json encode_bytes(PyObject* bytes);
+    nlohmann::json encode_buffer(const char* data, std::size_t size, PyObject* owner);
     nlohmann::json encode_struct_sequence(PyObject* value, int depth);
     nlohmann::json encode_items(PyObject* iterable, int depth);
 

@@ -97,8 +97,9 @@ private:
 // CBOR header codec. decode_header throws protocol_error{bad_request} for an oversized frame,
 // malformed or too deeply nested CBOR, or a value that is not a map.
 [[nodiscard]] zmq::message_t encode_header(const json& header);
-[[nodiscard]] json decode_header(const void* data, std::size_t size);
-[[nodiscard]] json decode_header(const zmq::message_t& frame);
+// limit: requests are held to max_header_size; a client may accept larger replies.
+[[nodiscard]] json decode_header(const void* data, std::size_t size, std::size_t limit = max_header_size);
+[[nodiscard]] json decode_header(const zmq::message_t& frame, std::size_t limit = max_header_size);
 
 // Maximum nesting depth of one CBOR item, or nullopt if the bytes are not one well-formed CBOR
 // item (truncated, reserved additional info, trailing bytes). Never recurses.
@@ -126,6 +127,10 @@ void send_message(zmq::socket_ref socket, const json& header, std::vector<zmq::m
 // Same, preceded by an envelope frame (a ROUTER routing id).
 void send_message(zmq::socket_ref socket, const zmq::message_t& routing_id, const json& header,
                   std::vector<zmq::message_t> frames = {});
+
+// Same, but never blocks: false (nothing sent, frames untouched) if the socket cannot take the
+// message now, e.g. a DEALER whose only peer refused the CURVE handshake.
+[[nodiscard]] bool try_send_message(zmq::socket_ref socket, const json& header, std::vector<zmq::message_t>& frames);
 
 // Receives every part of one multipart message; empty optional if it would block.
 // Interrupted system calls are retried.
