@@ -160,6 +160,7 @@ class SlaveMagics(Magics):
 
         ``%%local`` runs one cell here whatever is active; ``%slaves`` lists the slaves.
         """
+        __tracebackhide__ = True  # noqa: F841 — a failing cell shows its own frames, not ours
         if cell is None:
             return self._slave_line(line)
         args = parse_argstring(self.slave, line)
@@ -300,6 +301,7 @@ class SlaveMagics(Magics):
             import os
             os.getcwd()           # the notebook machine's cwd
         """
+        __tracebackhide__ = True  # noqa: F841
         if line.strip():
             raise UsageError("[splitbrain.usage] %%local takes no arguments")
         code = self._compile_cell(cell)
