@@ -201,8 +201,19 @@ void supervisor::handle_zap() {
         allowed = m_authorized.count(key) > 0;
     }
     if (!allowed) {
-        log("refused client key " + (key.empty() ? std::string("(none)") : key) + " from " + printable(text(3)) +
-            ": not in " + m_options.authorized_keys.string());
+        // A refused client keeps reconnecting (every 100 ms or so): one line per key and minute.
+        auto& [last_logged, suppressed] = m_refusals[key];
+        const auto now = clock::now();
+        if (last_logged == clock::time_point{} || now - last_logged > std::chrono::minutes(1)) {
+            log("refused client key " + (key.empty() ? std::string("(none)") : key) + " from " + printable(text(3)) +
+                ": not in " + m_options.authorized_keys.string() +
+                (suppressed ? " (" + std::to_string(suppressed) + " more attempts since the last report)" : ""));
+            last_logged = now;
+            suppressed = 0;
+        } else {
+            ++suppressed;
+        }
+        if (m_refusals.size() > 10000) m_refusals.clear();  // bounded, whatever a scanner sends
     }
     std::vector<zmq::message_t> reply;
     reply.push_back(frame_of("1.0"));

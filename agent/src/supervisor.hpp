@@ -113,6 +113,7 @@ private:
     std::uint64_t m_next_worker = 1;
     clock::time_point m_spare_not_before{};
     std::chrono::seconds m_spare_backoff{0};
+    std::map<std::string, std::pair<clock::time_point, std::uint64_t>> m_refusals;  // key -> last log, attempts since
 };
 
 }  // namespace splitbrain::agent
