@@ -194,14 +194,17 @@ def screenshots():
 class NotebookPage:
     """One notebook open in JupyterLab, driven as a user would: click a cell, Shift+Enter."""
 
-    def __init__(self, page):
+    def __init__(self, page, kernel_display_name):
         self.page = page
+        self.kernel_display_name = kernel_display_name
         self.cells = page.locator(".jp-NotebookPanel:not(.lm-mod-hidden) .jp-Notebook .jp-Cell")
 
     def wait_for_kernel(self, status):
-        # The toolbar's execution indicator carries the kernel's status.
-        expect(self.page.locator(".jp-NotebookPanel:not(.lm-mod-hidden) .jp-Notebook-ExecutionIndicator"
-                                 f"[data-status='{status}']")).to_have_count(1, timeout=UI_TIMEOUT_MS)
+        # The status bar's "<kernel> | <Status>" comes from the session, so it reads Idle only once
+        # the kernel is connected; the toolbar's execution indicator says idle before that, and a
+        # cell run then is silently dropped.
+        expect(self.page.locator(".jp-StatusBar-Widget")).to_contain_text(
+            f"{self.kernel_display_name} | {status.capitalize()}", timeout=UI_TIMEOUT_MS)
 
     def run(self, index):
         cell = self.cells.nth(index)
@@ -235,10 +238,13 @@ def kernelspec():
                     "build the kernel (the build tree's share/jupyter holds its kernelspec)")
 
 
-def open_notebook(lab, browser, path, height=900):
+def open_notebook(lab, browser, kernelspec, path, height=900):
     page = browser.new_page(viewport={"width": 1280, "height": height})
+    console = open(lab.workdir / f"console-{path}.log", "a", encoding="utf-8")
+    page.on("console", lambda message: console.write(f"{message.type}: {message.text}\n"))
+    page.on("close", lambda _: console.close())
     page.goto(lab.page_url(path))
-    return NotebookPage(page)
+    return NotebookPage(page, kernelspec.display_name)
 
 
 SCRATCH_CELLS = [
@@ -255,7 +261,7 @@ SCRATCH_CELLS = [
 @pytest.fixture(scope="module")
 def scratch(lab, browser, kernelspec):
     (lab.root / "scratch.ipynb").write_text(json.dumps(notebook(SCRATCH_CELLS)))
-    opened = open_notebook(lab, browser, "scratch.ipynb")
+    opened = open_notebook(lab, browser, kernelspec, "scratch.ipynb")
     expect(opened.cells).to_have_count(len(SCRATCH_CELLS), timeout=UI_TIMEOUT_MS)
     opened.wait_for_kernel("idle")
     yield opened
@@ -334,7 +340,7 @@ def quickstart_cells(lab):
 
 @pytest.fixture(scope="module")
 def quickstart(lab, browser, kernelspec):
-    opened = open_notebook(lab, browser, "quickstart.ipynb", height=1400)
+    opened = open_notebook(lab, browser, kernelspec, "quickstart.ipynb", height=1400)
     expect(opened.cells).to_have_count(len(quickstart_cells(lab)), timeout=UI_TIMEOUT_MS)
     opened.wait_for_kernel("idle")
     yield opened
