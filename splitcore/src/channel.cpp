@@ -40,6 +40,9 @@ channel::channel(channel_options options)
     if (!m_options.session.empty()) {
         m_socket.set(zmq::sockopt::routing_id, zmq::buffer(m_options.session));
     }
+    // With no connection (agent down, our key refused) a send would block for ever: give up after
+    // the liveness timeout, as for a silent agent.
+    m_socket.set(zmq::sockopt::sndtimeo, static_cast<int>(m_options.liveness.count()));
     m_socket.set(zmq::sockopt::reconnect_ivl, 100);
     m_socket.set(zmq::sockopt::reconnect_ivl_max, 1000);
     m_socket.set(zmq::sockopt::heartbeat_ivl, 1000);
@@ -114,7 +117,23 @@ void channel::release_socket(std::unique_lock<std::mutex>&) {
 }
 
 void channel::send_now(const nlohmann::json& header, std::vector<zmq::message_t>& frames) {
-    send_message(m_socket, header, std::move(frames));
+    try {
+        send_message(m_socket, header, std::move(frames));
+    } catch (const zmq::error_t& e) {
+        if (e.num() != EAGAIN) throw;
+        throw unreachable_error(unreachable_text());
+    }
+}
+
+// Pings are best effort: never wait for room to send one.
+void channel::try_ping(std::uint64_t id) {
+    zmq::message_t ping = encode_header(nlohmann::json{{"op", "ping"}, {"id", id}});
+    (void)m_socket.send(ping, zmq::send_flags::dontwait);
+}
+
+std::string channel::unreachable_text() const {
+    return "[splitbrain.agent_unreachable] " + m_options.name + " (" + m_options.address + ") did not answer for " +
+           seconds_text(m_options.liveness) + " s; is splitbrain-agent running there?";
 }
 
 std::uint64_t channel::send(nlohmann::json header, std::vector<zmq::message_t> frames) {
@@ -223,14 +242,10 @@ void channel::dispatch(std::vector<message>& arrived, time_point now) {
     }
 }
 
-void channel::fail_unreachable(std::uint64_t id, std::chrono::milliseconds silent,
-                               std::unique_lock<std::mutex>&) {
+void channel::fail_unreachable(std::uint64_t id, std::unique_lock<std::mutex>&) {
     m_waiting.erase(id);
     m_replies.erase(id);
-    (void)silent;
-    throw unreachable_error("[splitbrain.agent_unreachable] " + m_options.name + " (" + m_options.address +
-                            ") did not answer for " + seconds_text(m_options.liveness) +
-                            " s; is splitbrain-agent running there?");
+    throw unreachable_error(unreachable_text());
 }
 
 std::optional<message> channel::wait(std::uint64_t id, channel_clock::time_point until,
@@ -263,7 +278,7 @@ std::optional<message> channel::wait(std::uint64_t id, channel_clock::time_point
         const auto silent_since = std::max(m_last_heard, waiting->second);
         const auto give_up = silent_since + m_options.liveness;
         if (now >= give_up) {
-            fail_unreachable(id, std::chrono::duration_cast<milliseconds>(now - silent_since), lock);
+            fail_unreachable(id, lock);
         }
         if (now >= until) {
             return std::nullopt;
@@ -274,10 +289,10 @@ std::optional<message> channel::wait(std::uint64_t id, channel_clock::time_point
         }
 
         m_socket_busy = true;
-        std::optional<nlohmann::json> ping;
+        std::uint64_t ping = 0;
         const auto ping_at = std::max(silent_since, m_last_ping) + m_options.ping_after;
         if (now >= ping_at) {
-            ping = nlohmann::json{{"op", "ping"}, {"id", m_next_id++}};
+            ping = m_next_id++;
             m_last_ping = m_last_sent = now;
         }
         const auto wake_at = std::min({until, give_up, ping ? now + m_options.ping_after : ping_at});
@@ -285,10 +300,7 @@ std::optional<message> channel::wait(std::uint64_t id, channel_clock::time_point
 
         std::vector<message> arrived;
         try {
-            if (ping) {
-                std::vector<zmq::message_t> none;
-                send_now(*ping, none);
-            }
+            if (ping != 0) try_ping(ping);
             const auto timeout = std::chrono::duration_cast<milliseconds>(wake_at - now) + milliseconds(1);
             zmq::pollitem_t items[] = {
                 {m_socket.handle(), 0, ZMQ_POLLIN, 0},
@@ -326,14 +338,13 @@ void channel::keepalive_loop() {
             continue;
         }
         m_socket_busy = true;
-        nlohmann::json ping{{"op", "ping"}, {"id", m_next_id++}};
+        const std::uint64_t ping = m_next_id++;
         m_last_sent = m_last_ping = now;
         lock.unlock();
         std::vector<message> arrived;
         try {
             read_available(arrived);  // replies nobody waits for, output printed after a call returned
-            std::vector<zmq::message_t> none;
-            send_now(ping, none);
+            try_ping(ping);
         } catch (const std::exception&) {
             // the next request reports what is wrong; an idle ping has nobody to tell
         }

@@ -86,12 +86,13 @@ private:
     void acquire_socket(std::unique_lock<std::mutex>& lock);
     void release_socket(std::unique_lock<std::mutex>& lock);
     void send_now(const nlohmann::json& header, std::vector<zmq::message_t>& frames);
+    void try_ping(std::uint64_t id);
+    [[nodiscard]] std::string unreachable_text() const;
     void read_available(std::vector<message>& into);
     void dispatch(std::vector<message>& arrived, time_point now);
     void wake_reader();
     void keepalive_loop();
-    [[noreturn]] void fail_unreachable(std::uint64_t id, std::chrono::milliseconds silent,
-                                       std::unique_lock<std::mutex>& lock);
+    [[noreturn]] void fail_unreachable(std::uint64_t id, std::unique_lock<std::mutex>& lock);
 
     channel_options m_options;
     zmq::socket_t m_socket;
