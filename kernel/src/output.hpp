@@ -1,6 +1,7 @@
 #ifndef SPLITBRAIN_KERNEL_OUTPUT_HPP
 #define SPLITBRAIN_KERNEL_OUTPUT_HPP
 
+#include <array>
 #include <chrono>
 #include <condition_variable>
 #include <cstddef>
@@ -81,6 +82,48 @@ namespace splitbrain
         publisher m_publish;
         bool m_running = false;
         std::thread m_timer;
+    };
+
+    // What the process writes to its file descriptors 1 and 2 (os.system, child processes, C
+    // libraries' printf) goes to the notebook too, as with ipykernel: both are pipes read by a
+    // helper thread into the output_buffer. The kernel's own diagnostics (std::cerr, std::cout)
+    // keep going to the descriptors the kernel was started with.
+    class descriptor_capture
+    {
+    public:
+
+        explicit descriptor_capture(output_buffer& output);
+        ~descriptor_capture();
+
+        descriptor_capture(const descriptor_capture&) = delete;
+        descriptor_capture& operator=(const descriptor_capture&) = delete;
+
+        void start();
+        // Whatever was written to 1 and 2 until now is in the output buffer on return.
+        void drain();
+        // Puts the original descriptors back.
+        void stop();
+
+    private:
+
+        struct capture
+        {
+            int fd;
+            stream_name name;
+            int saved = -1;
+            int pipe_read = -1;
+            std::string partial;  // an incomplete UTF-8 sequence at the end of the last read
+        };
+
+        void run();
+        void read_available(capture& c);
+
+        output_buffer& m_output;
+        std::array<capture, 2> m_captures;
+        int m_wake[2] = {-1, -1};
+        std::mutex m_mutex;
+        std::thread m_reader;
+        bool m_active = false;
     };
 }
 

@@ -120,6 +120,7 @@ namespace splitbrain
         , m_error_handler(eh)
         , m_messenger(*this)
         , m_output(output)
+        , m_capture(output)
         , m_stop_fd(eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK))
     {
         if (m_stop_fd < 0 || ::pipe2(m_signal_pipe, O_CLOEXEC | O_NONBLOCK) != 0)
@@ -157,7 +158,7 @@ namespace splitbrain
 
     void kernel_server::send_shell_impl(xeus::xmessage msg)
     {
-        m_output.flush();
+        flush_output();
         if (msg.header().value("msg_type", "") == "execute_reply" && msg.content().value("status", "") == "error")
         {
             zmq::multipart_t queued;
@@ -180,7 +181,7 @@ namespace splitbrain
     // Called on the main thread from input()/getpass() with the GIL held.
     void kernel_server::send_stdin_impl(xeus::xmessage msg)
     {
-        m_output.flush();
+        flush_output();
         zmq::multipart_t stale;
         while (recv_now(m_stdin, stale))
         {
@@ -248,7 +249,7 @@ namespace splitbrain
     {
         if (c == xeus::channel::SHELL)
         {
-            m_output.flush();  // what a cell printed precedes what it displays, and its idle status
+            flush_output();  // what a cell printed precedes what it displays, and its idle status
         }
         zmq::multipart_t wire = xeus::xzmq_serializer::serialize_iopub(std::move(msg), *p_auth, m_error_handler);
         send_iopub(wire);
@@ -267,6 +268,12 @@ namespace splitbrain
                                xeus::buffer_sequence());
         zmq::multipart_t wire = xeus::xzmq_serializer::serialize_iopub(std::move(msg), *p_auth, m_error_handler);
         send_iopub(wire);
+    }
+
+    void kernel_server::flush_output()
+    {
+        m_capture.drain();
+        m_output.flush();
     }
 
     void kernel_server::send_iopub(zmq::multipart_t& wire_msg)
@@ -290,6 +297,7 @@ namespace splitbrain
         {
             publish_stream(name, text, parent);
         });
+        m_capture.start();
         m_control_thread = start_signal_free_thread([this] { serve_control(); });
         m_heartbeat_thread = start_signal_free_thread([this] { serve_heartbeat(); });
 
@@ -297,6 +305,7 @@ namespace splitbrain
         serve_shell();
         set_signal_wakeup(false);
 
+        m_capture.stop();
         m_output.stop();
         stop_impl();
         m_control_thread.join();
@@ -435,7 +444,7 @@ namespace splitbrain
             log_bad_message("shell", e);
             return;
         }
-        m_output.flush();
+        flush_output();
         m_output.set_parent(msg->header());
         m_busy = true;
         try
@@ -447,7 +456,7 @@ namespace splitbrain
             std::cerr << "[splitbrain.kernel_request_failed] " << e.what() << std::endl;
         }
         m_busy = false;
-        m_output.flush();
+        flush_output();
     }
 
     // A SIGINT that arrives while no cell runs interrupts nothing; run the Python handlers now so

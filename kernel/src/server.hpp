@@ -94,6 +94,8 @@ namespace splitbrain
         void interrupt_main_thread();
         void publish_stream(stream_name name, const std::string& text, const nl::json& parent);
         void send_iopub(zmq::multipart_t& wire_msg);
+        // Everything written so far, by Python or to the descriptors, goes out before what follows.
+        void flush_output();
 
         zmq::socket_t m_shell;
         zmq::socket_t m_control;
@@ -105,6 +107,7 @@ namespace splitbrain
         nl::json::error_handler_t m_error_handler;
         direct_messenger m_messenger;
         output_buffer& m_output;
+        descriptor_capture m_capture;
 
         // Learned from the start message: the kernel core's identity, stamped on stream messages.
         std::string m_topic_prefix;

@@ -101,3 +101,27 @@ def test_sys_stdout_behaves_like_a_text_stream(kernel):
         "print('\\udcff lone surrogate')\n")
     text = "".join(m["text"] for m in streams(outputs))
     assert text == "True False True utf-8 1 2\nabc\n4\nTypeError\n? lone surrogate\n"
+
+
+def test_what_child_processes_and_c_code_write_to_1_and_2_reaches_the_cell(kernel):
+    _, outputs = kernel.execute(
+        "import os, ctypes\n"
+        "os.system('echo from a child')\n"
+        "os.system('echo to stderr >&2')\n"
+        "ctypes.CDLL(None).printf(b'from printf\\n')\n"
+        "None")
+    text = {name: "".join(m["text"] for m in streams(outputs) if m["name"] == name) for name in ("stdout", "stderr")}
+    assert text == {"stdout": "from a child\nfrom printf\n", "stderr": "to stderr\n"}
+
+
+def test_a_message_with_a_bad_signature_is_dropped_and_reported_on_the_kernels_own_stderr(start_kernel):
+    kernel = start_kernel()
+    good_key = kernel.kc.session.key
+    kernel.kc.session.key = b"not the key"
+    kernel.kc.kernel_info()
+    kernel.kc.session.key = good_key
+    reply, outputs = kernel.execute("print('still serving')")
+    assert outputs == [("stream", {"name": "stdout", "text": "still serving\n"})]
+    assert kernel.shutdown() == 0
+    stderr = kernel.stderr()
+    assert "[splitbrain.kernel_bad_message] dropped a message on the shell channel" in stderr

@@ -1,0 +1,132 @@
+"""splitbrain-kernel against ipykernel, in one run, through the same jupyter_client code.
+
+Measures, for each kernel:
+  start    cold start: KernelManager.start_kernel() until the first kernel_info_reply
+  execute  round trip of a trivial execute_request ("x = 1") until its execute_reply, on a warm kernel
+
+and prints medians, spreads (min..max and the interquartile range) and the ratios
+splitbrain / ipykernel. Goals: start <= 0.5x, execute <= 1.0x.
+
+    .venv/bin/python bench/kernel/bench_kernel.py [--starts 7] [--executes 300] [--json]
+
+The splitbrain kernelspec is found through JUPYTER_PATH (default: $SPLITBRAIN_BUILD_DIR/share/jupyter,
+else build/share/jupyter); ipykernel gets its own kernelspec in a temporary directory, run by this
+venv's python. Starts of the two kernels alternate so that drift of the machine hits both alike.
+"""
+import argparse
+import json
+import os
+import pathlib
+import statistics
+import sys
+import tempfile
+import time
+
+ROOT = pathlib.Path(__file__).resolve().parents[2]
+
+
+def quartiles(samples):
+    q = statistics.quantiles(samples, n=4, method="inclusive")
+    return q[0], q[2]
+
+
+def summary(samples):
+    q1, q3 = quartiles(samples)
+    return {"median": statistics.median(samples), "min": min(samples), "max": max(samples),
+            "q1": q1, "q3": q3, "n": len(samples)}
+
+
+def cold_start(kernel_name):
+    from jupyter_client import KernelManager
+
+    km = KernelManager(kernel_name=kernel_name)
+    started = time.perf_counter()
+    km.start_kernel()
+    kc = km.client()
+    kc.start_channels()
+    msg_id = kc.kernel_info()
+    while True:
+        reply = kc.get_shell_msg(timeout=60)
+        if reply["parent_header"].get("msg_id") == msg_id:
+            break
+    elapsed = time.perf_counter() - started
+    return km, kc, elapsed
+
+
+def execute_round_trips(kc, count, warmup=20):
+    samples = []
+    for i in range(warmup + count):
+        started = time.perf_counter()
+        msg_id = kc.execute("x = 1")
+        while True:
+            reply = kc.get_shell_msg(timeout=30)
+            if reply["parent_header"].get("msg_id") == msg_id:
+                break
+        elapsed = time.perf_counter() - started
+        assert reply["content"]["status"] == "ok", reply["content"]
+        if i >= warmup:
+            samples.append(elapsed)
+    # drain iopub so that the next measurement does not wait behind it
+    while True:
+        try:
+            kc.get_iopub_msg(timeout=0.05)
+        except Exception:
+            break
+    return samples
+
+
+def stop(km, kc):
+    kc.stop_channels()
+    km.shutdown_kernel(now=True)
+
+
+def ms(seconds):
+    return f"{seconds * 1000:8.2f} ms"
+
+
+def main():
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--starts", type=int, default=7, help="cold starts per kernel")
+    parser.add_argument("--executes", type=int, default=300, help="execute round trips per kernel")
+    parser.add_argument("--json", action="store_true", help="also print the figures as one JSON line")
+    args = parser.parse_args()
+
+    build_dir = pathlib.Path(os.environ.get("SPLITBRAIN_BUILD_DIR", ROOT / "build"))
+    with tempfile.TemporaryDirectory() as tmp:
+        spec = pathlib.Path(tmp) / "kernels" / "ipykernel-bench"
+        spec.mkdir(parents=True)
+        (spec / "kernel.json").write_text(json.dumps({
+            "argv": [sys.executable, "-m", "ipykernel_launcher", "-f", "{connection_file}"],
+            "display_name": "ipykernel (bench)", "language": "python"}))
+        paths = [tmp, os.environ.get("JUPYTER_PATH") or str(build_dir / "share" / "jupyter")]
+        os.environ["JUPYTER_PATH"] = os.pathsep.join(paths)
+
+        kernels = {"splitbrain": "splitbrain", "ipykernel": "ipykernel-bench"}
+        starts = {name: [] for name in kernels}
+        executes = {}
+        for round_ in range(args.starts):
+            for name, spec_name in kernels.items():
+                km, kc, elapsed = cold_start(spec_name)
+                starts[name].append(elapsed)
+                if round_ == args.starts - 1:
+                    executes[name] = execute_round_trips(kc, args.executes)
+                stop(km, kc)
+
+    figures = {name: {"start": summary(starts[name]), "execute": summary(executes[name])} for name in kernels}
+    print(f"kernel start (cold, to kernel_info_reply; {args.starts} runs) and execute round trip "
+          f"('x = 1' to execute_reply; {args.executes} runs), median [q1..q3] (min..max):")
+    for what in ("start", "execute"):
+        for name in kernels:
+            s = figures[name][what]
+            print(f"  {what:8} {name:11} {ms(s['median'])}  [{ms(s['q1']).strip()} .. {ms(s['q3']).strip()}]"
+                  f"  ({ms(s['min']).strip()} .. {ms(s['max']).strip()})")
+    ratios = {what: figures["splitbrain"][what]["median"] / figures["ipykernel"][what]["median"]
+              for what in ("start", "execute")}
+    print(f"ratio splitbrain/ipykernel: start {ratios['start']:.2f}x (goal <= 0.5x), "
+          f"execute {ratios['execute']:.2f}x (goal <= 1.0x)")
+    if args.json:
+        print(json.dumps({"bench": "kernel", "figures": figures, "ratios": ratios}))
+
+
+if __name__ == "__main__":
+    main()
