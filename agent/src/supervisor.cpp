@@ -183,6 +183,7 @@ int supervisor::run() {
             if (m_frontend.get(zmq::sockopt::events) & ZMQ_POLLIN) handle_client(); else break;
         }
         reap_silent_sessions();
+        kill_stubborn_workers();
         ensure_spare();
     }
     log("shutting down");
@@ -520,7 +521,26 @@ void supervisor::terminate_worker(const std::string& worker_id) {
     auto w = m_workers.find(worker_id);
     if (w == m_workers.end()) return;
     w->second.session.clear();
-    if (w->second.pid > 0) ::kill(w->second.pid, SIGTERM);
+    if (w->second.pid > 0) {
+        ::kill(w->second.pid, SIGTERM);
+        m_doomed[w->second.pid] = clock::now() + std::chrono::seconds(3);
+    }
+}
+
+void supervisor::kill_stubborn_workers() {
+    // User code may catch SIGTERM; a session that ended must not leave its worker behind.
+    const auto now = clock::now();
+    for (auto it = m_doomed.begin(); it != m_doomed.end();) {
+        if (!m_worker_of_pid.count(it->first)) {
+            it = m_doomed.erase(it);
+        } else if (now > it->second) {
+            log("worker pid " + std::to_string(it->first) + " ignored SIGTERM; killing it");
+            ::kill(it->first, SIGKILL);
+            it = m_doomed.erase(it);
+        } else {
+            ++it;
+        }
+    }
 }
 
 void supervisor::shutdown_workers() {

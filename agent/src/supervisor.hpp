@@ -89,6 +89,7 @@ private:
     std::string spawn_worker();
     void ensure_spare();
     void terminate_worker(const std::string& worker_id);
+    void kill_stubborn_workers();
     void shutdown_workers();
 
     options m_options;
@@ -109,6 +110,7 @@ private:
     std::map<std::string, std::string> m_session_of_route;  // routing id -> token
     std::map<std::string, worker> m_workers;             // by worker id
     std::map<pid_t, std::string> m_worker_of_pid;
+    std::map<pid_t, clock::time_point> m_doomed;         // sent SIGTERM; SIGKILL after the deadline
     std::optional<std::string> m_spare;
     std::uint64_t m_next_worker = 1;
     clock::time_point m_spare_not_before{};

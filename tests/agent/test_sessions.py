@@ -139,3 +139,18 @@ def test_workers_die_with_a_killed_agent(tmp_path):
     client.close()
     agent.stop()
 
+
+
+def test_a_worker_that_ignores_sigterm_is_killed_when_its_session_ends(tmp_path):
+    agent = Agent(tmp_path / "a", extra=["--grace", "0.5"])
+    try:
+        client = agent.client()
+        signal_ = client.module("signal")
+        assert client.call(signal_, int(signal.SIGTERM), int(signal.SIG_IGN), path=["signal"])["ok"]
+        pid = client.info["pid"]
+        agent.wait_for_log(r"session \w+ expired", timeout=5)
+        agent.wait_for_log(rf"worker pid {pid} ignored SIGTERM; killing it", timeout=10)
+        wait_until(lambda: not os.path.exists(f"/proc/{pid}"), message="the stubborn worker to be gone")
+        client.close()
+    finally:
+        agent.stop()
