@@ -299,6 +299,7 @@ std::optional<message> channel::wait(std::uint64_t id, channel_clock::time_point
         lock.unlock();
 
         std::vector<message> arrived;
+        bool interrupted = false;
         try {
             if (ping != 0) try_ping(ping);
             const auto timeout = std::chrono::duration_cast<milliseconds>(wake_at - now) + milliseconds(1);
@@ -306,7 +307,12 @@ std::optional<message> channel::wait(std::uint64_t id, channel_clock::time_point
                 {m_socket.handle(), 0, ZMQ_POLLIN, 0},
                 {nullptr, m_wake_fd, ZMQ_POLLIN, 0},
             };
-            zmq::poll(items, 2, std::max(timeout, milliseconds(0)));
+            try {
+                zmq::poll(items, 2, std::max(timeout, milliseconds(0)));
+            } catch (const zmq::error_t& e) {
+                if (e.num() != EINTR) throw;
+                interrupted = true;  // a signal: let the caller look at it now
+            }
             if (items[1].revents & ZMQ_POLLIN) {
                 std::uint64_t count;
                 [[maybe_unused]] auto got = ::read(m_wake_fd, &count, sizeof count);
@@ -322,6 +328,7 @@ std::optional<message> channel::wait(std::uint64_t id, channel_clock::time_point
         lock.lock();
         dispatch(arrived, channel_clock::now());
         release_socket(lock);
+        if (interrupted && m_replies.count(id) == 0 && m_events.empty()) return std::nullopt;
     }
 }
 

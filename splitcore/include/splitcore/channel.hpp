@@ -57,8 +57,9 @@ public:
     std::uint64_t post(nlohmann::json header, std::vector<zmq::message_t> frames = {});
 
     // Waits for the reply to `id` until `until`. Returns early, without a reply, when output events
-    // arrived: they are appended to `events` in arrival order. Throws unreachable_error after the
-    // liveness timeout of silence; the id is then forgotten.
+    // arrived (they are appended to `events` in arrival order) and when a signal interrupted the
+    // wait, so that the caller can look at it. Throws unreachable_error after the liveness timeout
+    // of silence; the id is then forgotten.
     [[nodiscard]] std::optional<message> wait(std::uint64_t id, channel_clock::time_point until,
                                                    std::vector<message>& events);
 

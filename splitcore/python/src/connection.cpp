@@ -6,6 +6,7 @@
 #include <Python.h>
 
 #include <chrono>
+#include <cstdio>
 #include <memory>
 #include <string>
 #include <string_view>
@@ -307,8 +308,10 @@ std::optional<splitcore::message> await_reply(connection_state& state, splitcore
         if (reply) return reply;
         if (splitcore::channel_clock::now() >= deadline) {
             channel.abandon(id);
-            PyErr_Format(PyExc_TimeoutError, "[splitbrain.timeout] %s (%s) did not reply within %.1f s",
-                         channel.options().name.c_str(), channel.options().address.c_str(), timeout);
+            char seconds[32];
+            std::snprintf(seconds, sizeof seconds, "%g", timeout);
+            PyErr_Format(PyExc_TimeoutError, "[splitbrain.timeout] %s (%s) did not reply within %s s",
+                         channel.options().name.c_str(), channel.options().address.c_str(), seconds);
             return std::nullopt;
         }
         if (PyErr_CheckSignals() == 0) continue;
