@@ -67,6 +67,12 @@ void write_connection_file(const fs::path& file, const std::string& endpoint,
     }
 }
 
+std::string seconds_text(std::chrono::milliseconds duration) {
+    char text[32];
+    std::snprintf(text, sizeof(text), "%g", static_cast<double>(duration.count()) / 1000.0);
+    return text;
+}
+
 zmq::message_t frame_of(const std::string& text) { return zmq::message_t(text.data(), text.size()); }
 
 void send_parts(zmq::socket_ref socket, std::vector<zmq::message_t>& message) {
@@ -427,8 +433,7 @@ void supervisor::reap_silent_sessions() {
         }
     }
     for (const auto& token : silent) {
-        end_session(token, ("expired after " + std::to_string(m_options.grace.count() / 1000.0).substr(0, 5) +
-                            " s without a message from its client").c_str());
+        end_session(token, ("expired after " + seconds_text(m_options.grace) + " s without a message from its client").c_str());
     }
 }
 

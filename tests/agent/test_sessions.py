@@ -4,6 +4,7 @@ import os
 import signal
 import time
 
+import pytest
 import zmq
 
 from conftest import Agent, wait_until
@@ -114,11 +115,12 @@ def test_pings_keep_a_session_alive(tmp_path):
         agent.stop()
 
 
-def test_sigterm_shuts_down_cleanly_with_workers(tmp_path):
+@pytest.mark.parametrize("signum", [signal.SIGTERM, signal.SIGINT], ids=["SIGTERM", "SIGINT"])
+def test_a_signal_shuts_down_cleanly_with_workers(tmp_path, signum):
     agent = Agent(tmp_path / "a")
     client = agent.client()
     workers = wait_until(lambda: len(agent.workers()) == 2 and agent.workers(), message="session and spare workers")
-    agent.process.send_signal(signal.SIGTERM)
+    agent.process.send_signal(signum)
     assert agent.process.wait(10) == 0
     for pid in workers:
         assert not os.path.exists(f"/proc/{pid}") or open(f"/proc/{pid}/stat").read().split()[2] == "Z"
@@ -154,3 +156,15 @@ def test_a_worker_that_ignores_sigterm_is_killed_when_its_session_ends(tmp_path)
         client.close()
     finally:
         agent.stop()
+
+
+def test_workers_talk_to_the_supervisor_through_a_private_directory(agent):
+    client = agent.client()
+    arguments = open(f"/proc/{client.info['pid']}/cmdline", "rb").read().split(b"\0")
+    endpoint = arguments[arguments.index(b"--connect") + 1].decode()
+    assert endpoint.startswith("ipc://")
+    directory = os.path.dirname(endpoint[len("ipc://"):])
+    assert oct(os.stat(directory).st_mode & 0o777) == "0o700"
+    client.close()
+    agent.stop()
+    assert not os.path.exists(directory)
