@@ -178,7 +178,22 @@ std::uint64_t channel::post(nlohmann::json header, std::vector<zmq::message_t> f
 }
 
 void channel::cancel(std::uint64_t id) {
-    post({{"op", "cancel"}, {"target", id}});
+    std::unique_lock<std::mutex> lock(m_mutex);
+    const std::uint64_t cancel_id = m_next_id++;
+    acquire_socket(lock);
+    m_last_sent = channel_clock::now();
+    lock.unlock();
+    // Never blocks: an interrupt must return promptly even when the agent cannot be reached.
+    zmq::message_t header = encode_header(nlohmann::json{{"op", "cancel"}, {"target", id}, {"id", cancel_id}});
+    try {
+        (void)m_socket.send(header, zmq::send_flags::dontwait);
+    } catch (...) {
+        lock.lock();
+        release_socket(lock);
+        throw;
+    }
+    lock.lock();
+    release_socket(lock);
 }
 
 void channel::abandon(std::uint64_t id) {

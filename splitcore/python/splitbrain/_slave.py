@@ -193,12 +193,13 @@ class Slave:
 
     # -- public ---------------------------------------------------------------------------------------
 
-    def ping(self):
-        """One round trip to the agent; returns its latency in seconds (also kept in ``.latency``)."""
+    def ping(self, timeout=None):
+        """One round trip to the agent; returns its latency in seconds (also kept in ``.latency``).
+        *timeout* (seconds) bounds the wait; by default the liveness timeout does."""
         start = time.perf_counter()
         try:
-            self._conn.request("ping")
-        except AgentUnreachable:
+            self._conn.request("ping", None, timeout)
+        except (AgentUnreachable, TimeoutError):
             self.state = "unreachable"
             raise
         self.latency = time.perf_counter() - start
@@ -463,8 +464,8 @@ def slaves(ping=True):
     for name, s in sorted(connected.items()):
         if ping:
             try:
-                s.ping()
-            except Exception:
+                s.ping(timeout=1.0)
+            except Exception:  # the row says "unreachable"; listing must not fail
                 pass
         rows.append({"name": name, "address": s.address, "platform": s.platform,
                      "python": (s.python or "").split()[0] if s.python else None,
