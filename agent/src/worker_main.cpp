@@ -106,18 +106,25 @@ public:
         splitcore::send_message(supervisor, json{{"ev", "ready"}, {"pid", ::getpid()}});
 
         for (;;) {
-            zmq_pollitem_t items[] = {
+            zmq_pollitem_t items[4] = {
                 {supervisor.handle(), 0, ZMQ_POLLIN, 0},
                 {main.handle(), 0, ZMQ_POLLIN, 0},
-                {nullptr, m_pipes[0].read_end, ZMQ_POLLIN, 0},
-                {nullptr, m_pipes[1].read_end, ZMQ_POLLIN, 0},
             };
-            if (zmq_poll(items, 4, -1) < 0) {
+            int count = 2;
+            int pipe_of_item[4] = {-1, -1, -1, -1};
+            for (int i = 0; i < 2; ++i) {
+                if (m_pipes[i].read_end < 0) continue;
+                pipe_of_item[count] = i;
+                items[count++] = {nullptr, m_pipes[i].read_end, ZMQ_POLLIN, 0};
+            }
+            if (zmq_poll(items, count, -1) < 0) {
                 if (zmq_errno() == EINTR) continue;
                 throw zmq::error_t();
             }
-            for (int i = 0; i < 2; ++i) {
-                if (items[2 + i].revents & (ZMQ_POLLIN | ZMQ_POLLERR)) forward_output(supervisor, m_pipes[i], false);
+            for (int item = 2; item < count; ++item) {
+                if (items[item].revents & (ZMQ_POLLIN | ZMQ_POLLERR)) {
+                    forward_output(supervisor, m_pipes[pipe_of_item[item]], false);
+                }
             }
             if (items[1].revents & ZMQ_POLLIN) {
                 auto reply = splitcore::recv_parts(main);
@@ -142,16 +149,22 @@ private:
     }
 
     void drain(zmq::socket_ref supervisor) {
-        for (const auto& pipe : m_pipes) forward_output(supervisor, pipe, true);
+        for (auto& pipe : m_pipes) forward_output(supervisor, pipe, true);
     }
 
     // One read, or (until_empty) everything the pipe holds right now.
-    void forward_output(zmq::socket_ref supervisor, const output_pipe& pipe, bool until_empty) {
+    void forward_output(zmq::socket_ref supervisor, output_pipe& pipe, bool until_empty) {
         char buffer[65536];
-        for (;;) {
+        while (pipe.read_end >= 0) {
             const ssize_t n = ::read(pipe.read_end, buffer, sizeof(buffer));
             if (n < 0 && errno == EINTR) continue;
-            if (n <= 0) return;
+            if (n == 0) {
+                // Every writer closed it (user code closed fd 1 or 2): stop watching, or poll spins.
+                ::close(pipe.read_end);
+                pipe.read_end = -1;
+                return;
+            }
+            if (n < 0) return;
             splitcore::send_message(supervisor, splitcore::output_event(pipe.fd, buffer, static_cast<std::size_t>(n)));
             if (!until_empty) return;
         }

@@ -4,6 +4,7 @@ import os
 import time
 
 from conftest import wait_until
+from wire import Ref
 
 
 def test_print_output_arrives_before_the_reply(client):
@@ -118,3 +119,19 @@ def test_ping_is_answered_while_the_worker_is_busy(client):
     assert client.request("ping")["ok"]
     assert time.monotonic() - started < 0.5
     assert client.wait_reply(sleeping)["ok"]
+
+
+
+def cpu_seconds(pid):
+    fields = open(f"/proc/{pid}/stat").read().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+def test_a_call_that_closes_stdout_leaves_the_worker_responsive_and_idle(client):
+    assert client.call(client.module("os"), 1, path=["close"])["ok"]
+    before = cpu_seconds(client.info["pid"])
+    assert client.call(client.module("time"), 0.5, path=["sleep"])["ok"]
+    assert cpu_seconds(client.info["pid"]) - before < 0.2  # no busy loop on the closed pipe
+    assert client.call(client.module("builtins"), "to stderr", path=["print"],
+                       file=Ref(client.ok("getattr", o=client.module("sys").wire(), name="stderr")))["ok"]
+    assert client.output(2) == b"to stderr\n"
