@@ -116,11 +116,24 @@ def test_the_serial_device_identifies_itself(port):
     assert ask(port, b"*IDN?\n") == b"SPLITBRAIN,SIM-THERMO-1,SN0042,1.0\n"
 
 
-def test_the_serial_device_reads_a_room_temperature(port):
-    for _ in range(3):
+def test_the_serial_device_reads_a_room_temperature_with_sensor_noise(port):
+    readings = []
+    for _ in range(10):
         reply = ask(port, b"TEMP?\n")
         assert reply.endswith(b"\n")
-        assert 22.0 <= float(reply) <= 24.0
+        readings.append(float(reply))
+    assert all(22.0 <= t <= 24.0 for t in readings)
+    assert len(set(readings)) > 1
+
+
+def test_an_endless_line_is_cut_and_answered_err_not_buffered_for_ever(port):
+    port.write(b"X" * 1000 + b"\n*IDN?\n")
+    replies = [port.readline() for _ in range(2)]
+    while not replies[-1].startswith(b"SPLITBRAIN,"):
+        assert replies[-1] == b"ERR\n", replies
+        assert len(replies) <= 1000 // 256 + 2, replies
+        replies.append(port.readline())
+    assert set(replies[:-1]) == {b"ERR\n"}
 
 
 def test_an_unknown_command_answers_err(port):

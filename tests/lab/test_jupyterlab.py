@@ -272,7 +272,7 @@ def scratch(lab, browser, kernelspec):
 def screenshot_on_failure(request, screenshots):
     yield
     report = getattr(request.node, "report_call", None)
-    opened = next((request.getfixturevalue(name) for name in ("scratch", "quickstart")
+    opened = next((request.getfixturevalue(name) for name in ("scratch", "quickstart", "lab_instruments")
                    if name in request.fixturenames), None)
     if report is not None and report.failed and opened is not None:
         opened.page.screenshot(path=str(screenshots / f"failed-{request.node.name}.png"))
@@ -333,15 +333,29 @@ def test_the_stop_button_interrupts_a_remote_call_and_the_slave_stays_usable(scr
 
 # --- notebooks/quickstart.ipynb, as a new user opens it after `make lab`
 
-def quickstart_cells(lab):
+def notebook_cells(lab, name):
     return [("".join(cell["source"]), cell["cell_type"])
-            for cell in json.loads((lab.root / "quickstart.ipynb").read_text())["cells"]]
+            for cell in json.loads((lab.root / name).read_text())["cells"]]
+
+
+def quickstart_cells(lab):
+    return notebook_cells(lab, "quickstart.ipynb")
 
 
 @pytest.fixture(scope="module")
 def quickstart(lab, browser, kernelspec):
     opened = open_notebook(lab, browser, kernelspec, "quickstart.ipynb", height=1400)
     expect(opened.cells).to_have_count(len(quickstart_cells(lab)), timeout=UI_TIMEOUT_MS)
+    opened.wait_for_kernel("idle")
+    yield opened
+    opened.page.close()
+
+
+@pytest.fixture(scope="module")
+def lab_instruments(lab, browser, kernelspec):
+    opened = open_notebook(lab, browser, kernelspec, "lab-instruments.ipynb", height=1400)
+    expect(opened.cells).to_have_count(len(notebook_cells(lab, "lab-instruments.ipynb")),
+                                       timeout=UI_TIMEOUT_MS)
     opened.wait_for_kernel("idle")
     yield opened
     opened.page.close()
@@ -377,3 +391,19 @@ def test_quickstarts_first_slave_cell_runs_on_bench_a_and_shows_its_output(lab, 
     assert os.readlink(f"/proc/{pid}/cwd") == cwd
     assert pathlib.Path(cwd).is_relative_to(lab.demo_state / "bench-a")
     quickstart.page.screenshot(path=str(screenshots / "quickstart.png"))
+
+
+# --- notebooks/lab-instruments.ipynb: instruments on bench-a, the plot drawn here
+
+def test_lab_instruments_runs_on_bench_a_and_draws_its_plot_in_the_page(lab, lab_instruments, screenshots):
+    cells = notebook_cells(lab, "lab-instruments.ipynb")
+    run_through(lab_instruments, cells, len(cells) - 1)
+    for index, (source, kind) in enumerate(cells):
+        if kind == "code":
+            errors = lab_instruments.output(index).locator(".jp-OutputArea-output[data-mime-type="
+                                                           "'application/vnd.jupyter.stderr']")
+            expect(errors).to_have_count(0)
+    plot = next(i for i, (source, kind) in enumerate(cells) if "plt.show()" in source)
+    expect(lab_instruments.output(plot).locator("img")).to_have_count(1)
+    lab_instruments.cells.nth(plot).scroll_into_view_if_needed()
+    lab_instruments.page.screenshot(path=str(screenshots / "lab-instruments.png"))
