@@ -4,8 +4,10 @@
 #include <unistd.h>
 
 #include <algorithm>
+#include <atomic>
 #include <cmath>
 #include <cstdio>
+#include <cstring>
 #include <iterator>
 #include <system_error>
 
@@ -53,6 +55,15 @@ channel::channel(channel_options options)
         m_socket.set(zmq::sockopt::curve_publickey, m_options.public_key);
         m_socket.set(zmq::sockopt::curve_secretkey, m_options.secret_key);
     }
+    static std::atomic<unsigned> monitors{0};
+    const std::string monitor_address = "inproc://splitbrain-channel-monitor-" + std::to_string(++monitors);
+    if (zmq_socket_monitor(m_socket.handle(), monitor_address.c_str(),
+                           ZMQ_EVENT_HANDSHAKE_FAILED_AUTH | ZMQ_EVENT_HANDSHAKE_SUCCEEDED) != 0) {
+        throw zmq::error_t();
+    }
+    m_monitor = zmq::socket_t(shared_context(), zmq::socket_type::pair);
+    m_monitor.set(zmq::sockopt::linger, 0);
+    m_monitor.connect(monitor_address);
     m_socket.connect(m_options.address);
 
     m_wake_fd = ::eventfd(0, EFD_NONBLOCK | EFD_CLOEXEC);
@@ -87,6 +98,8 @@ void channel::close() {
     }
     lock.lock();
     m_changed.wait(lock, [this] { return !m_socket_busy; });
+    zmq_socket_monitor(m_socket.handle(), nullptr, 0);
+    m_monitor.close();
     m_socket.close();
     m_waiting.clear();
     m_replies.clear();
@@ -129,6 +142,18 @@ void channel::send_now(const nlohmann::json& header, std::vector<zmq::message_t>
 void channel::try_ping(std::uint64_t id) {
     zmq::message_t ping = encode_header(nlohmann::json{{"op", "ping"}, {"id", id}});
     (void)m_socket.send(ping, zmq::send_flags::dontwait);
+}
+
+// Monitor events are two frames: {uint16 event, uint32 value} and the endpoint.
+void channel::read_monitor() {
+    while (auto parts = recv_parts(m_monitor, zmq::recv_flags::dontwait)) {
+        if (parts->empty() || parts->front().size() < sizeof(std::uint16_t)) continue;
+        std::uint16_t event;
+        std::memcpy(&event, parts->front().data(), sizeof event);
+        const bool refused = event == ZMQ_EVENT_HANDSHAKE_FAILED_AUTH;
+        std::lock_guard<std::mutex> lock(m_mutex);
+        m_refused = refused;
+    }
 }
 
 std::string channel::unreachable_text() const {
@@ -284,6 +309,12 @@ std::optional<message> channel::wait(std::uint64_t id, channel_clock::time_point
         if (m_closed) {
             throw std::runtime_error("[splitbrain.closed] the connection to " + m_options.name + " is closed");
         }
+        if (m_refused) {
+            m_waiting.erase(id);
+            throw refused_error("[splitbrain.key_refused] " + m_options.name + " (" + m_options.address +
+                                ") refused this client's key " + m_options.public_key +
+                                "; add it to the agent's --authorized-keys file");
+        }
         auto waiting = m_waiting.find(id);
         if (waiting == m_waiting.end()) {
             throw std::invalid_argument("[splitbrain.bad_request] no request " + std::to_string(id) +
@@ -321,9 +352,10 @@ std::optional<message> channel::wait(std::uint64_t id, channel_clock::time_point
             zmq::pollitem_t items[] = {
                 {m_socket.handle(), 0, ZMQ_POLLIN, 0},
                 {nullptr, m_wake_fd, ZMQ_POLLIN, 0},
+                {m_monitor.handle(), 0, ZMQ_POLLIN, 0},
             };
             try {
-                zmq::poll(items, 2, std::max(timeout, milliseconds(0)));
+                zmq::poll(items, 3, std::max(timeout, milliseconds(0)));
             } catch (const zmq::error_t& e) {
                 if (e.num() != EINTR) throw;
                 interrupted = true;  // a signal: let the caller look at it now
@@ -334,6 +366,9 @@ std::optional<message> channel::wait(std::uint64_t id, channel_clock::time_point
             }
             if (items[0].revents & ZMQ_POLLIN) {
                 read_available(arrived);
+            }
+            if (items[2].revents & ZMQ_POLLIN) {
+                read_monitor();
             }
         } catch (...) {
             lock.lock();

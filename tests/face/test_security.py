@@ -5,6 +5,7 @@ import json
 import os
 import subprocess
 import sys
+import time
 
 import pytest
 
@@ -37,18 +38,22 @@ def agent(tmp_path):
         process.wait(10)
 
 
-def test_a_client_the_agent_does_not_know_is_told_to_check_the_keys(agent, tmp_path):
+def test_a_client_whose_key_the_agent_refuses_is_told_so_at_once(agent, tmp_path):
     keys = tmp_path / "keys"
     subprocess.run([os.environ["SPLITBRAIN_AGENT"], "keygen", str(keys)], check=True)
     someone_else, _ = splitbrain._core.curve_keypair()
     authorized = tmp_path / "authorized_keys"
     authorized.write_text(someone_else + "\n")
     connection_file, process = agent("--key", str(keys), "--authorized-keys", str(authorized))
-    with pytest.raises(splitbrain.AgentUnreachable) as caught:
-        splitbrain.connect(str(connection_file), name="refusing", timeout=1.0)
-    assert str(caught.value).startswith("[splitbrain.agent_unreachable] refusing (tcp://127.0.0.1:")
+    start = time.monotonic()
+    with pytest.raises(splitbrain.KeyRefused) as caught:
+        splitbrain.connect(str(connection_file), name="refusing")
+    assert time.monotonic() - start < 2  # the handshake's answer, not the 5 s liveness timeout
     our_key, _ = splitbrain.client_keys()
-    assert f"check that this client's public key {our_key} is in its --authorized-keys" in caught.value.__notes__[0]
+    assert str(caught.value).startswith("[splitbrain.key_refused] refusing (tcp://127.0.0.1:")
+    assert str(caught.value).endswith(f") refused this client's key {our_key}; add it to the agent's "
+                                      "--authorized-keys file")
+    assert isinstance(caught.value, splitbrain.AgentUnreachable)
     assert "refusing" not in splitbrain.known_slaves()
 
 

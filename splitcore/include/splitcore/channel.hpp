@@ -43,6 +43,12 @@ public:
     using std::runtime_error::runtime_error;
 };
 
+// The agent refused our key during the CURVE handshake: "[splitbrain.key_refused] NAME (ADDRESS) ...".
+class refused_error : public unreachable_error {
+public:
+    using unreachable_error::unreachable_error;
+};
+
 class channel {
 public:
     explicit channel(channel_options options);
@@ -88,6 +94,7 @@ private:
     void release_socket(std::unique_lock<std::mutex>& lock);
     void send_now(const nlohmann::json& header, std::vector<zmq::message_t>& frames);
     void try_ping(std::uint64_t id);
+    void read_monitor();
     [[nodiscard]] std::string unreachable_text() const;
     void read_available(std::vector<message>& into);
     void dispatch(std::vector<message>& arrived, time_point now);
@@ -98,12 +105,14 @@ private:
     channel_options m_options;
     zmq::socket_t m_socket;
     int m_wake_fd = -1;  // eventfd: a sender's nudge to the thread polling the socket
+    zmq::socket_t m_monitor;  // handshake events of m_socket: a refused key fails calls at once
 
     mutable std::mutex m_mutex;
     std::condition_variable m_changed;
     bool m_socket_busy = false;
     int m_senders_waiting = 0;
     bool m_closed = false;
+    bool m_refused = false;  // the last handshake was refused (ZAP denied our key)
     std::uint64_t m_next_id = 1;
     std::unordered_map<std::uint64_t, time_point> m_waiting;  // id → when it was sent
     std::unordered_map<std::uint64_t, message> m_replies;

@@ -5,10 +5,10 @@ Every message carries a stable id, ``[splitbrain.xxx]``; ERRORS.md lists them.
 
 import builtins
 
-from ._core import AgentUnreachable, ProtocolError, SlaveClosed
+from ._core import AgentUnreachable, KeyRefused, ProtocolError, SlaveClosed
 
 __all__ = [
-    "AgentUnreachable", "FanOutError", "ProtocolError", "RemoteError", "SessionLost", "SlaveClosed",
+    "AgentUnreachable", "FanOutError", "KeyRefused", "ProtocolError", "RemoteError", "SessionLost", "SlaveClosed",
     "SlaveOnlyModuleError", "SpawnError",
 ]
 

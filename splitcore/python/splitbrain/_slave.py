@@ -17,7 +17,7 @@ import weakref
 from urllib.parse import unquote
 
 from . import _context, _core, _registry
-from ._errors import AgentUnreachable, SlaveClosed, SpawnError, exception_from_reply
+from ._errors import AgentUnreachable, KeyRefused, SlaveClosed, SpawnError, exception_from_reply
 from ._proxy import RemoteCallable, RemoteMethod, RemoteModule, RemoteObject, path_like_text
 
 __all__ = ["Slave", "connect", "forget", "known_slaves", "slave", "slaves", "spawn"]
@@ -91,7 +91,7 @@ class Slave:
         except AgentUnreachable as exc:
             self._conn.close()
             self.state = "unreachable"
-            if public_key is not None:
+            if public_key is not None and not isinstance(exc, KeyRefused):
                 exc.add_note(f"If the agent is running, check that this client's public key "
                              f"{client_public} is in its --authorized-keys file, and that "
                              f"{public_key} is its public key.")

@@ -7,6 +7,7 @@ namespace splitbrain_core {
 
 // splitbrain._core exception types, created at module init (new references held for ever).
 extern PyObject* agent_unreachable_error;  // ConnectionError subclass
+extern PyObject* key_refused_error;        // AgentUnreachable subclass
 extern PyObject* slave_closed_error;       // ConnectionError subclass
 extern PyObject* protocol_error_type;      // Exception subclass
 

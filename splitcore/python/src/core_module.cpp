@@ -16,6 +16,7 @@
 namespace splitbrain_core {
 
 PyObject* agent_unreachable_error = nullptr;
+PyObject* key_refused_error = nullptr;
 PyObject* slave_closed_error = nullptr;
 PyObject* protocol_error_type = nullptr;
 
@@ -24,6 +25,8 @@ void set_python_error_from_current() {
         throw;
     } catch (const splitcore::python_error& e) {
         e.restore();
+    } catch (const splitcore::refused_error& e) {
+        PyErr_SetString(key_refused_error, e.what());
     } catch (const splitcore::unreachable_error& e) {
         PyErr_SetString(agent_unreachable_error, e.what());
     } catch (const splitcore::protocol_error& e) {
@@ -112,6 +115,8 @@ PyMODINIT_FUNC PyInit__core() {
     }
     if (!add_exception(module, "AgentUnreachable", PyExc_ConnectionError,
                        "The agent did not answer for the liveness timeout.", agent_unreachable_error) ||
+        !add_exception(module, "KeyRefused", agent_unreachable_error,
+                       "The agent refused this client's key during the CURVE handshake.", key_refused_error) ||
         !add_exception(module, "SlaveClosed", PyExc_ConnectionError,
                        "The connection to this slave was closed.", slave_closed_error) ||
         !add_exception(module, "ProtocolError", PyExc_Exception,
