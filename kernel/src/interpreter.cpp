@@ -154,20 +154,30 @@ def load_splitbrain_extension(shell):
             return reply;
         }
 
+        // Never throws: a KeyboardInterrupt raised from C (no frame) has no traceback, and a value
+        // that cannot be printed must not cost the client its reply.
         nl::json error_reply(py::error_already_set& e)
         {
             py::gil_scoped_acquire acquire;
-            std::string ename = py::str(e.type().attr("__name__"));
-            std::string evalue = py::str(e.value());
+            std::string ename = "Exception";
+            std::string evalue;
             std::vector<std::string> lines;
             try
             {
-                py::module_ traceback = py::module_::import("traceback");
-                lines = traceback.attr("format_exception")(e.type(), e.value(), e.trace())
+                py::object type = py::reinterpret_borrow<py::object>(e.type());
+                py::object value = e.value() ? py::reinterpret_borrow<py::object>(e.value()) : py::none();
+                py::object trace = e.trace() ? py::reinterpret_borrow<py::object>(e.trace()) : py::none();
+                if (type)
+                {
+                    ename = py::str(type.attr("__name__"));
+                }
+                evalue = py::str(value.is_none() ? py::str("") : value);
+                lines = py::module_::import("traceback").attr("format_exception")(type, value, trace)
                             .cast<std::vector<std::string>>();
             }
-            catch (const py::error_already_set&)
+            catch (const std::exception&)
             {
+                PyErr_Clear();
                 lines = {ename + ": " + evalue};
             }
             return error_reply(ename, evalue, std::move(lines));

@@ -231,11 +231,10 @@ namespace splitbrain
 
     void descriptor_capture::stop()
     {
-        if (!m_active)
+        if (!m_active.exchange(false))
         {
             return;
         }
-        m_active = false;
         const char wake = 1;
         (void)!::write(m_wake[1], &wake, 1);
         m_reader.join();
@@ -243,6 +242,7 @@ namespace splitbrain
         std::cerr.flush();
         std::cout.rdbuf(previous_out);
         std::cerr.rdbuf(previous_err);
+        std::lock_guard<std::mutex> lock(m_mutex);
         for (capture& c : m_captures)
         {
             if (c.saved >= 0)

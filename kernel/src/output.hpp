@@ -2,6 +2,7 @@
 #define SPLITBRAIN_KERNEL_OUTPUT_HPP
 
 #include <array>
+#include <atomic>
 #include <chrono>
 #include <condition_variable>
 #include <cstddef>
@@ -123,7 +124,7 @@ namespace splitbrain
         int m_wake[2] = {-1, -1};
         std::mutex m_mutex;
         std::thread m_reader;
-        bool m_active = false;
+        std::atomic<bool> m_active{false};
     };
 }
 

@@ -444,6 +444,16 @@ namespace splitbrain
             log_bad_message("shell", e);
             return;
         }
+        // An interrupt that was sent before this request but is handled only now (it raced the
+        // message) belongs to the idle kernel, not to this request.
+        char pending[64];
+        if (::read(m_signal_pipe[0], pending, sizeof(pending)) > 0)
+        {
+            while (::read(m_signal_pipe[0], pending, sizeof(pending)) > 0)
+            {
+            }
+            consume_idle_interrupt();
+        }
         flush_output();
         m_output.set_parent(msg->header());
         m_busy = true;
