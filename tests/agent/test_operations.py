@@ -187,11 +187,12 @@ def test_release_drops_objects_and_stats_count_them(client):
     a = client.value(fractions, 1, 3, path=["Fraction"])
     b = client.value(fractions, 1, 5, path=["Fraction"])
     assert client.ok("stats")["objects"] == before + 2
-    assert isinstance(client.ok("call", o=client.module("builtins").wire(), path=["id"], a=[a.wire()]), int)
     assert client.ok("release", ids=[[b.oid, 1]]) is None
-    assert client.ok("stats")["objects"] == before + 2 - 1 + 1  # b gone; builtins arrived
+    assert client.ok("stats")["objects"] == before + 1
     assert client.request("repr", o=b.wire())["e"]["code"] == "splitbrain.bad_object"
+    # Unknown ids are ignored: releases are batched and may cross a session's other messages.
     assert client.ok("release", ids=[[a.oid, 1], [999999, 3]]) is None
+    assert client.ok("stats")["objects"] == before
     assert client.request("repr", o=a.wire())["e"]["code"] == "splitbrain.bad_object"
 
 
