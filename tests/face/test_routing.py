@@ -122,3 +122,24 @@ def test_dir_of_a_routed_module_lists_the_slaves_names(linux_box):
     with linux_box:
         names = dir(os)
     assert "getcwd" in names and "listdir" in names
+
+
+def test_a_routed_package_not_yet_imported_still_imports_its_submodules_locally():
+    done = run_python("""
+        import splitbrain, importlib.util
+        import serial.tools.list_ports          # serial's real package is imported only now
+        import serial
+        print(type(serial).__name__, serial.tools.list_ports.__name__, serial.Serial.__module__)
+        print(importlib.util.find_spec("serial").origin.endswith("serial/__init__.py"))
+    """)
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.splitlines() == ["RoutedModule serial.tools.list_ports serial.serialposix", "True"]
+
+
+def test_a_hardware_library_absent_here_is_routed_and_says_so_when_used_locally():
+    import usb
+    assert type(usb).__name__ == "RoutedModule"
+    assert not hasattr(usb, "__file__")
+    with pytest.raises(splitbrain.SlaveOnlyModuleError, match=r"\[splitbrain\.slave_only_module\] module 'usb' "
+                                                              r"exists only on a slave, not on this machine"):
+        usb.core

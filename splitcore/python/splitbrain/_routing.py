@@ -48,6 +48,7 @@ _lock = threading.RLock()
 _routed = {}        # routed name → RoutedModule
 _by_real = {}       # id(real module) → RoutedModule, for patching globals
 _slave_only = {}    # name → set of slave names it was imported from
+_absent = set()     # names whose local import failed once (not retried: introspection probes often)
 _DELETE = object()  # the C side passes this as the value of a delattr
 
 
@@ -104,6 +105,8 @@ def _load_real(name, routed):
 def _import_real(name):
     """Imports the real local module *name* with the real routed modules in sys.modules, so its
     own globals are the real ones too. None if it does not exist here."""
+    if name in _absent:
+        return None
     saved = {}
     for routed_name, routed in _routed.items():
         real = _core.routed_real(routed)
@@ -116,6 +119,7 @@ def _import_real(name):
     try:
         return importlib.import_module(name)
     except ImportError:
+        _absent.add(name)
         return None
     finally:
         for routed_name, routed in saved.items():
@@ -182,6 +186,22 @@ def _patch_globals(targets):
                 namespace[key] = routed
 
 
+def _new_routed(name, real):
+    """A routed module for *name*. Without a real module yet, it carries the local spec and search
+    path (found without importing), so `import pkg.sub` and `importlib.util.find_spec` work."""
+    routed = _core.routed_module(name, real)
+    if real is None:
+        spec = None
+        if "." not in name:
+            try:
+                spec = importlib.machinery.PathFinder.find_spec(name)
+            except (ImportError, ValueError):
+                spec = None
+        routed.__dict__["__spec__"] = spec or importlib.machinery.ModuleSpec(name, None, is_package=True)
+        routed.__dict__["__path__"] = list(spec.submodule_search_locations or ()) if spec else []
+    return routed
+
+
 def route(name):
     """Route the module *name* too: in ``sys.modules`` and in modules that imported it, it now acts
     on the active slave. Returns the routed module. Routing a module that is missing here is fine
@@ -196,8 +216,7 @@ def route(name):
         real = existing
         if real is None and (name in _EAGER or name == "os.path"):
             real = importlib.import_module(name)
-        routed = _core.routed_module(name, real)
-        routed.__dict__["__path__"] = list(getattr(real, "__path__", ())) if real is not None else []
+        routed = _new_routed(name, real)
         _routed[name] = routed
         sys.modules[name] = routed
         parent, _, child = name.rpartition(".")
@@ -221,16 +240,11 @@ def install():
         importlib.import_module(name)
     with _lock:
         for name in DEFAULT_ROUTED:
-            if name in _routed:
-                continue
-            real = sys.modules.get(name)
-            if real is None and name in _EAGER:
-                real = importlib.import_module(name)
-            routed = _core.routed_module(name, real)
-            routed.__dict__["__path__"] = list(getattr(real, "__path__", ())) if real is not None else []
-            _routed[name] = routed
-            if real is not None:
-                _by_real[id(real)] = routed
+            if name not in _routed:
+                real = sys.modules.get(name)
+                _routed[name] = routed = _new_routed(name, real)
+                if real is not None:
+                    _by_real[id(real)] = routed
         for name, routed in _routed.items():
             sys.modules[name] = routed
         setattr(_routed["os"], "path", _routed["os.path"])
@@ -275,6 +289,7 @@ class _SlaveFinder(importlib.abc.MetaPathFinder):
                 routed = _core.routed_module(fullname, None)
                 routed.__dict__["__path__"] = []
                 _routed[fullname] = routed
+                _absent.add(fullname)
             if top not in DEFAULT_ROUTED or fullname != top:
                 _slave_only.setdefault(fullname, set()).add(slave.name)
         return importlib.machinery.ModuleSpec(fullname, _SlaveLoader(routed), is_package=True)
