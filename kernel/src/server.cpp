@@ -18,6 +18,7 @@
 #include "xeus/xmiddleware.hpp"
 #include "xeus/xzmq_serializer.hpp"
 
+#include "requests.hpp"
 #include "threads.hpp"
 
 namespace splitbrain
@@ -444,6 +445,10 @@ namespace splitbrain
             log_bad_message("shell", e);
             return;
         }
+        if (reject_bad_request(*msg, xeus::channel::SHELL))
+        {
+            return;
+        }
         // An interrupt that was sent before this request but is handled only now (it raced the
         // message) belongs to the idle kernel, not to this request.
         char pending[64];
@@ -467,6 +472,55 @@ namespace splitbrain
         }
         m_busy = false;
         flush_output();
+    }
+
+    bool kernel_server::reject_bad_request(const xeus::xmessage& msg, xeus::channel c)
+    {
+        const std::optional<std::string> problem = check_request(msg.header(), msg.content());
+        if (!problem)
+        {
+            return false;
+        }
+        const std::string reply_type = reply_type_of(msg.header().value("msg_type", ""));
+        if (reply_type.empty())
+        {
+            std::cerr << "[splitbrain.kernel_bad_message] " << *problem << std::endl;
+            return true;
+        }
+        nl::json content;
+        content["status"] = "error";
+        content["ename"] = "ValueError";
+        content["evalue"] = "[splitbrain.kernel_bad_request] " + *problem;
+        content["traceback"] = nl::json::array();
+        // busy/idle around the reply, as for any request: clients wait for the idle status.
+        auto publish_status = [this, &msg](const char* state)
+        {
+            xeus::xpub_message status(m_topic_prefix + "status",
+                                      xeus::make_header("status", m_user_name, m_session_id),
+                                      msg.header(),
+                                      nl::json::object(),
+                                      nl::json{{"execution_state", state}},
+                                      xeus::buffer_sequence());
+            zmq::multipart_t wire = xeus::xzmq_serializer::serialize_iopub(std::move(status), *p_auth, m_error_handler);
+            send_iopub(wire);
+        };
+        publish_status("busy");
+        xeus::xmessage reply(msg.identities(),
+                             xeus::make_header(reply_type, m_user_name, m_session_id),
+                             msg.header(),
+                             nl::json::object(),
+                             std::move(content),
+                             xeus::buffer_sequence());
+        if (c == xeus::channel::SHELL)
+        {
+            send_shell_impl(std::move(reply));
+        }
+        else
+        {
+            send_control_impl(std::move(reply));
+        }
+        publish_status("idle");
+        return true;
     }
 
     // A SIGINT that arrives while no cell runs interrupts nothing; run the Python handlers now so
@@ -522,6 +576,11 @@ namespace splitbrain
                 try
                 {
                     xeus::xmessage msg = xeus::xzmq_serializer::deserialize(wire, *p_auth);
+                    if (reject_bad_request(msg, xeus::channel::CONTROL))
+                    {
+                        wire.clear();
+                        continue;
+                    }
                     if (msg.header().value("msg_type", "") == "interrupt_request")
                     {
                         interrupt_main_thread();
