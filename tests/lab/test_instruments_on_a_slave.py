@@ -1,6 +1,7 @@
 """The same bench, driven as lab-instruments.ipynb drives it: master code, slave hardware. A real
 agent (splitbrain.spawn) runs socat, the serial device and pyvisa-sim; this process only routes."""
 import os
+import shutil
 import tempfile
 
 import pytest
@@ -11,10 +12,16 @@ from instruments.bench import SerialBench, visa_sim_backend
 
 @pytest.fixture(scope="module")
 def slave(tmp_path_factory):
-    os.environ.setdefault("SPLITBRAIN_CONFIG", str(tmp_path_factory.mktemp("splitbrain-config")))
+    # A registry and client key of the test's own, never the user's ~/.config/splitbrain.
+    saved = os.environ.get("SPLITBRAIN_CONFIG")
+    os.environ["SPLITBRAIN_CONFIG"] = str(tmp_path_factory.mktemp("splitbrain-config"))
     spawned = splitbrain.spawn(name="lab-bench")
     yield spawned
     spawned.close()
+    if saved is None:
+        del os.environ["SPLITBRAIN_CONFIG"]
+    else:
+        os.environ["SPLITBRAIN_CONFIG"] = saved
 
 
 def parent_of(pid):
@@ -63,5 +70,6 @@ def test_a_voltage_sweep_on_the_slave_brings_its_readings_home(slave):
             psu.write(f"VOLT {volts}")
             readings[volts] = float(psu.query("MEAS:VOLT?"))
         rm.close()
+        shutil.rmtree(backend.rpartition("/")[0])
     assert readings == {0.5: 0.5, 1.0: 1.0, 2.5: 2.5, 5.0: 5.0}
 
