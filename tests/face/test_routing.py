@@ -143,3 +143,18 @@ def test_a_hardware_library_absent_here_is_routed_and_says_so_when_used_locally(
     with pytest.raises(splitbrain.SlaveOnlyModuleError, match=r"\[splitbrain\.slave_only_module\] module 'usb' "
                                                               r"exists only on a slave, not on this machine"):
         usb.core
+
+
+def test_a_submodule_of_a_routed_package_imported_inside_a_context_is_still_usable_locally(linux_box):
+    done = run_python("""
+        import splitbrain, os
+        box = splitbrain.spawn("imports")
+        with box:
+            import serial.tools.list_ports as remote_ports
+            remote_pid = os.getpid()
+        import serial.tools.list_ports as ports
+        print(type(ports).__name__, callable(ports.comports), remote_pid != os.getpid())
+        box.close()
+    """)
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.splitlines() == ["RoutedModule True True"]

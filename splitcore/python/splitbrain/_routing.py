@@ -277,8 +277,9 @@ class _SlaveFinder(importlib.abc.MetaPathFinder):
         if slave is None:
             return None
         top = fullname.partition(".")[0]
-        if top not in _routed and self._exists_locally(fullname, path):
-            return None
+        here = self._local_spec(fullname, path)
+        if here is not None and top not in _routed:
+            return None  # a local module that is not routed: imported here as usual
         try:
             slave._module(fullname)
         except ImportError:
@@ -287,15 +288,15 @@ class _SlaveFinder(importlib.abc.MetaPathFinder):
             routed = _routed.get(fullname)
             if routed is None:
                 routed = _core.routed_module(fullname, None)
-                routed.__dict__["__path__"] = []
+                routed.__dict__["__path__"] = list(here.submodule_search_locations or ()) if here else []
                 _routed[fullname] = routed
+            if here is None:
                 _absent.add(fullname)
-            if top not in DEFAULT_ROUTED or fullname != top:
                 _slave_only.setdefault(fullname, set()).add(slave.name)
         return importlib.machinery.ModuleSpec(fullname, _SlaveLoader(routed), is_package=True)
 
     @staticmethod
-    def _exists_locally(fullname, path):
+    def _local_spec(fullname, path):
         for finder in sys.meta_path:
             if isinstance(finder, _SlaveFinder):
                 continue
@@ -303,8 +304,9 @@ class _SlaveFinder(importlib.abc.MetaPathFinder):
             if find is None:
                 continue
             try:
-                if find(fullname, path) is not None:
-                    return True
+                spec = find(fullname, path)
             except (ImportError, ValueError):
                 continue
-        return False
+            if spec is not None:
+                return spec
+        return None
