@@ -102,7 +102,17 @@ def main(argv=None):
     split = argv.index("--") if "--" in argv else len(argv)
     args = parser.parse_args(argv[:split])
     command = argv[split + 1:]
-    signal.signal(signal.SIGTERM, lambda *_: sys.exit(0))
+    child = None
+
+    def forward(signum, _frame):
+        # JupyterLab shuts its kernels down on SIGTERM/SIGINT; the agents go after it has ended.
+        if child is not None and child.poll() is None:
+            child.send_signal(signum)
+        else:
+            sys.exit(0)
+
+    signal.signal(signal.SIGTERM, forward)
+    signal.signal(signal.SIGINT, forward)
     with demo_agents(args.names, args.state) as infos:
         for name, info in infos.items():
             print(f"demo agent {name}: {info['address']} (registered in {_registry.config_dir()})",
@@ -110,11 +120,11 @@ def main(argv=None):
         if not command:
             return 0
         child = subprocess.Popen(command)
-        try:
-            return child.wait()
-        except KeyboardInterrupt:
-            child.send_signal(signal.SIGINT)
-            return child.wait()
+        while True:
+            try:
+                return child.wait()
+            except InterruptedError:
+                continue
 
 
 if __name__ == "__main__":
