@@ -226,23 +226,24 @@ namespace splitbrain
                 }
                 throw std::runtime_error("[splitbrain.kernel_stopping] the kernel is shutting down");
             }
-            if (result == wait_result::readable && recv_now(m_stdin, reply))
+            std::optional<xeus::xmessage> answer;
+            while (!answer && recv_now(m_stdin, reply))
             {
-                break;
+                try
+                {
+                    answer.emplace(xeus::xzmq_serializer::deserialize(reply, *p_auth));
+                }
+                catch (const std::exception& e)
+                {
+                    log_bad_message("stdin", e);  // and keep waiting for the real answer
+                }
+                reply.clear();
             }
-        }
-        try
-        {
-            xeus::xmessage answer = xeus::xzmq_serializer::deserialize(reply, *p_auth);
-            notify_stdin_listener(std::move(answer));
-        }
-        catch (const pybind11::error_already_set&)
-        {
-            throw;
-        }
-        catch (const std::exception& e)
-        {
-            log_bad_message("stdin", e);
+            if (answer)
+            {
+                notify_stdin_listener(std::move(*answer));
+                return;
+            }
         }
     }
 
@@ -315,8 +316,9 @@ namespace splitbrain
 
     // After an execute_request failed with stop_on_error: aborts the execute_requests that were
     // queued before its reply went out (xeus aborts whatever arrives for a while, including
-    // kernel_info and completion requests and the next cell of a client that waited for the reply).
-    void kernel_server::abort_queue_impl(const listener& l, long /*polling_interval*/)
+    // kernel_info and completion requests and the next cell of a client that waited for the reply,
+    // and replies "error" without the idle status clients wait for). Replies "aborted", as ipykernel.
+    void kernel_server::abort_queue_impl(const listener& /*l*/, long /*polling_interval*/)
     {
         std::deque<zmq::multipart_t> kept;
         for (zmq::multipart_t& wire : m_queued_before_error)
@@ -327,7 +329,7 @@ namespace splitbrain
                 xeus::xmessage msg = xeus::xzmq_serializer::deserialize(copy, *p_auth);
                 if (msg.header().value("msg_type", "") == "execute_request")
                 {
-                    l(std::move(msg));
+                    reply_directly(msg, nl::json{{"status", "aborted"}}, xeus::channel::SHELL);
                 }
                 else
                 {
@@ -424,7 +426,8 @@ namespace splitbrain
                 consume_idle_interrupt();
                 continue;
             }
-            while (!m_stopping && recv_now(m_shell, wire))
+            // Requests set aside by a failing cell's reply are older: they go first (top of loop).
+            while (!m_stopping && m_queued_before_error.empty() && recv_now(m_shell, wire))
             {
                 handle_shell_message(wire);
                 wire.clear();
@@ -481,8 +484,7 @@ namespace splitbrain
         {
             return false;
         }
-        const std::string reply_type = reply_type_of(msg.header().value("msg_type", ""));
-        if (reply_type.empty())
+        if (reply_type_of(msg.header().value("msg_type", "")).empty())
         {
             std::cerr << "[splitbrain.kernel_bad_message] " << *problem << std::endl;
             return true;
@@ -492,12 +494,19 @@ namespace splitbrain
         content["ename"] = "ValueError";
         content["evalue"] = "[splitbrain.kernel_bad_request] " + *problem;
         content["traceback"] = nl::json::array();
-        // busy/idle around the reply, as for any request: clients wait for the idle status.
-        auto publish_status = [this, &msg](const char* state)
+        reply_directly(msg, std::move(content), c);
+        return true;
+    }
+
+    // A reply the kernel core is not involved in, framed like the core's: busy, reply, idle
+    // (clients wait for the idle status of their request).
+    void kernel_server::reply_directly(const xeus::xmessage& request, nl::json content, xeus::channel c)
+    {
+        auto publish_status = [this, &request](const char* state)
         {
             xeus::xpub_message status(m_topic_prefix + "status",
                                       xeus::make_header("status", m_user_name, m_session_id),
-                                      msg.header(),
+                                      request.header(),
                                       nl::json::object(),
                                       nl::json{{"execution_state", state}},
                                       xeus::buffer_sequence());
@@ -505,22 +514,16 @@ namespace splitbrain
             send_iopub(wire);
         };
         publish_status("busy");
-        xeus::xmessage reply(msg.identities(),
-                             xeus::make_header(reply_type, m_user_name, m_session_id),
-                             msg.header(),
+        xeus::xmessage reply(request.identities(),
+                             xeus::make_header(reply_type_of(request.header().value("msg_type", "")),
+                                               m_user_name, m_session_id),
+                             request.header(),
                              nl::json::object(),
                              std::move(content),
                              xeus::buffer_sequence());
-        if (c == xeus::channel::SHELL)
-        {
-            send_shell_impl(std::move(reply));
-        }
-        else
-        {
-            send_control_impl(std::move(reply));
-        }
+        zmq::multipart_t wire = xeus::xzmq_serializer::serialize(std::move(reply), *p_auth, m_error_handler);
+        send_all(c == xeus::channel::SHELL ? m_shell : m_control, wire);
         publish_status("idle");
-        return true;
     }
 
     // A SIGINT that arrives while no cell runs interrupts nothing; run the Python handlers now so

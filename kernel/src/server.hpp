@@ -91,6 +91,7 @@ namespace splitbrain
         void handle_shell_message(zmq::multipart_t& wire_msg);
         // Answers a request xeus's core would drop silently; true when it did.
         bool reject_bad_request(const xeus::xmessage& msg, xeus::channel c);
+        void reply_directly(const xeus::xmessage& request, nl::json content, xeus::channel c);
         void consume_idle_interrupt();
         void set_signal_wakeup(bool enabled);
         void interrupt_main_thread();

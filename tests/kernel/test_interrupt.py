@@ -92,3 +92,24 @@ def test_a_python_signal_handler_runs_in_the_cell(kernel):
     assert reply["content"]["status"] == "ok"
     reply, outputs = kernel.execute("print(caught)")
     assert outputs == [("stream", {"name": "stdout", "text": "['handled']\n"})]
+
+
+def test_stop_on_error_aborts_the_cells_queued_behind_a_failing_one_and_nothing_else(kernel):
+    kc = kernel.kc
+    failing = kc.execute("import time; time.sleep(0.5); raise ValueError('stop')")
+    queued = kc.execute("print('must not run')")
+    info = kc.kernel_info()
+    replies = {}
+    while len(replies) < 3:
+        msg = kc.get_shell_msg(timeout=10)
+        replies[msg["parent_header"]["msg_id"]] = msg
+    assert replies[failing]["content"]["ename"] == "ValueError"
+    assert replies[queued]["content"]["status"] == "aborted"
+    assert replies[info]["msg_type"] == "kernel_info_reply"
+    assert replies[info]["content"]["status"] == "ok"
+    seen = kernel.iopub_until(lambda m: m["parent_header"].get("msg_id") == queued
+                              and m["msg_type"] == "status" and m["content"]["execution_state"] == "idle")
+    assert not any(m["msg_type"] == "stream" and "must not run" in m["content"]["text"] for m in seen)
+    # a cell sent after the error's reply runs
+    reply, outputs = kernel.execute("print('runs')")
+    assert outputs == [("stream", {"name": "stdout", "text": "runs\n"})]
