@@ -8,6 +8,7 @@
 
 #include <cerrno>
 #include <cstdint>
+#include <cstdlib>
 #include <iostream>
 #include <optional>
 #include <stdexcept>
@@ -291,6 +292,10 @@ namespace splitbrain
         m_user_name = msg.header().value("username", "");
         m_session_id = msg.header().value("session", "");
         m_main_thread = pthread_self();
+        if (std::getenv("JPY_PARENT_PID") != nullptr)
+        {
+            m_parent = ::getppid();
+        }
 
         zmq::multipart_t wire = xeus::xzmq_serializer::serialize_iopub(std::move(msg), *p_auth, m_error_handler);
         send_iopub(wire);
@@ -367,7 +372,7 @@ namespace splitbrain
         config.m_hb_port = xeus::get_socket_port(m_heartbeat);
     }
 
-    auto kernel_server::wait_for(zmq::socket_t& socket, bool signals) -> wait_result
+    auto kernel_server::wait_for(zmq::socket_t& socket, bool signals, long timeout_ms) -> wait_result
     {
         zmq_pollitem_t items[] = {
             {socket.handle(), 0, ZMQ_POLLIN, 0},
@@ -376,7 +381,7 @@ namespace splitbrain
         };
         for (;;)
         {
-            const int rc = zmq_poll(items, signals ? 3 : 2, -1);
+            const int rc = zmq_poll(items, signals ? 3 : 2, timeout_ms);
             if (rc < 0)
             {
                 if (zmq_errno() == EINTR)
@@ -400,6 +405,10 @@ namespace splitbrain
             if (items[0].revents & ZMQ_POLLIN)
             {
                 return wait_result::readable;
+            }
+            if (rc == 0)
+            {
+                return wait_result::timed_out;
             }
         }
     }
@@ -599,11 +608,28 @@ namespace splitbrain
         }
     }
 
+    bool kernel_server::parent_is_gone() const
+    {
+        return m_parent != 0 && ::getppid() != m_parent;
+    }
+
     void kernel_server::serve_heartbeat()
     {
         zmq::multipart_t wire;
-        while (wait_for(m_heartbeat) != wait_result::stopping)
+        for (;;)
         {
+            const wait_result result = wait_for(m_heartbeat, false, m_parent != 0 ? 1000 : -1);
+            if (result == wait_result::stopping)
+            {
+                return;
+            }
+            if (parent_is_gone())
+            {
+                std::cerr << "[splitbrain.kernel_orphaned] the process that started the kernel (pid " << m_parent
+                          << ") is gone; shutting down" << std::endl;
+                stop_impl();
+                return;
+            }
             while (recv_now(m_heartbeat, wire))
             {
                 send_all(m_heartbeat, wire);

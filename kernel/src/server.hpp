@@ -2,6 +2,7 @@
 #define SPLITBRAIN_KERNEL_SERVER_HPP
 
 #include <pthread.h>
+#include <sys/types.h>
 
 #include <atomic>
 #include <deque>
@@ -76,18 +77,20 @@ namespace splitbrain
         {
             readable,
             interrupted,
-            stopping
+            stopping,
+            timed_out
         };
 
         // Waits until `socket` has a message, the kernel stops, or (on the main thread, with
         // `signals`) a signal arrives: CPython's handler writes to our wakeup pipe (see
         // set_signal_wakeup), so a signal that lands just before the wait is not lost, as it would
         // be when relying on EINTR alone.
-        wait_result wait_for(zmq::socket_t& socket, bool signals = false);
+        wait_result wait_for(zmq::socket_t& socket, bool signals = false, long timeout_ms = -1);
 
         void serve_shell();
         void serve_control();
         void serve_heartbeat();
+        bool parent_is_gone() const;
         void handle_shell_message(zmq::multipart_t& wire_msg);
         // Answers a request xeus's core would drop silently; true when it did.
         bool reject_bad_request(const xeus::xmessage& msg, xeus::channel c);
@@ -124,6 +127,9 @@ namespace splitbrain
         std::atomic<bool> m_stopping{false};
         std::atomic<bool> m_busy{false};
         pthread_t m_main_thread{};
+        // The process that started us, when that is Jupyter (JPY_PARENT_PID): its death ends the
+        // kernel, as with ipykernel, instead of leaving an orphan. 0 when not watched.
+        pid_t m_parent = 0;
 
         // iopub is written from the main, control and output threads.
         std::mutex m_iopub_mutex;

@@ -1,6 +1,7 @@
 """Shutdown and restart through jupyter_client end the kernel process cleanly: exit status 0,
 nothing on stderr, Python's atexit handlers run (issue 2, point 4)."""
 import os
+import signal
 import subprocess
 import time
 
@@ -86,3 +87,44 @@ def test_version_and_usage():
     run = subprocess.run([kernel_executable(), "--bogus"], capture_output=True, text=True, timeout=10)
     assert run.returncode == 2
     assert "[splitbrain.kernel_usage]" in run.stderr
+
+
+STARTER = """
+import sys, time
+from jupyter_client import KernelManager
+km = KernelManager(kernel_name="splitbrain")
+km.start_kernel(stderr=open(sys.argv[1], "w"))
+kc = km.client(); kc.start_channels(); kc.wait_for_ready(timeout=60)
+print(km.provisioner.process.pid, flush=True)
+time.sleep(600)
+"""
+
+
+def process_is_gone(pid):
+    try:
+        with open(f"/proc/{pid}/status") as status:
+            return any(line.split() == ["State:", "Z", "(zombie)"] for line in status)
+    except FileNotFoundError:
+        return True
+
+
+def test_the_kernel_exits_when_the_process_that_started_it_dies(tmp_path):
+    """SHALL not be left behind as an orphan when Jupyter is killed (ipykernel's parent poller)."""
+    stderr = tmp_path / "kernel.stderr"
+    starter = subprocess.Popen([os.sys.executable, "-c", STARTER, str(stderr)], stdout=subprocess.PIPE, text=True)
+    kernel_pid = None
+    try:
+        kernel_pid = int(starter.stdout.readline())
+        starter.kill()
+        starter.wait()
+        deadline = time.monotonic() + 10
+        while not process_is_gone(kernel_pid):
+            assert time.monotonic() < deadline, "the orphaned kernel is still running"
+            time.sleep(0.1)
+    finally:
+        starter.kill()
+        if kernel_pid is not None and not process_is_gone(kernel_pid):
+            os.kill(kernel_pid, signal.SIGKILL)
+    text = stderr.read_text()
+    assert "[splitbrain.kernel_orphaned]" in text
+    assert_clean_stderr(text)
