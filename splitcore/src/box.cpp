@@ -113,7 +113,15 @@ encoder::encoder(box_hooks& hooks, std::size_t frame_size)
     drain_deferred_decrefs();
 }
 
-json encoder::encode(PyObject* value) { return encode_at(value, 0); }
+json encoder::encode(PyObject* value) {
+    m_estimate = 0;
+    json boxed = encode_at(value, 0);
+    if (m_estimate < spill_threshold) return boxed;
+    std::vector<std::uint8_t> cbor = json::to_cbor(boxed);
+    if (cbor.size() < spill_threshold) return boxed;
+    m_frames.emplace_back(cbor.data(), cbor.size());
+    return json{{"$H", m_frames.size() - 1}};
+}
 
 std::vector<zmq::message_t> encoder::take_frames() { return std::exchange(m_frames, {}); }
 
@@ -128,6 +136,7 @@ json encoder::encode_bytes(PyObject* bytes) {
 // copying); owner must be immutable and keep the buffer alive.
 json encoder::encode_buffer(const char* data, std::size_t total, PyObject* owner) {
     if (total < frame_threshold) {
+        m_estimate += total;
         return json::binary(std::vector<std::uint8_t>(data, data + total));
     }
     const std::size_t first = m_frames.size();
@@ -172,6 +181,7 @@ json encoder::encode_struct_sequence(PyObject* value, int depth) {
 }
 
 json encoder::encode_at(PyObject* value, int depth) {
+    m_estimate += 9;  // the CBOR head of one item, at most
     if (value == Py_None) return nullptr;
     if (PyBool_Check(value)) return value == Py_True;
     if (PyLong_Check(value)) {
@@ -197,7 +207,10 @@ json encoder::encode_at(PyObject* value, int depth) {
             return json{{"$u", encode_bytes(raw.get())}};
         }
         const auto length = static_cast<std::size_t>(size);
-        if (length < frame_threshold) return std::string(utf8, length);
+        if (length < frame_threshold) {
+            m_estimate += length;
+            return std::string(utf8, length);
+        }
         return json{{"$u", encode_buffer(utf8, length, value)}};  // str's UTF-8 lives as long as it does
     }
     if (PyBytes_Check(value)) return encode_bytes(value);
@@ -233,7 +246,7 @@ json encoder::encode_at(PyObject* value, int depth) {
 // decoder
 
 decoder::decoder(box_hooks& hooks, const std::vector<zmq::message_t>& frames)
-    : m_hooks(hooks), m_frames(frames) {
+    : m_hooks(hooks), m_frames(frames), m_spilled_used(frames.size(), false) {
     drain_deferred_decrefs();
 }
 
@@ -299,6 +312,27 @@ py_ref decoder::decode_frames(const json& spec) {
     return bytes;
 }
 
+py_ref decoder::decode_spilled(const json& index, int depth) {
+    const auto frame = as_uint(index);
+    if (!frame || *frame >= m_frames.size()) bad_value("\"$H\" must name one of the message's frames");
+    // Once only: a small header naming one big frame many times must not cost many parses.
+    if (m_spilled_used[*frame]) bad_value("\"$H\" names frame " + std::to_string(*frame) + " twice");
+    m_spilled_used[*frame] = true;
+    const zmq::message_t& data = m_frames[*frame];
+    const auto* bytes = static_cast<const std::uint8_t*>(data.data());
+    const auto nesting = cbor_depth(bytes, data.size());
+    if (!nesting || *nesting > max_header_depth) {
+        bad_value("\"$H\" frame is not well-formed CBOR of at most " + std::to_string(max_header_depth) + " levels");
+    }
+    json value;
+    try {
+        value = json::from_cbor(bytes, bytes + data.size());
+    } catch (const json::exception& e) {
+        bad_value(std::string("\"$H\" frame is not valid CBOR: ") + e.what());
+    }
+    return decode_at(value, depth + 1);
+}
+
 py_ref decoder::decode_struct_sequence(const json& value, int depth) {
     const json& name = value.at("$q");
     if (!name.is_string() || !value.contains("v") || !value.contains("x")) {
@@ -349,6 +383,7 @@ py_ref decoder::decode_tagged(const json& value, int depth) {
         return py_ref::checked(PyLong_FromString(inner.get_ref<const std::string&>().c_str(), nullptr, 10));
     }
     if (tag == "$F") return decode_frames(inner);
+    if (tag == "$H") return decode_spilled(inner, depth);
     if (tag == "$u") {
         py_ref bytes = decode_at(inner, depth + 1);
         if (!PyBytes_Check(bytes.get())) bad_value("\"$u\" must hold bytes");

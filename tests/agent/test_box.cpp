@@ -203,6 +203,33 @@ TEST_F(box_test, text_with_lone_surrogates_round_trips) {
     EXPECT_EQ(PyObject_RichCompareBool(result.back.get(), name.get(), Py_EQ), 1);
 }
 
+TEST_F(box_test, a_value_too_large_for_a_header_travels_as_cbor_in_its_own_frame) {
+    py_ref names = eval("[f'file-{i:06}.txt' for i in range(40000)] + [b'x' * 70000]");
+    crossed result = cross(names.get());
+    EXPECT_EQ(result.value, (json{{"$H", 1}}));  // frame 0 holds the large bytes, named inside it
+    EXPECT_EQ(result.frames, 2u);
+    EXPECT_EQ(PyObject_RichCompareBool(result.back.get(), names.get(), Py_EQ), 1);
+    py_ref small = eval("['a'] * 10");
+    EXPECT_TRUE(cross(small.get()).value.is_array());
+}
+
+TEST_F(box_test, a_spilled_frame_is_decoded_once_and_must_be_cbor) {
+    std::vector<zmq::message_t> frames;
+    const auto cbor = json::to_cbor(json::array({1, 2}));
+    frames.emplace_back(cbor.data(), cbor.size());
+    frames.emplace_back(std::string("\xff\xff"));
+    EXPECT_NE(decode_error(json::array({{{"$H", 0}}, {{"$H", 0}}}), std::move(frames)).find("twice"), std::string::npos);
+    std::vector<zmq::message_t> bad;
+    bad.emplace_back(std::string("\xff\xff"));
+    EXPECT_NE(decode_error(json{{"$H", 0}}, std::move(bad)).find("not well-formed"), std::string::npos);
+    std::vector<zmq::message_t> deep;
+    std::string nested(100000, '\x81');
+    nested += '\x00';
+    deep.emplace_back(nested);
+    EXPECT_NE(decode_error(json{{"$H", 0}}, std::move(deep)).find("[splitbrain.bad_request]"), std::string::npos);
+    EXPECT_NE(decode_error(json{{"$H", 5}}).find("[splitbrain.bad_request]"), std::string::npos);
+}
+
 TEST_F(box_test, frames_keep_the_bytes_alive_until_libzmq_is_done_with_them) {
     py_ref large = eval("b'q' * 300000");
     const Py_ssize_t before = Py_REFCNT(large.get());

@@ -2,6 +2,7 @@
 import math
 import os
 
+import cbor2
 import pytest
 
 from wire import Ref, box, same, unbox
@@ -105,6 +106,21 @@ def test_import_of_a_missing_module_is_module_not_found(client):
     error = client.request("import", name="no_such_module_here")["e"]
     assert error["type"] == "builtins.ModuleNotFoundError"
     assert error["msg"] == "No module named 'no_such_module_here'"
+
+
+def test_values_too_large_for_a_header_travel_in_their_own_frame_both_ways(client, tmp_path):
+    names = [f"file-{i:06}.txt" for i in range(60000)]
+    spilled = cbor2.dumps(names)
+    assert len(spilled) > 256 * 1024
+    reply = client.request("call", frames=[spilled], o=client.module("copy").wire(), path=["copy"], a=[{"$H": 0}])
+    assert reply["ok"], reply.get("e")
+    assert reply["r"] == {"$H": 0}
+    assert unbox(reply["r"], reply.frames) == names
+    for name in names[:30000]:
+        (tmp_path / name).touch()
+    listing = client.call(client.module("os"), str(tmp_path), path=["listdir"])
+    assert "$H" in listing["r"]
+    assert len(unbox(listing["r"], listing.frames)) == 30001  # and the agent fixture's directory
 
 
 def test_other_objects_cross_by_reference_and_can_be_passed_back(client):

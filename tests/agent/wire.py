@@ -1,6 +1,8 @@
 """The VALUE table of docs/protocol.md, written independently of splitcore/box for the tests."""
 import math
 
+import cbor2
+
 INT64 = range(-(2**63), 2**63)
 FRAME_THRESHOLD = 64 * 1024
 
@@ -69,6 +71,8 @@ def unbox(value, frames):
         return data
     if tag == "$ba":
         return bytearray(unbox(inner, frames))
+    if tag == "$H":
+        return unbox(cbor2.loads(frames[inner]), frames)
     if tag == "$u":
         return unbox(inner, frames).decode("utf-8", "surrogatepass")
     if tag == "$c":

@@ -52,6 +52,7 @@ private:
     box_hooks& m_hooks;
     std::size_t m_frame_size;
     std::vector<zmq::message_t> m_frames;
+    std::size_t m_estimate = 0;  // rough CBOR size of the value being encoded
 };
 
 class decoder {
@@ -65,8 +66,11 @@ private:
     py_ref decode_frames(const nlohmann::json& spec);
     py_ref decode_struct_sequence(const nlohmann::json& value, int depth);
 
+    py_ref decode_spilled(const nlohmann::json& index, int depth);
+
     box_hooks& m_hooks;
     const std::vector<zmq::message_t>& m_frames;
+    std::vector<bool> m_spilled_used;  // each "$H" frame is decoded at most once
 };
 
 // exception → ERROR map of the protocol (type, msg, args, errno, strerror, filename(s), tb)

@@ -25,6 +25,9 @@ inline constexpr std::size_t max_header_size = 1 << 20;
 inline constexpr std::size_t max_header_depth = 256;
 // bytes values at least this long travel as raw frames, never inside CBOR.
 inline constexpr std::size_t frame_threshold = 64 * 1024;
+// A value whose CBOR would be larger than this travels CBOR-encoded in a raw frame of its own
+// ({"$H": index}), so that headers stay small whatever the data.
+inline constexpr std::size_t spill_threshold = 256 * 1024;
 
 namespace op {
 inline constexpr std::string_view hello = "hello";
