@@ -126,7 +126,7 @@ def load_splitbrain_extension(shell):
             const char* data = PyUnicode_AsUTF8AndSize(text.ptr(), &size);
             if (data == nullptr)
             {
-                // Lone surrogates cannot be sent as JSON text; show them as U+FFFD.
+                // Lone surrogates cannot be sent as JSON text; they show as "?".
                 PyErr_Clear();
                 keep_alive = py::reinterpret_steal<py::object>(
                     PyUnicode_AsEncodedString(text.ptr(), "utf-8", "replace"));
