@@ -158,3 +158,49 @@ def test_a_submodule_of_a_routed_package_imported_inside_a_context_is_still_usab
     """)
     assert done.returncode == 0, done.stderr
     assert done.stdout.splitlines() == ["RoutedModule True True"]
+
+
+def test_a_local_library_imported_inside_a_context_runs_its_import_time_code_locally(linux_box, tmp_path):
+    (tmp_path / "probe_import.py").write_text(
+        "import os\n"
+        "PID_AT_IMPORT = os.getpid()\n"
+        "def pid():\n"
+        "    return os.getpid()\n")
+    sys.path.insert(0, str(tmp_path))
+    try:
+        with linux_box:
+            import probe_import
+            assert probe_import.pid() == linux_box.pid  # its calls follow the context...
+        assert probe_import.PID_AT_IMPORT == LOCAL_PID  # ...but importing it happened here
+        assert probe_import.pid() == LOCAL_PID
+    finally:
+        sys.path.remove(str(tmp_path))
+        sys.modules.pop("probe_import", None)
+
+
+def test_a_standard_module_imported_after_splitbrain_keeps_the_real_modules_inside(linux_box):
+    done = run_python("""
+        import sys, splitbrain
+        assert "linecache" not in sys.modules and "tarfile" not in sys.modules
+        import tarfile                       # after splitbrain, outside any context
+        box = splitbrain.spawn("stdlib")
+        with box:
+            import linecache                 # after splitbrain, inside a context
+        print(type(tarfile.os).__name__, type(linecache.os).__name__, type(sys.modules["os"]).__name__)
+        box.close()
+    """)
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.split() == ["module", "module", "RoutedModule"]
+
+
+def test_source_lines_inside_a_context_are_the_masters():
+    done = run_python("""
+        import splitbrain, json
+        box = splitbrain.spawn("sources")
+        with box:
+            import inspect                   # brings linecache, which reads source files
+            print(inspect.getsource(json.dumps).splitlines()[0])
+        box.close()
+    """)
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.splitlines() == ["def dumps(obj, *, skipkeys=False, ensure_ascii=True, check_circular=True,"]

@@ -28,6 +28,14 @@ def test_a_struct_sequence_arrives_as_the_local_type(linux_box):
     assert result.st_ino == os.stat("/").st_ino
 
 
+def test_a_struct_sequence_arrives_as_the_local_type_inside_a_context_too(linux_box):
+    local_type = os.stat_result
+    with linux_box:
+        result = os.stat("/")
+        assert type(result) is local_type  # not the slave's class, which os.stat_result is in here
+        assert type(linux_box.modules.time.localtime()).__name__ == "struct_time"
+
+
 def test_other_objects_arrive_as_references(linux_box):
     stdout = linux_box.modules.sys.stdout
     assert isinstance(stdout, splitbrain.RemoteObject)

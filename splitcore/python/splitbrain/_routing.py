@@ -22,6 +22,7 @@ import threading
 
 from . import _core
 from ._context import current_slave
+from ._context import local as _local
 from ._errors import SlaveOnlyModuleError
 
 # DESIGN.md's default set. The hardware libraries are routed even when absent here.
@@ -268,18 +269,66 @@ class _SlaveLoader(importlib.abc.Loader):
         pass
 
 
+def _master_only(spec):
+    """True for modules whose internals always act on the master: the standard library and the
+    notebook's machinery (``_INFRASTRUCTURE``)."""
+    if spec.name.partition(".")[0] in _INFRASTRUCTURE:
+        return True
+    origin = spec.origin
+    return isinstance(origin, str) and origin.startswith(_STDLIB) and "-packages" not in origin
+
+
+class _MasterLoader:
+    """Wraps the loader of a local module: its import-time code runs with the master active (so
+    `import numpy` inside `with slave:` reads this machine's files and environment), and a
+    master-only module gets the real modules in its globals, as if imported before splitbrain.
+    Everything else is the wrapped loader's."""
+
+    def __init__(self, loader, unroute):
+        self._loader = loader
+        self._unroute = unroute
+
+    def create_module(self, spec):
+        with _local():
+            return self._loader.create_module(spec)
+
+    def exec_module(self, module):
+        with _local():
+            self._loader.exec_module(module)
+        if self._unroute:
+            namespace = vars(module)
+            for key, value in list(namespace.items()):
+                if type(value) is _core.RoutedModule:
+                    real = _core.routed_real(value)
+                    if real is not None:
+                        namespace[key] = real
+
+    def __getattr__(self, name):
+        return getattr(self._loader, name)
+
+
 class _SlaveFinder(importlib.abc.MetaPathFinder):
-    """Inside a slave's context, ``import X`` of a module that this machine lacks imports it from
-    the slave (and submodules of routed packages are routed too)."""
+    """Finds every module imported after splitbrain (asking the other finders, in order):
+
+    * inside a slave's context, a module this machine lacks is imported from the slave, and
+      submodules of routed packages are routed too;
+    * a local module's own code runs with the master active (see _MasterLoader), and the standard
+      library and the notebook's machinery keep the real modules in their globals."""
 
     def find_spec(self, fullname, path=None, target=None):
         slave = current_slave.get()
+        top = fullname.partition(".")[0]
+        if slave is None and top in _routed:
+            return None  # the real one of a routed package, imported by _import_real
+        here = self._local_spec(fullname, path)
+        if here is not None and (slave is None or top not in _routed):
+            if here.loader is not None and hasattr(here.loader, "exec_module"):
+                unroute = _master_only(here)
+                if unroute or slave is not None:
+                    here.loader = _MasterLoader(here.loader, unroute)
+            return here
         if slave is None:
             return None
-        top = fullname.partition(".")[0]
-        here = self._local_spec(fullname, path)
-        if here is not None and top not in _routed:
-            return None  # a local module that is not routed: imported here as usual
         try:
             slave._module(fullname)
         except ImportError:

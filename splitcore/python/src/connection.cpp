@@ -369,6 +369,7 @@ PyObject* connection_request(connection_object* self, PyObject* const* args, Py_
         }
         std::optional<splitcore::message> reply = await_reply(state, *channel, id, timeout);
         if (!reply) return nullptr;
+        master_scope master;
         const auto ok = reply->header.find("ok");
         if (ok != reply->header.end() && ok->is_boolean() && ok->get<bool>()) {
             const auto result = reply->header.find("r");

@@ -250,6 +250,31 @@ PyMethodDef routed_functions[] = {
 
 }  // namespace
 
+PyObject* current_slave_variable() { return current_slave_var; }
+
+master_scope::master_scope() {
+    if (current_slave_var == nullptr) return;
+    PyObject* value = nullptr;
+    if (PyContextVar_Get(current_slave_var, nullptr, &value) < 0) {
+        PyErr_Clear();
+        return;
+    }
+    if (value != nullptr && value != Py_None) {
+        m_token = PyContextVar_Set(current_slave_var, Py_None);
+        if (m_token == nullptr) PyErr_Clear();
+    }
+    Py_XDECREF(value);
+}
+
+master_scope::~master_scope() {
+    if (m_token == nullptr) return;
+    PyObject *type, *value, *traceback;
+    PyErr_Fetch(&type, &value, &traceback);  // the scope may end with an exception set
+    if (PyContextVar_Reset(current_slave_var, m_token) < 0) PyErr_Clear();
+    PyErr_Restore(type, value, traceback);
+    Py_DECREF(m_token);
+}
+
 bool add_routed_types(PyObject* module) {
     fields_offset = PyModule_Type.tp_basicsize;
     routed_type.tp_name = "splitbrain._core.RoutedModule";
