@@ -179,18 +179,23 @@ int supervisor::run() {
             if (zmq_errno() == EINTR) continue;
             throw zmq::error_t();
         }
-        if (m_zap && (items[3].revents & ZMQ_POLLIN)) handle_zap();
-        // Worker messages before deaths: a worker's last replies must not be overtaken by its SIGCHLD.
-        for (int i = 0; i < 256 && (items[1].revents & ZMQ_POLLIN); ++i) {
-            if (m_backend.get(zmq::sockopt::events) & ZMQ_POLLIN) handle_worker(); else break;
+        try {
+            if (m_zap && (items[3].revents & ZMQ_POLLIN)) handle_zap();
+            // Worker messages before deaths: a worker's last replies must not be overtaken by its SIGCHLD.
+            for (int i = 0; i < 256 && (items[1].revents & ZMQ_POLLIN); ++i) {
+                if (m_backend.get(zmq::sockopt::events) & ZMQ_POLLIN) handle_worker(); else break;
+            }
+            if (items[2].revents & ZMQ_POLLIN) handle_signals();
+            for (int i = 0; i < 256 && (items[0].revents & ZMQ_POLLIN); ++i) {
+                if (m_frontend.get(zmq::sockopt::events) & ZMQ_POLLIN) handle_client(); else break;
+            }
+            reap_silent_sessions();
+            kill_stubborn_workers();
+            ensure_spare();
+        } catch (const std::exception& e) {
+            // Whatever went wrong with one message or one worker, the other sessions go on.
+            log(std::string("internal error: ") + e.what());
         }
-        if (items[2].revents & ZMQ_POLLIN) handle_signals();
-        for (int i = 0; i < 256 && (items[0].revents & ZMQ_POLLIN); ++i) {
-            if (m_frontend.get(zmq::sockopt::events) & ZMQ_POLLIN) handle_client(); else break;
-        }
-        reap_silent_sessions();
-        kill_stubborn_workers();
-        ensure_spare();
     }
     log("shutting down");
     shutdown_workers();
@@ -247,7 +252,7 @@ void supervisor::handle_client() {
     auto received = splitcore::recv_parts(m_frontend, zmq::recv_flags::dontwait);
     if (!received) return;
     parts& message = *received;
-    const zmq::message_t& routing_id = message[0];
+    const zmq::message_t routing_id(message[0].data(), message[0].size());  // message moves on to a worker
     if (message.size() < 2) {
         reply_error(routing_id, 0, code::bad_request, "empty message: a CBOR header frame was expected");
         return;
@@ -300,6 +305,9 @@ void supervisor::handle_client() {
         forward_to_worker(*current, id, std::move(message));
     } catch (const protocol_error& e) {
         splitcore::send_message(m_frontend, routing_id, splitcore::error_reply(id, splitcore::protocol_error_value(e)));
+    } catch (const std::runtime_error& e) {  // e.g. fork failed: the agent is short of resources
+        log(std::string("cannot serve a request: ") + e.what());
+        reply_error(routing_id, id, code::session_lost, std::string("the agent on ") + hostname() + " cannot start a worker: " + e.what());
     }
 }
 
