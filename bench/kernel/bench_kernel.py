@@ -12,7 +12,8 @@ splitbrain / ipykernel. Goals: start <= 0.5x, execute <= 1.0x.
 
 The splitbrain kernelspec is found through JUPYTER_PATH (default: $SPLITBRAIN_BUILD_DIR/share/jupyter,
 else build/share/jupyter); ipykernel gets its own kernelspec in a temporary directory, run by this
-venv's python. Starts of the two kernels alternate so that drift of the machine hits both alike.
+venv's python. Starts of the two kernels alternate, and so do the execute requests to two warm kernels, so that
+drift in the machine's load hits both alike.
 """
 import argparse
 import json
@@ -60,26 +61,24 @@ def cold_start(kernel_name):
     return km, kc, elapsed, first
 
 
-def execute_round_trips(kc, count, warmup=20):
-    samples = []
-    for i in range(warmup + count):
-        started = time.perf_counter()
-        msg_id = kc.execute("x = 1")
-        while True:
-            reply = kc.get_shell_msg(timeout=30)
-            if reply["parent_header"].get("msg_id") == msg_id:
-                break
-        elapsed = time.perf_counter() - started
-        assert reply["content"]["status"] == "ok", reply["content"]
-        if i >= warmup:
-            samples.append(elapsed)
-    # drain iopub so that the next measurement does not wait behind it
+def execute_round_trip(kc):
+    started = time.perf_counter()
+    msg_id = kc.execute("x = 1")
+    while True:
+        reply = kc.get_shell_msg(timeout=30)
+        if reply["parent_header"].get("msg_id") == msg_id:
+            break
+    elapsed = time.perf_counter() - started
+    assert reply["content"]["status"] == "ok", reply["content"]
+    return elapsed
+
+
+def drain_iopub(kc):
     while True:
         try:
             kc.get_iopub_msg(timeout=0.05)
         except Exception:
             break
-    return samples
 
 
 def stop(km, kc):
@@ -111,15 +110,26 @@ def main():
         kernels = {"splitbrain": "splitbrain", "ipykernel": "ipykernel-bench"}
         starts = {name: [] for name in kernels}
         firsts = {name: [] for name in kernels}
-        executes = {}
-        for round_ in range(args.starts):
+        for _ in range(args.starts):
             for name, spec_name in kernels.items():
                 km, kc, elapsed, first = cold_start(spec_name)
                 starts[name].append(elapsed)
                 firsts[name].append(first)
-                if round_ == args.starts - 1:
-                    executes[name] = execute_round_trips(kc, args.executes)
                 stop(km, kc)
+
+        # Warm kernels side by side; requests alternate between them.
+        warm = {name: cold_start(spec_name)[:2] for name, spec_name in kernels.items()}
+        executes = {name: [] for name in kernels}
+        for i in range(20 + args.executes):
+            for name, (km, kc) in warm.items():
+                elapsed = execute_round_trip(kc)
+                if i >= 20:
+                    executes[name].append(elapsed)
+            if i % 50 == 0:
+                for km, kc in warm.values():
+                    drain_iopub(kc)
+        for km, kc in warm.values():
+            stop(km, kc)
 
     figures = {name: {"start": summary(starts[name]), "first": summary(firsts[name]),
                       "execute": summary(executes[name])} for name in kernels}
