@@ -7,3 +7,4 @@ root=$(cd "$here/../.." && pwd)
 export SPLITBRAIN_BUILD_DIR="${SPLITBRAIN_BUILD_DIR:-$root/build}"
 export JUPYTER_PATH="$SPLITBRAIN_BUILD_DIR/share/jupyter"
 "$root/.venv/bin/python" "$here/bench_kernel.py" "$@"
+"$root/.venv/bin/python" "$here/bench_slave.py"

@@ -1,0 +1,120 @@
+"""What %%slave costs in splitbrain-kernel, measured through jupyter_client in one run.
+
+  magic     a trivial cell ("x = 1") under `%%slave a` against the same cell local: the extra
+            latency of the magic itself (parse, compile, enter/leave the slave's context).
+            Goal: <= 1 ms.
+  io        a cell doing one remote call ("x = os.getcwd()") under `%%slave a` against the same
+            cell local: the magic plus one round trip to the agent.
+  fan-out   one cell doing 20 remote calls run on 8 agents at once (`%%slave a b c d e f g h`)
+            against the same cell on one agent. Goal: <= 2x.
+
+The agents are real (`%slave spawn`, loopback, CurveZMQ), started by the kernel itself.
+
+    .venv/bin/python bench/kernel/bench_slave.py [--repeat 200] [--json]
+"""
+import argparse
+import json
+import os
+import pathlib
+import statistics
+import sys
+import tempfile
+import time
+
+ROOT = pathlib.Path(__file__).resolve().parents[2]
+NAMES = [f"s{i}" for i in range(1, 9)]
+FAN_OUT_CELL = "for _ in range(20):\n    os.stat('.')"
+
+
+def summary(samples):
+    q = statistics.quantiles(samples, n=4, method="inclusive")
+    return {"median": statistics.median(samples), "q1": q[0], "q3": q[2], "n": len(samples)}
+
+
+class Kernel:
+    def __init__(self, config_dir):
+        from jupyter_client import KernelManager
+
+        self.km = KernelManager(kernel_name="splitbrain")
+        self.km.start_kernel(env=dict(os.environ, SPLITBRAIN_CONFIG=config_dir))
+        self.kc = self.km.client()
+        self.kc.start_channels()
+        self.kc.wait_for_ready(timeout=60)
+
+    def run(self, code):
+        """Seconds from execute_request to its execute_reply; raises if the cell failed."""
+        started = time.perf_counter()
+        msg_id = self.kc.execute(code)
+        while True:
+            reply = self.kc.get_shell_msg(timeout=120)
+            if reply["parent_header"].get("msg_id") == msg_id:
+                break
+        elapsed = time.perf_counter() - started
+        if reply["content"]["status"] != "ok":
+            raise RuntimeError(f"{code!r}: {reply['content'].get('ename')}: {reply['content'].get('evalue')}")
+        return elapsed
+
+    def close(self):
+        self.kc.stop_channels()
+        self.km.shutdown_kernel(now=False)
+
+
+def interleaved(kernel, cells, repeat):
+    """Each cell run `repeat` times, round-robin, so machine drift hits all alike."""
+    samples = {name: [] for name in cells}
+    for name, code in cells.items():  # warm-up: first imports, first round trips
+        for _ in range(3):
+            kernel.run(code)
+    for _ in range(repeat):
+        for name, code in cells.items():
+            samples[name].append(kernel.run(code))
+    return {name: summary(s) for name, s in samples.items()}
+
+
+def main(argv=None):
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--repeat", type=int, default=200)
+    parser.add_argument("--json", action="store_true")
+    parser.add_argument("--smoke", action="store_true", help="one repetition of everything")
+    args = parser.parse_args(argv)
+    repeat = 1 if args.smoke else args.repeat
+    os.environ.setdefault("JUPYTER_PATH", os.path.join(
+        os.environ.get("SPLITBRAIN_BUILD_DIR", str(ROOT / "build")), "share", "jupyter"))
+
+    with tempfile.TemporaryDirectory() as config:
+        kernel = Kernel(config)
+        try:
+            kernel.run("\n".join(f"%slave spawn {n}" for n in NAMES))
+            kernel.run("import os")
+            latency = interleaved(kernel, {
+                "local x = 1": "x = 1",
+                "%%slave x = 1": "%%slave s1\nx = 1",
+                "local os.getcwd()": "x = os.getcwd()",
+                "%%slave os.getcwd()": "%%slave s1\nx = os.getcwd()",
+            }, repeat)
+            fan = interleaved(kernel, {
+                "1 agent": f"%%slave s1\n{FAN_OUT_CELL}",
+                "8 agents": f"%%slave {' '.join(NAMES)}\n{FAN_OUT_CELL}",
+            }, max(1, repeat // 10))
+        finally:
+            kernel.close()
+
+    magic = latency["%%slave x = 1"]["median"] - latency["local x = 1"]["median"]
+    io = latency["%%slave os.getcwd()"]["median"] - latency["local os.getcwd()"]["median"]
+    ratio = fan["8 agents"]["median"] / fan["1 agent"]["median"]
+    if args.json:
+        print(json.dumps({"latency": latency, "fan_out": fan, "magic_extra_s": magic,
+                          "io_extra_s": io, "fan_out_ratio": ratio}, indent=1))
+        return 0
+    print(f"{'cell':28} {'median':>10} {'q1..q3':>22}  n")
+    for name, s in {**latency, **{f'fan-out, {k}': v for k, v in fan.items()}}.items():
+        print(f"{name:28} {s['median'] * 1e3:8.2f} ms {s['q1'] * 1e3:9.2f}..{s['q3'] * 1e3:.2f} ms  {s['n']}")
+    print(f"\n%%slave extra latency, trivial cell: {magic * 1e3:+.2f} ms (goal <= 1 ms: "
+          f"{'met' if magic <= 1e-3 else 'missed'})")
+    print(f"%%slave extra latency, one remote call: {io * 1e3:+.2f} ms")
+    print(f"fan-out to 8 agents / 1 agent: {ratio:.2f}x (goal <= 2x: {'met' if ratio <= 2 else 'missed'})")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
