@@ -35,11 +35,18 @@ namespace splitbrain
     // blocking call returns EINTR, the next eval-breaker check or PyErr_CheckSignals() raises
     // KeyboardInterrupt, exactly as in `python3` at a terminal. interrupt_request on the control
     // channel (for clients using message mode) sends the same SIGINT to the main thread. When the
-    // kernel is idle, or waiting for input(), this server's own waits see EINTR and run the Python
-    // handlers themselves: idle interrupts are consumed, input() raises KeyboardInterrupt.
+    // kernel is idle, or waiting for input(), this server's own waits wake up (EINTR, and CPython's
+    // signal wakeup fd for a signal that lands just before a wait) and run the Python handlers
+    // themselves: idle interrupts are consumed, input() raises KeyboardInterrupt. Why not message
+    // mode alone: a signal is what interrupts blocking system calls and child processes, and it
+    // keeps working when the kernel's threads are busy; message mode is served on top of it.
     //
-    // Output. Every stream message comes from the output_buffer; the buffer is flushed before each
-    // shell reply, each other iopub message of the shell channel and each input prompt.
+    // Output. Every stream message comes from the output_buffer; the buffer (and what was written
+    // to descriptors 1 and 2) is flushed before each shell reply, each other iopub message of the
+    // shell channel and each input prompt.
+    //
+    // Requests. Every request gets a reply: those xeus's core would drop get an error reply here
+    // (requests.hpp), and stop_on_error aborts only the cells queued before the failing reply.
     class kernel_server final : public xeus::xserver
     {
     public:
