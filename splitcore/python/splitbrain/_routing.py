@@ -5,9 +5,11 @@ globals of modules that imported the real one earlier. Its attribute access (C) 
 variable: local → the real module's attribute; a slave → ``_route_getattr`` below, which asks that
 slave's copy of the module. ``builtins.open`` and ``io.open`` are replaced by :func:`open`.
 
-A module that exists only on a slave is imported from the slave inside its context (the meta-path
-finder at the end) and stands in ``sys.modules`` as a routed module without a real one: outside
-a slave's context it raises :class:`SlaveOnlyModuleError`.
+Every import after splitbrain goes through the meta-path finder at the end: a module that exists
+only on a slave is imported from the slave inside its context and stands in ``sys.modules`` as a
+routed module without a real one (outside a slave's context it raises
+:class:`SlaveOnlyModuleError`); a local module's import-time code runs with the master active; and
+the standard library and the notebook's machinery get the real modules in their globals.
 """
 
 import _io
@@ -31,9 +33,9 @@ DEFAULT_ROUTED = ("os", "os.path", "subprocess", "socket", "shutil", "glob", "te
 # Imported now (so their own internals keep the real modules); the rest on first local use.
 _EAGER = ("os", "posixpath", "subprocess", "socket", "shutil", "glob", "tempfile", "platform", "pathlib")
 
-# Packages whose module globals are never patched: the interpreter's and the notebook's machinery
-# must act on the master even while a slave is active. Third-party libraries are patched (that is
-# the point); the standard library is not, except the routed modules themselves.
+# Packages whose module globals never hold routed modules: the interpreter's and the notebook's
+# machinery must act on the master even while a slave is active. Third-party libraries do hold
+# them (that is the point); the standard library does not, except the routed modules themselves.
 _INFRASTRUCTURE = frozenset({
     "splitbrain", "splitbrain_kernel", "IPython", "ipykernel", "xeus_python_shell", "jupyter_client",
     "jupyter_core", "zmq", "traitlets", "tornado", "pytest", "_pytest", "pluggy", "py", "debugpy",
