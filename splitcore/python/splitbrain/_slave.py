@@ -119,6 +119,8 @@ class Slave:
 
     def __exit__(self, *exc_info):
         _context.pop()
+        if not self._closed:
+            self._conn.drain()  # output of background processes that came while no call waited
         return False
 
     # -- what proxies and routed modules use --------------------------------------------------------
