@@ -79,6 +79,10 @@ def test_cancel_during_subprocess_run_leaves_no_child(client):
     assert header["ev"] == "out"
     child = int(header["d"])
     assert os.path.exists(f"/proc/{child}")
+    # Interrupted inside Popen.__init__ (between fork and exec's confirmation), CPython leaves the
+    # child running: a terminal's Ctrl-C would have hit it too. So interrupt once run() waits on it.
+    worker = client.info["pid"]
+    wait_until(lambda: open(f"/proc/{worker}/wchan").read() == "do_wait", message="run() to wait for its child")
     cancel_until_running(client, running)
     reply = client.wait_reply(running, timeout=5)
     assert reply["e"]["type"] == "builtins.KeyboardInterrupt"
