@@ -81,6 +81,14 @@ def drain_iopub(kc):
             break
 
 
+def named(kernel, step, function, *args):
+    """function(*args), with the kernel and the step named when it fails (a lost reply)."""
+    try:
+        return function(*args)
+    except Exception as e:
+        raise RuntimeError(f"{kernel}: {step} failed: {e!r}") from e
+
+
 def stop(km, kc):
     kc.stop_channels()
     km.shutdown_kernel(now=True)
@@ -112,7 +120,7 @@ def main():
         firsts = {name: [] for name in kernels}
         for _ in range(args.starts):
             for name, spec_name in kernels.items():
-                km, kc, elapsed, first = cold_start(spec_name)
+                km, kc, elapsed, first = named(name, "cold start", cold_start, spec_name)
                 starts[name].append(elapsed)
                 firsts[name].append(first)
                 stop(km, kc)
@@ -122,7 +130,7 @@ def main():
         executes = {name: [] for name in kernels}
         for i in range(20 + args.executes):
             for name, (km, kc) in warm.items():
-                elapsed = execute_round_trip(kc)
+                elapsed = named(name, "execute round trip", execute_round_trip, kc)
                 if i >= 20:
                     executes[name].append(elapsed)
             if i % 50 == 0:
