@@ -192,6 +192,10 @@ int supervisor::run() {
             reap_silent_sessions();
             kill_stubborn_workers();
             ensure_spare();
+            if (m_options.parent_pid > 0 && ::kill(m_options.parent_pid, 0) != 0 && errno == ESRCH) {
+                log("process " + std::to_string(m_options.parent_pid) + " (--exit-with) has ended");
+                m_stopping = true;
+            }
         } catch (const std::exception& e) {
             // Whatever went wrong with one message or one worker, the other sessions go on.
             log(std::string("internal error: ") + e.what());
@@ -340,7 +344,9 @@ void supervisor::hello(const zmq::message_t& routing_id, const std::string& clie
         m_sessions[token] = std::move(fresh);
         log("session " + short_token(token) + " opened (worker pid " + std::to_string(m_workers[worker_id].pid) +
             (client_key.empty() ? std::string(")") : ", client key " + client_key + ")"));
-        ensure_spare();
+        // Starting the next spare (a Python start-up, ~50 ms of CPU) right now would compete with
+        // this session's hello and first imports on a small machine; it starts a moment later.
+        m_spare_not_before = std::max(m_spare_not_before, clock::now() + std::chrono::milliseconds(300));
     } else {
         log("session " + short_token(token) + " resumed");
     }

@@ -31,6 +31,7 @@ struct options {
     bool insecure = false;
     std::chrono::milliseconds grace{60000};
     std::int64_t max_message = std::int64_t(1) << 30;
+    pid_t parent_pid = 0;              // --exit-with PID: stop when that process is gone (0: never)
 };
 
 // True for endpoints only this machine can reach: tcp on 127.0.0.0/8, localhost or [::1], ipc.

@@ -127,6 +127,38 @@ def test_a_closed_slave_refuses_work_and_its_spawned_agent_stops():
     box.close()  # idempotent
 
 
+def test_a_spawned_agent_ends_when_its_interpreter_is_killed(tmp_path):
+    """SHALL not outlive the interpreter that spawned it, even one killed with SIGKILL."""
+    import signal
+    import subprocess
+    import time
+
+    script = ("import os, splitbrain\n"
+              "box = splitbrain.spawn('orphan-check')\n"
+              "print(box._process.pid, box.modules.os.getpid(), flush=True)\n"
+              "import time; time.sleep(60)\n")
+    master = subprocess.Popen([sys.executable, "-c", script], stdout=subprocess.PIPE, text=True,
+                              env=dict(os.environ, SPLITBRAIN_CONFIG=str(tmp_path)))
+    try:
+        agent_pid, worker_pid = map(int, master.stdout.readline().split())
+    finally:
+        master.send_signal(signal.SIGKILL)
+        master.wait()
+
+    def alive(pid):
+        try:
+            with open(f"/proc/{pid}/stat") as f:
+                return f.read().split()[2] != "Z"
+        except FileNotFoundError:
+            return False
+
+    deadline = time.monotonic() + 5
+    while (alive(agent_pid) or alive(worker_pid)) and time.monotonic() < deadline:
+        time.sleep(0.05)
+    assert not alive(agent_pid), "the agent outlived its killed interpreter"
+    assert not alive(worker_pid), "the agent's worker outlived its killed interpreter"
+
+
 def test_the_public_api_has_docstrings():
     for name in ["connect", "spawn", "Slave", "local", "current", "route", "RemoteError", "slaves",
                  "activate", "forget", "slave", "known_slaves"]:

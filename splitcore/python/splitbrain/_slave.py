@@ -396,7 +396,8 @@ def spawn(name=None, timeout=15.0, liveness=DEFAULT_TIMEOUT):
                 raise SpawnError(f"[splitbrain.spawn_failed] {binary} keygen failed ({made.returncode}): "
                                  f"{made.stderr.strip()}")
             command = [binary, "serve", "--listen", "tcp://127.0.0.1:*", "--key", keydir,
-                       "--authorized-keys", authorized, "--connection-file", connection_file]
+                       "--authorized-keys", authorized, "--connection-file", connection_file,
+                       "--exit-with", str(os.getpid())]
             if sys.prefix != sys.base_prefix:
                 command += ["--python", sys.prefix]
             log = _io.open(log_path, "wb")
