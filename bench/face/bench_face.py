@@ -184,7 +184,7 @@ def splitbrain_side(stack: contextlib.ExitStack, fx: Fixture) -> Side | None:
     def w8_settle():
         # A new session takes the agent's pre-started worker; give it time to start the next one,
         # as a user's connect would find it.
-        time.sleep(0.3)
+        time.sleep(0.8)  # the agent starts the next spare 0.3 s after one is taken
 
     def round_trips(fn):
         if fn is w8:
