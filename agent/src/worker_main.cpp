@@ -4,19 +4,23 @@
 // Two threads. The main thread embeds CPython and executes one operation at a time (it must be
 // the main thread: Python runs signal handlers, and so raises KeyboardInterrupt, only there).
 // The IO thread owns the socket to the supervisor and the read ends of the pipes that replace
-// fds 1 and 2; it answers "cancel" itself and drains the pipes before passing on each reply, so
-// a call's output always precedes its reply.
+// fds 1 and 2; it answers "cancel" itself (a call still queued for the main thread is then
+// answered with KeyboardInterrupt without running) and drains the pipes before passing on each
+// reply, so a call's output always precedes its reply.
 #include <Python.h>
 
 #include <atomic>
 #include <cerrno>
 #include <csignal>
+#include <cstdlib>
 #include <cstring>
 #include <fcntl.h>
 #include <filesystem>
+#include <map>
 #include <mutex>
 #include <pthread.h>
 #include <sched.h>
+#include <set>
 #include <string>
 #include <thread>
 #include <unistd.h>
@@ -24,6 +28,7 @@
 #include <zmq.hpp>
 
 #include "log.hpp"
+#include "splitcore/box.hpp"
 #include "splitcore/protocol.hpp"
 #include "splitcore/py_ref.hpp"
 #include "worker.hpp"
@@ -36,11 +41,14 @@ using splitbrain::agent::log;
 
 constexpr const char* requests_endpoint = "inproc://requests";
 
-// Which request the main thread is executing, so a cancel interrupts only that one.
+// Which request the main thread is executing, so a cancel interrupts only that one, and which
+// requests wait for it, so a cancel that overtakes its call is not lost.
 struct interrupt_state {
     std::mutex mutex;
     std::uint64_t running = 0;  // request id, 0 when idle; guarded by mutex
     std::uint64_t sent = 0;     // SIGINTs sent to the main thread; guarded by mutex
+    // Requests forwarded to the main thread and not yet started -> cancelled before they started.
+    std::map<std::uint64_t, bool> queued;  // guarded by mutex
 };
 interrupt_state interrupts;
 std::atomic<std::uint64_t> interrupts_delivered{0};
@@ -175,7 +183,13 @@ private:
         try {
             const json header = splitcore::decode_header(request.at(0));
             id = splitcore::request_id(header);
-            if (splitcore::string_field(header, "op") != splitcore::op::cancel) {
+            const std::string& op = splitcore::string_field(header, "op");
+            if (op != splitcore::op::cancel) {
+                // The session's own life (hello, bye, release) is not the client's to cancel.
+                if (op != splitcore::op::hello && op != splitcore::op::bye && op != splitcore::op::release) {
+                    std::lock_guard<std::mutex> lock(interrupts.mutex);
+                    interrupts.queued[id] = false;
+                }
                 send_all(main, request);
                 return;
             }
@@ -186,6 +200,9 @@ private:
                 if (target != 0 && interrupts.running == target) {
                     ++interrupts.sent;
                     interrupted = ::pthread_kill(m_main_thread, SIGINT) == 0;
+                } else if (auto waiting = interrupts.queued.find(target); waiting != interrupts.queued.end()) {
+                    waiting->second = true;  // the main thread answers it with KeyboardInterrupt when it gets there
+                    interrupted = true;
                 }
             }
             splitcore::send_message(supervisor, splitcore::ok_reply(id, interrupted));
@@ -229,6 +246,52 @@ void start_python(const std::string& executable) {
     if (PyStatus_Exception(status)) Py_ExitStatusException(status);
 }
 
+// The running children the main thread forked (where subprocess starts them), from /proc.
+std::set<pid_t> children_of_main_thread() {
+    static const std::string path = "/proc/self/task/" + std::to_string(::getpid()) + "/children";
+    std::set<pid_t> children;
+    const int fd = ::open(path.c_str(), O_RDONLY | O_CLOEXEC);
+    if (fd < 0) return children;
+    std::string text;
+    char buffer[4096];
+    ssize_t n;
+    while ((n = ::read(fd, buffer, sizeof(buffer))) > 0 || (n < 0 && errno == EINTR)) {
+        if (n > 0) text.append(buffer, static_cast<std::size_t>(n));
+    }
+    ::close(fd);
+    const char* cursor = text.c_str();
+    char* end = nullptr;
+    for (long pid; (pid = std::strtol(cursor, &end, 10)), end != cursor; cursor = end) children.insert(static_cast<pid_t>(pid));
+    return children;
+}
+
+bool ended_in_keyboard_interrupt(const json& reply) {
+    const json* error = reply.contains("e") ? &reply["e"] : nullptr;
+    return error && error->is_object() && error->value("type", "") == "builtins.KeyboardInterrupt";
+}
+
+// A cancel that lands inside Popen.__init__ (after fork, before Popen owns the child) leaves a child
+// nobody will kill: a cancelled call must not leave children behind, so those born during it go.
+// Not reaped here: the Popen that may still own one reaps it (CPython's subprocess._cleanup).
+void kill_children_born_since(const std::set<pid_t>& before) {
+    for (const pid_t child : children_of_main_thread()) {
+        if (!before.count(child)) ::kill(child, SIGKILL);
+    }
+}
+
+// On KeyboardInterrupt, Popen.wait() first waits 0.25 s for the child to exit, assuming a terminal's
+// Ctrl-C reached it too. A cancel interrupts only the worker, so that wait is pure delay (and would
+// break the 200 ms bound); run() then kills the child at once. Popen.__init__ sets the delay on the
+// instance, so a class property that reads 0 and ignores writes replaces it.
+void skip_popen_sigint_wait() {
+    if (PyRun_SimpleString("import subprocess\n"
+                           "subprocess.Popen._sigint_wait_secs = property(lambda self: 0, lambda self, value: None)\n"
+                           "del subprocess\n") != 0) {
+        PyErr_Clear();
+        log("cannot set subprocess.Popen._sigint_wait_secs: a cancelled subprocess.run may take 0.25 s longer");
+    }
+}
+
 // Executes requests until "bye". Runs with the GIL held except while waiting.
 [[noreturn]] void serve(zmq::context_t& context, zmq::socket_t& requests, std::thread& io) {
     splitbrain::agent::worker operations;
@@ -251,11 +314,23 @@ void start_python(const std::string& executable) {
         if (reply.header.is_null()) {
             const std::uint64_t id = splitcore::as_uint(header.value("id", json())).value_or(0);
             discard_stale_interrupt();
+            bool cancelled = false;
             {
                 std::lock_guard<std::mutex> lock(interrupts.mutex);
-                interrupts.running = id;
+                if (auto waiting = interrupts.queued.find(id); waiting != interrupts.queued.end()) {
+                    cancelled = waiting->second;
+                    interrupts.queued.erase(waiting);
+                }
+                if (!cancelled) interrupts.running = id;
             }
-            reply = operations.dispatch(header, frames);
+            std::set<pid_t> children_before;
+            if (cancelled) {
+                PyErr_SetNone(PyExc_KeyboardInterrupt);
+                reply.header = splitcore::error_reply(id, splitcore::describe_exception(splitcore::python_error(), operations));
+            } else {
+                children_before = children_of_main_thread();
+                reply = operations.dispatch(header, frames);
+            }
             std::uint64_t sent;
             {
                 std::lock_guard<std::mutex> lock(interrupts.mutex);
@@ -267,6 +342,7 @@ void start_python(const std::string& executable) {
             const auto deadline = std::chrono::steady_clock::now() + std::chrono::milliseconds(200);
             while (interrupts_delivered.load() < sent && std::chrono::steady_clock::now() < deadline) ::sched_yield();
             discard_stale_interrupt();
+            if (!cancelled && ended_in_keyboard_interrupt(reply.header)) kill_children_born_since(children_before);
         }
         frames.clear();
         splitcore::send_message(requests, reply.header, std::move(reply.frames));
@@ -316,6 +392,7 @@ int main(int argc, char** argv) {
 
     start_python(python_executable(python));
     install_sigint_counter();
+    skip_popen_sigint_wait();
 
     io_thread io_loop(context, endpoint, id, out, err, ::pthread_self());
     std::thread io([&io_loop] {

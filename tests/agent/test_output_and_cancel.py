@@ -1,7 +1,11 @@
 """Output of the worker and its children arrives live and before the reply; cancel interrupts
 exactly the running call, promptly, and leaves nothing behind."""
 import os
+import re
+import subprocess
 import time
+
+import pytest
 
 from conftest import wait_until
 from wire import Ref
@@ -46,30 +50,67 @@ def start(client, target, *args, path):
     return request_id
 
 
-def cancel_until_running(client, target_id, timeout=5.0):
-    """Sends cancel until the agent reports target_id running (and interrupted); returns when."""
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        cancel_id = next(client.ids)
-        sent_at = time.monotonic()
-        client.send({"id": cancel_id, "op": "cancel", "target": target_id})
-        reply = client.wait_reply(cancel_id)
-        assert target_id not in client.replies, f"target replied before it was cancelled: {client.replies}"
-        if reply["r"] is True:
-            return sent_at
-        time.sleep(0.005)
-    raise AssertionError("the call never ran")
+def cancel(client, target_id):
+    """Sends one cancel for target_id; returns when it was sent and the cancel's own id."""
+    cancel_id = next(client.ids)
+    sent_at = time.monotonic()
+    client.send({"id": cancel_id, "op": "cancel", "target": target_id})
+    return sent_at, cancel_id
+
+
+# x86-64 system call numbers, as /proc/PID/syscall shows them.
+SYSCALLS = {"clock_nanosleep": {230}, "recvfrom": {45}, "wait4": {61}, "select": {23, 270}}
+
+
+def blocked_in(pid, syscall):
+    """True while the worker's main thread (tid == pid) waits in that system call."""
+    fields = open(f"/proc/{pid}/syscall").read().split()
+    return fields[0].isdigit() and int(fields[0]) in SYSCALLS[syscall]
+
+
+def assert_interrupted_within_200_ms(client, target_id, sent_at, cancel_id):
+    reply = client.wait_reply(target_id, timeout=5)
+    elapsed = time.monotonic() - sent_at
+    assert reply["ok"] is False, reply
+    assert reply["e"]["type"] == "builtins.KeyboardInterrupt"
+    assert elapsed < 0.2, f"KeyboardInterrupt took {elapsed * 1000:.0f} ms"
+    assert client.wait_reply(cancel_id)["r"] is True
+
+
+def cancel_once_blocked(client, target_id, syscall):
+    """Waits until the call blocks in syscall, then cancels it once; it ends within 200 ms."""
+    worker = client.info["pid"]
+    wait_until(lambda: blocked_in(worker, syscall), message=f"the call to block in {syscall}")
+    assert target_id not in client.replies
+    assert_interrupted_within_200_ms(client, target_id, *cancel(client, target_id))
 
 
 def test_cancel_interrupts_a_sleep_within_200_ms(client):
     time_ = client.module("time")
-    sleeping = start(client, time_, 60, path=["sleep"])
-    sent_at = cancel_until_running(client, sleeping)
-    reply = client.wait_reply(sleeping, timeout=5)
-    elapsed = time.monotonic() - sent_at
-    assert reply["ok"] is False
+    cancel_once_blocked(client, start(client, time_, 60, path=["sleep"]), "clock_nanosleep")
+
+
+def test_a_cancel_sent_right_behind_its_call_is_never_lost(client):
+    # SHALL: cancelling a call raises KeyboardInterrupt in it, whether or not the worker has
+    # started it yet when the cancel arrives.
+    time_ = client.module("time")
+    for _ in range(40):
+        sleeping = start(client, time_, 60, path=["sleep"])
+        assert_interrupted_within_200_ms(client, sleeping, *cancel(client, sleeping))
+
+
+def test_a_cancel_of_a_call_queued_behind_another_ends_it_without_running_it(client):
+    time_ = client.module("time")
+    first = start(client, time_, 0.3, path=["sleep"])
+    queued = start(client, time_, 60, path=["sleep"])
+    _, cancel_id = cancel(client, queued)
+    assert client.wait_reply(cancel_id)["r"] is True
+    assert client.wait_reply(first)["ok"], "the running call was not the one cancelled"
+    first_done = time.monotonic()
+    reply = client.wait_reply(queued, timeout=5)
     assert reply["e"]["type"] == "builtins.KeyboardInterrupt"
-    assert elapsed < 0.2, f"KeyboardInterrupt took {elapsed * 1000:.0f} ms"
+    assert time.monotonic() - first_done < 0.2
+    assert client.call(time_, 0.01, path=["sleep"])["ok"]  # nothing left over for the next call
 
 
 def running_process(pid):
@@ -80,6 +121,16 @@ def running_process(pid):
     return state not in ("Z", "X")
 
 
+def running_children(pid):
+    children = []
+    for task in os.listdir(f"/proc/{pid}/task"):
+        try:
+            children += [int(c) for c in open(f"/proc/{pid}/task/{task}/children").read().split()]
+        except FileNotFoundError:
+            continue
+    return [child for child in children if running_process(child)]
+
+
 def test_cancel_during_subprocess_run_leaves_no_child(client):
     subprocess_ = client.module("subprocess")
     running = start(client, subprocess_, ["sh", "-c", "echo $$; exec sleep 60"], path=["run"])
@@ -87,24 +138,60 @@ def test_cancel_during_subprocess_run_leaves_no_child(client):
     assert header["ev"] == "out"
     child = int(header["d"])
     assert os.path.exists(f"/proc/{child}")
-    # Interrupted inside Popen.__init__ (between fork and exec's confirmation), CPython leaves the
-    # child running: a terminal's Ctrl-C would have hit it too. So interrupt once run() waits on it.
-    worker = client.info["pid"]
-    wait_until(lambda: open(f"/proc/{worker}/wchan").read() == "do_wait", message="run() to wait for its child")
-    cancel_until_running(client, running)
-    reply = client.wait_reply(running, timeout=5)
-    assert reply["e"]["type"] == "builtins.KeyboardInterrupt"
+    cancel_once_blocked(client, running, "wait4")
     # run() kills the child; after a KeyboardInterrupt Popen does not reap it at once (CPython's
     # own behaviour: the next subprocess call does), so a zombie counts as gone.
     wait_until(lambda: not running_process(child), timeout=5, message=f"child {child} to be gone")
 
 
+def test_a_cancelled_subprocess_run_leaves_no_child_wherever_the_cancel_lands(client):
+    # Cancels land before the call starts, inside Popen.__init__ (between fork and exec), or in
+    # run()'s wait: in every case no child of the worker may go on running.
+    subprocess_ = client.module("subprocess")
+    worker = client.info["pid"]
+    for attempt in range(30):
+        running = start(client, subprocess_, ["sleep", "60"], path=["run"])
+        time.sleep(attempt * 0.0003)  # deliberately spread the cancels over the call's first 9 ms
+        sent_at, cancel_id = cancel(client, running)
+        reply = client.wait_reply(running, timeout=5)
+        assert reply["e"]["type"] == "builtins.KeyboardInterrupt", reply
+        assert time.monotonic() - sent_at < 0.2
+        client.wait_reply(cancel_id)
+        wait_until(lambda: not running_children(worker), timeout=1,
+                   message=f"no running child after cancel {attempt}: {running_children(worker)}")
+
+
 def test_cancel_interrupts_a_blocking_socket_receive(client):
     socket_ = client.module("socket")
     pair = client.value(socket_, path=["socketpair"])
-    receiving = start(client, pair[0], 10, path=["recv"])
-    cancel_until_running(client, receiving)
-    assert client.wait_reply(receiving, timeout=5)["e"]["type"] == "builtins.KeyboardInterrupt"
+    cancel_once_blocked(client, start(client, pair[0], 10, path=["recv"]), "recvfrom")
+
+
+@pytest.fixture
+def serial_pty(tmp_path):
+    """Two linked pseudo-terminals from socat: (the one the worker reads, the other end)."""
+    process = subprocess.Popen(["socat", "-d", "-d", "pty,raw,echo=0", "pty,raw,echo=0"],
+                               stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+    ptys = []
+    deadline = time.monotonic() + 10
+    while len(ptys) < 2 and time.monotonic() < deadline:
+        line = process.stderr.readline()
+        if not line:
+            break
+        match = re.search(r"PTY is (\S+)", line)
+        if match:
+            ptys.append(match.group(1))
+    assert len(ptys) == 2, f"socat gave no pty pair: {ptys}"
+    yield ptys
+    process.terminate()
+    process.wait(5)
+
+
+def test_cancel_interrupts_a_serial_read_without_timeout(client, serial_pty):
+    serial_ = client.module("serial")
+    port = client.value(serial_, serial_pty[0], path=["Serial"])
+    cancel_once_blocked(client, start(client, port, 1, path=["read"]), "select")
+    assert client.call(port, path=["close"])["ok"]
 
 
 def test_cancel_of_a_call_that_is_not_running_answers_false(client):
