@@ -1,5 +1,6 @@
 #include "supervisor.hpp"
 
+#include <algorithm>
 #include <cerrno>
 #include <csignal>
 #include <cstdio>
@@ -127,7 +128,12 @@ supervisor::supervisor(options opts) : m_options(std::move(opts)) {
     m_frontend.set(zmq::sockopt::heartbeat_ivl, 1000);
     m_frontend.set(zmq::sockopt::heartbeat_timeout, 5000);
     m_frontend.set(zmq::sockopt::heartbeat_ttl, 10000);
-    m_frontend.set(zmq::sockopt::maxmsgsize, m_options.max_message);
+    // --max-message is checked frame by frame in receive_client(), with a reply. libzmq's own
+    // per-frame limit drops the connection without one, so it is only a backstop far above.
+    const std::int64_t backstop = m_options.max_message > (std::int64_t(1) << 60) / 4
+                                      ? -1
+                                      : std::max(m_options.max_message * 4, m_options.max_message + (std::int64_t(64) << 20));
+    m_frontend.set(zmq::sockopt::maxmsgsize, backstop);
     m_frontend.set(zmq::sockopt::sndhwm, 100000);
     m_frontend.set(zmq::sockopt::linger, 0);
     try {
@@ -252,13 +258,51 @@ void supervisor::reply_error(const std::string& routing_id, std::uint64_t id, st
     reply_error(frame_of(routing_id), id, error_code, detail);
 }
 
+std::optional<supervisor::parts> supervisor::receive_client(std::int64_t& oversized) {
+    parts message;
+    std::int64_t total = 0;  // bytes after the routing id
+    oversized = 0;
+    for (;;) {
+        zmq::message_t part;
+        const int rc = zmq_msg_recv(part.handle(), m_frontend.handle(), message.empty() ? ZMQ_DONTWAIT : 0);
+        if (rc < 0) {
+            if (zmq_errno() == EINTR) continue;
+            if (zmq_errno() == EAGAIN && message.empty()) return std::nullopt;
+            throw zmq::error_t();
+        }
+        const bool more = part.more();
+        if (!message.empty()) total += static_cast<std::int64_t>(part.size());
+        if (total > m_options.max_message) {
+            // Keep the routing id and the header (for the reply's id); drop the rest as it comes.
+            oversized = total;
+            if (message.size() > 2) message.resize(2);
+            if (message.size() < 2) message.push_back(std::move(part));
+        } else {
+            message.push_back(std::move(part));
+        }
+        if (!more) return message;
+    }
+}
+
 void supervisor::handle_client() {
-    auto received = splitcore::recv_parts(m_frontend, zmq::recv_flags::dontwait);
+    std::int64_t oversized = 0;
+    auto received = receive_client(oversized);
     if (!received) return;
     parts& message = *received;
     const zmq::message_t routing_id(message[0].data(), message[0].size());  // message moves on to a worker
     if (message.size() < 2) {
         reply_error(routing_id, 0, code::bad_request, "empty message: a CBOR header frame was expected");
+        return;
+    }
+    if (oversized) {
+        std::uint64_t id = 0;
+        try {
+            id = splitcore::request_id(splitcore::decode_header(message[1]));
+        } catch (const protocol_error&) {
+        }
+        reply_error(routing_id, id, code::bad_request,
+                    "message of " + std::to_string(oversized) + " bytes exceeds --max-message " +
+                        std::to_string(m_options.max_message));
         return;
     }
     std::string client_key;
@@ -272,13 +316,6 @@ void supervisor::handle_client() {
         json header = splitcore::decode_header(message[1]);
         if (const json* raw_id = splitcore::optional_field(header, "id")) id = splitcore::as_uint(*raw_id).value_or(0);
         id = splitcore::request_id(header);
-        std::size_t total = 0;
-        for (std::size_t i = 1; i < message.size(); ++i) total += message[i].size();
-        if (static_cast<std::int64_t>(total) > m_options.max_message) {
-            throw protocol_error(code::bad_request, "message of " + std::to_string(total) +
-                                                        " bytes exceeds --max-message " +
-                                                        std::to_string(m_options.max_message));
-        }
         const std::string op = splitcore::string_field(header, "op");
         if (!splitcore::op::is_known(op)) {
             throw protocol_error(code::unknown_op, "no operation \"" + printable(op) +
@@ -290,6 +327,8 @@ void supervisor::handle_client() {
         if (route != m_session_of_route.end()) {
             if (auto found = m_sessions.find(route->second); found != m_sessions.end()) current = &found->second;
         }
+        // The routing id is the client's to choose: only the key that opened a session may use it.
+        if (current && current->client_key != client_key) current = nullptr;
         if (current) current->last_seen = clock::now();
 
         if (op == splitcore::op::ping) {
@@ -464,6 +503,7 @@ void supervisor::handle_signals() {
         if (by_pid == m_worker_of_pid.end()) continue;
         const std::string worker_id = by_pid->second;
         m_worker_of_pid.erase(by_pid);
+        terminate_group(pid);  // whatever ended the worker (bye, a crash), its children end with it
         worker& w = m_workers[worker_id];
         const std::string why = "(pid " + std::to_string(pid) + ") ended with " + describe_status(status);
         if (!w.session.empty()) {
@@ -540,21 +580,27 @@ void supervisor::terminate_worker(const std::string& worker_id) {
     auto w = m_workers.find(worker_id);
     if (w == m_workers.end()) return;
     w->second.session.clear();
-    if (w->second.pid > 0) {
-        ::kill(w->second.pid, SIGTERM);
-        m_doomed[w->second.pid] = clock::now() + std::chrono::seconds(3);
-    }
+    if (w->second.pid > 0) terminate_group(w->second.pid);
+}
+
+void supervisor::terminate_group(pid_t group) {
+    // The worker leads its own process group: the children it started (in the background too) go with it.
+    if (m_doomed.count(group) || ::kill(-group, SIGTERM) != 0) return;
+    m_doomed[group] = clock::now() + std::chrono::seconds(3);
 }
 
 void supervisor::kill_stubborn_workers() {
-    // User code may catch SIGTERM; a session that ended must not leave its worker behind.
+    // User code may catch SIGTERM; a session that ended must not leave its worker, or the
+    // worker's children, behind.
     const auto now = clock::now();
     for (auto it = m_doomed.begin(); it != m_doomed.end();) {
-        if (!m_worker_of_pid.count(it->first)) {
+        if (::kill(-it->first, 0) != 0) {
             it = m_doomed.erase(it);
         } else if (now > it->second) {
-            log("worker pid " + std::to_string(it->first) + " ignored SIGTERM; killing it");
-            ::kill(it->first, SIGKILL);
+            log((m_worker_of_pid.count(it->first) ? "worker pid " + std::to_string(it->first) + " ignored SIGTERM; killing it"
+                                                   : "the children of worker pid " + std::to_string(it->first) +
+                                                         " outlived it by 3 s; killing them"));
+            ::kill(-it->first, SIGKILL);
             it = m_doomed.erase(it);
         } else {
             ++it;
@@ -563,7 +609,9 @@ void supervisor::kill_stubborn_workers() {
 }
 
 void supervisor::shutdown_workers() {
-    for (const auto& [pid, id] : m_worker_of_pid) ::kill(pid, SIGTERM);
+    std::vector<pid_t> groups;
+    for (const auto& [pid, id] : m_worker_of_pid) groups.push_back(pid);
+    for (const pid_t group : groups) ::kill(-group, SIGTERM);
     const auto deadline = clock::now() + std::chrono::seconds(3);
     while (!m_worker_of_pid.empty()) {
         int status = 0;
@@ -580,6 +628,9 @@ void supervisor::shutdown_workers() {
         }
         std::this_thread::sleep_for(std::chrono::milliseconds(5));
     }
+    // Whatever the workers started and left running (they had as long as their worker to end).
+    for (const pid_t group : groups) ::kill(-group, SIGKILL);
+    m_doomed.clear();
     m_worker_of_pid.clear();
     m_workers.clear();
     m_spare.reset();

@@ -73,6 +73,9 @@ private:
 
     void handle_zap();
     void handle_client();
+    // One client message; past --max-message only its routing id and header are kept, and
+    // `oversized` is set to its size.
+    std::optional<parts> receive_client(std::int64_t& oversized);
     void handle_worker();
     void handle_signals();
     void reap_silent_sessions();
@@ -90,6 +93,7 @@ private:
     std::string spawn_worker();
     void ensure_spare();
     void terminate_worker(const std::string& worker_id);
+    void terminate_group(pid_t group);
     void kill_stubborn_workers();
     void shutdown_workers();
 
@@ -111,7 +115,7 @@ private:
     std::map<std::string, std::string> m_session_of_route;  // routing id -> token
     std::map<std::string, worker> m_workers;             // by worker id
     std::map<pid_t, std::string> m_worker_of_pid;
-    std::map<pid_t, clock::time_point> m_doomed;         // sent SIGTERM; SIGKILL after the deadline
+    std::map<pid_t, clock::time_point> m_doomed;         // worker process groups sent SIGTERM; SIGKILL after the deadline
     std::optional<std::string> m_spare;
     std::uint64_t m_next_worker = 1;
     clock::time_point m_spare_not_before{};

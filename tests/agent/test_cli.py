@@ -41,7 +41,7 @@ def test_help_documents_every_option():
     result = run("--help")
     assert result.returncode == 0
     for option in ["keygen", "serve", "--listen", "--key", "--authorized-keys", "--connection-file", "--python",
-                   "--insecure", "--grace", "--max-message", "--worker"]:
+                   "--insecure", "--grace", "--max-message", "--worker", "--exit-with"]:
         assert option in result.stdout, option
 
 

@@ -137,3 +137,30 @@ def test_a_flood_of_garbage_leaves_the_agent_serving(agent):
     assert_alive(client)
     assert agent.process.poll() is None
     client.close()
+
+
+def test_a_single_frame_over_max_message_gets_a_reply_not_a_dropped_connection(tmp_path):
+    # libzmq's per-frame limit would close the connection without a reply and the call would hang.
+    agent = Agent(tmp_path / "a", extra=["--max-message", "200000"])
+    try:
+        client = agent.client()
+        reply = error_of(client, cbor2.dumps({"id": 9, "op": "ping"}), [b"x" * 250000])
+        assert reply["id"] == 9
+        assert reply["e"]["code"] == "splitbrain.bad_request"
+        assert reply["e"]["msg"] == "[splitbrain.bad_request] message of 250013 bytes exceeds --max-message 200000"
+        assert_alive(client)
+        client.close()
+    finally:
+        agent.stop()
+
+
+def test_a_message_of_many_small_frames_over_max_message_is_refused(tmp_path):
+    agent = Agent(tmp_path / "a", extra=["--max-message", "200000"])
+    try:
+        client = agent.client()
+        reply = error_of(client, cbor2.dumps({"id": 5, "op": "ping"}), [b"z" * 1000] * 1000)
+        assert reply["id"] == 5 and "exceeds --max-message 200000" in reply["e"]["msg"]
+        assert_alive(client)
+        client.close()
+    finally:
+        agent.stop()

@@ -169,3 +169,64 @@ def test_workers_talk_to_the_supervisor_through_a_private_directory(agent):
     client.close()
     agent.stop()
     assert not os.path.exists(directory)
+
+
+def running(pid):
+    try:
+        return open(f"/proc/{pid}/stat").read().rsplit(")", 1)[1].split()[0] not in ("Z", "X")
+    except FileNotFoundError:
+        return False
+
+
+def start_background_sleep(client):
+    """subprocess.Popen(["sleep", "300"]) in the worker's own process group; its pid."""
+    popen = client.value(client.module("subprocess"), ["sleep", "300"], path=["Popen"], start_new_session=False)
+    pid = client.ok("getattr", o=popen.wire(), name="pid")
+    assert running(pid)
+    assert os.getpgid(pid) == client.info["pid"]
+    return pid
+
+
+@pytest.mark.parametrize("ending", ["expiry", "bye", "agent SIGTERM"])
+def test_background_children_of_a_worker_end_with_its_session(tmp_path, ending):
+    # SHALL: nothing a session started outlives it.
+    agent = Agent(tmp_path / "a", extra=["--grace", "0.5"])
+    try:
+        client = agent.client()
+        sleeper = start_background_sleep(client)
+        if ending == "expiry":
+            client.close()
+            agent.wait_for_log(r"session \w+ expired", timeout=5)
+        elif ending == "bye":
+            assert client.request("bye")["ok"]
+            client.close()
+        else:
+            agent.process.send_signal(signal.SIGTERM)
+            assert agent.process.wait(10) == 0
+            client.close()
+        wait_until(lambda: not running(sleeper), timeout=5, message=f"the background sleep {sleeper} to end")
+    finally:
+        agent.stop()
+
+
+def test_a_request_from_another_client_key_on_the_sessions_routing_id_gets_no_session(tmp_path):
+    public, secret = zmq.curve_keypair()
+    agent = Agent(tmp_path / "a", authorized=[public.decode()])
+    try:
+        owner = agent.client()
+        fractions = owner.module("fractions")
+        third = owner.value(fractions, 1, 3, path=["Fraction"])
+        # Same routing id, another (authorized) key: it takes the route over, not the session.
+        intruder = agent.client(session=owner.session, public=public, secret=secret, hello=False)
+        reply = intruder.request("repr", o=third.wire())
+        assert reply["e"]["code"] == "splitbrain.no_session", reply
+        assert intruder.request("ping")["ok"]
+        intruder.close()
+        owner.close()  # libzmq's handover dropped its connection; the owner reconnects
+        # The owner's objects are untouched and its hello resumes the session.
+        again = agent.client(session=owner.session)
+        assert again.info["resumed"] is True
+        assert again.ok("repr", o=third.wire()) == "Fraction(1, 3)"
+        again.close()
+    finally:
+        agent.stop()
