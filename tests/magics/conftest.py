@@ -1,6 +1,7 @@
 """A real splitbrain-kernel (the build tree's kernelspec, through jupyter_client) with two real
 agents spawned from inside it by `%slave spawn`, as a user would."""
 import os
+import re
 import time
 
 import pytest
@@ -39,6 +40,56 @@ class Kernel:
         self.kc.stop_channels()
         self.km.shutdown_kernel(now=False)
         self.stderr.close()
+
+
+def wait_for(condition, timeout, what):
+    """condition()'s first truthy value, polled until *timeout* seconds have passed."""
+    deadline = time.monotonic() + timeout
+    while True:
+        value = condition()
+        if value:
+            return value
+        if time.monotonic() > deadline:
+            raise AssertionError(f"not within {timeout} s: {what}")
+        time.sleep(0.01)
+
+
+def _processes():
+    """{pid: (parent pid, state, argv)} of this machine's processes (the agents are on loopback)."""
+    found = {}
+    for entry in os.listdir("/proc"):
+        if not entry.isdigit():
+            continue
+        try:
+            with open(f"/proc/{entry}/stat") as f:
+                fields = f.read().rpartition(")")[2].split()
+            with open(f"/proc/{entry}/cmdline", "rb") as f:
+                argv = [a.decode(errors="replace") for a in f.read().split(b"\0")[:-1]]
+        except OSError:  # ended while we looked
+            continue
+        found[int(entry)] = (int(fields[1]), fields[0], argv)
+    return found
+
+
+def running_below(ancestor, argv):
+    """Pids of the live (not zombie) processes running *argv* that descend from *ancestor*."""
+    procs = _processes()
+    pids = []
+    for pid, (parent, state, args) in procs.items():
+        if args != argv or state == "Z":
+            continue
+        while parent > 1 and parent in procs:
+            if parent == ancestor:
+                pids.append(pid)
+                break
+            parent = procs[parent][0]
+    return pids
+
+
+def fan_out_blocks(text):
+    """{slave name: its block of a fan-out cell's stdout} (the text under its `[NAME] done` line)."""
+    parts = re.split(r"^\[([^\]\n]+)\] (?:done|failed)\n", text, flags=re.M)
+    return dict(zip(parts[1::2], parts[2::2]))
 
 
 def stdout(outputs):

@@ -1,7 +1,12 @@
 """%%slave, %slave, %%local and %slaves as a notebook user calls them (issue 5)."""
+import json
+import os
+import re
+import socket
 import time
 
-from conftest import result, stdout
+import pytest
+from conftest import fan_out_blocks, result, running_below, stdout, wait_for
 
 
 def test_a_slave_cell_runs_remotely_and_its_variables_land_in_the_notebook(kernel):
@@ -46,8 +51,13 @@ def test_remote_output_is_live_and_arrives_before_the_reply(kernel):
 def test_remote_errors_render_as_tracebacks_marked_with_the_slave(kernel):
     reply, _ = kernel.execute('%%slave box-a\nopen("/no/such/file")')
     assert reply["ename"] == "FileNotFoundError"
-    tb = "\n".join(reply["traceback"])
-    assert "box-a" in tb and "/no/such/file" in tb
+    tb = re.sub(r"\x1b\[[0-9;]*m", "", "\n".join(reply["traceback"]))
+    assert "/no/such/file" in tb
+    # SHALL show the local frames, then the remote part marked with the slave's name
+    local_frame = tb.find("Cell In[")
+    remote_part = tb.find("Remote traceback (on box-a):")
+    assert local_frame >= 0, tb
+    assert remote_part > local_frame, tb
 
 
 def test_sticky_slave_applies_to_following_cells_until_slave_local(kernel):
@@ -75,15 +85,18 @@ def test_a_bad_option_is_a_usage_error(kernel):
 
 def test_fan_out_runs_in_parallel_labels_output_and_collects_results(kernel):
     start = time.monotonic()
-    out = kernel.ok("%%slave box-a box-b -o pids\nprint('hello from', os.getpid())\ntime.sleep(0.6)\nos.getpid()")
+    out = kernel.ok("%%slave box-a box-b -o pids\nprint('hello from', os.getpid())\n"
+                    "subprocess.run(['sleep', '0.6'])\nos.getpid()")
     elapsed = time.monotonic() - start
-    text = stdout(out)
-    assert "[box-a] done" in text and "[box-b] done" in text
-    a_block = text[text.index("[box-a] done"):]
-    assert "hello from" in a_block
+    blocks = fan_out_blocks(stdout(out))
+    assert sorted(blocks) == ["box-a", "box-b"]
     out = kernel.ok("print(sorted(pids), len(set(pids.values())), local_pid in pids.values())")
     assert stdout(out) == "['box-a', 'box-b'] 2 False\n"
-    assert elapsed < 1.15, f"two 0.6 s cells took {elapsed:.2f} s: not parallel"
+    pids = {name: int(result(kernel.ok(f"pids[{name!r}]"))) for name in ("box-a", "box-b")}
+    # each block holds its own slave's output, and only that
+    assert f"hello from {pids['box-a']}\n" in blocks["box-a"] and str(pids["box-b"]) not in blocks["box-a"]
+    assert f"hello from {pids['box-b']}\n" in blocks["box-b"] and str(pids["box-a"]) not in blocks["box-b"]
+    assert elapsed < 1.15, f"two remote 0.6 s commands took {elapsed:.2f} s: not parallel"
 
 
 def test_one_failing_slave_does_not_hide_the_others(kernel):
@@ -112,21 +125,46 @@ def test_slave_help_shows_examples(kernel):
     assert pages and "%%slave bench-a" in pages[0]["data"]["text/plain"]
 
 
-def test_interrupting_a_remote_call_cancels_it_and_keeps_the_session(kernel):
-    msg_id = kernel.kc.execute("%%slave box-a\nimport time\ntime.sleep(60)")
-    deadline = time.monotonic() + 20
-    while time.monotonic() < deadline:  # wait until the cell is running
-        msg = kernel.kc.get_iopub_msg(timeout=20)
-        if msg["parent_header"].get("msg_id") == msg_id and msg["msg_type"] == "execute_input":
-            break
-    time.sleep(0.5)  # the remote sleep has started
+def _interrupt_when_running(kernel, code, workers, argv):
+    """Run *code*, wait until each worker runs *argv*, interrupt: (reply, seconds to the reply)."""
+    msg_id = kernel.kc.execute(code)
+    children = [wait_for(lambda w=w: running_below(w, argv), 20, f"{argv} under worker {w}")
+                for w in workers]
     sent = time.monotonic()
     kernel.km.interrupt_kernel()
     reply = kernel.kc.get_shell_msg(timeout=10)
     took = time.monotonic() - sent
-    assert reply["content"]["ename"] == "KeyboardInterrupt"
+    assert reply["parent_header"]["msg_id"] == msg_id
+    for pids in children:
+        for pid in pids:  # SHALL interrupt it on the slave: the child is killed and reaped there
+            wait_for(lambda p=pid: not os.path.exists(f"/proc/{p}") or
+                     open(f"/proc/{p}/stat").read().rpartition(")")[2].split()[0] == "Z",
+                     5, f"the remote {argv} ({pid}) ended")
+    return reply["content"], took
+
+
+def _worker(kernel, name):
+    return int(result(kernel.ok(f"%%slave {name}\nos.getpid()")))
+
+
+def test_interrupting_a_remote_command_kills_it_on_the_slave_and_keeps_the_session(kernel):
+    worker = _worker(kernel, "box-a")
+    reply, took = _interrupt_when_running(
+        kernel, '%%slave box-a\nsubprocess.run(["sleep", "60"])', [worker], ["sleep", "60"])
+    assert reply["ename"] == "KeyboardInterrupt"
     assert took < 1.0, f"KeyboardInterrupt after {took:.2f} s"
-    assert result(kernel.ok("%%slave box-a\nos.getpid() == remote_pid")) == "True"
+    assert stdout(kernel.ok("print(splitbrain.current())")) == "None\n"
+    assert int(result(kernel.ok("%%slave box-a\nos.getpid()"))) == worker
+
+
+def test_interrupting_a_fan_out_cancels_every_slave_within_a_second(kernel):
+    workers = [_worker(kernel, "box-a"), _worker(kernel, "box-b")]
+    reply, took = _interrupt_when_running(
+        kernel, '%%slave box-a box-b\nsubprocess.run(["sleep", "60"])', workers, ["sleep", "60"])
+    assert reply["ename"] == "KeyboardInterrupt"
+    assert took < 1.0, f"KeyboardInterrupt after {took:.2f} s"
+    assert stdout(kernel.ok("print(splitbrain.current())")) == "None\n"
+    assert [_worker(kernel, "box-a"), _worker(kernel, "box-b")] == workers
 
 
 def _complete(kernel, code):
@@ -151,11 +189,172 @@ def test_magic_names_and_slave_names_complete(kernel):
     assert "box-b" in _complete(kernel, "%slave box-")
 
 
-def test_inspection_in_a_slave_cell_shows_the_remote_docstring(kernel):
-    code = "%%slave box-a\nos.getcwd"
+def _inspect(kernel, code):
     msg_id = kernel.kc.inspect(code, len(code))
     reply = kernel.kc.get_shell_msg(timeout=30)
     assert reply["parent_header"]["msg_id"] == msg_id
-    content = reply["content"]
+    return reply["content"]
+
+
+def test_inspection_in_a_slave_cell_shows_the_remote_docstring(kernel):
+    # a function that only box-a's os module has, with a docstring only it carries
+    probe = ("import os\ndef slave_only_probe():\n    'Only box-a documents this probe.'\n"
+             "os.slave_only_probe = slave_only_probe")
+    kernel.ok(f"%%slave box-a\nsplitbrain.current().modules.builtins.exec({probe!r}, {{}})")
+    content = _inspect(kernel, "%%slave box-a\nos.slave_only_probe")
     assert content["found"], content
-    assert "current working directory" in content["data"]["text/plain"]
+    assert "Only box-a documents this probe." in content["data"]["text/plain"]
+    local = _inspect(kernel, "os.slave_only_probe")
+    assert "Only box-a documents this probe." not in json.dumps(local)
+
+
+def test_completion_reads_the_slave_line_with_the_magics_own_parser(kernel):
+    kernel.ok("%%slave box-a\nos.slave_only_marker = 1")
+    assert "os.slave_only_marker" in _complete(kernel, "%%slave -o res box-a\nos.slave_only_mar")
+    assert "os.slave_only_marker" in _complete(kernel, "%%slave --out=res box-a box-b\nos.slave_only_mar")
+
+
+def test_completion_in_a_slave_cell_leaves_jedi_as_it_was_for_local_cells(kernel):
+    before = stdout(kernel.ok("print(get_ipython().Completer.use_jedi)"))
+    _complete(kernel, "%%slave box-a\nos.getcw")
+    assert stdout(kernel.ok("print(get_ipython().Completer.use_jedi)")) == before == "True\n"
+
+
+# --- registry management, help
+
+def test_forgetting_an_unknown_slave_is_a_usage_error_naming_the_known_ones(kernel):
+    reply, _ = kernel.execute("%slave forget nosuchbox")
+    assert reply["ename"] == "UsageError"
+    assert "[splitbrain.unknown_slave]" in reply["evalue"] and "'nosuchbox'" in reply["evalue"]
+    assert "box-a" in reply["evalue"] and "box-b" in reply["evalue"]
+
+
+def test_connect_registers_a_slave_cells_can_use_and_forget_removes_it(kernel):
+    kernel.ok("box_a = splitbrain.slave('box-a')\ntarget = f'{box_a.address}?key={box_a.public_key}'")
+    out = kernel.ok("%slave connect box-c $target")
+    assert "connected box-c at tcp://127.0.0.1:" in stdout(out)
+    rows = "[(r['name'], r['state']) for r in splitbrain.slaves(ping=False) if r['name'] == 'box-c']"
+    assert result(kernel.ok(rows)) == "[('box-c', 'connected')]"
+    pid = int(result(kernel.ok("%%slave box-c\nos.getpid()")))
+    assert pid != int(result(kernel.ok("local_pid")))
+    kernel.ok("%slave forget box-c")
+    assert result(kernel.ok(rows)) == "[]"
+    reply, _ = kernel.execute("%%slave box-c\n1")
+    assert reply["ename"] == "UsageError" and "[splitbrain.unknown_slave]" in reply["evalue"]
+
+
+def test_forgetting_the_sticky_slave_returns_to_local(kernel):
+    kernel.ok("%slave connect box-d $target")
+    kernel.ok("%slave box-d")
+    try:
+        assert result(kernel.ok("os.getpid() == local_pid")) == "False"
+        out = kernel.ok("%slave forget box-d")
+        assert "cells run locally again" in stdout(out)
+        assert stdout(kernel.ok("print(splitbrain.current(), os.getpid() == local_pid)")) == "None True\n"
+    finally:
+        kernel.ok("%slave local")
+
+
+def test_cell_magic_help_shows_examples(kernel):
+    msg_id = kernel.kc.execute("%%slave?")
+    reply = kernel.kc.get_shell_msg(timeout=30)
+    assert reply["parent_header"]["msg_id"] == msg_id
+    pages = [p for p in reply["content"].get("payload", []) if p.get("source") == "page"]
+    assert pages, reply["content"]
+    text = pages[0]["data"]["text/plain"]
+    assert "%%slave bench-a bench-b -o hosts" in text and "%slave forget NAME" in text
+
+
+# --- partial failures of a fan-out
+
+def test_o_keeps_the_values_of_the_slaves_that_succeeded_when_one_fails(kernel):
+    a_pid, b_pid = _worker(kernel, "box-a"), _worker(kernel, "box-b")
+    kernel.ok("partial = 'unset'")
+    reply, _ = kernel.execute(f"%%slave box-a box-b -o partial\nif os.getpid() == {a_pid}: raise KeyError('a')\n"
+                              "os.getpid()")
+    assert "[splitbrain.fan_out_failed] 1 of 2 slaves failed: box-a" in reply["evalue"]
+    assert result(kernel.ok("partial")) == f"{{'box-b': {b_pid}}}"
+
+
+@pytest.fixture(scope="module")
+def dead_box(kernel):
+    """A registry entry for an agent that does not answer: a loopback port nobody listens on."""
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    config = stdout(kernel.ok("print(splitbrain.config_dir())")).strip()
+    key = result(kernel.ok("splitbrain.slave('box-a').public_key")).strip("'")
+    path = os.path.join(config, "slaves.json")
+    registry = json.load(open(path)) if os.path.exists(path) else {"slaves": {}}
+    registry["slaves"]["dead-box"] = {"address": f"tcp://127.0.0.1:{port}", "public_key": key}
+    with open(path, "w") as f:
+        json.dump(registry, f)
+    yield "dead-box"
+    registry = json.load(open(path))
+    del registry["slaves"]["dead-box"]
+    with open(path, "w") as f:
+        json.dump(registry, f)
+
+
+def test_an_unreachable_slave_fails_only_its_own_part_of_a_fan_out(kernel, dead_box):
+    a_pid = _worker(kernel, "box-a")
+    start = time.monotonic()
+    reply, out = kernel.execute(f"%%slave box-a {dead_box} -o reached\nprint('ran on', os.getpid())\nos.getpid()",
+                                timeout=30)
+    elapsed = time.monotonic() - start
+    assert reply["status"] == "error"
+    assert f"[splitbrain.fan_out_failed] 1 of 2 slaves failed: {dead_box}" in reply["evalue"]
+    blocks = fan_out_blocks(stdout(out))
+    assert f"ran on {a_pid}" in blocks["box-a"]
+    assert f"[{dead_box}] failed" in stdout(out)
+    errors = "".join(c["text"] for _, t, c in out if t == "stream" and c["name"] == "stderr")
+    assert "AgentUnreachable" in errors, errors
+    assert result(kernel.ok("reached")) == f"{{'box-a': {a_pid}}}"
+    assert elapsed < 15, f"the unreachable agent held the cell {elapsed:.1f} s"
+
+
+def test_completion_never_connects_to_a_slave_that_is_not_connected(kernel, dead_box):
+    start = time.monotonic()
+    matches = _complete(kernel, f"%%slave {dead_box}\nos.getcw")
+    took = time.monotonic() - start
+    assert took < 1.0, f"completion took {took:.2f} s"
+    assert any(m.endswith("getcwd") for m in matches), matches  # the local completion
+    rows = f"[r['state'] for r in splitbrain.slaves(ping=False) if r['name'] == {dead_box!r}]"
+    assert result(kernel.ok(rows)) == "['not connected']"
+
+
+# --- context and live output
+
+def test_leaving_a_failing_slave_cell_restores_a_sticky_slave_and_renders_the_error(kernel):
+    kernel.ok("%slave box-b")
+    try:
+        reply, _ = kernel.execute("%%slave box-a\nraise ValueError('boom')")
+        assert reply["status"] == "error", reply
+        assert reply["ename"] == "ValueError" and "boom" in reply["traceback"][-1]
+        assert result(kernel.ok("splitbrain.current().name")) == "'box-b'"
+    finally:
+        kernel.ok("%slave local")
+
+
+def test_a_remote_function_that_prints_shows_each_line_as_it_is_printed(kernel):
+    printer = "import time\nfor i in range(3):\n    print('line', i, flush=True)\n    time.sleep(0.4)"
+    code = f"%%slave box-a\nsplitbrain.current().modules.builtins.exec({printer!r}, {{}})"
+    arrivals = []
+
+    def on_iopub(msg):
+        if msg["msg_type"] == "stream":
+            arrivals.append((time.monotonic(), msg["content"]["text"]))
+
+    reply = kernel.kc.execute_interactive(code, timeout=30, output_hook=on_iopub)
+    replied = time.monotonic()
+    assert reply["content"]["status"] == "ok"
+    assert "".join(text for _, text in arrivals) == "line 0\nline 1\nline 2\n"
+    so_far, times = "", []
+    for t, text in arrivals:
+        so_far += text
+        while len(times) < 3 and f"line {len(times)}\n" in so_far:
+            times.append(t)
+    # SHALL appear as produced: printed 0.4 s apart on box-a, so not arriving together ...
+    assert times[1] - times[0] >= 0.3 and times[2] - times[1] >= 0.3, times
+    # ... and all of it before the reply (execute_interactive returns once the reply has come)
+    assert all(t <= replied for t in times)

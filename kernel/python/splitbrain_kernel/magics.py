@@ -6,9 +6,11 @@ IPython's shell, which already splits ``%%`` cells, parses arguments (``magic_ar
 Parsing in C++ would mean intercepting cells before the shell and redoing all of that.
 """
 
+import argparse
 import ast
 import builtins
 import contextlib
+import functools
 import html
 import sys
 import threading
@@ -24,15 +26,19 @@ import splitbrain
 _RESERVED = {"local", "spawn", "connect", "forget"}
 
 
+def _unknown_slave(name):
+    known = ", ".join(sorted(splitbrain.known_slaves())) or "none yet"
+    return UsageError(
+        f"[splitbrain.unknown_slave] no slave named {name!r} (known: {known}); add one with "
+        f"`%slave connect {name} tcp://HOST:PORT` or `%slave spawn {name}`")
+
+
 def _resolve(name):
     """The connected slave called *name*, connecting it from the registry if needed."""
     try:
         return splitbrain.slave(name)
     except LookupError:
-        known = ", ".join(sorted(splitbrain.known_slaves())) or "none yet"
-        raise UsageError(
-            f"[splitbrain.unknown_slave] no slave named {name!r} (known: {known}); add one with "
-            f"`%slave connect {name} tcp://HOST:PORT` or `%slave spawn {name}`") from None
+        raise _unknown_slave(name) from None
 
 
 class _ThreadDemux:
@@ -147,7 +153,9 @@ class SlaveMagics(Magics):
             platform.node()       # runs on both in parallel; hosts == {"bench-a": ..., "bench-b": ...}
 
         With several names the cell runs once per slave, in parallel; each slave's output is kept
-        together under an ``[NAME]`` header, and one slave's failure does not hide the others.
+        together under an ``[NAME]`` header, and one slave's failure (an error, or an agent that
+        cannot be reached) does not hide the others; ``-o VAR`` then holds the values of the slaves
+        that succeeded, and the cell ends with ``FanOutError`` naming those that failed.
 
         Line magic::
 
@@ -163,7 +171,7 @@ class SlaveMagics(Magics):
         __tracebackhide__ = True  # noqa: F841 — a failing cell shows its own frames, not ours
         if cell is None:
             return self._slave_line(line)
-        args = parse_argstring(self.slave, line)
+        args = self._parse_cell_line(line)
         if not args.names:
             raise UsageError("[splitbrain.usage] %%slave needs at least one slave name, "
                              "e.g. `%%slave bench-a`")
@@ -171,86 +179,111 @@ class SlaveMagics(Magics):
             if name in _RESERVED:
                 raise UsageError(f"[splitbrain.usage] {name!r} is a subcommand of the line magic "
                                  f"%slave, not a slave name")
-        slaves = [_resolve(n) for n in args.names]
         code = self._compile_cell(cell)
-        if len(slaves) == 1:
-            with slaves[0]:
+        if len(args.names) == 1:
+            slave = _resolve(args.names[0])
+            with slave:
                 value = self._run(code)
             if args.out:
-                self.shell.user_ns[args.out] = {slaves[0].name: value}
+                self.shell.user_ns[args.out] = {slave.name: value}
                 return None
             return value
-        values = self._fan_out(slaves, code)
+        known = set(splitbrain.known_slaves())
+        for name in args.names:
+            if name not in known:
+                raise _unknown_slave(name)
+        # Connecting is part of each slave's run, so one unreachable agent fails only its own part.
+        values, errors = self._fan_out(args.names, code)
         if args.out:
             self.shell.user_ns[args.out] = values
+        if errors:
+            failed = ", ".join(errors)
+            raise splitbrain.FanOutError(
+                f"[splitbrain.fan_out_failed] {len(errors)} of {len(args.names)} slaves failed: {failed}",
+                errors)
         return None
 
-    def _fan_out(self, slaves, code):
+    def _parse_cell_line(self, line):
+        """The %%slave line's arguments. Plain names (the common case, `%%slave bench-a`) skip
+        argparse, which is a tenth of a millisecond of a trivial cell's cost; anything with an
+        option or a quote takes the parser's way."""
+        words = line.split()
+        if not any(w.startswith("-") for w in words) and not any(q in line for q in "'\"\\"):
+            return argparse.Namespace(out=None, names=words)
+        return parse_argstring(self.slave, line)
+
+    # Once interrupted, how long a fan-out waits for its slaves' cancelled calls to come back
+    # before it raises KeyboardInterrupt anyway (the issue's bound for the whole cell is 1 s).
+    _CANCEL_GRACE = 0.5
+
+    def _fan_out(self, names, code):
+        """Run *code* once per slave name, in parallel → ({name: value} of those that succeeded,
+        {name: exception} of those that failed), printing each slave's output as it finishes."""
         buffers = {}
+        connected = {}
         results = {}
         errors = {}
         printed = set()
+        done = []
         lock = threading.Lock()
+        finished = threading.Event()
 
-        def run(slave):
+        def run(name):
             buffers[threading.get_ident()] = out = []
             try:
+                slave = connected[name] = splitbrain.slave(name)
                 with slave:
-                    results[slave.name] = self._run(code)
+                    results[name] = self._run(code)
             except BaseException as exc:  # reported below, per slave; never hides the others
-                errors[slave.name] = exc
+                errors[name] = exc
             finally:
                 with lock:
-                    done.append((slave, out))
+                    done.append((name, out))
+                finished.set()
 
         real_out, real_err = sys.stdout, sys.stderr
-        done = []
         sys.stdout = _ThreadDemux(real_out, buffers, "out")
         sys.stderr = _ThreadDemux(real_err, buffers, "err")
-        threads = [threading.Thread(target=run, args=(s,), name=f"slave-{s.name}", daemon=True)
-                   for s in slaves]
+        threads = [threading.Thread(target=run, args=(n,), name=f"slave-{n}", daemon=True)
+                   for n in names]
         try:
             for t in threads:
                 t.start()
-            while any(t.is_alive() for t in threads) or len(printed) < len(done):
+            # A short timeout: SIGINT may land on another thread, and then only the timeout
+            # lets this one see the KeyboardInterrupt.
+            while len(done) < len(threads):
+                finished.wait(0.05)
+                finished.clear()
                 self._print_finished(done, printed, results, errors, real_out, real_err)
-                for t in threads:
-                    t.join(0.05)
             self._print_finished(done, printed, results, errors, real_out, real_err)
         except KeyboardInterrupt:
-            for s in slaves:
-                s.cancel_all()
-            deadline = time.monotonic() + 2.0
+            for slave in list(connected.values()):
+                slave.cancel_all()
+            deadline = time.monotonic() + self._CANCEL_GRACE
             for t in threads:
                 t.join(max(0.0, deadline - time.monotonic()))
             self._print_finished(done, printed, results, errors, real_out, real_err)
             raise
         finally:
             sys.stdout, sys.stderr = real_out, real_err
-        if errors:
-            failed = ", ".join(errors)
-            raise splitbrain.FanOutError(
-                f"[splitbrain.fan_out_failed] {len(errors)} of {len(slaves)} slaves failed: {failed}",
-                errors)
-        return {s.name: results.get(s.name) for s in slaves}
+        return {n: results[n] for n in names if n in results}, {n: errors[n] for n in names if n in errors}
 
     def _print_finished(self, done, printed, results, errors, out, err):
         import traceback
-        for slave, chunks in list(done):
-            if slave.name in printed:
+        for name, chunks in list(done):
+            if name in printed:
                 continue
-            printed.add(slave.name)
-            status = "failed" if slave.name in errors else "done"
-            out.write(f"[{slave.name}] {status}\n")
+            printed.add(name)
+            status = "failed" if name in errors else "done"
+            out.write(f"[{name}] {status}\n")
             for which, text in chunks:
                 (out if which == "out" else err).write(text)
             if chunks and not chunks[-1][1].endswith("\n"):
                 out.write("\n")
-            if slave.name in errors:
-                exc = errors[slave.name]
-                err.write("".join(traceback.format_exception(exc)))
-            elif results.get(slave.name) is not None:
-                out.write(f"[{slave.name}] -> {results[slave.name]!r}\n")
+            if name in errors:
+                err.write("".join(traceback.format_exception(errors[name])))
+            elif results.get(name) is not None:
+                out.write(f"[{name}] -> {results[name]!r}\n")
             out.flush()
 
     def _slave_line(self, line):
@@ -274,7 +307,14 @@ class SlaveMagics(Magics):
             return None
         if verb == "forget":
             self._expect(rest, 1, "%slave forget NAME")
-            splitbrain.forget(rest[0])
+            active = splitbrain.current()
+            try:
+                splitbrain.forget(rest[0])
+            except LookupError:
+                raise _unknown_slave(rest[0]) from None
+            if active is not None and active.name == rest[0]:
+                splitbrain.activate(None)  # the sticky slave is gone: back to this machine
+                print(f"forgot {rest[0]}; cells run locally again")
             return None
         if rest:
             raise UsageError(f"[splitbrain.usage] %slave takes one slave name (or a subcommand: "
@@ -329,6 +369,14 @@ def _complete_slave_line(shell, event):
     return names
 
 
+def _locally(function):
+    @functools.wraps(function)
+    def run_locally(*args, **kwargs):
+        with splitbrain.local():
+            return function(*args, **kwargs)
+    return run_locally
+
+
 def load_ipython_extension(shell):
     """Register the magics (called by splitbrain-kernel at start, or `%load_ext splitbrain_kernel`)."""
     shell.register_magics(SlaveMagics)
@@ -336,8 +384,15 @@ def load_ipython_extension(shell):
     # imported; the cells' `open` must be the routed builtin, like every other module's.
     if shell.user_ns.get("open") is interactiveshell._modified_open:
         shell.user_ns["open"] = builtins.open
+    # Tracebacks are formatted from this machine's sources (linecache, inspect.getmodule), so
+    # the formatter runs locally even while a sticky slave (`%slave NAME`) is active; otherwise
+    # inspect's probing of every module (`hasattr(usb, "__file__")`) goes to the slave, and a
+    # module the slave lacks turns the cell's error into "Unexpected exception formatting".
+    for formatter in (shell.InteractiveTB, shell.SyntaxTB):
+        formatter.structured_traceback = _locally(formatter.structured_traceback)
     for key in ("%slave", "%%slave"):
         shell.set_hook("complete_command", _complete_slave_line, str_key=key)
-    # Jedi infers types by walking every attribute of what it completes; on a slave's routed module
-    # that is one round trip per name. IPython's own completer asks once, through dir().
-    shell.Completer.use_jedi = False
+    # Jedi stays on for local cells. Jedi infers types by walking every attribute of what it
+    # completes; on a slave's routed module that is one round trip per name, so completions in a
+    # slave's context (`%%slave NAME` cells, a sticky slave) switch it off for their extent and use
+    # IPython's own completer, which asks once through dir(): see context_for_cell.
