@@ -1,9 +1,11 @@
 """Every notebook in notebooks/ runs headless (`jupyter nbconvert --execute`) with the splitbrain
 kernel against two real demo agents, exactly as `make lab` starts them, and keeps its outputs."""
 
+import ast
 import glob
 import json
 import os
+import re
 import subprocess
 import sys
 
@@ -18,10 +20,13 @@ sys.path.insert(0, os.path.join(ROOT, "scripts"))
 def demo_env(tmp_path_factory):
     config = tmp_path_factory.mktemp("config")
     state = tmp_path_factory.mktemp("demo")
-    os.environ["SPLITBRAIN_CONFIG"] = str(config)
-    from demo_agents import demo_agents
-    with demo_agents(["bench-a", "bench-b"], str(state)):
-        yield dict(os.environ, SPLITBRAIN_CONFIG=str(config))
+    # demo_agents registers the agents in the registry SPLITBRAIN_CONFIG names; the test's own,
+    # and only for this module's extent.
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setenv("SPLITBRAIN_CONFIG", str(config))
+        from demo_agents import demo_agents
+        with demo_agents(["bench-a", "bench-b"], str(state)):
+            yield dict(os.environ)
 
 
 def _execute(path, env, out_dir):
@@ -79,9 +84,26 @@ def test_quickstart_keeps_live_remote_output_and_marks_remote_tracebacks(demo_en
     assert "on bench-a" in "\n".join(error["traceback"])
 
 
-def test_fan_out_reports_the_failing_slave_and_still_shows_the_other(demo_env, tmp_path):
-    nb = _execute(os.path.join(ROOT, "notebooks", "multi-slave.ipynb"), demo_env, tmp_path)
-    cell = _cell(nb, "%%slave bench-a bench-b -o contents")
+@pytest.fixture(scope="module")
+def multi_slave(demo_env, tmp_path_factory):
+    return _execute(os.path.join(ROOT, "notebooks", "multi-slave.ipynb"), demo_env,
+                    tmp_path_factory.mktemp("multi-slave"))
+
+
+def test_fan_out_keeps_each_slaves_output_in_its_own_block(multi_slave):
+    text = _text(_cell(multi_slave, "%%slave bench-a bench-b -o where"))
+    parts = re.split(r"^\[([^\]\n]+)\] (?:done|failed)\n", text, flags=re.M)
+    blocks = dict(zip(parts[1::2], parts[2::2]))
+    where = ast.literal_eval(_text(_cell(multi_slave, "assert set(where)")))
+    assert sorted(blocks) == ["bench-a", "bench-b"]
+    for name, other in (("bench-a", "bench-b"), ("bench-b", "bench-a")):
+        pid, cwd = where[name]
+        assert f"working in {cwd} as pid {pid}\n" in blocks[name]
+        assert f"as pid {where[other][0]}" not in blocks[name]
+
+
+def test_fan_out_reports_the_failing_slave_and_still_shows_the_other(multi_slave):
+    cell = _cell(multi_slave, "%%slave bench-a bench-b -o contents")
     text = _text(cell)
     assert "[bench-a] done" in text and "hello from a" in text
     assert "[bench-b] failed" in text
