@@ -6,6 +6,7 @@
 #include <unistd.h>
 
 #include <csignal>
+#include <iostream>
 #include <stdexcept>
 #include <string>
 
@@ -51,6 +52,95 @@ namespace splitbrain
                 throw std::runtime_error(message);
             }
         }
+
+        // Py_FinalizeEx joins every non-daemon thread without limit: a cell that started
+        // threading.Thread(target=time.sleep, args=(60,)) would hold the kernel until jupyter_client
+        // loses patience (5 s) and kills it. The threads get a grace instead, then Python's own
+        // exit steps run except that join. A SIGINT (jupyter_client interrupts before it asks for
+        // shutdown) must not cut the grace or an atexit handler short, nor be reported as ignored.
+        constexpr const char* shutdown_source = R"python(
+import signal
+import sys
+import time
+
+
+def ignore_interrupts():
+    signal.signal(signal.SIGINT, lambda signum, frame: None)
+
+
+def threads_outliving(grace):
+    """The non-daemon threads still running after waiting up to `grace` seconds for them all."""
+    threading = sys.modules.get("threading")
+    if threading is None:
+        return []
+    deadline = time.monotonic() + grace
+    main = threading.main_thread()
+    waited = [t for t in threading.enumerate() if t is not main and not t.daemon]
+    for thread in waited:
+        thread.join(max(0.0, deadline - time.monotonic()))
+    return [t.name for t in waited if t.is_alive()]
+
+
+def exit_without_joining():
+    import atexit
+    atexit._run_exitfuncs()
+    for stream in (sys.stdout, sys.stderr):
+        try:
+            stream.flush()
+        except Exception:
+            pass
+)python";
+
+        constexpr double thread_grace_seconds = 1.0;
+
+        // True when Python may be finalised; false when non-daemon threads outlived their grace
+        // and Python's exit steps other than joining them have run.
+        bool finish_python_threads()
+        {
+            PyObject* globals = PyDict_New();
+            PyDict_SetItemString(globals, "__builtins__", PyEval_GetBuiltins());
+            PyObject* loaded = PyRun_String(shutdown_source, Py_file_input, globals, globals);
+            PyObject* outliving = nullptr;
+            if (loaded != nullptr)
+            {
+                PyObject* ignore = PyObject_CallNoArgs(PyDict_GetItemString(globals, "ignore_interrupts"));
+                Py_XDECREF(ignore);
+                if (ignore != nullptr)
+                {
+                    outliving = PyObject_CallFunction(PyDict_GetItemString(globals, "threads_outliving"), "d",
+                                                      thread_grace_seconds);
+                }
+            }
+            bool finalize = true;
+            if (outliving == nullptr)
+            {
+                PyErr_Print();  // our own code failed: fall back to CPython's way
+            }
+            else if (PyList_GET_SIZE(outliving) > 0)
+            {
+                finalize = false;
+                std::cerr << "[splitbrain.kernel_threads_left_running] " << PyList_GET_SIZE(outliving)
+                          << " non-daemon thread(s) still running " << thread_grace_seconds
+                          << " s after shutdown was asked, left unjoined:";
+                for (Py_ssize_t i = 0; i < PyList_GET_SIZE(outliving); ++i)
+                {
+                    const char* name = PyUnicode_AsUTF8(PyList_GET_ITEM(outliving, i));
+                    std::cerr << ' ' << (name != nullptr ? name : "?");
+                }
+                std::cerr << std::endl;
+                PyErr_Clear();
+                PyObject* done = PyObject_CallNoArgs(PyDict_GetItemString(globals, "exit_without_joining"));
+                if (done == nullptr)
+                {
+                    PyErr_Print();
+                }
+                Py_XDECREF(done);
+            }
+            Py_XDECREF(outliving);
+            Py_XDECREF(loaded);
+            Py_DECREF(globals);
+            return finalize;
+        }
     }
 
     std::string find_environment_python()
@@ -90,6 +180,10 @@ namespace splitbrain
 
     embedded_python::~embedded_python()
     {
-        Py_FinalizeEx();
+        if (finish_python_threads())
+        {
+            Py_FinalizeEx();
+        }
+        // else the process must end without finalising (main's _Exit): a thread still runs Python.
     }
 }

@@ -12,7 +12,9 @@ namespace splitbrain
 
     // Debian's CPython 3.11 embedded with sys.executable naming `python`, so that its venv's
     // packages import. sys.argv is [argv[0]]. The calling thread becomes Python's main
-    // thread and holds the GIL. Destruction runs Py_FinalizeEx (atexit handlers, non-daemon threads).
+    // thread and holds the GIL. Destruction (GIL held) waits up to 1 s for non-daemon threads, then
+    // runs Py_FinalizeEx; when a thread outlives that grace it runs the atexit handlers and flushes
+    // sys.stdout/stderr but leaves Python initialised: the process must then end with _Exit.
     class embedded_python
     {
     public:

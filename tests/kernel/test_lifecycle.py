@@ -49,6 +49,42 @@ def test_shutdown_while_a_cell_runs_exits_0_promptly(start_kernel):
     assert_clean_stderr(kernel.stderr())
 
 
+def test_shutdown_with_a_non_daemon_thread_still_running_exits_0_within_jupyter_clients_patience(
+        start_kernel, tmp_path):
+    """Python would join the thread for 60 s; jupyter_client kills a kernel that has not exited
+    shutdown_wait_time (5 s) after shutdown_request. The thread gets 1 s, atexit handlers run."""
+    kernel = start_kernel()
+    marker = tmp_path / "atexit-ran"
+    reply, _ = kernel.execute(
+        "import atexit, pathlib, threading, time\n"
+        f"atexit.register(pathlib.Path({str(marker)!r}).write_text, 'yes')\n"
+        "threading.Thread(target=time.sleep, args=(60,), name='sleeper').start()\n")
+    assert reply["status"] == "ok"
+    started = time.monotonic()
+    assert kernel.shutdown() == 0
+    assert time.monotonic() - started < 4
+    assert marker.read_text() == "yes"
+    text = kernel.stderr()
+    assert_clean_stderr(text)
+    assert text.splitlines() == ["[splitbrain.kernel_threads_left_running] 1 non-daemon thread(s) still running "
+                                 "1 s after shutdown was asked, left unjoined: sleeper"]
+
+
+def test_a_non_daemon_thread_that_ends_within_the_grace_is_joined_at_shutdown(start_kernel, tmp_path):
+    kernel = start_kernel()
+    marker = tmp_path / "thread-finished"
+    reply, _ = kernel.execute(
+        "import pathlib, threading, time\n"
+        "def finish():\n"
+        "    time.sleep(0.3)\n"
+        f"    pathlib.Path({str(marker)!r}).write_text('yes')\n"
+        "threading.Thread(target=finish).start()\n")
+    assert reply["status"] == "ok"
+    assert kernel.shutdown() == 0
+    assert marker.read_text() == "yes"
+    assert kernel.stderr() == ""
+
+
 def test_shutdown_while_input_waits_exits_0(start_kernel):
     kernel = start_kernel()
     kernel.kc.execute("input('never answered: ')", allow_stdin=True)
