@@ -351,13 +351,13 @@ namespace splitbrain
 
     void kernel_server::stop_impl()
     {
-        if (m_stopping.exchange(true))
+        if (!m_run.stop())
         {
             return;
         }
         const std::uint64_t one = 1;
         (void)!::write(m_stop_fd, &one, sizeof(one));
-        if (m_busy)
+        if (m_run.busy())
         {
             interrupt_main_thread();  // a cell still running is stopped like an interrupt would
         }
@@ -418,7 +418,7 @@ namespace splitbrain
         zmq::multipart_t wire;
         for (;;)
         {
-            while (!m_stopping && !m_queued_before_error.empty())
+            while (!m_run.stopping() && !m_queued_before_error.empty())
             {
                 wire = std::move(m_queued_before_error.front());
                 m_queued_before_error.pop_front();
@@ -436,7 +436,7 @@ namespace splitbrain
                 continue;
             }
             // Requests set aside by a failing cell's reply are older: they go first (top of loop).
-            while (!m_stopping && m_queued_before_error.empty() && recv_now(m_shell, wire))
+            while (!m_run.stopping() && m_queued_before_error.empty() && recv_now(m_shell, wire))
             {
                 handle_shell_message(wire);
                 wire.clear();
@@ -473,7 +473,10 @@ namespace splitbrain
         }
         flush_output();
         m_output.set_parent(msg->header());
-        m_busy = true;
+        if (!m_run.begin_request())
+        {
+            return;  // a stop landed after the loop's check; like the requests still queued, not run
+        }
         try
         {
             notify_shell_listener(std::move(*msg));
@@ -482,7 +485,7 @@ namespace splitbrain
         {
             std::cerr << "[splitbrain.kernel_request_failed] " << e.what() << std::endl;
         }
-        m_busy = false;
+        m_run.end_request();
         flush_output();
     }
 

@@ -20,6 +20,7 @@
 #include "xeus/xserver.hpp"
 
 #include "output.hpp"
+#include "run_state.hpp"
 
 namespace splitbrain
 {
@@ -131,8 +132,7 @@ namespace splitbrain
         int m_stop_fd;
         // CPython's signal wakeup fd (signal.set_wakeup_fd) while the main thread waits.
         int m_signal_pipe[2] = {-1, -1};
-        std::atomic<bool> m_stopping{false};
-        std::atomic<bool> m_busy{false};
+        run_state m_run;
         pthread_t m_main_thread{};
         // The process that started us, when that is Jupyter (JPY_PARENT_PID): its death ends the
         // kernel, as with ipykernel, instead of leaving an orphan. 0 when not watched.

@@ -103,6 +103,17 @@ def test_shutdown_request_without_interrupt_exits_0(start_kernel):
     assert_clean_stderr(kernel.stderr())
 
 
+def test_a_shutdown_request_racing_the_start_of_a_long_cell_ends_the_kernel_promptly(start_kernel):
+    """Sent together, the shutdown either keeps the cell from starting or interrupts it (the
+    interleavings are proven one by one in run_state_test.cpp)."""
+    kernel = start_kernel()
+    kernel.execute("import time")
+    kernel.kc.execute("time.sleep(600)")
+    kernel.kc.shutdown()
+    assert kernel.process.wait(timeout=10) == 0
+    assert_clean_stderr(kernel.stderr())
+
+
 def kernel_executable():
     build_dir = os.environ["SPLITBRAIN_BUILD_DIR"]
     return os.path.join(build_dir, "kernel", "splitbrain-kernel")
