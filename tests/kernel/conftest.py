@@ -73,6 +73,12 @@ class Kernel:
                          and m["msg_type"] == "status"
                          and m["content"]["execution_state"] == "busy", timeout)
 
+    def wait_for_stream(self, msg_id, text, timeout=10):
+        """Waits for the stream message of request msg_id that contains `text`: a marker a cell
+        prints (and flushes) right before the call the test is about."""
+        return self.iopub_until(lambda m: m["parent_header"].get("msg_id") == msg_id
+                                and m["msg_type"] == "stream" and text in m["content"]["text"], timeout)
+
     def stderr(self):
         self._stderr.flush()
         return self.stderr_path.read_text()

@@ -22,10 +22,14 @@ def formatted_a_traceback_once(kernel):
     assert reply["ename"] == "ZeroDivisionError"
 
 
+BLOCKING = "about to block"
+
+
 def interrupt_running_cell(kernel, code, interrupt):
-    msg_id = kernel.kc.execute(code)
-    kernel.wait_busy(msg_id)
-    time.sleep(0.3)  # let the cell get into its blocking call
+    # The marker is flushed right before the blocking call: the interrupt lands in that call, or
+    # in the statement before it, which raises KeyboardInterrupt alike.
+    msg_id = kernel.kc.execute(f"print({BLOCKING!r}, flush=True)\n{code}")
+    kernel.wait_for_stream(msg_id, BLOCKING)
     started = time.monotonic()
     interrupt()
     reply = kernel.reply_to(msg_id, timeout=10)
@@ -84,6 +88,7 @@ def test_a_python_signal_handler_runs_in_the_cell(kernel):
         "import signal, time\n"
         "caught = []\n"
         "signal.signal(signal.SIGINT, lambda *a: caught.append('handled'))\n"
+        "print('handler installed', flush=True)\n"
         "try:\n"
         "    deadline = time.monotonic() + 10\n"
         "    while not caught and time.monotonic() < deadline:\n"
@@ -93,8 +98,7 @@ def test_a_python_signal_handler_runs_in_the_cell(kernel):
         "print(caught)\n"
     )
     msg_id = kernel.kc.execute(code)
-    kernel.wait_busy(msg_id)
-    time.sleep(0.3)
+    kernel.wait_for_stream(msg_id, "handler installed")
     kernel.km.interrupt_kernel()
     reply = kernel.reply_to(msg_id)
     assert reply["content"]["status"] == "ok"
@@ -121,3 +125,4 @@ def test_stop_on_error_aborts_the_cells_queued_behind_a_failing_one_and_nothing_
     # a cell sent after the error's reply runs
     reply, outputs = kernel.execute("print('runs')")
     assert outputs == [("stream", {"name": "stdout", "text": "runs\n"})]
+

@@ -96,8 +96,8 @@ def test_shutdown_while_input_waits_exits_0(start_kernel):
 def test_shutdown_request_without_interrupt_exits_0(start_kernel):
     """A client that only sends shutdown_request (no SIGINT first, unlike jupyter_client)."""
     kernel = start_kernel()
-    kernel.kc.execute("import time; time.sleep(600)")
-    time.sleep(0.3)
+    msg_id = kernel.kc.execute("import time; print('sleeping', flush=True); time.sleep(600)")
+    kernel.wait_for_stream(msg_id, "sleeping")
     kernel.kc.shutdown()
     assert kernel.process.wait(timeout=10) == 0
     assert_clean_stderr(kernel.stderr())

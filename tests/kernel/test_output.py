@@ -42,14 +42,27 @@ def test_text_printed_before_a_display_or_result_comes_before_it(kernel):
                      ("stream", "third\n"), ("execute_result", "'fourth'")]
 
 
-def test_output_of_a_thread_arrives_after_the_cell_finished(kernel):
+def wait_for_file_source(path):
+    """Python source of wait_for_file(): waits, with a deadline, until the test creates `path`."""
+    return ("import os as _os, time as _time\n"
+            "def wait_for_file():\n"
+            "    deadline = _time.monotonic() + 30\n"
+            f"    while not _os.path.exists({str(path)!r}):\n"
+            "        assert _time.monotonic() < deadline, 'the test never created the file'\n"
+            "        _time.sleep(0.01)\n")
+
+
+def test_output_of_a_thread_arrives_after_the_cell_finished(kernel, tmp_path):
+    go = tmp_path / "cell-finished"
     reply, _ = kernel.execute(
-        "import threading, time\n"
+        wait_for_file_source(go) +
+        "import threading\n"
         "def later():\n"
-        "    time.sleep(0.3)\n"
+        "    wait_for_file()\n"
         "    print('from a thread')\n"
         "threading.Thread(target=later).start()\n")
     assert reply["status"] == "ok"
+    go.write_text("")
     seen = kernel.iopub_until(lambda m: m["msg_type"] == "stream"
                               and m["content"]["text"] == "from a thread\n", timeout=10)
     assert seen[-1]["content"]["name"] == "stdout"
@@ -69,13 +82,16 @@ def test_many_threads_printing_lose_nothing(kernel):
         assert [line for line in lines if line.startswith(f"{n}:")] == [f"{n}:{i}" for i in range(200)]
 
 
-def test_text_without_newline_is_sent_while_the_cell_still_runs(kernel):
-    msg_id = kernel.kc.execute("import time; print('working...', end=''); time.sleep(2); print(' done')")
-    seen = kernel.iopub_until(lambda m: m["parent_header"].get("msg_id") == msg_id and m["msg_type"] == "status"
-                              and m["content"]["execution_state"] == "idle", timeout=30)
-    # Sent on its own, during the sleep: flushed only at the end, it would share a message with ' done'.
-    assert [m["content"]["text"] for m in seen if m["msg_type"] == "stream"] == ["working...", " done\n"]
-    kernel.reply_to(msg_id)
+def test_text_without_newline_is_sent_while_the_cell_still_runs(kernel, tmp_path):
+    go = tmp_path / "text-seen"
+    # The cell goes on only once the test has seen its text: flushed only at the end, it never would.
+    msg_id = kernel.kc.execute(wait_for_file_source(go) + "print('working...', end=''); wait_for_file(); print(' done')")
+    seen = kernel.wait_for_stream(msg_id, "working...")
+    go.write_text("")
+    seen += kernel.iopub_until(lambda m: m["parent_header"].get("msg_id") == msg_id and m["msg_type"] == "status"
+                               and m["content"]["execution_state"] == "idle", timeout=30)
+    assert [m["content"]["text"] for m in seen if is_stream_of(m, msg_id)] == ["working...", " done\n"]
+    assert kernel.reply_to(msg_id)["content"]["status"] == "ok"
 
 
 def test_text_printed_before_input_reaches_the_client_before_the_prompt_is_answered(kernel):
