@@ -8,6 +8,10 @@ Measures, for each kernel:
 and prints medians, spreads (min..max and the interquartile range) and the ratios
 splitbrain / ipykernel. Goals: start <= 0.5x, execute <= 1.0x.
 
+splitbrain-kernel answers kernel_info before it creates its IPython shell (most of its start-up:
+the imports of IPython, prompt_toolkit and jedi) and creates it right after; ipykernel creates it
+first. So a client sees the kernel ready sooner, and the shell's cost shows in `first`, not `start`.
+
     .venv/bin/python bench/kernel/bench_kernel.py [--starts 7] [--executes 300] [--json]
 
 The splitbrain kernelspec is found through JUPYTER_PATH (default: $SPLITBRAIN_BUILD_DIR/share/jupyter,

@@ -7,6 +7,7 @@
 #include <cstdlib>
 #include <exception>
 #include <iostream>
+#include <memory>
 #include <string_view>
 #include <utility>
 
@@ -102,8 +103,9 @@ def report_error_names(shell):
     shell.show_usage_error = show_usage_error
 
 
-def load_splitbrain_extension(shell):
-    """Registers the splitbrain magics (%%slave, ...) when the splitbrain package is installed."""
+def load_splitbrain_extension(shell, report):
+    """Registers the splitbrain magics (%%slave, ...) when the splitbrain package is installed.
+    report(text) writes to the kernel's own stderr (descriptor 2 leads to the notebook by now)."""
     try:
         try:
             module = importlib.import_module("splitbrain_kernel")
@@ -114,10 +116,8 @@ def load_splitbrain_extension(shell):
         module.load_ipython_extension(shell)
         shell.extension_manager.loaded.add("splitbrain_kernel")
     except BaseException:
-        print("[splitbrain.kernel_extension_failed] splitbrain_kernel.load_ipython_extension failed; "
-              "the kernel runs without the splitbrain magics:", file=sys.__stderr__)
-        traceback.print_exc(file=sys.__stderr__)
-        sys.__stderr__.flush()
+        report("[splitbrain.kernel_extension_failed] splitbrain_kernel.load_ipython_extension failed; "
+               "the kernel runs without the splitbrain magics:\n" + traceback.format_exc())
 )python";
 
         std::string_view utf8_of(py::handle text, py::object& keep_alive)
@@ -200,6 +200,18 @@ def load_splitbrain_extension(shell):
 
     void kernel_interpreter::configure_impl()
     {
+        // What xpyt::interpreter::configure_impl would do first; the rest is start_shell's.
+        m_release_gil = std::make_unique<py::gil_scoped_release>();
+        m_release_gil_at_startup = false;
+    }
+
+    void kernel_interpreter::start_shell()
+    {
+        if (m_shell_started)
+        {
+            return;
+        }
+        m_shell_started = true;
         try
         {
             xpyt::interpreter::configure_impl();
@@ -211,19 +223,23 @@ def load_splitbrain_extension(shell):
             py::exec(startup_source, startup);
             startup["configure_matplotlib"]();
             startup["report_error_names"](m_ipython_shell);
-            startup["load_splitbrain_extension"](m_ipython_shell);
+            startup["load_splitbrain_extension"](m_ipython_shell, py::cpp_function([](const std::string& text)
+            {
+                std::cerr << text << std::flush;
+            }));
         }
         catch (py::error_already_set& e)
         {
-            // Without its shell the kernel can serve nothing. Python shows the traceback while it is
-            // sound, then we leave at once: unwinding through xeus's constructor would release
-            // half-built Python objects and could deadlock on the GIL instead of exiting.
+            // Without its shell the kernel can serve nothing. We leave at once: unwinding would
+            // release half-built Python objects and could deadlock on the GIL instead of exiting.
+            // The traceback goes to the kernel's own stderr (std::cerr), as descriptor 2 leads to
+            // the notebook by now.
+            std::string trace;
             {
                 py::gil_scoped_acquire acquire;
-                e.restore();
-                PyErr_Print();
+                trace = e.what();
             }
-            std::cerr << "[splitbrain.kernel_start_failed] the IPython shell could not be created "
+            std::cerr << trace << "\n[splitbrain.kernel_start_failed] the IPython shell could not be created "
                          "(Python traceback above)" << std::endl;
             std::_Exit(1);
         }

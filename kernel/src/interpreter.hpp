@@ -17,7 +17,10 @@ namespace splitbrain
     // - sys.stdout/sys.stderr writing into the kernel's output_buffer (coalesced, any thread);
     // - every request answered, also when Python raises outside the cell's own code
     //   (a KeyboardInterrupt landing in IPython's machinery, a broken completer);
-    // - the splitbrain IPython extension loaded at start when it is installed.
+    // - the splitbrain IPython extension loaded at start when it is installed;
+    // - the IPython shell created by start_shell(), not when xeus configures the interpreter: its
+    //   imports (IPython, prompt_toolkit, jedi: most of the kernel's start-up) need not delay the
+    //   kernel_info_reply, which is all a client waits for before it calls the kernel ready.
     class kernel_interpreter : public xpyt::interpreter
     {
     public:
@@ -28,6 +31,10 @@ namespace splitbrain
         // Puts the process's own stdout and stderr back as sys.stdout/sys.stderr, so that what
         // Python writes while it finalises does not reach for a kernel that is gone.
         void restore_standard_streams();
+
+        // Creates the IPython shell, once; later calls do nothing. On Python's main thread, before
+        // any request but kernel_info_request reaches this interpreter (the server sees to that).
+        void start_shell();
 
     private:
 
@@ -54,6 +61,7 @@ namespace splitbrain
         void load_splitbrain_extension();
 
         output_buffer& m_output;
+        bool m_shell_started = false;
     };
 }
 

@@ -29,14 +29,17 @@ namespace
         "`jupyter console --existing`.\n";
 
     // xkernel takes the server builder as a plain function pointer; it reaches main's output
-    // buffer through this.
+    // buffer and the interpreter through these.
     splitbrain::output_buffer* the_output = nullptr;
+    splitbrain::kernel_interpreter* the_interpreter = nullptr;
 
     std::unique_ptr<xeus::xserver> make_server(xeus::xcontext& context,
                                                const xeus::xconfiguration& config,
                                                nl::json::error_handler_t eh)
     {
-        return splitbrain::make_kernel_server(context.get_wrapped_context<zmq::context_t>(), config, eh, *the_output);
+        splitbrain::kernel_interpreter* interpreter = the_interpreter;
+        return splitbrain::make_kernel_server(context.get_wrapped_context<zmq::context_t>(), config, eh, *the_output,
+                                              [interpreter] { interpreter->start_shell(); });
     }
 
     void print_connection_info(const xeus::xconfiguration& config)
@@ -62,6 +65,7 @@ namespace
     {
         auto interpreter = std::make_unique<splitbrain::kernel_interpreter>(output);
         splitbrain::kernel_interpreter& python_side = *interpreter;
+        the_interpreter = &python_side;
         auto context = xeus::make_context<zmq::context_t>();
         auto eh = nl::json::error_handler_t::replace;  // bad UTF-8 from a peer is replaced, not fatal
 

@@ -7,6 +7,7 @@
 #include <unistd.h>
 
 #include <cerrno>
+#include <csignal>
 #include <cstdint>
 #include <cstdlib>
 #include <iostream>
@@ -112,7 +113,8 @@ namespace splitbrain
     kernel_server::kernel_server(zmq::context_t& context,
                                  const xeus::xconfiguration& config,
                                  nl::json::error_handler_t eh,
-                                 output_buffer& output)
+                                 output_buffer& output,
+                                 std::function<void()> warm_up)
         : m_shell(context, zmq::socket_type::router)
         , m_control(context, zmq::socket_type::router)
         , m_stdin(context, zmq::socket_type::router)
@@ -123,6 +125,7 @@ namespace splitbrain
         , m_messenger(*this)
         , m_output(output)
         , m_capture(output)
+        , m_warm_up(std::move(warm_up))
         , m_stop_fd(eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK))
     {
         if (m_stop_fd < 0 || ::pipe2(m_signal_pipe, O_CLOEXEC | O_NONBLOCK) != 0)
@@ -441,6 +444,10 @@ namespace splitbrain
                 handle_shell_message(wire);
                 wire.clear();
             }
+            if (!m_run.stopping())
+            {
+                warm_up_once();
+            }
             set_signal_wakeup(true);  // again: a cell's asyncio loop may have replaced it
         }
     }
@@ -460,6 +467,10 @@ namespace splitbrain
         if (reject_bad_request(*msg, xeus::channel::SHELL))
         {
             return;
+        }
+        if (msg->header().value("msg_type", "") != "kernel_info_request")
+        {
+            warm_up_once();
         }
         // An interrupt that was sent before this request but is handled only now (it raced the
         // message) belongs to the idle kernel, not to this request.
@@ -487,6 +498,23 @@ namespace splitbrain
         }
         m_run.end_request();
         flush_output();
+    }
+
+    void kernel_server::warm_up_once()
+    {
+        if (!m_warm_up)
+        {
+            return;
+        }
+        std::function<void()> warm_up = std::move(m_warm_up);
+        m_warm_up = nullptr;
+        sigset_t interrupt;
+        sigset_t previous;
+        sigemptyset(&interrupt);
+        sigaddset(&interrupt, SIGINT);
+        pthread_sigmask(SIG_BLOCK, &interrupt, &previous);
+        warm_up();
+        pthread_sigmask(SIG_SETMASK, &previous, nullptr);
     }
 
     bool kernel_server::reject_bad_request(const xeus::xmessage& msg, xeus::channel c)
@@ -644,8 +672,9 @@ namespace splitbrain
     std::unique_ptr<xeus::xserver> make_kernel_server(zmq::context_t& context,
                                                       const xeus::xconfiguration& config,
                                                       nl::json::error_handler_t eh,
-                                                      output_buffer& output)
+                                                      output_buffer& output,
+                                                      std::function<void()> warm_up)
     {
-        return std::make_unique<kernel_server>(context, config, eh, output);
+        return std::make_unique<kernel_server>(context, config, eh, output, std::move(warm_up));
     }
 }

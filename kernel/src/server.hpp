@@ -6,6 +6,7 @@
 
 #include <atomic>
 #include <deque>
+#include <functional>
 #include <memory>
 #include <mutex>
 #include <string>
@@ -48,6 +49,13 @@ namespace splitbrain
     //
     // Requests. Every request gets a reply: those xeus's core would drop get an error reply here
     // (requests.hpp), and stop_on_error aborts only the cells queued before the failing reply.
+    //
+    // Start-up. `warm_up` (the interpreter's slow part: creating the IPython shell) runs once on the
+    // main thread: before the first shell request that is not a kernel_info_request, or as soon as
+    // the requests that arrived with the first are answered. So the first kernel_info_reply does not
+    // wait for it, and nothing that needs it comes before it. SIGINT is blocked meanwhile: an
+    // interrupt then would otherwise break the shell's creation; it is delivered afterwards, to the
+    // cell that waited for the shell or, idle, consumed.
     class kernel_server final : public xeus::xserver
     {
     public:
@@ -55,7 +63,8 @@ namespace splitbrain
         kernel_server(zmq::context_t& context,
                       const xeus::xconfiguration& config,
                       nl::json::error_handler_t eh,
-                      output_buffer& output);
+                      output_buffer& output,
+                      std::function<void()> warm_up);
         ~kernel_server() override;
 
     private:
@@ -100,6 +109,7 @@ namespace splitbrain
         void serve_heartbeat();
         bool parent_is_gone() const;
         void handle_shell_message(zmq::multipart_t& wire_msg);
+        void warm_up_once();
         // Answers a request xeus's core would drop silently; true when it did.
         bool reject_bad_request(const xeus::xmessage& msg, xeus::channel c);
         void reply_directly(const xeus::xmessage& request, nl::json content, xeus::channel c);
@@ -122,6 +132,8 @@ namespace splitbrain
         direct_messenger m_messenger;
         output_buffer& m_output;
         descriptor_capture m_capture;
+        // Empty once it ran. Main thread only.
+        std::function<void()> m_warm_up;
 
         // Learned from the start message: the kernel core's identity, stamped on stream messages.
         std::string m_topic_prefix;
@@ -153,7 +165,8 @@ namespace splitbrain
     std::unique_ptr<xeus::xserver> make_kernel_server(zmq::context_t& context,
                                                       const xeus::xconfiguration& config,
                                                       nl::json::error_handler_t eh,
-                                                      output_buffer& output);
+                                                      output_buffer& output,
+                                                      std::function<void()> warm_up);
 }
 
 #endif

@@ -3,6 +3,9 @@ lives on with its variables (issue 2, point 3)."""
 import time
 
 import pytest
+from jupyter_client import KernelManager
+
+from conftest import KERNEL_NAME, assert_clean_stderr
 
 # Whatever a cell is blocked in, an interrupt SHALL end it with KeyboardInterrupt within 1 s.
 BLOCKING_CELLS = {
@@ -126,3 +129,32 @@ def test_stop_on_error_aborts_the_cells_queued_behind_a_failing_one_and_nothing_
     reply, outputs = kernel.execute("print('runs')")
     assert outputs == [("stream", {"name": "stdout", "text": "runs\n"})]
 
+
+def test_an_interrupt_right_after_the_first_kernel_info_reply_leaves_a_working_kernel(tmp_path):
+    """The kernel answers kernel_info before its IPython shell exists and creates the shell right
+    after (kernel_server's warm-up): an interrupt then SHALL NOT break the shell's creation."""
+    stderr_path = tmp_path / "kernel.stderr"
+    with open(stderr_path, "w") as stderr:
+        km = KernelManager(kernel_name=KERNEL_NAME)
+        km.start_kernel(stderr=stderr)
+        process = km.provisioner.process
+        kc = km.client()
+        kc.start_channels()
+        try:
+            msg_id = kc.kernel_info()
+            deadline = time.monotonic() + 60
+            while True:
+                reply = kc.get_shell_msg(timeout=max(0.0, deadline - time.monotonic()))
+                if reply["parent_header"].get("msg_id") == msg_id:
+                    break
+            km.interrupt_kernel()
+            texts = []
+            reply = kc.execute_interactive("print(6 * 7)", timeout=30,
+                                           output_hook=lambda m: texts.append(m["content"].get("text")))
+            assert reply["content"]["status"] == "ok"
+            assert "42\n" in texts
+        finally:
+            kc.stop_channels()
+            km.shutdown_kernel()
+        assert process.wait(timeout=30) == 0
+    assert_clean_stderr(stderr_path.read_text())
