@@ -2,6 +2,8 @@
 
 #include <unistd.h>
 
+#include <set>
+
 namespace splitbrain::agent {
 
 using splitcore::json;
@@ -51,6 +53,48 @@ py_ref exception_class(const std::string& qualified) {
     return py_ref::borrow(PyExc_Exception);
 }
 
+// Immutable plain data: None, bool, int, float, complex, str, bytes, and tuples/frozensets of them.
+bool is_immutable(PyObject* obj, int depth = 0) {
+    if (obj == Py_None || PyBool_Check(obj) || PyLong_Check(obj) || PyFloat_Check(obj) ||
+        PyUnicode_Check(obj) || PyBytes_Check(obj) || PyComplex_CheckExact(obj)) {
+        return true;
+    }
+    if (depth > 8) return false;
+    if (PyTuple_CheckExact(obj)) {
+        for (Py_ssize_t i = 0; i < PyTuple_GET_SIZE(obj); ++i) {
+            if (!is_immutable(PyTuple_GET_ITEM(obj, i), depth + 1)) return false;
+        }
+        return true;
+    }
+    if (PyFrozenSet_CheckExact(obj)) {
+        Py_ssize_t pos = 0;
+        PyObject* key;
+        Py_hash_t hash;
+        while (_PySet_NextEntry(obj, &pos, &key, &hash)) {
+            if (!is_immutable(key, depth + 1)) return false;
+        }
+        return true;
+    }
+    return false;
+}
+
+// Names a module does not rebind after import, by convention: ALL_CAPS (O_RDONLY, SEEK_SET) and
+// os's platform constants. Everything else (tempfile.tempdir, sys.path) may change at run time,
+// so the client fetches it when used instead of keeping the value of import time.
+bool is_constant_name(const std::string& name) {
+    static const std::set<std::string, std::less<>> known = {
+        "sep", "altsep", "pathsep", "curdir", "pardir", "extsep", "linesep", "devnull", "defpath", "name",
+        "supports_bytes_environ", "__name__", "__file__", "__version__"};
+    if (known.count(name) != 0) return true;
+    if (name.rfind("__", 0) == 0) return false;
+    bool letter = false;
+    for (const char c : name) {
+        if (c >= 'a' && c <= 'z') return false;
+        letter = letter || (c >= 'A' && c <= 'Z');
+    }
+    return letter;
+}
+
 }  // namespace
 
 worker::worker() {
@@ -79,6 +123,18 @@ worker::worker() {
     m_handler["cancel"] = &worker::cancel;
     m_handler["stats"] = &worker::stats;
     m_handler["bye"] = &worker::bye;
+
+    // Calls go through a Python function whose globals are __main__'s: a builtin that reads its
+    // caller's frame (eval or exec without globals, globals(), locals(), vars()) finds one there,
+    // as at a prompt, instead of failing with "SystemError: frame does not exist".
+    PyObject* main_globals = PyModule_GetDict(py_ref::checked(PyImport_AddModule("__main__")).get());
+    py_ref code = py_ref::checked(Py_CompileString(
+        "def __splitbrain_call__(function, args, kwargs):\n"
+        "    return function(*args, **kwargs) if kwargs else function(*args)\n",
+        "<splitbrain>", Py_file_input));
+    py_ref defined = py_ref::checked(PyDict_New());
+    py_ref done = py_ref::checked(PyEval_EvalCode(code.get(), main_globals, defined.get()));
+    m_call = py_ref::borrow(PyDict_GetItemString(defined.get(), "__splitbrain_call__"));
 }
 
 splitcore::message worker::dispatch(const json& header, const std::vector<zmq::message_t>& frames) {
@@ -184,8 +240,7 @@ json worker::import_module(const request& r) {
             modules.push_back(name);
         } else if (PyCallable_Check(value)) {
             callables.push_back(name);
-        } else if (splitcore::is_plain(value) &&
-                   (name.rfind("__", 0) != 0 || name == "__name__" || name == "__file__" || name == "__version__")) {
+        } else if (is_constant_name(name) && is_immutable(value)) {
             constants.push_back(name);
             constants.push_back(r.out.encode(value));
         }
@@ -233,7 +288,8 @@ json worker::call(const request& r) {
         kwargs = r.in.decode(*k);
         if (!PyDict_Check(kwargs.get())) throw protocol_error(code::bad_request, "field \"k\" must be a {\"$d\": [...]} map");
     }
-    py_ref result = py_ref::checked(PyObject_Call(target.get(), args.get(), kwargs.get()));
+    py_ref result = py_ref::checked(PyObject_CallFunctionObjArgs(m_call.get(), target.get(), args.get(),
+                                                                 kwargs ? kwargs.get() : Py_None, nullptr));
     return r.out.encode(result.get());
 }
 

@@ -116,3 +116,12 @@ def test_the_docstring_of_a_proxy_is_the_remote_objects(linux_box):
     counter = linux_box.modules.collections.Counter()
     assert counter.__doc__.startswith("Dict subclass for counting hashable items.")
     assert splitbrain.RemoteObject.__doc__.startswith("An object on a slave.")
+
+
+def test_builtins_that_read_the_callers_frame_work_remotely(linux_box):
+    builtins = linux_box.modules.builtins
+    assert builtins.eval("1+1") == 2
+    assert builtins.eval("__name__") == "__main__"   # calls run with __main__'s globals, as at a prompt
+    assert builtins.exec("squares = [n * n for n in range(3)]") is None
+    assert "__builtins__" in builtins.globals()
+    assert builtins.eval("x + 1", {"x": 41}) == 42
