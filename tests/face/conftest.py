@@ -54,10 +54,10 @@ def fresh_box():
     box.close()
 
 
-def run_python(code, timeout=60, env=None, **kwargs):
-    """Runs *code* in a fresh interpreter of this venv with the test environment; returns the
-    CompletedProcess (text, stdout and stderr captured)."""
+def run_python(code, timeout=60, env=None, args=(), **kwargs):
+    """Runs *code* in a fresh interpreter of this venv with the test environment (*args* in
+    sys.argv[1:]); returns the CompletedProcess (text, stdout and stderr captured)."""
     full_env = dict(os.environ)
     full_env.update(env or {})
-    return subprocess.run([sys.executable, "-c", textwrap.dedent(code)], capture_output=True, text=True,
+    return subprocess.run([sys.executable, "-c", textwrap.dedent(code), *args], capture_output=True, text=True,
                           timeout=timeout, env=full_env, **kwargs)

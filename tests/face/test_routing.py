@@ -88,6 +88,27 @@ def test_module_constants_cost_no_round_trip_and_a_module_call_exactly_one(linux
         assert linux_box.requests == before + 2
 
 
+def test_a_module_variable_the_slave_changes_is_read_fresh_not_kept_from_the_import(fresh_box, tmp_path):
+    import tempfile
+    with fresh_box:
+        tempfile.tempdir                     # imports tempfile on the slave: tempdir is None there
+        chosen = tempfile.gettempdir()       # sets it on the slave
+        assert tempfile.tempdir == chosen
+    remote_sys = fresh_box.modules.sys
+    assert str(tmp_path) not in remote_sys.path
+    fresh_box.modules.site.addsitedir(str(tmp_path))  # appends to the slave's sys.path
+    assert str(tmp_path) in remote_sys.path
+
+
+def test_only_immutable_values_under_constant_names_come_with_the_import(fresh_box):
+    constants = fresh_box.modules.os.__dict__
+    assert constants["sep"] == "/" and constants["O_RDONLY"] == 0 and constants["name"] == "posix"
+    assert "supports_fd" not in constants    # a set
+    remote_sys = fresh_box.modules.sys
+    for mutable in ("path", "argv", "warnoptions"):       # lists: read when used
+        assert mutable not in remote_sys.__dict__, mutable
+
+
 def test_pure_posixpath_functions_run_locally_for_a_posix_slave(linux_box):
     with linux_box:
         os.path.exists("/")
@@ -193,14 +214,26 @@ def test_a_standard_module_imported_after_splitbrain_keeps_the_real_modules_insi
     assert done.stdout.split() == ["module", "module", "RoutedModule"]
 
 
-def test_source_lines_inside_a_context_are_the_masters():
+def test_source_lines_inside_a_context_are_the_masters_and_cost_no_round_trip(tmp_path):
+    # Same relative file name, different text in the master's and the slave's working directories.
+    (tmp_path / "master").mkdir()
+    (tmp_path / "slave").mkdir()
+    (tmp_path / "master" / "demo_source.py").write_text("def local_function():\n    return 'the master'\n")
+    (tmp_path / "slave" / "demo_source.py").write_text("def local_function():\n    return 'the slave'\n")
     done = run_python("""
-        import splitbrain, json
+        import os, sys, splitbrain
+        os.chdir(sys.argv[1])
         box = splitbrain.spawn("sources")
+        box.modules.os.chdir(sys.argv[2])
+        print("tokenize" in sys.modules)
+        namespace = {}
+        exec(compile(open("demo_source.py").read(), "demo_source.py", "exec"), namespace)
         with box:
-            import inspect                   # brings linecache, which reads source files
-            print(inspect.getsource(json.dumps).splitlines()[0])
+            import inspect                   # brings tokenize and linecache, which read source files
+            before = box.requests
+            print(inspect.getsource(namespace["local_function"]).splitlines()[1].strip())
+            print(box.requests - before)
         box.close()
-    """)
+    """, args=[str(tmp_path / "master"), str(tmp_path / "slave")])
     assert done.returncode == 0, done.stderr
-    assert done.stdout.splitlines() == ["def dumps(obj, *, skipkeys=False, ensure_ascii=True, check_circular=True,"]
+    assert done.stdout.splitlines() == ["False", "return 'the master'", "0"]

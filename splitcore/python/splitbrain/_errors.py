@@ -40,8 +40,13 @@ class SessionLost(RemoteError):
     """The slave's worker process for our session died (``[splitbrain.session_lost]``)."""
 
 
-class SlaveOnlyModuleError(AttributeError):
-    """A module that exists only on a slave was used outside that slave's context."""
+class SlaveOnlyModuleError(ImportError):
+    """A module that exists only on a slave was used outside that slave's context.
+
+    An ``ImportError``, so ``from pyvisa import ResourceManager`` outside the context raises it
+    (naming the slave) rather than Python's generic "cannot import name". Dunder lookups
+    (``hasattr(module, "__file__")``) raise a plain ``AttributeError`` instead.
+    """
 
 
 class SpawnError(RuntimeError):

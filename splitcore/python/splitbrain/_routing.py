@@ -66,12 +66,21 @@ _STDLIB = _stdlib_dirs()
 # -- what routed modules do when a slave is active ------------------------------------------------
 
 def _route_getattr(slave, name, routed, attr):
+    __tracebackhide__ = True
     if slave is None:
+        if attr.startswith("__") and attr.endswith("__"):
+            try:
+                real = _load_real(name, routed)
+            except SlaveOnlyModuleError:
+                # introspection (hasattr, getattr with a default) must not see an ImportError
+                raise AttributeError(f"module {name!r} (only on a slave) has no attribute {attr!r} here") from None
+            return getattr(real, attr)
         return getattr(_load_real(name, routed), attr)
     return getattr(slave._module(name), attr)
 
 
 def _route_setattr(slave, name, routed, attr, value):
+    __tracebackhide__ = True
     target = _load_real(name, routed) if slave is None else slave._module(name)
     if value is _DELETE:
         delattr(target, attr)
@@ -96,10 +105,11 @@ def _load_real(name, routed):
         if real is None:
             owners = sorted(_slave_only.get(name, ()))
             where = " or ".join(owners) if owners else "a slave"
-            hint = f"use it inside `with {owners[0]}:`" if owners else "use it inside a slave's context"
+            slave_name = owners[0] if owners else "NAME"
             raise SlaveOnlyModuleError(
                 f"[splitbrain.slave_only_module] module {name!r} exists only on {where}, not on this "
-                f"machine; {hint} (or `%%slave {owners[0] if owners else 'NAME'}` in the kernel)")
+                f"machine; use it inside `with splitbrain.slave({slave_name!r}):` or a "
+                f"`%%slave {slave_name}` cell", name=name)
         _core.set_routed_real(routed, real)
         _by_real[id(real)] = routed
         return real
@@ -133,6 +143,7 @@ def _import_real(name):
 
 def open(file, mode="r", buffering=-1, encoding=None, errors=None, newline=None, closefd=True, opener=None):  # noqa: A001
     """``open()`` of the active slave, or the built-in ``open`` when local (splitbrain routes it)."""
+    __tracebackhide__ = True
     slave = current_slave.get()
     if slave is None:
         return _io.open(file, mode, buffering, encoding, errors, newline, closefd, opener)
@@ -304,6 +315,8 @@ class _MasterLoader:
                     real = _core.routed_real(value)
                     if real is not None:
                         namespace[key] = real
+                elif value is open:  # `from builtins import open as _builtin_open` (tokenize)
+                    namespace[key] = _io.open
 
     def __getattr__(self, name):
         return getattr(self._loader, name)
