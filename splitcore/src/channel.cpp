@@ -102,6 +102,7 @@ void channel::close() {
     m_socket.close();
     m_waiting.clear();
     m_replies.clear();
+    m_events_for.clear();
     m_changed.notify_all();
 }
 
@@ -162,9 +163,10 @@ std::string channel::unreachable_text() const {
 
 std::uint64_t channel::send(nlohmann::json header, std::vector<zmq::message_t> frames) {
     std::unique_lock<std::mutex> lock(m_mutex);
+    acquire_socket(lock);
+    // Numbered once the socket is ours, so ids go out in order: output is attributed by it.
     const std::uint64_t id = m_next_id++;
     header["id"] = id;
-    acquire_socket(lock);
     const auto now = channel_clock::now();
     m_waiting.emplace(id, now);
     m_last_sent = now;
@@ -222,8 +224,25 @@ void channel::cancel(std::uint64_t id) {
 
 void channel::abandon(std::uint64_t id) {
     std::lock_guard<std::mutex> lock(m_mutex);
+    forget(id);
+}
+
+// Drops `id`'s reply; output of it nobody wrote yet goes to whoever writes unclaimed output.
+void channel::forget(std::uint64_t id) {
     m_waiting.erase(id);
     m_replies.erase(id);
+    if (auto own = m_events_for.find(id); own != m_events_for.end()) {
+        for (auto& event : own->second) m_events.push_back(std::move(event));
+        m_events_for.erase(own);
+    }
+}
+
+std::uint64_t channel::running_request() const {
+    std::uint64_t oldest = 0;
+    for (const auto& entry : m_waiting) {
+        if ((oldest == 0 || entry.first < oldest) && m_replies.count(entry.first) == 0) oldest = entry.first;
+    }
+    return oldest;
 }
 
 std::vector<std::uint64_t> channel::pending() const {
@@ -264,6 +283,10 @@ void channel::dispatch(std::vector<message>& arrived, time_point now) {
         m_last_heard = now;
         const auto& header = message.header;
         if (header.contains("ev")) {
+            if (const std::uint64_t owner = running_request(); owner != 0) {
+                m_events_for[owner].push_back(std::move(message));
+                continue;
+            }
             if (m_events.size() >= max_unclaimed_events) {
                 m_events.pop_front();
             }
@@ -282,8 +305,7 @@ void channel::dispatch(std::vector<message>& arrived, time_point now) {
 }
 
 void channel::fail_unreachable(std::uint64_t id, std::unique_lock<std::mutex>&) {
-    m_waiting.erase(id);
-    m_replies.erase(id);
+    forget(id);
     throw unreachable_error(unreachable_text());
 }
 
@@ -291,7 +313,17 @@ std::optional<message> channel::wait(std::uint64_t id, channel_clock::time_point
                                           std::vector<message>& events) {
     using std::chrono::milliseconds;
     std::unique_lock<std::mutex> lock(m_mutex);
+    auto take_own_events = [&] {
+        auto own = m_events_for.find(id);
+        if (own == m_events_for.end()) return false;
+        for (auto& event : own->second) events.push_back(std::move(event));
+        m_events_for.erase(own);
+        return true;
+    };
     for (;;) {
+        if (take_own_events()) {
+            return std::nullopt;
+        }
         if (!m_events.empty()) {
             for (auto& event : m_events) {
                 events.push_back(std::move(event));
@@ -309,7 +341,7 @@ std::optional<message> channel::wait(std::uint64_t id, channel_clock::time_point
             throw std::runtime_error("[splitbrain.closed] the connection to " + m_options.name + " is closed");
         }
         if (m_refused) {
-            m_waiting.erase(id);
+            forget(id);
             throw refused_error("[splitbrain.key_refused] " + m_options.name + " (" + m_options.address +
                                 ") refused this client's key " + m_options.public_key +
                                 "; add it to the agent's --authorized-keys file");
@@ -377,7 +409,9 @@ std::optional<message> channel::wait(std::uint64_t id, channel_clock::time_point
         lock.lock();
         dispatch(arrived, channel_clock::now());
         release_socket(lock);
-        if (interrupted && m_replies.count(id) == 0 && m_events.empty()) return std::nullopt;
+        if (interrupted && m_replies.count(id) == 0 && m_events.empty() && m_events_for.count(id) == 0) {
+            return std::nullopt;
+        }
     }
 }
 

@@ -63,8 +63,11 @@ public:
     std::uint64_t post(nlohmann::json header, std::vector<zmq::message_t> frames = {});
 
     // Waits for the reply to `id` until `until`. Returns early, without a reply, when output events
-    // arrived (they are appended to `events` in arrival order) and when a signal interrupted the
-    // wait, so that the caller can look at it. Throws unreachable_error after the liveness timeout
+    // of this request, or nobody's, arrived (they are appended to `events` in arrival order) and
+    // when a signal interrupted the wait, so that the caller can look at it. Output belongs to the
+    // request the agent is running when it arrives: the oldest one still without a reply (the agent
+    // runs a session's requests one by one, in order, and sends a call's output before its reply),
+    // so a thread never writes another thread's output. Throws unreachable_error after the liveness timeout
     // of silence; the id is then forgotten.
     [[nodiscard]] std::optional<message> wait(std::uint64_t id, channel_clock::time_point until,
                                                    std::vector<message>& events);
@@ -78,7 +81,7 @@ public:
     // Every id someone is waiting for (for "cancel everything").
     [[nodiscard]] std::vector<std::uint64_t> pending() const;
 
-    // Takes the output events that arrived while nobody was waiting.
+    // Takes the output events that arrived while no request was running.
     [[nodiscard]] std::vector<message> take_events();
 
     void close();
@@ -100,6 +103,8 @@ private:
     void dispatch(std::vector<message>& arrived, time_point now);
     void wake_reader();
     void keepalive_loop();
+    [[nodiscard]] std::uint64_t running_request() const;
+    void forget(std::uint64_t id);
     [[noreturn]] void fail_unreachable(std::uint64_t id, std::unique_lock<std::mutex>& lock);
 
     channel_options m_options;
@@ -116,7 +121,8 @@ private:
     std::uint64_t m_next_id = 1;
     std::unordered_map<std::uint64_t, time_point> m_waiting;  // id → when it was sent
     std::unordered_map<std::uint64_t, message> m_replies;
-    std::deque<message> m_events;
+    std::deque<message> m_events;  // output while no request was running (background processes)
+    std::unordered_map<std::uint64_t, std::vector<message>> m_events_for;  // request id → its output
     time_point m_last_heard;
     time_point m_last_sent;
     time_point m_last_ping;
