@@ -30,9 +30,12 @@ def test_eight_threads_calling_one_slave_each_get_their_own_replies(linux_box):
 
 
 def test_two_slaves_sleep_in_parallel_threads(linux_box, windows_box):
+    slept = {}
+
     def nap(box):
-        with box:
-            time.sleep(0.5)
+        start = time.monotonic()
+        box.modules.time.sleep(0.5)  # time is not routed: sleep on the slave explicitly
+        slept[box.name] = time.monotonic() - start
 
     start = time.monotonic()
     threads = [threading.Thread(target=nap, args=(box,)) for box in (linux_box, windows_box)]
@@ -40,6 +43,8 @@ def test_two_slaves_sleep_in_parallel_threads(linux_box, windows_box):
         t.start()
     for t in threads:
         t.join(10)
+    assert sorted(slept) == ["linux-box", "windows-box"]
+    assert all(seconds >= 0.5 for seconds in slept.values()), slept
     assert time.monotonic() - start < 0.9
 
 
