@@ -403,6 +403,13 @@ def test_lab_instruments_runs_on_bench_a_and_draws_its_plot_in_the_page(lab, lab
             errors = lab_instruments.output(index).locator(".jp-OutputArea-output[data-mime-type="
                                                            "'application/vnd.jupyter.stderr']")
             expect(errors).to_have_count(0)
+    # The instruments ran on bench-a: the PSU cell printed the pid of a worker of the demo agent
+    # bench-a (on this machine, so /proc can tell), working in bench-a's folder.
+    visa = next(i for i, (source, kind) in enumerate(cells) if 'psu.query("*IDN?")' in source)
+    expect(lab_instruments.output(visa)).to_contain_text("bench-a pid", timeout=UI_TIMEOUT_MS)
+    pid = re.search(r"bench-a pid (\d+): SPLITBRAIN,SIM-PSU", lab_instruments.output(visa).inner_text()).group(1)
+    assert os.path.basename(os.readlink(f"/proc/{pid}/exe")).startswith("splitbrain-worker")
+    assert pathlib.Path(os.readlink(f"/proc/{pid}/cwd")).is_relative_to(lab.demo_state / "bench-a")
     plot = next(i for i, (source, kind) in enumerate(cells) if "plt.show()" in source)
     expect(lab_instruments.output(plot).locator("img")).to_have_count(1)
     lab_instruments.cells.nth(plot).scroll_into_view_if_needed()
