@@ -2,6 +2,7 @@
 
 #include <unistd.h>
 
+#include <optional>
 #include <set>
 
 namespace splitbrain::agent {
@@ -124,17 +125,13 @@ worker::worker() {
     m_handler["stats"] = &worker::stats;
     m_handler["bye"] = &worker::bye;
 
-    // Calls go through a Python function whose globals are __main__'s: a builtin that reads its
-    // caller's frame (eval or exec without globals, globals(), locals(), vars()) finds one there,
-    // as at a prompt, instead of failing with "SystemError: frame does not exist".
-    PyObject* main_globals = PyModule_GetDict(py_ref::checked(PyImport_AddModule("__main__")).get());
-    py_ref code = py_ref::checked(Py_CompileString(
-        "def __splitbrain_call__(function, args, kwargs):\n"
-        "    return function(*args, **kwargs) if kwargs else function(*args)\n",
-        "<splitbrain>", Py_file_input));
-    py_ref defined = py_ref::checked(PyDict_New());
-    py_ref done = py_ref::checked(PyEval_EvalCode(code.get(), main_globals, defined.get()));
-    m_call = py_ref::borrow(PyDict_GetItemString(defined.get(), "__splitbrain_call__"));
+    // Calls run as a line typed at the slave's prompt: a frame whose globals and locals are
+    // __main__'s. A builtin that reads its caller's frame (eval or exec without globals, globals(),
+    // locals(), vars()) then finds one, instead of failing with "SystemError: frame does not
+    // exist", and what exec defines stays for the next eval.
+    m_main = py_ref::borrow(PyModule_GetDict(py_ref::checked(PyImport_AddModule("__main__")).get()));
+    m_call = py_ref::checked(Py_CompileString("__splitbrain_call__[0](*__splitbrain_call__[1], **__splitbrain_call__[2])",
+                                              "<splitbrain>", Py_eval_input));
 }
 
 splitcore::message worker::dispatch(const json& header, const std::vector<zmq::message_t>& frames) {
@@ -288,8 +285,14 @@ json worker::call(const request& r) {
         kwargs = r.in.decode(*k);
         if (!PyDict_Check(kwargs.get())) throw protocol_error(code::bad_request, "field \"k\" must be a {\"$d\": [...]} map");
     }
-    py_ref result = py_ref::checked(PyObject_CallFunctionObjArgs(m_call.get(), target.get(), args.get(),
-                                                                 kwargs ? kwargs.get() : Py_None, nullptr));
+    if (!kwargs) kwargs = py_ref::checked(PyDict_New());
+    py_ref call = py_ref::checked(PyTuple_Pack(3, target.get(), args.get(), kwargs.get()));
+    if (PyDict_SetItemString(m_main.get(), "__splitbrain_call__", call.get()) < 0) throw python_error();
+    py_ref result = py_ref::steal(PyEval_EvalCode(m_call.get(), m_main.get(), m_main.get()));
+    std::optional<python_error> failed;
+    if (!result) failed.emplace();  // fetched before the clean-up below may touch the error state
+    if (PyDict_DelItemString(m_main.get(), "__splitbrain_call__") < 0) PyErr_Clear();  // the call may have removed it
+    if (failed) throw *failed;
     return r.out.encode(result.get());
 }
 

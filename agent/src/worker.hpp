@@ -84,7 +84,8 @@ private:
     std::unordered_map<std::uint64_t, entry> m_objects;
     std::unordered_map<PyObject*, std::uint64_t> m_oid_of;  // identity: one oid per live object
     std::uint64_t m_next_oid = 1;
-    splitcore::py_ref m_call;  // __splitbrain_call__(function, args, kwargs): calls from a Python frame
+    splitcore::py_ref m_main;  // __main__.__dict__: globals and locals of every call
+    splitcore::py_ref m_call;  // code: __splitbrain_call__[0](*[1], **[2]), run in m_main
     bool m_finished = false;
 };
 

@@ -125,3 +125,5 @@ def test_builtins_that_read_the_callers_frame_work_remotely(linux_box):
     assert builtins.exec("squares = [n * n for n in range(3)]") is None
     assert "__builtins__" in builtins.globals()
     assert builtins.eval("x + 1", {"x": 41}) == 42
+    builtins.exec("kept = 6 * 7")                  # like a line typed at the slave's prompt
+    assert builtins.eval("kept") == 42
