@@ -160,8 +160,17 @@ def test_a_spawned_agent_ends_when_its_interpreter_is_killed(tmp_path):
 
 
 def test_the_public_api_has_docstrings():
-    for name in ["connect", "spawn", "Slave", "local", "current", "route", "RemoteError", "slaves",
-                 "activate", "forget", "slave", "known_slaves"]:
+    for name in splitbrain.__all__:
         assert getattr(splitbrain, name).__doc__, name
-    for name in ["ping", "close", "stats", "cancel_all"]:
-        assert getattr(splitbrain.Slave, name).__doc__, name
+    for name, member in vars(splitbrain.Slave).items():
+        if not name.startswith("_"):
+            assert member.__doc__, f"Slave.{name}"
+
+
+def test_without_splitbrain_config_the_registry_lives_in_xdg_config_home(tmp_path, monkeypatch):
+    monkeypatch.delenv("SPLITBRAIN_CONFIG")
+    monkeypatch.setenv("XDG_CONFIG_HOME", str(tmp_path / "xdg"))
+    assert splitbrain.config_dir() == str(tmp_path / "xdg" / "splitbrain")
+    monkeypatch.delenv("XDG_CONFIG_HOME")
+    monkeypatch.setenv("HOME", str(tmp_path / "home"))
+    assert splitbrain.config_dir() == str(tmp_path / "home" / ".config" / "splitbrain")

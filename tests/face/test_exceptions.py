@@ -65,3 +65,27 @@ def test_system_exit_on_the_slave_does_not_stop_the_master(linux_box):
 def test_an_unknown_remote_attribute_is_an_attribute_error(linux_box):
     with linux_box:
         assert not hasattr(os, "no_such_function")
+
+
+def test_splitbrains_own_frames_are_hidden_from_ipython_tracebacks(linux_box):
+    """IPython (and pytest) leave out frames whose locals set __tracebackhide__: a user sees the
+    line that called the slave, not the proxy plumbing under it."""
+    def splitbrain_frames(exc):
+        tb, found = exc.__traceback__, []
+        while tb is not None:
+            if os.sep + "splitbrain" + os.sep in tb.tb_frame.f_code.co_filename:
+                found.append(tb.tb_frame)
+            tb = tb.tb_next
+        return found
+
+    with pytest.raises(FileNotFoundError) as explicit:
+        linux_box.modules.os.stat("/no/such/file")
+    with pytest.raises(FileNotFoundError) as routed:
+        with linux_box:
+            with open("/no/such/file"):
+                pass
+    for caught in (explicit, routed):
+        frames = splitbrain_frames(caught.value)
+        assert frames, "the call went through splitbrain's Python layer"
+        assert all(frame.f_locals.get("__tracebackhide__") for frame in frames), \
+            [frame.f_code.co_name for frame in frames]

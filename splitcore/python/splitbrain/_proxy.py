@@ -53,6 +53,7 @@ class RemoteObject:
             pass
 
     def __getattr__(self, name):
+        __tracebackhide__ = True  # IPython and pytest leave these frames out of tracebacks
         if name.startswith("_sb_"):
             raise AttributeError(name)
         slave = self._sb_slave
@@ -65,15 +66,18 @@ class RemoteObject:
         return value
 
     def __setattr__(self, name, value):
+        __tracebackhide__ = True
         if name.startswith("_sb_"):
             object.__setattr__(self, name, value)
         else:
             self._sb_slave._conn.request("setattr", {"o": self._sb_oid, "name": name, "v": value})
 
     def __delattr__(self, name):
+        __tracebackhide__ = True
         self._sb_slave._conn.request("delattr", {"o": self._sb_oid, "name": name})
 
     def __repr__(self):
+        __tracebackhide__ = True
         try:
             text = self._sb_slave._conn.request("repr", {"o": self._sb_oid})
         except Exception as exc:  # a repr must not fail: say what we know
@@ -81,30 +85,39 @@ class RemoteObject:
         return f"<remote {self._sb_slave.name}: {text}>"
 
     def __str__(self):
+        __tracebackhide__ = True
         return self._sb_slave._conn.request("str", {"o": self._sb_oid})
 
     def __dir__(self):
+        __tracebackhide__ = True
         return self._sb_slave._conn.request("dir", {"o": self._sb_oid})
 
     def __len__(self):
+        __tracebackhide__ = True
         return self._sb_slave._conn.request("len", {"o": self._sb_oid})
 
     def __bool__(self):
+        __tracebackhide__ = True
         return self._sb_slave._conn.request("bool", {"o": self._sb_oid})
 
     def __hash__(self):
+        __tracebackhide__ = True
         return self._sb_slave._conn.request("hash", {"o": self._sb_oid})
 
     def __getitem__(self, key):
+        __tracebackhide__ = True
         return self._sb_slave._conn.request("getitem", {"o": self._sb_oid, "k": key})
 
     def __setitem__(self, key, value):
+        __tracebackhide__ = True
         self._sb_slave._conn.request("setitem", {"o": self._sb_oid, "k": key, "v": value})
 
     def __delitem__(self, key):
+        __tracebackhide__ = True
         self._sb_slave._conn.request("delitem", {"o": self._sb_oid, "k": key})
 
     def __contains__(self, item):
+        __tracebackhide__ = True
         return bool(self._sb_slave._conn.request(
             "call", {"o": self._sb_oid, "path": ["__contains__"], "a": (item,)}))
 
@@ -122,14 +135,17 @@ class RemoteObject:
             done = reply["done"]
 
     def __next__(self):
+        __tracebackhide__ = True
         return self._sb_slave._conn.request("call", {"o": self._sb_oid, "path": ["__next__"]})
 
     def __enter__(self):
+        __tracebackhide__ = True
         if self._sb_type in _ENTER_RETURNS_SELF:
             return self
         return self._sb_slave._conn.request("enter", {"o": self._sb_oid})
 
     def __exit__(self, exc_type, exc, tb):
+        __tracebackhide__ = True
         described = None if exc_type is None else [f"{exc_type.__module__}.{exc_type.__qualname__}", str(exc)]
         return bool(self._sb_slave._conn.request("exit", {"o": self._sb_oid, "exc": described}))
 
@@ -140,6 +156,7 @@ class RemoteObject:
 
 def _make_compare(op):
     def compare(self, other):
+        __tracebackhide__ = True
         return self._sb_slave._conn.request("cmp", {"o": self._sb_oid, "cmp": op, "v": other})
     return compare
 
@@ -153,6 +170,7 @@ def _make_operator(dunder, arity):
     path = [dunder]
 
     def operator(self, *other):
+        __tracebackhide__ = True
         try:
             result = self._sb_slave._conn.request("call", {"o": self._sb_oid, "path": path, "a": other})
         except AttributeError:  # the remote type lacks it: let Python try the fallbacks
@@ -183,6 +201,7 @@ class RemoteCallable(RemoteObject):
     __slots__ = ()
 
     def __call__(self, *args, **kwargs):
+        __tracebackhide__ = True
         return self._sb_slave._conn.request(
             "call", {"o": self._sb_oid, "a": args, "kw": kwargs or None})
 
@@ -203,11 +222,13 @@ class RemoteMethod:
         self._sb_resolved = None
 
     def __call__(self, *args, **kwargs):
+        __tracebackhide__ = True
         owner = self._sb_owner
         return owner._sb_slave._conn.request(
             "call", {"o": owner._sb_oid, "path": self._sb_path, "a": args, "kw": kwargs or None})
 
     def _sb_resolve(self):
+        __tracebackhide__ = True
         if self._sb_resolved is None:
             owner = self._sb_owner
             self._sb_resolved = owner._sb_slave._conn.request(
@@ -219,22 +240,27 @@ class RemoteMethod:
         return self._sb_owner._sb_slave
 
     def __getattr__(self, name):
+        __tracebackhide__ = True
         if name.startswith("_sb_"):
             raise AttributeError(name)
         return getattr(self._sb_resolve(), name)
 
     def __repr__(self):
+        __tracebackhide__ = True
         return repr(self._sb_resolve())
 
     def __dir__(self):
+        __tracebackhide__ = True
         return dir(self._sb_resolve())
 
     def __eq__(self, other):
+        __tracebackhide__ = True
         if isinstance(other, RemoteMethod):
             other = other._sb_resolve()
         return self._sb_resolve() == other
 
     def __hash__(self):
+        __tracebackhide__ = True
         return hash(self._sb_resolve())
 
 
@@ -261,6 +287,7 @@ class RemoteModule:
         return self._sb_proxy._sb_oid
 
     def __getattr__(self, name):
+        __tracebackhide__ = True
         if name.startswith("_sb_"):
             raise AttributeError(name)
         if name in self._sb_submodules:
@@ -270,14 +297,17 @@ class RemoteModule:
         return getattr(self._sb_proxy, name)
 
     def __setattr__(self, name, value):
+        __tracebackhide__ = True
         self._sb_slave._conn.request("setattr", {"o": self._sb_oid, "name": name, "v": value})
         self.__dict__.pop(name, None)
 
     def __delattr__(self, name):
+        __tracebackhide__ = True
         self._sb_slave._conn.request("delattr", {"o": self._sb_oid, "name": name})
         self.__dict__.pop(name, None)
 
     def __dir__(self):
+        __tracebackhide__ = True
         return self._sb_slave._conn.request("dir", {"o": self._sb_oid})
 
     def __repr__(self):
@@ -291,6 +321,7 @@ class _RemoteDoc:
         self._doc = doc
 
     def __get__(self, obj, cls=None):
+        __tracebackhide__ = True
         if obj is None:
             return self._doc
         if isinstance(obj, RemoteMethod):

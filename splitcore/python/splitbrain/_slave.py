@@ -228,6 +228,7 @@ class Slave:
 
     @property
     def closed(self):
+        """True once :meth:`close` ran: the session is over and the slave can no longer be used."""
         return self._closed
 
     def close(self):
