@@ -9,6 +9,7 @@
 #include <cstring>
 #include <iterator>
 #include <system_error>
+#include <utility>
 
 namespace splitcore {
 
@@ -19,6 +20,19 @@ namespace {
 zmq::context_t& shared_context() {
     static auto* context = new zmq::context_t(1);
     return *context;
+}
+
+// Every {"$r": id} in a reply, one entry per occurrence (each is one reference the agent counts).
+void collect_references(const nlohmann::json& value, std::vector<std::uint64_t>& into) {
+    if (value.is_object()) {
+        if (auto ref = value.find("$r"); ref != value.end() && ref->is_number_unsigned() && value.size() <= 3) {
+            into.push_back(ref->get<std::uint64_t>());
+            return;
+        }
+        for (const auto& item : value) collect_references(item, into);
+    } else if (value.is_array()) {
+        for (const auto& item : value) collect_references(item, into);
+    }
 }
 
 std::string seconds_text(std::chrono::milliseconds ms) {
@@ -230,7 +244,10 @@ void channel::abandon(std::uint64_t id) {
 // Drops `id`'s reply; output of it nobody wrote yet goes to whoever writes unclaimed output.
 void channel::forget(std::uint64_t id) {
     m_waiting.erase(id);
-    m_replies.erase(id);
+    if (auto reply = m_replies.find(id); reply != m_replies.end()) {
+        collect_references(reply->second.header, m_orphans);
+        m_replies.erase(reply);
+    }
     if (auto own = m_events_for.find(id); own != m_events_for.end()) {
         for (auto& event : own->second) m_events.push_back(std::move(event));
         m_events_for.erase(own);
@@ -253,6 +270,11 @@ std::vector<std::uint64_t> channel::pending() const {
         ids.push_back(entry.first);
     }
     return ids;
+}
+
+std::vector<std::uint64_t> channel::take_orphans() {
+    std::lock_guard<std::mutex> lock(m_mutex);
+    return std::exchange(m_orphans, {});
 }
 
 std::vector<message> channel::take_events() {
@@ -300,6 +322,8 @@ void channel::dispatch(std::vector<message>& arrived, time_point now) {
         const auto key = id->get<std::uint64_t>();
         if (m_waiting.count(key) != 0) {
             m_replies.insert_or_assign(key, std::move(message));
+        } else {
+            collect_references(header, m_orphans);
         }
     }
 }

@@ -3,6 +3,9 @@ the agent's own count of live objects (after RPyC's tests/test_refcount.py)."""
 
 import gc
 
+import pytest
+
+import splitbrain
 from conftest import wait_for
 
 
@@ -39,3 +42,31 @@ def test_releases_are_sent_in_batches_not_one_message_each(fresh_box):
     fresh_box.stats()  # flushes the queued releases, then asks
     assert fresh_box.requests - before == 2
     wait_for(lambda: fresh_box.stats()["objects"] <= 3, what="objects released")
+
+
+def test_a_remote_exceptions_non_plain_args_are_released_with_the_exception(fresh_box):
+    builtins = fresh_box.modules.builtins
+    builtins.exec("class Thing: pass\nclass Boom(Exception): pass")
+    baseline = fresh_box.stats()["objects"]
+    for _ in range(3):
+        with pytest.raises(splitbrain.RemoteError) as caught:
+            builtins.eval("(_ for _ in ()).throw(Boom(Thing(), 1))")
+        assert caught.value.remote_args[0]._sb_type == "__main__.Thing"
+        assert fresh_box.stats()["objects"] == baseline + 1
+        del caught
+        gc.collect()
+        assert fresh_box.stats()["objects"] == baseline
+
+
+def test_references_in_a_reply_nobody_waits_for_any_more_are_released(fresh_box):
+    """A call given up on (timeout, interrupt) still answers later; the objects in that answer —
+    a result or an exception's args — are released, not kept on the agent for ever."""
+    builtins = fresh_box.modules.builtins
+    builtins.exec("import time\nclass Thing: pass\nclass Boom(Exception): pass")
+    remote_eval = builtins.eval._sb_resolve()
+    baseline = fresh_box.stats()["objects"]
+    for late in ("(time.sleep(0.3), Thing())[1]", "(time.sleep(0.3), (_ for _ in ()).throw(Boom(Thing())))"):
+        with pytest.raises(TimeoutError):
+            # the public API has no per-call timeout: ask the connection directly
+            fresh_box._conn.request("call", {"o": remote_eval._sb_oid, "a": (late,)}, 0.05)
+        wait_for(lambda: fresh_box.stats()["objects"] == baseline, what="the late reply's object to be released")

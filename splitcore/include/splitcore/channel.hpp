@@ -84,6 +84,10 @@ public:
     // Takes the output events that arrived while no request was running.
     [[nodiscard]] std::vector<message> take_events();
 
+    // Takes the object ids ({"$r": id}) of replies nobody will read (abandoned after a timeout or
+    // an interrupt): the agent holds those objects for us until we release them.
+    [[nodiscard]] std::vector<std::uint64_t> take_orphans();
+
     void close();
 
     [[nodiscard]] const channel_options& options() const noexcept { return m_options; }
@@ -123,6 +127,7 @@ private:
     std::unordered_map<std::uint64_t, message> m_replies;
     std::deque<message> m_events;  // output while no request was running (background processes)
     std::unordered_map<std::uint64_t, std::vector<message>> m_events_for;  // request id → its output
+    std::vector<std::uint64_t> m_orphans;  // references in replies nobody reads, one per occurrence
     time_point m_last_heard;
     time_point m_last_sent;
     time_point m_last_ping;

@@ -280,7 +280,14 @@ std::shared_ptr<splitcore::channel> open_channel(connection_state& state) {
     return state.channel;
 }
 
+// References in replies nobody read (a timeout, an interrupt) are released like dropped proxies.
+void adopt_orphans(connection_state& state) {
+    if (!state.channel) return;
+    for (const auto oid : state.channel->take_orphans()) state.releases.push_back(json::array({oid, 1}));
+}
+
 void flush_releases(connection_state& state) {
+    adopt_orphans(state);
     if (state.releases.empty() || !state.channel) return;
     json header{{"op", "release"}, {"ids", std::move(state.releases)}};
     state.releases = json::array();
@@ -360,6 +367,7 @@ PyObject* connection_request(connection_object* self, PyObject* const* args, Py_
         splitcore::encoder encoder(hooks);
         json header = build_header(args[0], nargs > 1 ? args[1] : nullptr, encoder);
         std::vector<zmq::message_t> frames = encoder.take_frames();
+        adopt_orphans(state);
         if (state.releases.size() >= release_batch) flush_releases(state);
         std::uint64_t id;
         ++state.requests;
