@@ -277,6 +277,11 @@ std::vector<std::uint64_t> channel::take_orphans() {
     return std::exchange(m_orphans, {});
 }
 
+void channel::discard(const message& reply) {
+    std::lock_guard<std::mutex> lock(m_mutex);
+    collect_references(reply.header, m_orphans);
+}
+
 std::vector<message> channel::take_events() {
     std::lock_guard<std::mutex> lock(m_mutex);
     std::vector<message> events(std::make_move_iterator(m_events.begin()),

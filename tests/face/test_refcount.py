@@ -1,7 +1,9 @@
 """Issue 4 point 5: dropping proxies releases the remote objects (batched), proven end to end with
 the agent's own count of live objects (after RPyC's tests/test_refcount.py)."""
 
+import _thread
 import gc
+import threading
 
 import pytest
 
@@ -70,3 +72,23 @@ def test_references_in_a_reply_nobody_waits_for_any_more_are_released(fresh_box)
             # the public API has no per-call timeout: ask the connection directly
             fresh_box._conn.request("call", {"o": remote_eval._sb_oid, "a": (late,)}, 0.05)
         wait_for(lambda: fresh_box.stats()["objects"] == baseline, what="the late reply's object to be released")
+
+
+def test_references_in_the_answer_to_an_interrupted_call_are_released(fresh_box):
+    builtins = fresh_box.modules.builtins
+    builtins.exec("import time\n"
+                  "class Thing: pass\n"
+                  "class Boom(Exception): pass\n"
+                  "def stubborn():\n"
+                  "    try:\n"
+                  "        time.sleep(30)\n"
+                  "    except KeyboardInterrupt:\n"
+                  "        raise Boom(Thing())\n")
+    stubborn = builtins.eval("stubborn")
+    baseline = fresh_box.stats()["objects"]
+    timer = threading.Timer(0.3, _thread.interrupt_main)
+    timer.start()
+    with pytest.raises(KeyboardInterrupt):
+        stubborn()
+    timer.join()
+    wait_for(lambda: fresh_box.stats()["objects"] == baseline, what="the interrupted call's object to be released")

@@ -87,6 +87,8 @@ public:
     // Takes the object ids ({"$r": id}) of replies nobody will read (abandoned after a timeout or
     // an interrupt): the agent holds those objects for us until we release them.
     [[nodiscard]] std::vector<std::uint64_t> take_orphans();
+    // A reply its caller will not read: its references join the orphans.
+    void discard(const message& reply);
 
     void close();
 

@@ -339,7 +339,10 @@ std::optional<splitcore::message> await_reply(connection_state& state, splitcore
                     late = channel.wait(id, until, events);
                 }
                 if (!events.empty()) deliver_events(state, events);
-                if (late) break;
+                if (late) {
+                    channel.discard(*late);  // the caller gets KeyboardInterrupt, not this reply
+                    break;
+                }
             }
         } catch (const std::exception&) {
             // the agent is gone or the channel closed: the interrupt is still what the user sees
