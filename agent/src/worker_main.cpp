@@ -50,9 +50,17 @@ struct interrupt_state {
     std::uint64_t sent = 0;     // SIGINTs sent to the main thread; guarded by mutex
     // Requests forwarded to the main thread and not yet started -> cancelled before they started.
     std::map<std::uint64_t, bool> queued;  // guarded by mutex
+    // The running request a cancel signalled, until Python raises KeyboardInterrupt for it: a
+    // SIGINT that lands just before a blocking call (time.sleep checks for signals only after its
+    // clock_nanosleep returns EINTR) trips Python's flag but interrupts nothing, so it is repeated.
+    std::uint64_t unheard = 0;                      // guarded by mutex
+    std::uint64_t raised_before = 0;                // interrupts_raised when it was signalled
+    std::chrono::steady_clock::time_point signalled;
 };
 interrupt_state interrupts;
 std::atomic<std::uint64_t> interrupts_delivered{0};
+std::atomic<std::uint64_t> interrupts_raised{0};  // KeyboardInterrupts raised by Python's handler
+constexpr std::chrono::milliseconds resignal_after{40};
 struct sigaction python_sigint {};
 
 // Counts deliveries, then runs Python's own handler (which trips KeyboardInterrupt).
@@ -62,6 +70,28 @@ void on_sigint(int sig, siginfo_t* info, void* context) {
         python_sigint.sa_sigaction(sig, info, context);
     } else if (python_sigint.sa_handler != SIG_DFL && python_sigint.sa_handler != SIG_IGN) {
         python_sigint.sa_handler(sig);
+    }
+}
+
+// Python's SIGINT handler in the worker: default_int_handler, counted.
+PyObject* raise_keyboard_interrupt(PyObject*, PyObject*) {
+    interrupts_raised.fetch_add(1, std::memory_order_relaxed);
+    PyErr_SetNone(PyExc_KeyboardInterrupt);
+    return nullptr;
+}
+
+void install_counted_keyboard_interrupt() {
+    static PyMethodDef method{"splitbrain_worker_sigint", raise_keyboard_interrupt, METH_VARARGS,
+                              "Raises KeyboardInterrupt (a cancel from the client)."};
+    splitcore::py_ref handler = splitcore::py_ref::steal(PyCFunction_New(&method, nullptr));
+    splitcore::py_ref signal = splitcore::py_ref::steal(PyImport_ImportModule("signal"));
+    splitcore::py_ref done;
+    if (handler && signal) {
+        done = splitcore::py_ref::steal(PyObject_CallMethod(signal.get(), "signal", "iO", SIGINT, handler.get()));
+    }
+    if (!done) {
+        PyErr_Clear();
+        log("cannot install the SIGINT handler: a cancel that lands just before a blocking call may be late");
     }
 }
 
@@ -126,7 +156,7 @@ public:
                 pipe_of_item[count] = i;
                 items[count++] = {nullptr, m_pipes[i].read_end, ZMQ_POLLIN, 0};
             }
-            if (zmq_poll(items, count, -1) < 0) {
+            if (zmq_poll(items, count, signal_unheard() ? resignal_after.count() : -1) < 0) {
                 if (zmq_errno() == EINTR) continue;
                 throw zmq::error_t();
             }
@@ -151,6 +181,23 @@ public:
     }
 
 private:
+    // Repeats the SIGINT of a cancel Python has not acted on; true while one is outstanding.
+    bool signal_unheard() {
+        std::lock_guard<std::mutex> lock(interrupts.mutex);
+        if (interrupts.unheard == 0) return false;
+        if (interrupts.running != interrupts.unheard || interrupts_raised.load() != interrupts.raised_before) {
+            interrupts.unheard = 0;
+            return false;
+        }
+        const auto now = std::chrono::steady_clock::now();
+        if (now - interrupts.signalled >= resignal_after) {
+            ++interrupts.sent;
+            ::pthread_kill(m_main_thread, SIGINT);
+            interrupts.signalled = now;
+        }
+        return true;
+    }
+
     static void send_all(zmq::socket_ref socket, std::vector<zmq::message_t>& parts) {
         for (std::size_t i = 0; i < parts.size(); ++i) {
             (void)socket.send(parts[i], i + 1 < parts.size() ? zmq::send_flags::sndmore : zmq::send_flags::none);
@@ -200,7 +247,12 @@ private:
                 std::lock_guard<std::mutex> lock(interrupts.mutex);
                 if (target != 0 && interrupts.running == target) {
                     ++interrupts.sent;
+                    interrupts.raised_before = interrupts_raised.load();
                     interrupted = ::pthread_kill(m_main_thread, SIGINT) == 0;
+                    if (interrupted) {
+                        interrupts.unheard = target;
+                        interrupts.signalled = std::chrono::steady_clock::now();
+                    }
                 } else if (auto waiting = interrupts.queued.find(target); waiting != interrupts.queued.end()) {
                     waiting->second = true;  // the main thread answers it with KeyboardInterrupt when it gets there
                     interrupted = true;
@@ -395,6 +447,7 @@ int main(int argc, char** argv) {
     requests.bind(requests_endpoint);
 
     start_python(python_executable(python));
+    install_counted_keyboard_interrupt();  // before the counter: signal.signal() sets Python's C handler
     install_sigint_counter();
     skip_popen_sigint_wait();
 
