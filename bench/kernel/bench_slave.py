@@ -80,13 +80,20 @@ class Kernel:
 
 
 def interleaved(kernel, cells, repeat):
-    """Each cell run `repeat` times, round-robin, so machine drift hits all alike."""
+    """Each cell run `repeat` times, round-robin, so machine drift hits all alike.
+
+    Each measured run follows an unmeasured run of the same cell. IPython's history thread writes
+    the previous cell's input to SQLite under a lock the next cell's store_inputs() takes, so a
+    cell that follows a quick one waits for that write (≈1 ms here) and one that follows a slow one
+    does not: without the same predecessor, the order of the round-robin, not the cell, decides.
+    """
     samples = {name: [] for name in cells}
     for name, code in cells.items():  # warm-up: first imports, first round trips
         for _ in range(3):
             kernel.run(code)
     for _ in range(repeat):
         for name, code in cells.items():
+            kernel.run(code)
             samples[name].append(kernel.run(code))
     return {name: summary(s) for name, s in samples.items()}
 
