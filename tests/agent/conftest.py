@@ -8,6 +8,7 @@ import re
 import secrets
 import signal
 import subprocess
+import sys
 import time
 
 import cbor2
@@ -16,20 +17,13 @@ import zmq
 
 from wire import Ref, box, unbox
 
+sys.path.insert(0, str(pathlib.Path(__file__).resolve().parents[1]))  # tests/: helpers every suite shares
+from deadline import wait_until  # noqa: E402,F401  (the suite's tests import it from here)
+
 BUILD_DIR = pathlib.Path(os.environ.get("SPLITBRAIN_BUILD_DIR", pathlib.Path(__file__).parents[2] / "build"))
 AGENT = BUILD_DIR / "agent" / "splitbrain-agent"
 
 
-def wait_until(condition, timeout=10.0, message="condition"):
-    """Polls condition() until it returns something truthy; fails after timeout seconds."""
-    deadline = time.monotonic() + timeout
-    while True:
-        value = condition()
-        if value:
-            return value
-        if time.monotonic() > deadline:
-            raise AssertionError(f"timed out after {timeout} s waiting for {message}")
-        time.sleep(0.01)
 
 
 class Agent:
@@ -53,7 +47,7 @@ class Agent:
         args += list(extra)
         self.log_file = open(self.log_path, "wb")
         self.process = subprocess.Popen(args, stdout=subprocess.DEVNULL, stderr=self.log_file)
-        info = wait_until(self._read_connection_file, message=f"{self.connection_file} (log: {self.log_path})")
+        info = wait_until(self._read_connection_file, what=f"{self.connection_file} (log: {self.log_path})")
         self.address = info["address"]
         self.public_key = info["public_key"]
 

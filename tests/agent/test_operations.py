@@ -257,6 +257,6 @@ def test_bye_ends_the_session(agent):
     assert client.request("bye") == {"id": 2, "ok": True, "r": None}
     agent.wait_for_log(r"session \w+ closed by the client")
     from conftest import wait_until
-    wait_until(lambda: not os.path.exists(f"/proc/{pid}"), message="the worker to exit")
+    wait_until(lambda: not os.path.exists(f"/proc/{pid}"), what="the worker to exit")
     assert client.request("stats")["e"]["code"] == "splitbrain.no_session"
     client.close()

@@ -80,7 +80,7 @@ def assert_interrupted_within_200_ms(client, target_id, sent_at, cancel_id):
 def cancel_once_blocked(client, target_id, syscall):
     """Waits until the call blocks in syscall, then cancels it once; it ends within 200 ms."""
     worker = client.info["pid"]
-    wait_until(lambda: blocked_in(worker, syscall), message=f"the call to block in {syscall}")
+    wait_until(lambda: blocked_in(worker, syscall), what=f"the call to block in {syscall}")
     assert target_id not in client.replies
     assert_interrupted_within_200_ms(client, target_id, *cancel(client, target_id))
 
@@ -141,7 +141,7 @@ def test_cancel_during_subprocess_run_leaves_no_child(client):
     cancel_once_blocked(client, running, "wait4")
     # run() kills the child; after a KeyboardInterrupt Popen does not reap it at once (CPython's
     # own behaviour: the next subprocess call does), so a zombie counts as gone.
-    wait_until(lambda: not running_process(child), timeout=5, message=f"child {child} to be gone")
+    wait_until(lambda: not running_process(child), timeout=5, what=f"child {child} to be gone")
 
 
 def test_a_cancelled_subprocess_run_leaves_no_child_wherever_the_cancel_lands(client):
@@ -158,7 +158,7 @@ def test_a_cancelled_subprocess_run_leaves_no_child_wherever_the_cancel_lands(cl
         assert time.monotonic() - sent_at < 0.2
         client.wait_reply(cancel_id)
         wait_until(lambda: not running_children(worker), timeout=1,
-                   message=f"no running child after cancel {attempt}: {running_children(worker)}")
+                   what=f"no running child after cancel {attempt}: {running_children(worker)}")
 
 
 def test_cancel_interrupts_a_blocking_socket_receive(client):

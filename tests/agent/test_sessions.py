@@ -19,14 +19,14 @@ def test_each_session_has_its_own_worker(agent):
 
 
 def test_a_new_session_starts_fast_on_the_spare_worker(agent):
-    spare = wait_until(lambda: len(agent.workers()) == 1 and agent.workers()[0], message="the spare worker")
+    spare = wait_until(lambda: len(agent.workers()) == 1 and agent.workers()[0], what="the spare worker")
     # Its IO thread (the 4th thread, after libzmq's two) starts once Python is initialised.
-    wait_until(lambda: len(os.listdir(f"/proc/{spare}/task")) >= 4, message="the spare worker to be ready")
+    wait_until(lambda: len(os.listdir(f"/proc/{spare}/task")) >= 4, what="the spare worker to be ready")
     started = time.monotonic()
     client = agent.client()
     elapsed = time.monotonic() - started
     assert elapsed < 0.25, f"hello took {elapsed * 1000:.0f} ms"
-    wait_until(lambda: len(agent.workers()) == 2, message="a new spare worker")
+    wait_until(lambda: len(agent.workers()) == 2, what="a new spare worker")
     client.close()
 
 
@@ -96,7 +96,7 @@ def test_a_silent_session_expires_after_the_grace_period(tmp_path):
         client = agent.client()
         pid = client.info["pid"]
         agent.wait_for_log(r"session \w+ expired after 0.5", timeout=5)
-        wait_until(lambda: not os.path.exists(f"/proc/{pid}"), message="the expired worker to exit")
+        wait_until(lambda: not os.path.exists(f"/proc/{pid}"), what="the expired worker to exit")
         assert client.request("stats")["e"]["code"] == "splitbrain.no_session"
         client.close()
     finally:
@@ -120,7 +120,7 @@ def test_pings_keep_a_session_alive(tmp_path):
 def test_a_signal_shuts_down_cleanly_with_workers(tmp_path, signum):
     agent = Agent(tmp_path / "a")
     client = agent.client()
-    workers = wait_until(lambda: len(agent.workers()) == 2 and agent.workers(), message="session and spare workers")
+    workers = wait_until(lambda: len(agent.workers()) == 2 and agent.workers(), what="session and spare workers")
     agent.process.send_signal(signum)
     assert agent.process.wait(10) == 0
     for pid in workers:
@@ -133,12 +133,12 @@ def test_a_signal_shuts_down_cleanly_with_workers(tmp_path, signum):
 def test_workers_die_with_a_killed_agent(tmp_path):
     agent = Agent(tmp_path / "a")
     client = agent.client()
-    workers = wait_until(lambda: len(agent.workers()) == 2 and agent.workers(), message="session and spare workers")
+    workers = wait_until(lambda: len(agent.workers()) == 2 and agent.workers(), what="session and spare workers")
     agent.process.kill()
     agent.process.wait()
     for pid in workers:
         wait_until(lambda: not os.path.exists(f"/proc/{pid}") or open(f"/proc/{pid}/stat").read().split()[2] == "Z",
-                   timeout=5, message=f"worker {pid} to die with its agent")
+                   timeout=5, what=f"worker {pid} to die with its agent")
     client.close()
     agent.stop()
 
@@ -153,7 +153,7 @@ def test_a_worker_that_ignores_sigterm_is_killed_when_its_session_ends(tmp_path)
         pid = client.info["pid"]
         agent.wait_for_log(r"session \w+ expired", timeout=5)
         agent.wait_for_log(rf"worker pid {pid} ignored SIGTERM; killing it", timeout=10)
-        wait_until(lambda: not os.path.exists(f"/proc/{pid}"), message="the stubborn worker to be gone")
+        wait_until(lambda: not os.path.exists(f"/proc/{pid}"), what="the stubborn worker to be gone")
         client.close()
     finally:
         agent.stop()
@@ -204,7 +204,7 @@ def test_background_children_of_a_worker_end_with_its_session(tmp_path, ending):
             agent.process.send_signal(signal.SIGTERM)
             assert agent.process.wait(10) == 0
             client.close()
-        wait_until(lambda: not running(sleeper), timeout=5, message=f"the background sleep {sleeper} to end")
+        wait_until(lambda: not running(sleeper), timeout=5, what=f"the background sleep {sleeper} to end")
     finally:
         agent.stop()
 

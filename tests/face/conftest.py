@@ -6,13 +6,16 @@ so the user's ~/.config/splitbrain is never touched.
 """
 
 import os
+import pathlib
 import subprocess
 import sys
 import tempfile
 import textwrap
-import time
 
 import pytest
+
+sys.path.insert(0, str(pathlib.Path(__file__).resolve().parents[1]))  # tests/: helpers every suite shares
+from deadline import wait_until  # noqa: E402,F401  (the suite's tests import it from here)
 
 _config = tempfile.mkdtemp(prefix="splitbrain-face-config-")
 os.environ["SPLITBRAIN_CONFIG"] = _config
@@ -20,16 +23,6 @@ os.environ["SPLITBRAIN_CONFIG"] = _config
 import splitbrain  # noqa: E402  (after SPLITBRAIN_CONFIG is set)
 
 
-def wait_for(condition, timeout=5.0, interval=0.01, what="condition"):
-    """Polls *condition* until it is truthy or *timeout* passes (then fails the test)."""
-    deadline = time.monotonic() + timeout
-    while True:
-        value = condition()
-        if value:
-            return value
-        if time.monotonic() > deadline:
-            pytest.fail(f"timed out after {timeout} s waiting for {what}")
-        time.sleep(interval)
 
 
 @pytest.fixture(scope="session")

@@ -7,7 +7,7 @@ import subprocess
 import sys
 import threading
 
-from conftest import run_python, wait_for
+from conftest import run_python, wait_until
 
 
 def test_remote_print_and_child_output_reach_the_local_stdout_in_order(linux_box, capsys):
@@ -94,7 +94,7 @@ def test_each_threads_remote_output_is_written_by_that_thread(fresh_box, monkeyp
     threads = [threading.Thread(target=chatty, name="chatty"), threading.Thread(target=quiet, name="quiet")]
     for t in threads:
         t.start()
-    wait_for(lambda: "A1" in "".join(written.values()), what="the chatty call's first line")
+    wait_until(lambda: "A1" in "".join(written.values()), what="the chatty call's first line")
     chatty_started.set()
     for t in threads:
         t.join(30)

@@ -8,7 +8,7 @@ import threading
 import pytest
 
 import splitbrain
-from conftest import wait_for
+from conftest import wait_until
 
 
 def test_dropped_proxies_are_released_on_the_agent(fresh_box):
@@ -43,7 +43,7 @@ def test_releases_are_sent_in_batches_not_one_message_each(fresh_box):
     gc.collect()
     fresh_box.stats()  # flushes the queued releases, then asks
     assert fresh_box.requests - before == 2
-    wait_for(lambda: fresh_box.stats()["objects"] <= 3, what="objects released")
+    wait_until(lambda: fresh_box.stats()["objects"] <= 3, what="objects released")
 
 
 def test_a_remote_exceptions_non_plain_args_are_released_with_the_exception(fresh_box):
@@ -71,7 +71,7 @@ def test_references_in_a_reply_nobody_waits_for_any_more_are_released(fresh_box)
         with pytest.raises(TimeoutError):
             # the public API has no per-call timeout: ask the connection directly
             fresh_box._conn.request("call", {"o": remote_eval._sb_oid, "a": (late,)}, 0.05)
-        wait_for(lambda: fresh_box.stats()["objects"] == baseline, what="the late reply's object to be released")
+        wait_until(lambda: fresh_box.stats()["objects"] == baseline, what="the late reply's object to be released")
 
 
 def test_references_in_the_answer_to_an_interrupted_call_are_released(fresh_box):
@@ -91,4 +91,4 @@ def test_references_in_the_answer_to_an_interrupted_call_are_released(fresh_box)
     with pytest.raises(KeyboardInterrupt):
         stubborn()
     timer.join()
-    wait_for(lambda: fresh_box.stats()["objects"] == baseline, what="the interrupted call's object to be released")
+    wait_until(lambda: fresh_box.stats()["objects"] == baseline, what="the interrupted call's object to be released")

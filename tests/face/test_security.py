@@ -10,7 +10,7 @@ import time
 import pytest
 
 import splitbrain
-from conftest import wait_for
+from conftest import wait_until
 
 
 @pytest.fixture
@@ -27,7 +27,7 @@ def agent(tmp_path):
         with splitbrain.local():
             process = subprocess.Popen(command, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
         processes.append(process)
-        wait_for(lambda: connection_file.exists() or process.poll() is not None, timeout=10,
+        wait_until(lambda: connection_file.exists() or process.poll() is not None, timeout=10,
                  what="the agent's connection file")
         assert process.poll() is None, process.stderr.read()
         return connection_file, process

@@ -6,7 +6,7 @@ import threading
 import time
 
 import splitbrain
-from conftest import wait_for
+from conftest import wait_until
 
 
 def test_eight_threads_calling_one_slave_each_get_their_own_replies(linux_box):
@@ -60,7 +60,7 @@ def test_cancel_all_interrupts_calls_waiting_in_other_threads(fresh_box):
     thread = threading.Thread(target=sleeper)
     before = fresh_box.requests
     thread.start()
-    wait_for(lambda: fresh_box.requests > before, what="the sleep request to be sent")
+    wait_until(lambda: fresh_box.requests > before, what="the sleep request to be sent")
     deadline = time.monotonic() + 5
     while thread.is_alive() and time.monotonic() < deadline:
         fresh_box.cancel_all()  # a cancel that overtakes the call answers false: try again

@@ -6,6 +6,7 @@ import sys
 import time
 
 import pytest
+from deadline import wait_until
 import pyvisa
 import serial
 
@@ -16,12 +17,6 @@ BENCH_YAML = NOTEBOOKS / "instruments" / "bench.yaml"
 PSU = "TCPIP0::localhost::inst0::INSTR"
 
 
-def wait_until(condition, timeout, what):
-    deadline = time.monotonic() + timeout
-    while not condition():
-        if time.monotonic() > deadline:
-            pytest.fail(f"{what} did not happen within {timeout} s")
-        time.sleep(0.01)
 
 
 @pytest.fixture

@@ -17,6 +17,7 @@ import time
 import urllib.request
 
 import pytest
+from deadline import wait_until
 
 os.environ["PLAYWRIGHT_SKIP_BROWSER_DOWNLOAD"] = "1"  # Debian's Chromium only, never a download
 os.environ.setdefault("JUPYTER_PLATFORM_DIRS", "1")
@@ -45,15 +46,6 @@ LAB_SETTINGS = {
 }
 
 
-def wait_until(condition, timeout, what, diagnose=lambda: ""):
-    deadline = time.monotonic() + timeout
-    while True:
-        result = condition()
-        if result:
-            return result
-        if time.monotonic() > deadline:
-            pytest.fail(f"{what} did not happen within {timeout} s{diagnose()}")
-        time.sleep(0.05)
 
 
 def notebook(cells, kernel=KERNEL):
@@ -99,11 +91,11 @@ class Lab:
             + (["--allow-root"] if os.geteuid() == 0 else []),
             stdin=subprocess.DEVNULL, stdout=self.log, stderr=subprocess.STDOUT, env=env, cwd=workdir)
         info = wait_until(lambda: self._exited() or self._server_info(runtime), SERVER_START_TIMEOUT,
-                          "JupyterLab writing its server info", self.tail)
+                          "JupyterLab writing its server info", diagnose=self.tail)
         self.url = info["url"].rstrip("/")
         self.server_pid = info["pid"]
         wait_until(lambda: self._exited() or self._answers(), SERVER_START_TIMEOUT,
-                   "JupyterLab answering /api/status", self.tail)
+                   "JupyterLab answering /api/status", diagnose=self.tail)
 
     def _server_info(self, runtime):
         for path in runtime.glob("jpserver-*.json"):
@@ -169,7 +161,7 @@ def lab(tmp_path_factory):
     # SHALL: stopping JupyterLab and the demo agents leaves no kernel, agent or worker behind.
     try:
         wait_until(lambda: not running.leftovers(), 10, "every kernel, agent and worker ending",
-                   lambda: f": still running: {running.leftovers()}")
+                   diagnose=lambda: f": still running: {running.leftovers()}")
     finally:
         for pid in running.leftovers():
             with contextlib.suppress(ProcessLookupError):

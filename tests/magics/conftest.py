@@ -1,11 +1,16 @@
 """A real splitbrain-kernel (the build tree's kernelspec, through jupyter_client) with two real
 agents spawned from inside it by `%slave spawn`, as a user would."""
 import os
+import pathlib
 import re
+import sys
 import time
 
 import pytest
 from jupyter_client import KernelManager
+
+sys.path.insert(0, str(pathlib.Path(__file__).resolve().parents[1]))  # tests/: helpers every suite shares
+from deadline import wait_until  # noqa: E402,F401  (the suite's tests import it from here)
 
 
 class Kernel:
@@ -42,16 +47,6 @@ class Kernel:
         self.stderr.close()
 
 
-def wait_for(condition, timeout, what):
-    """condition()'s first truthy value, polled until *timeout* seconds have passed."""
-    deadline = time.monotonic() + timeout
-    while True:
-        value = condition()
-        if value:
-            return value
-        if time.monotonic() > deadline:
-            raise AssertionError(f"not within {timeout} s: {what}")
-        time.sleep(0.01)
 
 
 def _processes():

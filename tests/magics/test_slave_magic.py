@@ -6,7 +6,7 @@ import socket
 import time
 
 import pytest
-from conftest import fan_out_blocks, result, running_below, stdout, wait_for
+from conftest import fan_out_blocks, result, running_below, stdout, wait_until
 
 
 def test_a_slave_cell_runs_remotely_and_its_variables_land_in_the_notebook(kernel):
@@ -128,7 +128,7 @@ def test_slave_help_shows_examples(kernel):
 def _interrupt_when_running(kernel, code, workers, argv):
     """Run *code*, wait until each worker runs *argv*, interrupt: (reply, seconds to the reply)."""
     msg_id = kernel.kc.execute(code)
-    children = [wait_for(lambda w=w: running_below(w, argv), 20, f"{argv} under worker {w}")
+    children = [wait_until(lambda w=w: running_below(w, argv), 20, f"{argv} under worker {w}")
                 for w in workers]
     sent = time.monotonic()
     kernel.km.interrupt_kernel()
@@ -137,7 +137,7 @@ def _interrupt_when_running(kernel, code, workers, argv):
     assert reply["parent_header"]["msg_id"] == msg_id
     for pids in children:
         for pid in pids:  # SHALL interrupt it on the slave: the child is killed and reaped there
-            wait_for(lambda p=pid: not os.path.exists(f"/proc/{p}") or
+            wait_until(lambda p=pid: not os.path.exists(f"/proc/{p}") or
                      open(f"/proc/{p}/stat").read().rpartition(")")[2].split()[0] == "Z",
                      5, f"the remote {argv} ({pid}) ended")
     return reply["content"], took
