@@ -54,31 +54,6 @@ py_ref exception_class(const std::string& qualified) {
     return py_ref::borrow(PyExc_Exception);
 }
 
-// Immutable plain data: None, bool, int, float, complex, str, bytes, and tuples/frozensets of them.
-bool is_immutable(PyObject* obj, int depth = 0) {
-    if (obj == Py_None || PyBool_Check(obj) || PyLong_Check(obj) || PyFloat_Check(obj) ||
-        PyUnicode_Check(obj) || PyBytes_Check(obj) || PyComplex_CheckExact(obj)) {
-        return true;
-    }
-    if (depth > 8) return false;
-    if (PyTuple_CheckExact(obj)) {
-        for (Py_ssize_t i = 0; i < PyTuple_GET_SIZE(obj); ++i) {
-            if (!is_immutable(PyTuple_GET_ITEM(obj, i), depth + 1)) return false;
-        }
-        return true;
-    }
-    if (PyFrozenSet_CheckExact(obj)) {
-        Py_ssize_t pos = 0;
-        PyObject* key;
-        Py_hash_t hash;
-        while (_PySet_NextEntry(obj, &pos, &key, &hash)) {
-            if (!is_immutable(key, depth + 1)) return false;
-        }
-        return true;
-    }
-    return false;
-}
-
 // Names a module does not rebind after import, by convention: ALL_CAPS (O_RDONLY, SEEK_SET) and
 // os's platform constants. Everything else (tempfile.tempdir, sys.path) may change at run time,
 // so the client fetches it when used instead of keeping the value of import time.
@@ -237,7 +212,7 @@ json worker::import_module(const request& r) {
             modules.push_back(name);
         } else if (PyCallable_Check(value)) {
             callables.push_back(name);
-        } else if (is_constant_name(name) && is_immutable(value)) {
+        } else if (is_constant_name(name) && splitcore::is_frozen_plain(value)) {
             constants.push_back(name);
             constants.push_back(r.out.encode(value));
         }

@@ -24,18 +24,21 @@ bool is_struct_sequence(PyObject* obj) {
     return dict != nullptr && PyDict_GetItemString(dict, "n_sequence_fields") != nullptr;
 }
 
-bool is_plain_at(PyObject* obj, int depth) {
+// Plain data crosses by value; with frozen_only, only what cannot change after it crossed (no
+// bytearray, list, dict or set) counts.
+bool is_plain_at(PyObject* obj, int depth, bool frozen_only = false) {
     if (obj == Py_None || PyBool_Check(obj) || PyLong_Check(obj) || PyFloat_Check(obj) ||
-        PyUnicode_Check(obj) || PyBytes_Check(obj) || PyByteArray_CheckExact(obj) ||
-        PyComplex_CheckExact(obj)) {
+        PyUnicode_Check(obj) || PyBytes_Check(obj) || PyComplex_CheckExact(obj)) {
         return true;
     }
+    if (PyByteArray_CheckExact(obj)) return !frozen_only;
     if (depth >= max_value_depth) return false;
+    if (frozen_only && (PyList_CheckExact(obj) || PyDict_CheckExact(obj) || PySet_CheckExact(obj))) return false;
     if (PyList_CheckExact(obj) || PyTuple_CheckExact(obj) || is_struct_sequence(obj)) {
         PyObject* fast = obj;  // lists and tuples are their own fast sequences
         const Py_ssize_t n = PySequence_Fast_GET_SIZE(fast);
         for (Py_ssize_t i = 0; i < n; ++i) {
-            if (!is_plain_at(PySequence_Fast_GET_ITEM(fast, i), depth + 1)) return false;
+            if (!is_plain_at(PySequence_Fast_GET_ITEM(fast, i), depth + 1, frozen_only)) return false;
         }
         return true;
     }
@@ -43,7 +46,7 @@ bool is_plain_at(PyObject* obj, int depth) {
         Py_ssize_t pos = 0;
         PyObject *key, *value;
         while (PyDict_Next(obj, &pos, &key, &value)) {
-            if (!is_plain_at(key, depth + 1) || !is_plain_at(value, depth + 1)) return false;
+            if (!is_plain_at(key, depth + 1, frozen_only) || !is_plain_at(value, depth + 1, frozen_only)) return false;
         }
         return true;
     }
@@ -52,7 +55,7 @@ bool is_plain_at(PyObject* obj, int depth) {
         PyObject* key;
         Py_hash_t hash;
         while (_PySet_NextEntry(obj, &pos, &key, &hash)) {
-            if (!is_plain_at(key, depth + 1)) return false;
+            if (!is_plain_at(key, depth + 1, frozen_only)) return false;
         }
         return true;
     }
@@ -104,6 +107,8 @@ void drain_deferred_decrefs() {
 }
 
 bool is_plain(PyObject* obj) { return is_plain_at(obj, 0); }
+
+bool is_frozen_plain(PyObject* obj) { return is_plain_at(obj, 0, true); }
 
 // ---------------------------------------------------------------------------------------------
 // encoder

@@ -33,6 +33,9 @@ inline constexpr int max_value_depth = 200;
 // True if obj crosses by value as a whole (nothing in it needs a reference).
 [[nodiscard]] bool is_plain(PyObject* obj);
 
+// is_plain, and nothing in it can change afterwards: no bytearray, list, dict or set inside.
+[[nodiscard]] bool is_frozen_plain(PyObject* obj);
+
 // Collects raw frames for large bytes. Large bytes are sent without copying: each frame refers to
 // the bytes object's buffer and holds a reference to it, dropped later under the GIL (see
 // drain_deferred_decrefs) because libzmq frees frames on its own IO thread.
