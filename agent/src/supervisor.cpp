@@ -19,8 +19,7 @@ namespace splitbrain::agent {
 
 namespace fs = std::filesystem;
 using splitcore::json;
-using splitcore::protocol_error;
-namespace code = splitcore::code;
+using splitcore::errc;
 
 namespace {
 
@@ -247,13 +246,13 @@ void supervisor::handle_zap() {
     send_parts(m_zap, reply);
 }
 
-void supervisor::reply_error(const zmq::message_t& routing_id, std::uint64_t id, std::string_view error_code,
+void supervisor::reply_error(const zmq::message_t& routing_id, std::uint64_t id, splitcore::errc error_code,
                              const std::string& detail) {
     splitcore::send_message(m_frontend, routing_id,
-                            splitcore::error_reply(id, splitcore::protocol_error_value(error_code, detail)));
+                            splitcore::error_reply(id, splitcore::error_value(error_code, detail)));
 }
 
-void supervisor::reply_error(const std::string& routing_id, std::uint64_t id, std::string_view error_code,
+void supervisor::reply_error(const std::string& routing_id, std::uint64_t id, splitcore::errc error_code,
                              const std::string& detail) {
     reply_error(frame_of(routing_id), id, error_code, detail);
 }
@@ -291,16 +290,16 @@ void supervisor::handle_client() {
     parts& message = *received;
     const zmq::message_t routing_id(message[0].data(), message[0].size());  // message moves on to a worker
     if (message.size() < 2) {
-        reply_error(routing_id, 0, code::bad_request, "empty message: a CBOR header frame was expected");
+        reply_error(routing_id, 0, errc::bad_request, "empty message: a CBOR header frame was expected");
         return;
     }
     if (oversized) {
         std::uint64_t id = 0;
         try {
             id = splitcore::request_id(splitcore::decode_header(message[1]));
-        } catch (const protocol_error&) {
+        } catch (const splitcore::error&) {
         }
-        reply_error(routing_id, id, code::bad_request,
+        reply_error(routing_id, id, errc::bad_request,
                     "message of " + std::to_string(oversized) + " bytes exceeds --max-message " +
                         std::to_string(m_options.max_message));
         return;
@@ -318,7 +317,7 @@ void supervisor::handle_client() {
         id = splitcore::request_id(header);
         const std::string op = splitcore::string_field(header, "op");
         if (!splitcore::op::is_known(op)) {
-            throw protocol_error(code::unknown_op, "no operation \"" + printable(op) +
+            throw splitcore::error(errc::unknown_op, "no operation \"" + printable(op) +
                                                        "\" in protocol version 1 (see docs/protocol.md)");
         }
 
@@ -339,18 +338,18 @@ void supervisor::handle_client() {
             hello(routing_id, client_key, id, std::move(header), message);
             return;
         }
-        if (!current) throw protocol_error(code::no_session, "no session: send \"hello\" first");
+        if (!current) throw splitcore::error(errc::no_session, "no session: send \"hello\" first");
         if (current->lost) {
-            throw protocol_error(code::session_lost, "the session's worker on " + hostname() +
+            throw splitcore::error(errc::session_lost, "the session's worker on " + hostname() +
                                                          " died; its objects are gone. Reconnect to start a new session");
         }
         if (op == splitcore::op::bye) current->bye_id = id;
         forward_to_worker(*current, id, std::move(message));
-    } catch (const protocol_error& e) {
-        splitcore::send_message(m_frontend, routing_id, splitcore::error_reply(id, splitcore::protocol_error_value(e)));
+    } catch (const splitcore::error& e) {
+        splitcore::send_message(m_frontend, routing_id, splitcore::error_reply(id, splitcore::error_value(e)));
     } catch (const std::runtime_error& e) {  // e.g. fork failed: the agent is short of resources
         log(std::string("cannot serve a request: ") + e.what());
-        reply_error(routing_id, id, code::session_lost, std::string("the agent on ") + hostname() + " cannot start a worker: " + e.what());
+        reply_error(routing_id, id, errc::session_lost, std::string("the agent on ") + hostname() + " cannot start a worker: " + e.what());
     }
 }
 
@@ -358,12 +357,12 @@ void supervisor::hello(const zmq::message_t& routing_id, const std::string& clie
                        json header, parts& message) {
     const std::string token = splitcore::string_field(header, "session");
     if (token.empty() || token.size() > 128) {
-        throw protocol_error(code::bad_request, "field \"session\" must be a token of 1 to 128 characters");
+        throw splitcore::error(errc::bad_request, "field \"session\" must be a token of 1 to 128 characters");
     }
     bool resumed = false;
     if (auto found = m_sessions.find(token); found != m_sessions.end()) {
         if (found->second.client_key != client_key) {
-            throw protocol_error(code::no_session, "session " + short_token(token) + " belongs to another client key");
+            throw splitcore::error(errc::no_session, "session " + short_token(token) + " belongs to another client key");
         }
         if (found->second.lost || found->second.bye_id != 0) {
             end_session(token, nullptr);
@@ -425,7 +424,7 @@ void supervisor::handle_worker() {
     json header;
     try {
         header = splitcore::decode_header(message[1]);
-    } catch (const protocol_error& e) {
+    } catch (const splitcore::error& e) {
         log("worker pid " + std::to_string(w.pid) + " sent a bad header: " + e.what());
         return;
     }
@@ -453,7 +452,7 @@ void supervisor::lose_session(session& s, const std::string& why) {
     s.lost = true;
     log("session " + short_token(s.token) + " lost: its worker " + why);
     for (const std::uint64_t id : s.pending) {
-        reply_error(s.routing_id, id, code::session_lost,
+        reply_error(s.routing_id, id, errc::session_lost,
                     "the session's worker on " + hostname() + " " + why +
                         "; its objects are gone. Reconnect to start a new session");
     }

@@ -18,6 +18,7 @@
 
 #include "splitcore/keys.hpp"
 #include "splitcore/protocol.hpp"
+#include "splitcore/wire.hpp"
 
 namespace splitbrain::agent {
 
@@ -83,9 +84,9 @@ private:
     void hello(const zmq::message_t& routing_id, const std::string& client_key, std::uint64_t id,
                splitcore::json header, parts& message);
     void forward_to_worker(session& s, std::uint64_t id, parts message);
-    void reply_error(const zmq::message_t& routing_id, std::uint64_t id, std::string_view code,
+    void reply_error(const zmq::message_t& routing_id, std::uint64_t id, splitcore::errc code,
                      const std::string& detail);
-    void reply_error(const std::string& routing_id, std::uint64_t id, std::string_view code,
+    void reply_error(const std::string& routing_id, std::uint64_t id, splitcore::errc code,
                      const std::string& detail);
     void lose_session(session& s, const std::string& why);
     void end_session(const std::string& token, const char* why);

@@ -8,10 +8,9 @@
 namespace splitbrain::agent {
 
 using splitcore::json;
-using splitcore::protocol_error;
+using splitcore::errc;
 using splitcore::py_ref;
 using splitcore::python_error;
-namespace code = splitcore::code;
 
 namespace {
 
@@ -36,7 +35,7 @@ std::uint64_t batch_size(const json& header) {
     const json* n = splitcore::optional_field(header, "n");
     if (n == nullptr) return 100;
     const auto value = splitcore::as_uint(*n);
-    if (!value || *value == 0) throw protocol_error(code::bad_request, "field \"n\" must be a positive integer");
+    if (!value || *value == 0) throw splitcore::error(errc::bad_request, "field \"n\" must be a positive integer");
     return std::min(*value, max_batch);
 }
 
@@ -116,18 +115,18 @@ splitcore::message worker::dispatch(const json& header, const std::vector<zmq::m
         id = splitcore::request_id(header);
         const std::string& op = splitcore::string_field(header, "op");
         const auto found = m_handler.find(op);
-        if (found == m_handler.end()) throw protocol_error(code::unknown_op, "no operation \"" + op + "\"");
+        if (found == m_handler.end()) throw splitcore::error(errc::unknown_op, "no operation \"" + op + "\"");
         splitcore::decoder in(*this, frames);
         json result = (this->*found->second)(request{header, in, out});
         return {splitcore::ok_reply(id, std::move(result)), out.take_frames()};
     } catch (const python_error& e) {
         (void)out.take_frames();
         return {splitcore::error_reply(id, splitcore::describe_exception(e, *this)), {}};
-    } catch (const protocol_error& e) {
-        return {splitcore::error_reply(id, splitcore::protocol_error_value(e)), {}};
+    } catch (const splitcore::error& e) {
+        return {splitcore::error_reply(id, splitcore::error_value(e)), {}};
     } catch (const std::exception& e) {
         PyErr_Clear();
-        return {splitcore::error_reply(id, splitcore::protocol_error_value(code::bad_request, e.what())), {}};
+        return {splitcore::error_reply(id, splitcore::error_value(errc::bad_request, e.what())), {}};
     }
 }
 
@@ -151,7 +150,7 @@ py_ref worker::unbox_reference(const json& ref) {
     const auto oid = splitcore::as_uint(ref.at("$r"));
     const auto found = oid ? m_objects.find(*oid) : m_objects.end();
     if (found == m_objects.end()) {
-        throw protocol_error(code::bad_object, "no object " + ref.at("$r").dump() +
+        throw splitcore::error(errc::bad_object, "no object " + ref.at("$r").dump() +
                                                    " in this session (released, or from another session)");
     }
     return py_ref::borrow(found->second.object.get());
@@ -242,15 +241,15 @@ json worker::delattr(const request& r) {
 json worker::call(const request& r) {
     py_ref target = r.object();
     if (const json* path = splitcore::optional_field(r.header, "path"); path != nullptr && !path->is_null()) {
-        if (!path->is_array()) throw protocol_error(code::bad_request, "field \"path\" must be a list of names");
+        if (!path->is_array()) throw splitcore::error(errc::bad_request, "field \"path\" must be a list of names");
         for (const json& step : *path) {
-            if (!step.is_string()) throw protocol_error(code::bad_request, "field \"path\" must be a list of names");
+            if (!step.is_string()) throw splitcore::error(errc::bad_request, "field \"path\" must be a list of names");
             target = attribute(target.get(), step.get_ref<const std::string&>());
         }
     }
     py_ref args;
     if (const json* a = splitcore::optional_field(r.header, "a"); a != nullptr && !a->is_null()) {
-        if (!a->is_array()) throw protocol_error(code::bad_request, "field \"a\" must be a list of values");
+        if (!a->is_array()) throw splitcore::error(errc::bad_request, "field \"a\" must be a list of values");
         args = py_ref::checked(PySequence_Tuple(r.in.decode(*a).get()));
     } else {
         args = py_ref::checked(PyTuple_New(0));
@@ -258,7 +257,7 @@ json worker::call(const request& r) {
     py_ref kwargs;
     if (const json* k = splitcore::optional_field(r.header, "k"); k != nullptr && !k->is_null()) {
         kwargs = r.in.decode(*k);
-        if (!PyDict_Check(kwargs.get())) throw protocol_error(code::bad_request, "field \"k\" must be a {\"$d\": [...]} map");
+        if (!PyDict_Check(kwargs.get())) throw splitcore::error(errc::bad_request, "field \"k\" must be a {\"$d\": [...]} map");
     }
     if (!kwargs) kwargs = py_ref::checked(PyDict_New());
     py_ref call = py_ref::checked(PyTuple_Pack(3, target.get(), args.get(), kwargs.get()));
@@ -332,7 +331,7 @@ json worker::compare(const request& r) {
     static const std::map<std::string, int, std::less<>> operators = {
         {"eq", Py_EQ}, {"ne", Py_NE}, {"lt", Py_LT}, {"le", Py_LE}, {"gt", Py_GT}, {"ge", Py_GE}};
     const auto found = operators.find(r.name("cmp"));
-    if (found == operators.end()) throw protocol_error(code::bad_request, "field \"cmp\" must be one of eq ne lt le gt ge");
+    if (found == operators.end()) throw splitcore::error(errc::bad_request, "field \"cmp\" must be one of eq ne lt le gt ge");
     py_ref left = r.object();
     py_ref right = r.value("v");
     py_ref result = py_ref::checked(PyObject_RichCompare(left.get(), right.get(), found->second));
@@ -387,7 +386,7 @@ json worker::exit(const request& r) {
         result = py_ref::checked(PyObject_CallMethod(target.get(), "__exit__", "OOO", Py_None, Py_None, Py_None));
     } else {
         if (!exc.is_array() || exc.size() != 2 || !exc[0].is_string() || !exc[1].is_string()) {
-            throw protocol_error(code::bad_request, "field \"exc\" must be null or [type name, message]");
+            throw splitcore::error(errc::bad_request, "field \"exc\" must be null or [type name, message]");
         }
         py_ref type = exception_class(exc[0].get<std::string>());
         py_ref instance = py_ref::checked(PyObject_CallFunction(type.get(), "s", exc[1].get<std::string>().c_str()));
@@ -399,11 +398,11 @@ json worker::exit(const request& r) {
 
 json worker::release(const request& r) {
     const json& ids = splitcore::field(r.header, "ids");
-    if (!ids.is_array()) throw protocol_error(code::bad_request, "field \"ids\" must be [[oid, count], ...]");
+    if (!ids.is_array()) throw splitcore::error(errc::bad_request, "field \"ids\" must be [[oid, count], ...]");
     std::vector<py_ref> dropped;  // destroyed after the table is consistent again
     for (const json& pair : ids) {
         if (!pair.is_array() || pair.size() != 2 || !splitcore::as_uint(pair[0]) || !splitcore::as_uint(pair[1])) {
-            throw protocol_error(code::bad_request, "field \"ids\" must be [[oid, count], ...]");
+            throw splitcore::error(errc::bad_request, "field \"ids\" must be [[oid, count], ...]");
         }
         const auto found = m_objects.find(*splitcore::as_uint(pair[0]));
         if (found == m_objects.end()) continue;  // already gone: releases are batched and may cross

@@ -16,6 +16,7 @@
 
 #include "splitcore/box.hpp"
 #include "splitcore/protocol.hpp"
+#include "splitcore/wire.hpp"
 #include "splitcore/py_ref.hpp"
 
 namespace splitbrain::agent {

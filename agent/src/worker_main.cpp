@@ -31,6 +31,7 @@
 #include "log.hpp"
 #include "splitcore/box.hpp"
 #include "splitcore/protocol.hpp"
+#include "splitcore/wire.hpp"
 #include "splitcore/py_ref.hpp"
 #include "worker.hpp"
 
@@ -259,8 +260,8 @@ private:
                 }
             }
             splitcore::send_message(supervisor, splitcore::ok_reply(id, interrupted));
-        } catch (const splitcore::protocol_error& e) {
-            splitcore::send_message(supervisor, splitcore::error_reply(id, splitcore::protocol_error_value(e)));
+        } catch (const splitcore::error& e) {
+            splitcore::send_message(supervisor, splitcore::error_reply(id, splitcore::error_value(e)));
         }
     }
 
@@ -364,8 +365,8 @@ void skip_popen_sigint_wait() {
         json header;
         try {
             header = splitcore::decode_header((*request)[0]);
-        } catch (const splitcore::protocol_error& e) {
-            reply.header = splitcore::error_reply(0, splitcore::protocol_error_value(e));
+        } catch (const splitcore::error& e) {
+            reply.header = splitcore::error_reply(0, splitcore::error_value(e));
         }
         if (reply.header.is_null()) {
             const std::uint64_t id = splitcore::as_uint(header.value("id", json())).value_or(0);

@@ -11,6 +11,7 @@
 
 #include "splitcore/box.hpp"
 #include "splitcore/protocol.hpp"
+#include "splitcore/wire.hpp"
 
 namespace {
 
@@ -20,7 +21,7 @@ struct one_object_hooks : splitcore::box_hooks {
     nlohmann::json box_reference(PyObject*) override { return nlohmann::json{{"$r", 1}}; }
     splitcore::py_ref unbox_reference(const nlohmann::json& ref) override {
         const auto oid = splitcore::as_uint(ref.at("$r"));
-        if (!oid || *oid != 1) throw splitcore::protocol_error("bad_object", "no such object");
+        if (!oid || *oid != 1) throw splitcore::error(splitcore::errc::bad_object, "no such object");
         return splitcore::py_ref::borrow(object.get());
     }
 };
@@ -58,7 +59,7 @@ extern "C" int LLVMFuzzerTestOneInput(const std::uint8_t* data, std::size_t size
         header = splitcore::decode_header(pieces[0].data(), pieces[0].size());
         (void)splitcore::request_id(header);
         (void)splitcore::string_field(header, "op");
-    } catch (const splitcore::protocol_error&) {
+    } catch (const splitcore::error&) {
         if (header.is_null()) return 0;
     }
     for (const auto& [name, value] : header.items()) {
@@ -68,7 +69,7 @@ extern "C" int LLVMFuzzerTestOneInput(const std::uint8_t* data, std::size_t size
             splitcore::encoder out(*hooks, 4096);
             (void)out.encode(decoded.get());
             (void)out.take_frames();
-        } catch (const splitcore::protocol_error&) {
+        } catch (const splitcore::error&) {
         } catch (const splitcore::python_error&) {
         }
         if (PyErr_Occurred()) __builtin_trap();  // every failure must have become an exception

@@ -62,7 +62,7 @@ bool is_plain_at(PyObject* obj, int depth, bool frozen_only = false) {
     return false;
 }
 
-[[noreturn]] void bad_value(const std::string& detail) { throw protocol_error(code::bad_request, detail); }
+[[noreturn]] void bad_value(const std::string& detail) { throw splitcore::error(errc::bad_request, detail); }
 
 const json& tagged_array(const json& value, const char* tag) {
     const json& items = value.at(tag);

@@ -133,7 +133,7 @@ void channel::acquire_socket(std::unique_lock<std::mutex>& lock) {
         --m_senders_waiting;
     }
     if (m_closed) {
-        throw std::runtime_error("[splitbrain.closed] the connection to " + m_options.name + " is closed");
+        throw error(errc::closed, "the connection to " + m_options.name + " is closed");
     }
     m_socket_busy = true;
 }
@@ -148,7 +148,7 @@ void channel::send_now(const nlohmann::json& header, std::vector<zmq::message_t>
         send_message(m_socket, header, std::move(frames));
     } catch (const zmq::error_t& e) {
         if (e.num() != EAGAIN) throw;
-        throw unreachable_error(unreachable_text());
+        throw unreachable();
     }
 }
 
@@ -170,9 +170,9 @@ void channel::read_monitor() {
     }
 }
 
-std::string channel::unreachable_text() const {
-    return "[splitbrain.agent_unreachable] " + m_options.name + " (" + m_options.address + ") did not answer for " +
-           seconds_text(m_options.liveness) + " s; is splitbrain-agent running there?";
+error channel::unreachable() const {
+    return error(errc::agent_unreachable, m_options.name + " (" + m_options.address + ") did not answer for " +
+           seconds_text(m_options.liveness) + " s; is splitbrain-agent running there?");
 }
 
 std::uint64_t channel::send(nlohmann::json header, std::vector<zmq::message_t> frames) {
@@ -295,7 +295,7 @@ void channel::read_available(std::vector<message>& into) {
         message arrived;
         try {
             arrived.header = decode_header(parts->front());
-        } catch (const protocol_error&) {
+        } catch (const splitcore::error&) {
             continue;  // a malformed header cannot be answered (we are the client) nor attributed
         }
         arrived.frames.reserve(parts->size() - 1);
@@ -335,7 +335,7 @@ void channel::dispatch(std::vector<message>& arrived, time_point now) {
 
 void channel::fail_unreachable(std::uint64_t id, std::unique_lock<std::mutex>&) {
     forget(id);
-    throw unreachable_error(unreachable_text());
+    throw unreachable();
 }
 
 std::optional<message> channel::wait(std::uint64_t id, channel_clock::time_point until,
@@ -367,17 +367,17 @@ std::optional<message> channel::wait(std::uint64_t id, channel_clock::time_point
             return message;
         }
         if (m_closed) {
-            throw std::runtime_error("[splitbrain.closed] the connection to " + m_options.name + " is closed");
+            throw error(errc::closed, "the connection to " + m_options.name + " is closed");
         }
         if (m_refused) {
             forget(id);
-            throw refused_error("[splitbrain.key_refused] " + m_options.name + " (" + m_options.address +
+            throw error(errc::key_refused, m_options.name + " (" + m_options.address +
                                 ") refused this client's key " + m_options.public_key +
                                 "; add it to the agent's --authorized-keys file");
         }
         auto waiting = m_waiting.find(id);
         if (waiting == m_waiting.end()) {
-            throw std::invalid_argument("[splitbrain.bad_request] no request " + std::to_string(id) +
+            throw error(errc::bad_request, "no request " + std::to_string(id) +
                                         " is waiting for a reply");
         }
         auto now = channel_clock::now();

@@ -22,7 +22,7 @@ struct table_hooks : splitcore::box_hooks {
     py_ref unbox_reference(const json& ref) override {
         const json& oid = ref.at("$r");
         if (!oid.is_number_unsigned() || oid.get<std::size_t>() >= objects.size()) {
-            throw splitcore::protocol_error("bad_object", "no object " + oid.dump());
+            throw splitcore::error(splitcore::errc::bad_object, "no object " + oid.dump());
         }
         return py_ref::borrow(objects[oid.get<std::size_t>()].get());
     }
@@ -74,7 +74,7 @@ struct box_test : ::testing::Test {
         splitcore::decoder in(hooks, frames);
         try {
             (void)in.decode(value);
-        } catch (const splitcore::protocol_error& e) {
+        } catch (const splitcore::error& e) {
             return e.what();
         } catch (const splitcore::python_error& e) {
             return e.what();

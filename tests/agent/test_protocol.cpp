@@ -1,6 +1,7 @@
 #include <gtest/gtest.h>
 
 #include "splitcore/protocol.hpp"
+#include "splitcore/wire.hpp"
 
 using splitcore::json;
 
@@ -8,8 +9,8 @@ namespace {
 std::string code_of(const std::function<void()>& action) {
     try {
         action();
-    } catch (const splitcore::protocol_error& e) {
-        return e.code();
+    } catch (const splitcore::error& e) {
+        return std::string(splitcore::name(e.code()));
     }
     return "no error";
 }
@@ -73,7 +74,7 @@ TEST(protocol, fields_are_checked_by_type_and_named_in_the_error) {
     try {
         (void)splitcore::string_field(header, "name");
         FAIL() << "a number was accepted as a string";
-    } catch (const splitcore::protocol_error& e) {
+    } catch (const splitcore::error& e) {
         EXPECT_STREQ(e.what(), "[splitbrain.bad_request] field \"name\" must be a string");
     }
     EXPECT_EQ(code_of([] { (void)splitcore::request_id(json{{"id", 0}}); }), "bad_request");
@@ -93,10 +94,10 @@ TEST(protocol, every_operation_of_the_spec_is_known) {
 }
 
 TEST(protocol, protocol_errors_carry_the_stable_id_in_msg_and_code) {
-    const json value = splitcore::protocol_error_value(splitcore::protocol_error("unknown_op", "no op \"x\""));
+    const json value = splitcore::error_value(splitcore::error(splitcore::errc::unknown_op, "no op \"x\""));
     EXPECT_EQ(value["type"], "splitbrain.ProtocolError");
     EXPECT_EQ(value["msg"], "[splitbrain.unknown_op] no op \"x\"");
-    EXPECT_EQ(value["code"], "splitbrain.unknown_op");
+    EXPECT_EQ(value["code"], "unknown_op");  // one spelling: the wire says what Python compares
     const json reply = splitcore::error_reply(9, value);
     EXPECT_EQ(reply["id"], 9);
     EXPECT_EQ(reply["ok"], false);

@@ -22,15 +22,27 @@ from IPython.core.magic import Magics, cell_magic, line_cell_magic, line_magic, 
 from IPython.core.magic_arguments import argument, magic_arguments, parse_argstring
 
 import splitbrain
+from splitbrain._errors import error
 
 _RESERVED = {"local", "spawn", "connect", "forget"}
 
 
+class FanOutError(Exception):
+    """Some slaves of a fan-out (``%%slave a b``) failed; ``errors`` maps slave name → exception."""
+
+    def __init__(self, message, errors=None):
+        super().__init__(message)
+        self.errors = dict(errors or {})
+
+
+def _usage(detail):
+    return error("usage", detail, UsageError)
+
+
 def _unknown_slave(name):
     known = ", ".join(sorted(splitbrain.known_slaves())) or "none yet"
-    return UsageError(
-        f"[splitbrain.unknown_slave] no slave named {name!r} (known: {known}); add one with "
-        f"`%slave connect {name} tcp://HOST:PORT` or `%slave spawn {name}`")
+    return error("unknown_slave", f"no slave named {name!r} (known: {known}); add one with "
+                 f"`%slave connect {name} tcp://HOST:PORT` or `%slave spawn {name}`", UsageError)
 
 
 def _resolve(name):
@@ -173,11 +185,11 @@ class SlaveMagics(Magics):
             return self._slave_line(line)
         args = self._parse_cell_line(line)
         if not args.names:
-            raise UsageError("[splitbrain.usage] %%slave needs at least one slave name, "
+            raise _usage("%%slave needs at least one slave name, "
                              "e.g. `%%slave bench-a`")
         for name in args.names:
             if name in _RESERVED:
-                raise UsageError(f"[splitbrain.usage] {name!r} is a subcommand of the line magic "
+                raise _usage(f"{name!r} is a subcommand of the line magic "
                                  f"%slave, not a slave name")
         code = self._compile_cell(cell)
         if len(args.names) == 1:
@@ -198,9 +210,9 @@ class SlaveMagics(Magics):
             self.shell.user_ns[args.out] = values
         if errors:
             failed = ", ".join(errors)
-            raise splitbrain.FanOutError(
-                f"[splitbrain.fan_out_failed] {len(errors)} of {len(args.names)} slaves failed: {failed}",
-                errors)
+            exc = error("fan_out_failed", f"{len(errors)} of {len(args.names)} slaves failed: {failed}",
+                        lambda text: FanOutError(text, errors))
+            raise exc
         return None
 
     def _parse_cell_line(self, line):
@@ -317,7 +329,7 @@ class SlaveMagics(Magics):
                 print(f"forgot {rest[0]}; cells run locally again")
             return None
         if rest:
-            raise UsageError(f"[splitbrain.usage] %slave takes one slave name (or a subcommand: "
+            raise _usage(f"%slave takes one slave name (or a subcommand: "
                              f"local, spawn, connect, forget), got {line!r}")
         splitbrain.activate(_resolve(verb))
         return None
@@ -325,7 +337,7 @@ class SlaveMagics(Magics):
     @staticmethod
     def _expect(rest, n, usage):
         if len(rest) != n:
-            raise UsageError(f"[splitbrain.usage] usage: {usage}")
+            raise _usage(f"usage: {usage}")
 
     # -- %%local, %slaves -------------------------------------------------------------------------
 
@@ -343,7 +355,7 @@ class SlaveMagics(Magics):
         """
         __tracebackhide__ = True  # noqa: F841
         if line.strip():
-            raise UsageError("[splitbrain.usage] %%local takes no arguments")
+            raise _usage("%%local takes no arguments")
         code = self._compile_cell(cell)
         with splitbrain.local():
             return self._run(code)
@@ -357,7 +369,7 @@ class SlaveMagics(Magics):
             %slaves
         """
         if line.strip():
-            raise UsageError("[splitbrain.usage] %slaves takes no arguments")
+            raise _usage("%slaves takes no arguments")
         return _SlavesTable(splitbrain.slaves())
 
 

@@ -12,6 +12,7 @@
 #include <zmq.hpp>
 
 #include "splitcore/protocol.hpp"
+#include "splitcore/wire.hpp"
 #include "splitcore/py_ref.hpp"
 
 namespace splitcore {
@@ -23,7 +24,7 @@ struct box_hooks {
     // client: a proxy of this slave → {"$r": oid}, else set a Python TypeError and throw python_error)
     virtual nlohmann::json box_reference(PyObject* obj) = 0;
     // a {"$r": …} map arrived: return a new reference (worker: table lookup, unknown →
-    // protocol_error{"bad_object"}; client: make a proxy)
+    // error{errc::bad_object}; client: make a proxy)
     virtual py_ref unbox_reference(const nlohmann::json& ref) = 0;
 };
 
@@ -61,7 +62,7 @@ private:
 class decoder {
 public:
     decoder(box_hooks& hooks, const std::vector<zmq::message_t>& frames);  // frames 1..n
-    py_ref decode(const nlohmann::json& value);  // throws python_error / protocol_error
+    py_ref decode(const nlohmann::json& value);  // throws python_error / error
 
 private:
     py_ref decode_at(const nlohmann::json& value, int depth);

@@ -19,7 +19,9 @@
 #include <nlohmann/json.hpp>
 #include <zmq.hpp>
 
+#include "splitcore/errors.hpp"
 #include "splitcore/protocol.hpp"
+#include "splitcore/wire.hpp"
 
 namespace splitcore {
 
@@ -35,18 +37,6 @@ struct channel_options {
     std::chrono::milliseconds liveness{5000};    // silence while waiting that counts as a dead agent
     std::chrono::milliseconds ping_after{1000};  // silence while waiting before we ask "are you there?"
     std::chrono::milliseconds keepalive{5000};   // ping this often while idle, so the session is kept
-};
-
-// The agent said nothing for the liveness timeout: "[splitbrain.agent_unreachable] NAME (ADDRESS) ...".
-class unreachable_error : public std::runtime_error {
-public:
-    using std::runtime_error::runtime_error;
-};
-
-// The agent refused our key during the CURVE handshake: "[splitbrain.key_refused] NAME (ADDRESS) ...".
-class refused_error : public unreachable_error {
-public:
-    using unreachable_error::unreachable_error;
 };
 
 class channel {
@@ -67,7 +57,7 @@ public:
     // when a signal interrupted the wait, so that the caller can look at it. Output belongs to the
     // request the agent is running when it arrives: the oldest one still without a reply (the agent
     // runs a session's requests one by one, in order, and sends a call's output before its reply),
-    // so a thread never writes another thread's output. Throws unreachable_error after the liveness timeout
+    // so a thread never writes another thread's output. Throws error{errc::agent_unreachable} after the liveness timeout
     // of silence; the id is then forgotten.
     [[nodiscard]] std::optional<message> wait(std::uint64_t id, channel_clock::time_point until,
                                                    std::vector<message>& events);
@@ -104,7 +94,7 @@ private:
     void send_now(const nlohmann::json& header, std::vector<zmq::message_t>& frames);
     void try_ping(std::uint64_t id);
     void read_monitor();
-    [[nodiscard]] std::string unreachable_text() const;
+    [[nodiscard]] error unreachable() const;
     void read_available(std::vector<message>& into);
     void dispatch(std::vector<message>& arrived, time_point now);
     void wake_reader();

@@ -1,16 +1,34 @@
-"""splitbrain's exception types, and how an agent's ERROR reply becomes a local exception.
+"""splitbrain's exception types, the one table from error id to exception type, and how an agent's
+ERROR reply becomes a local exception.
 
-Every message carries a stable id, ``[splitbrain.xxx]``; ERRORS.md lists them.
+Every message of an error splitbrain reports starts with its stable id, built by ``error()`` (the
+C++ builder, ``_core.tagged``); docs/errors.md is the catalogue of ids. ``exc.code`` holds the id.
 """
 
 import builtins
 
-from ._core import AgentUnreachable, KeyRefused, ProtocolError, SlaveClosed
+from . import _core
 
 __all__ = [
-    "AgentUnreachable", "FanOutError", "KeyRefused", "ProtocolError", "RemoteError", "SessionLost", "SlaveClosed",
+    "AgentUnreachable", "KeyRefused", "ProtocolError", "RemoteError", "SessionLost", "SlaveClosed",
     "SlaveOnlyModuleError", "SpawnError",
 ]
+
+
+class AgentUnreachable(ConnectionError):
+    """The agent did not answer for the liveness timeout (``agent_unreachable``)."""
+
+
+class KeyRefused(AgentUnreachable):
+    """The agent refused this client's key during the CURVE handshake (``key_refused``)."""
+
+
+class SlaveClosed(ConnectionError):
+    """The connection to this slave was closed (``closed``)."""
+
+
+class ProtocolError(Exception):
+    """The agent refused a request: a bug on one side, or an object used after its session ended."""
 
 
 class RemoteError(Exception):
@@ -37,7 +55,7 @@ class RemoteError(Exception):
 
 
 class SessionLost(RemoteError):
-    """The slave's worker process for our session died (``[splitbrain.session_lost]``)."""
+    """The slave's worker process for our session died (``session_lost``)."""
 
 
 class SlaveOnlyModuleError(ImportError):
@@ -53,12 +71,44 @@ class SpawnError(RuntimeError):
     """``splitbrain.spawn()`` could not start a private agent."""
 
 
-class FanOutError(Exception):
-    """Some slaves of a fan-out (``%%slave a b``) failed; ``errors`` maps slave name → exception."""
+# The one table: error id → the exception type it raises as. Ids not here are the kernel's own
+# (logged, or raised by the magics as IPython's UsageError); the C++ half raises through this table.
+TYPES = {
+    "bad_request": ProtocolError,
+    "unknown_op": ProtocolError,
+    "bad_object": ProtocolError,
+    "no_session": ProtocolError,
+    "session_lost": SessionLost,
+    "agent_unreachable": AgentUnreachable,
+    "key_refused": KeyRefused,
+    "closed": SlaveClosed,
+    "timeout": TimeoutError,
+    "transport": ConnectionError,
+    "not_transferable": TypeError,
+    "wrong_slave": TypeError,
+    "slave_only_module": SlaveOnlyModuleError,
+    "context": RuntimeError,
+    "unknown_slave": LookupError,
+    "unknown_agent_key": ValueError,
+    "bad_target": ValueError,
+    "bad_key": ValueError,
+    "bad_registry": ValueError,
+    "spawn_failed": SpawnError,
+}
+_core.set_error_types(TYPES)
 
-    def __init__(self, message, errors=None):
-        super().__init__(message)
-        self.errors = dict(errors or {})
+
+def message(code, detail):
+    """``[splitbrain.<code>] <detail>``; ValueError if *code* is not an id of docs/errors.md."""
+    return _core.tagged(code, detail)
+
+
+def error(code, detail, cls=None):
+    """The exception for error id *code*: an instance of TYPES[code] (or *cls*, for an id the
+    kernel maps itself) whose message is ``message(code, detail)`` and whose ``.code`` is *code*."""
+    exc = (cls or TYPES[code])(message(code, detail))
+    exc.code = code
+    return exc
 
 
 # Remote types that would stop the local program if raised as themselves.
@@ -98,13 +148,13 @@ def exception_from_reply(slave_name, info):
     args = info.get("args") or []
     code = info.get("code")
     exc = None
-    if code is not None or type_name == "splitbrain.ProtocolError":
-        if code == "session_lost":
-            exc = remote_error_class("splitbrain.SessionLost")(
-                message, slave=slave_name, remote_args=args)
+    if code is not None:
+        cls = TYPES.get(code, ProtocolError)
+        if issubclass(cls, RemoteError):
+            exc = cls(message, slave=slave_name, remote_args=args)
         else:
-            exc = ProtocolError(message)
-            exc.code = code
+            exc = cls(message)
+        exc.code = code
     else:
         cls = _builtin_exception(type_name)
         if cls is not None:

@@ -17,6 +17,7 @@
 #include "splitcore/box.hpp"
 #include "splitcore/channel.hpp"
 #include "splitcore/protocol.hpp"
+#include "splitcore/wire.hpp"
 #include "splitcore/py_ref.hpp"
 
 namespace splitbrain_core {
@@ -65,7 +66,7 @@ public:
     py_ref unbox_reference(const json& ref) override {
         const auto& oid = ref.at("$r");
         if (!oid.is_number_unsigned()) {
-            throw splitcore::protocol_error(splitcore::code::bad_request, "a reference's \"$r\" is not an unsigned integer");
+            throw splitcore::error(splitcore::errc::bad_request, "a reference's \"$r\" is not an unsigned integer");
         }
         const auto type = ref.find("t");
         const auto callable = ref.find("cl");

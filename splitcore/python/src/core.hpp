@@ -3,13 +3,13 @@
 
 #include <Python.h>
 
+#include "splitcore/errors.hpp"
+
 namespace splitbrain_core {
 
-// splitbrain._core exception types, created at module init (new references held for ever).
-extern PyObject* agent_unreachable_error;  // ConnectionError subclass
-extern PyObject* key_refused_error;        // AgentUnreachable subclass
-extern PyObject* slave_closed_error;       // ConnectionError subclass
-extern PyObject* protocol_error_type;      // Exception subclass
+// Raises the exception type splitbrain._errors maps `code` to (RuntimeError before that table is
+// set), with `message` (already "[splitbrain.<id>] ...") and `.code` set to the id's name.
+void raise_error(splitcore::errc code, const char* message);
 
 // Sets a Python exception for whatever C++ exception is in flight; call inside catch (...).
 void set_python_error_from_current();

@@ -10,38 +10,50 @@
 #include "core.hpp"
 #include "splitcore/channel.hpp"
 #include "splitcore/keys.hpp"
+#include "splitcore/errors.hpp"
 #include "splitcore/protocol.hpp"
+#include "splitcore/wire.hpp"
 #include "splitcore/py_ref.hpp"
 
 namespace splitbrain_core {
 
-PyObject* agent_unreachable_error = nullptr;
-PyObject* key_refused_error = nullptr;
-PyObject* slave_closed_error = nullptr;
-PyObject* protocol_error_type = nullptr;
+using splitcore::py_ref;
+
+namespace {
+// id → exception type, the table of splitbrain/_errors.py, handed over by set_error_types at import.
+PyObject* error_types = nullptr;
+}  // namespace
+
+void raise_error(splitcore::errc code, const char* message) {
+    const std::string_view id = splitcore::name(code);
+    PyObject* type = nullptr;
+    if (error_types != nullptr) {
+        py_ref key = py_ref::steal(PyUnicode_FromStringAndSize(id.data(), static_cast<Py_ssize_t>(id.size())));
+        if (!key) return;
+        type = PyDict_GetItemWithError(error_types, key.get());  // borrowed
+        if (type == nullptr && PyErr_Occurred()) return;
+    }
+    if (type == nullptr) type = PyExc_RuntimeError;  // before splitbrain._errors is imported
+    py_ref exc = py_ref::steal(PyObject_CallFunction(type, "s", message));
+    if (!exc) return;
+    py_ref name = py_ref::steal(PyUnicode_FromStringAndSize(id.data(), static_cast<Py_ssize_t>(id.size())));
+    if (!name || PyObject_SetAttrString(exc.get(), "code", name.get()) < 0) return;
+    PyErr_SetObject(reinterpret_cast<PyObject*>(Py_TYPE(exc.get())), exc.get());
+}
 
 void set_python_error_from_current() {
     try {
         throw;
     } catch (const splitcore::python_error& e) {
         e.restore();
-    } catch (const splitcore::refused_error& e) {
-        PyErr_SetString(key_refused_error, e.what());
-    } catch (const splitcore::unreachable_error& e) {
-        PyErr_SetString(agent_unreachable_error, e.what());
-    } catch (const splitcore::protocol_error& e) {
-        PyErr_SetString(protocol_error_type, e.what());
+    } catch (const splitcore::error& e) {
+        raise_error(e.code(), e.what());
     } catch (const zmq::error_t& e) {
-        PyErr_Format(PyExc_ConnectionError, "[splitbrain.transport] %s", e.what());
+        raise_error(splitcore::errc::transport, splitcore::tagged(splitcore::errc::transport, e.what()).c_str());
     } catch (const std::bad_alloc&) {
         PyErr_NoMemory();
     } catch (const std::exception& e) {
-        const std::string text = e.what();
-        if (text.rfind("[splitbrain.closed]", 0) == 0) {
-            PyErr_SetString(slave_closed_error, text.c_str());
-        } else {
-            PyErr_SetString(PyExc_RuntimeError, text.c_str());
-        }
+        PyErr_SetString(PyExc_RuntimeError, e.what());
     }
 }
 
@@ -79,7 +91,40 @@ PyObject* is_key(PyObject*, PyObject* text) {
     return PyBool_FromLong(splitcore::is_z85_key(utf8));
 }
 
+PyObject* tagged(PyObject*, PyObject* args) {
+    const char* id = nullptr;
+    const char* detail = nullptr;
+    if (!PyArg_ParseTuple(args, "ss:tagged", &id, &detail)) return nullptr;
+    const auto text = splitcore::tagged(std::string_view(id), std::string_view(detail));
+    if (!text) return PyErr_Format(PyExc_ValueError, "%R is not an error id of splitbrain (docs/errors.md)", PyTuple_GET_ITEM(args, 0));
+    return PyUnicode_FromStringAndSize(text->data(), static_cast<Py_ssize_t>(text->size()));
+}
+
+PyObject* set_error_types(PyObject*, PyObject* table) {
+    if (!PyDict_Check(table)) return PyErr_Format(PyExc_TypeError, "set_error_types takes a dict, not %R", table);
+    Py_INCREF(table);
+    Py_XSETREF(error_types, table);
+    Py_RETURN_NONE;
+}
+
+py_ref error_ids() {
+    py_ref ids = py_ref::steal(PyTuple_New(static_cast<Py_ssize_t>(splitcore::error_count)));
+    if (!ids) return ids;
+    for (std::size_t i = 0; i < splitcore::error_count; ++i) {
+        const std::string_view id = splitcore::error_names[i];
+        PyObject* text = PyUnicode_FromStringAndSize(id.data(), static_cast<Py_ssize_t>(id.size()));
+        if (text == nullptr) return {};
+        PyTuple_SET_ITEM(ids.get(), static_cast<Py_ssize_t>(i), text);
+    }
+    return ids;
+}
+
 PyMethodDef module_functions[] = {
+    {"tagged", tagged, METH_VARARGS,
+     "tagged(id, detail) -> '[splitbrain.<id>] <detail>', the one builder of an error's text; "
+     "ValueError for an id that is not in error_ids."},
+    {"set_error_types", set_error_types, METH_O,
+     "set_error_types({id: exception type}): the table the C++ half raises errors with (splitbrain._errors)."},
     {"curve_keypair", curve_keypair, METH_NOARGS,
      "curve_keypair() -> (public, secret): a fresh CurveZMQ key pair as Z85 text."},
     {"curve_public_key", curve_public_key, METH_O,
@@ -94,16 +139,6 @@ PyModuleDef module_def = {
     module_functions, nullptr, nullptr, nullptr, nullptr,
 };
 
-bool add_exception(PyObject* module, const char* name, PyObject* base, const char* doc, PyObject*& slot) {
-    const std::string qualified = std::string("splitbrain._core.") + name;
-    slot = PyErr_NewExceptionWithDoc(qualified.c_str(), doc, base, nullptr);
-    if (slot == nullptr) {
-        return false;
-    }
-    Py_INCREF(slot);
-    return PyModule_AddObject(module, name, slot) == 0;
-}
-
 }  // namespace
 }  // namespace splitbrain_core
 
@@ -113,17 +148,12 @@ PyMODINIT_FUNC PyInit__core() {
     if (module == nullptr) {
         return nullptr;
     }
-    if (!add_exception(module, "AgentUnreachable", PyExc_ConnectionError,
-                       "The agent did not answer for the liveness timeout.", agent_unreachable_error) ||
-        !add_exception(module, "KeyRefused", agent_unreachable_error,
-                       "The agent refused this client's key during the CURVE handshake.", key_refused_error) ||
-        !add_exception(module, "SlaveClosed", PyExc_ConnectionError,
-                       "The connection to this slave was closed.", slave_closed_error) ||
-        !add_exception(module, "ProtocolError", PyExc_Exception,
-                       "A peer broke the wire protocol.", protocol_error_type) ||
-        !add_connection_type(module) || !add_routed_types(module)) {
+    py_ref ids = error_ids();
+    if (!ids || PyModule_AddObject(module, "error_ids", ids.get()) < 0 || !add_connection_type(module) ||
+        !add_routed_types(module)) {
         Py_DECREF(module);
         return nullptr;
     }
+    (void)ids.release();  // PyModule_AddObject stole it
     return module;
 }
