@@ -72,7 +72,7 @@ def test_wrong_fields_get_a_coded_error_reply(client, header, code):
     client.module("os")  # oid 1 exists, so errors are about the field, not the object
     reply = error_of(client, cbor2.dumps(header))
     assert reply["id"] == (header["id"] if isinstance(header.get("id"), int) and header["id"] > 0 else 0)
-    assert reply["e"]["code"] == f"splitbrain.{code}", reply["e"]
+    assert reply["e"]["code"] == code, reply["e"]
     assert reply["e"]["type"] == "splitbrain.ProtocolError"
     assert_alive(client)
 
