@@ -99,7 +99,8 @@ _core.set_error_types(TYPES)
 
 
 def message(code, detail):
-    """``[splitbrain.<code>] <detail>``; ValueError if *code* is not an id of docs/errors.md."""
+    """The text of error *code* with *detail*, tagged with its id by the one builder (_core.tagged);
+    ValueError if *code* is not an id of docs/errors.md."""
     return _core.tagged(code, detail)
 
 
