@@ -1,8 +1,13 @@
-// splitbrain-agent: keygen and serve. See `splitbrain-agent --help`.
+// splitbrain-agent: keygen, authorize and serve. See `splitbrain-agent --help`.
+#include <cerrno>
 #include <csignal>
 #include <cstdlib>
 #include <cstring>
+#include <fcntl.h>
 #include <iostream>
+#include <optional>
+#include <set>
+#include <stdexcept>
 #include <string>
 #include <unistd.h>
 #include <vector>
@@ -16,6 +21,7 @@ namespace {
 namespace fs = std::filesystem;
 
 constexpr const char* usage = R"(usage: splitbrain-agent keygen DIR
+       splitbrain-agent authorize KEY [--authorized-keys FILE] [--comment TEXT]
        splitbrain-agent serve --key DIR --authorized-keys FILE [options]
        splitbrain-agent serve --insecure --listen tcp://127.0.0.1:PORT [options]
 
@@ -27,14 +33,23 @@ keygen DIR
     Write a new CURVE key pair: DIR/agent.key (secret, mode 0600) and DIR/agent.pub (the public
     key, Z85, for clients to pin). Refuses to overwrite existing files.
 
+authorize KEY
+    Add a client's public key (from `splitbrain key` on the notebook machine) to the authorized
+    keys file (default ~/.splitbrain/authorized_keys, created with mode 0600), with an optional
+    comment (who it is: alice@lab-pc). A running agent picks it up at the client's next
+    connection attempt; no restart is needed. Adding a key that is already there changes nothing.
+
 serve options:
   --listen ENDPOINT        where to listen (default tcp://0.0.0.0:7780); port 0 or * picks a free
                            port, which the connection file reports
   --key DIR                the directory holding agent.key (from `keygen`)
   --authorized-keys FILE   client public keys allowed in: one Z85 key per line, '#' comments;
                            anyone else is refused (and logged) before anything runs
-  --connection-file PATH   write {"address": ENDPOINT, "public_key": Z85 or null} there
+  --connection-file PATH   write {"address": ADDRESS, "public_key": Z85 or null} there
                            (atomically; nothing secret) once listening
+  --advertise ADDRESS      the address clients use, written into the connection file
+                           (tcp://HOST:PORT); default: ENDPOINT, with a wildcard host (0.0.0.0,
+                           *, ::) replaced by this machine's first non-loopback IPv4 address
   --python VENV_OR_EXE     the Python environment the workers see: a virtual environment made
                            from Debian's /usr/bin/python3, or an interpreter (default: @DEFAULT_PYTHON@)
   --insecure               no encryption and no authentication; refused unless ENDPOINT is
@@ -46,8 +61,9 @@ serve options:
                            killed: splitbrain.spawn() ties its private agent to its interpreter
   --worker PATH            the splitbrain-worker executable (default: beside this program)
   -h, --help               this text
+  --version                the version
 
-Logs one line per event to stderr (listening, session opened/resumed/closed/lost/expired, refused
+The authorized keys file is read again whenever it changes. Logs one line per event to stderr (listening, session opened/resumed/closed/lost/expired, refused
 client key). SIGTERM or SIGINT: workers are terminated and the agent exits with status 0.
 Wire protocol and error ids: docs/protocol.md.
 )";
@@ -68,6 +84,55 @@ fs::path own_directory() {
     std::error_code ec;
     const fs::path self = fs::read_symlink("/proc/self/exe", ec);
     return ec ? fs::path(".") : self.parent_path();
+}
+
+fs::path default_authorized_keys() {
+    const char* home = std::getenv("HOME");
+    return fs::path(home && *home ? home : ".") / ".splitbrain" / "authorized_keys";
+}
+
+int authorize(const std::vector<std::string>& args) {
+    std::optional<std::string> key;
+    fs::path file = default_authorized_keys();
+    std::string comment;
+    for (std::size_t i = 0; i < args.size(); ++i) {
+        auto value = [&]() -> std::string {
+            if (i + 1 >= args.size()) bad_usage(args[i] + " needs a value");
+            return args[++i];
+        };
+        if (args[i] == "--authorized-keys") file = value();
+        else if (args[i] == "--comment") comment = value();
+        else if (args[i].rfind("-", 0) == 0 || key) bad_usage("unexpected argument '" + args[i] + "' to authorize");
+        else key = args[i];
+    }
+    if (!key) bad_usage("authorize needs the client's public key (`splitbrain key` prints it)");
+    if (!splitcore::is_z85_key(*key)) {
+        std::cerr << "splitbrain-agent: '" << *key << "' is not a 40-character Z85 CurveZMQ public key\n";
+        return 2;
+    }
+    if (comment.find_first_of("\n\r") != std::string::npos) bad_usage("--comment must be one line");
+    try {
+        std::error_code ec;
+        std::set<std::string> known;
+        if (fs::exists(file, ec)) known = splitcore::load_authorized_keys(file);
+        if (known.count(*key)) {
+            std::cout << *key << " is already in " << file.string() << "\n";
+            return 0;
+        }
+        if (!file.parent_path().empty()) fs::create_directories(file.parent_path());
+        const int fd = ::open(file.c_str(), O_WRONLY | O_APPEND | O_CREAT | O_CLOEXEC, 0600);
+        if (fd < 0) throw std::runtime_error("cannot write " + file.string() + ": " + std::strerror(errno));
+        const std::string line = *key + (comment.empty() ? "" : "  # " + comment) + "\n";
+        const bool written = ::write(fd, line.data(), line.size()) == static_cast<ssize_t>(line.size());
+        ::close(fd);
+        if (!written) throw std::runtime_error("cannot write " + file.string() + ": " + std::strerror(errno));
+        std::cout << "authorized " << *key << " in " << file.string()
+                  << " (a running agent reads it at the next connection)\n";
+        return 0;
+    } catch (const std::exception& e) {
+        std::cerr << "splitbrain-agent: " << e.what() << "\n";
+        return 1;
+    }
 }
 
 int keygen(const std::vector<std::string>& args) {
@@ -116,6 +181,7 @@ int serve(const std::vector<std::string>& args) {
         else if (flag == "--key") { opts.key_dir = value(); have_key = true; }
         else if (flag == "--authorized-keys") { opts.authorized_keys = value(); have_authorized = true; }
         else if (flag == "--connection-file") opts.connection_file = fs::path(value());
+        else if (flag == "--advertise") opts.advertise = value();
         else if (flag == "--python") opts.python = value();
         else if (flag == "--worker") opts.worker = value();
         else if (flag == "--insecure" && !inline_value) opts.insecure = true;
@@ -163,16 +229,21 @@ int serve(const std::vector<std::string>& args) {
 
 int main(int argc, char** argv) {
     std::vector<std::string> args(argv + 1, argv + argc);
-    if (args.empty()) bad_usage("a command is needed: keygen or serve");
+    if (args.empty()) bad_usage("a command is needed: keygen, authorize or serve");
     for (const auto& arg : args) {
         if (arg == "-h" || arg == "--help" || arg == "help") {
             std::cout << help_text();
+            return 0;
+        }
+        if (arg == "--version" || arg == "version") {
+            std::cout << "splitbrain-agent " << SPLITBRAIN_VERSION << "\n";
             return 0;
         }
     }
     const std::string command = args[0];
     args.erase(args.begin());
     if (command == "keygen") return keygen(args);
+    if (command == "authorize") return authorize(args);
     if (command == "serve") return serve(args);
     bad_usage("unknown command '" + command + "'");
 }

@@ -6,6 +6,9 @@
 #include <cstdio>
 #include <cstring>
 #include <fcntl.h>
+#include <ifaddrs.h>
+#include <netinet/in.h>
+#include <arpa/inet.h>
 #include <stdexcept>
 #include <sys/prctl.h>
 #include <sys/signalfd.h>
@@ -84,6 +87,27 @@ void send_parts(zmq::socket_ref socket, std::vector<zmq::message_t>& message) {
 
 }  // namespace
 
+std::string reachable_address(const std::string& endpoint) {
+    if (endpoint.rfind("tcp://", 0) != 0) return endpoint;
+    const auto colon = endpoint.rfind(':');
+    const std::string host = endpoint.substr(6, colon - 6);
+    if (host != "0.0.0.0" && host != "*" && host != "[::]" && host != "::") return endpoint;
+    std::string address;
+    ifaddrs* interfaces = nullptr;
+    if (::getifaddrs(&interfaces) == 0) {
+        for (const ifaddrs* i = interfaces; i != nullptr && address.empty(); i = i->ifa_next) {
+            if (i->ifa_addr == nullptr || i->ifa_addr->sa_family != AF_INET) continue;
+            const auto* in = reinterpret_cast<const sockaddr_in*>(i->ifa_addr);
+            if ((ntohl(in->sin_addr.s_addr) >> 24) == 127) continue;
+            char text[INET_ADDRSTRLEN] = {};
+            if (::inet_ntop(AF_INET, &in->sin_addr, text, sizeof text) != nullptr) address = text;
+        }
+        ::freeifaddrs(interfaces);
+    }
+    if (address.empty()) address = hostname();
+    return "tcp://" + address + endpoint.substr(colon);
+}
+
 bool is_loopback_endpoint(const std::string& endpoint) {
     if (endpoint.rfind("ipc://", 0) == 0) return true;
     if (endpoint.rfind("tcp://", 0) != 0) return false;
@@ -103,7 +127,7 @@ supervisor::supervisor(options opts) : m_options(std::move(opts)) {
         }
     } else {
         m_keys = splitcore::key_pair::load(m_options.key_dir);
-        m_authorized = splitcore::load_authorized_keys(m_options.authorized_keys);
+        reload_authorized_keys();
     }
 
     std::string pattern = (fs::temp_directory_path() / "splitbrain-agent-XXXXXX").string();
@@ -154,7 +178,9 @@ supervisor::supervisor(options opts) : m_options(std::move(opts)) {
     if (m_signal_fd < 0) throw std::runtime_error(std::string("signalfd: ") + std::strerror(errno));
 
     if (m_options.connection_file) {
-        write_connection_file(*m_options.connection_file, m_endpoint,
+        const std::string advertised = m_options.advertise.empty() ? reachable_address(m_endpoint) : m_options.advertise;
+        if (advertised != m_endpoint) log("clients reach it as " + advertised + " (written to the connection file)");
+        write_connection_file(*m_options.connection_file, advertised,
                               m_keys ? std::optional<std::string>(m_keys->public_key) : std::nullopt);
     }
     log("listening on " + m_endpoint +
@@ -211,9 +237,31 @@ int supervisor::run() {
     return 0;
 }
 
+void supervisor::reload_authorized_keys() {
+    std::error_code ec;
+    const auto mtime = fs::last_write_time(m_options.authorized_keys, ec);
+    const auto size = ec ? 0 : fs::file_size(m_options.authorized_keys, ec);
+    const bool first = m_authorized_mtime == fs::file_time_type{};
+    if (!first && !ec && mtime == m_authorized_mtime && size == m_authorized_size) return;
+    try {
+        auto keys = splitcore::load_authorized_keys(m_options.authorized_keys);
+        if (!first) {
+            log("read " + m_options.authorized_keys.string() + " again: " + std::to_string(keys.size()) +
+                " authorized keys (was " + std::to_string(m_authorized.size()) + ")");
+        }
+        m_authorized = std::move(keys);
+    } catch (const splitcore::key_error& e) {
+        if (first) throw;
+        log(std::string(e.what()) + "; keeping the " + std::to_string(m_authorized.size()) + " keys read before");
+    }
+    m_authorized_mtime = mtime;
+    m_authorized_size = size;
+}
+
 void supervisor::handle_zap() {
     auto request = splitcore::recv_parts(m_zap, zmq::recv_flags::dontwait);
     if (!request) return;
+    reload_authorized_keys();  // one stat per handshake: `authorize` needs no restart
     auto text = [&](std::size_t i) { return i < request->size() ? (*request)[i].to_string() : std::string(); };
     bool allowed = false;
     std::string key;

@@ -27,6 +27,7 @@ struct options {
     std::filesystem::path key_dir;
     std::filesystem::path authorized_keys;
     std::optional<std::filesystem::path> connection_file;
+    std::string advertise;             // the address clients use; empty: derived from listen
     std::string python;                // venv directory or interpreter, handed to the workers
     std::filesystem::path worker;      // the splitbrain-worker executable
     bool insecure = false;
@@ -34,6 +35,11 @@ struct options {
     std::int64_t max_message = std::int64_t(1) << 30;
     pid_t parent_pid = 0;              // --exit-with PID: stop when that process is gone (0: never)
 };
+
+// The address a client should use for `endpoint` (what the socket bound): a wildcard host
+// (0.0.0.0, *, [::]) becomes this machine's first non-loopback IPv4 address (its hostname if it
+// has none).
+[[nodiscard]] std::string reachable_address(const std::string& endpoint);
 
 // True for endpoints only this machine can reach: tcp on 127.0.0.0/8, localhost or [::1], ipc.
 [[nodiscard]] bool is_loopback_endpoint(const std::string& endpoint);
@@ -73,6 +79,9 @@ private:
     };
 
     void handle_zap();
+    // Reads --authorized-keys again if it changed since it was last read; a file that no longer
+    // parses keeps the keys read before, and says so in the log.
+    void reload_authorized_keys();
     void handle_client();
     // One client message; past --max-message only its routing id and header are kept, and
     // `oversized` is set to its size.
@@ -101,6 +110,8 @@ private:
     options m_options;
     std::optional<splitcore::key_pair> m_keys;
     std::set<std::string> m_authorized;
+    std::filesystem::file_time_type m_authorized_mtime{};
+    std::uintmax_t m_authorized_size = 0;
     std::filesystem::path m_private_dir;    // 0700; holds the workers' ipc socket
     std::string m_backend_endpoint;
     std::string m_endpoint;                 // what --listen resolved to

@@ -1,0 +1,71 @@
+"""The ``splitbrain`` command: the client's key, and a preflight of the registry.
+
+    splitbrain key             create this machine's client key pair if needed; print its public key
+    splitbrain check [NAME …]  connect to every registered slave (or the NAMEs), one line each;
+                               exit status 1 if any is down (a CI preflight)
+    splitbrain --version
+"""
+
+import argparse
+import os
+import sys
+import time
+
+import splitbrain
+from splitbrain import _registry
+
+
+def _key(args):
+    public, _ = _registry.client_keys()
+    if args.quiet:
+        print(public)
+        return 0
+    print(public)
+    print(f"# {os.path.join(_registry.config_dir(), 'client.pub')}; on the slave, authorize it with:\n"
+          f"#   splitbrain-agent authorize {public} --authorized-keys ~/.splitbrain/authorized_keys",
+          file=sys.stderr)
+    return 0
+
+
+def _check(args):
+    names = args.names or sorted(splitbrain.known_slaves())
+    if not names:
+        print("no slaves registered (see `%slave connect NAME TARGET` or splitbrain.connect(..., save=True))")
+        return 0
+    width = max(len(name) for name in names)
+    down = 0
+    for name in names:
+        start = time.perf_counter()
+        try:
+            box = splitbrain.connect(name, timeout=args.timeout)
+        except Exception as exc:  # every failure is one line: its id and message
+            down += 1
+            text = " ".join(str(exc).split())
+            print(f"{name:<{width}}  down  {text}")
+            continue
+        try:
+            latency = box.ping()
+            print(f"{name:<{width}}  up    {box.address}  {latency * 1e3:.2f} ms "
+                  f"(connected in {(time.perf_counter() - start) * 1e3:.0f} ms)")
+        finally:
+            box.close()
+    return 1 if down else 0
+
+
+def main(argv=None):
+    parser = argparse.ArgumentParser(prog="splitbrain", description=__doc__.splitlines()[0])
+    parser.add_argument("--version", action="version", version=f"splitbrain {splitbrain.__version__}")
+    commands = parser.add_subparsers(dest="command", required=True)
+    key = commands.add_parser("key", help="create (if needed) and print this client's public key")
+    key.add_argument("-q", "--quiet", action="store_true", help="print only the key")
+    key.set_defaults(run=_key)
+    check = commands.add_parser("check", help="probe registered slaves; exit 1 if any is down")
+    check.add_argument("names", nargs="*", metavar="NAME")
+    check.add_argument("--timeout", type=float, default=3.0, help="liveness timeout per slave (s, default 3)")
+    check.set_defaults(run=_check)
+    args = parser.parse_args(argv)
+    return args.run(args)
+
+
+if __name__ == "__main__":
+    sys.exit(main())
