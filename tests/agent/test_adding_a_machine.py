@@ -5,9 +5,12 @@ import json
 import os
 import pathlib
 import re
+import shlex
+import shutil
 import subprocess
 import sys
 
+import pytest
 from deadline import wait_until
 
 AGENT = pathlib.Path(os.environ["SPLITBRAIN_AGENT"])
@@ -117,3 +120,104 @@ def test_advertise_names_the_address_clients_use(tmp_path):
         assert info["address"] == "tcp://bench-3.lab:7780"
     finally:
         stop(process)
+
+
+README = pathlib.Path(__file__).resolve().parents[2] / "README.md"
+
+
+def readme_blocks(section, language):
+    """The fenced `language` blocks of README's `section`, each as a list of commands (backslash
+    continuations joined)."""
+    text = README.read_text(encoding="utf-8")
+    body = text.split(f"## {section}\n", 1)[1].split("\n## ", 1)[0]
+    blocks = re.findall(rf"```{language}\n(.*?)```", body, re.DOTALL)
+    return [block.replace("\\\n", " ").strip().splitlines() for block in blocks]
+
+
+class Namespace:
+    """A second host: a network namespace joined to this one by a veth pair (10.251.N.0/30)."""
+
+    def __init__(self):
+        tag = f"{os.getpid() % 10000:04d}"
+        self.name, self.host_if, self.ns_if = f"sb-readme-{tag}", f"sbh{tag}", f"sbn{tag}"
+        net = 1 + os.getpid() % 250
+        self.host_ip, self.ns_ip = f"10.251.{net}.1", f"10.251.{net}.2"
+        for command in (["ip", "netns", "add", self.name],
+                        ["ip", "link", "add", self.host_if, "type", "veth", "peer", "name", self.ns_if],
+                        ["ip", "link", "set", self.ns_if, "netns", self.name],
+                        ["ip", "addr", "add", f"{self.host_ip}/30", "dev", self.host_if],
+                        ["ip", "link", "set", self.host_if, "up"],
+                        ["ip", "netns", "exec", self.name, "ip", "addr", "add", f"{self.ns_ip}/30", "dev", self.ns_if],
+                        ["ip", "netns", "exec", self.name, "ip", "link", "set", self.ns_if, "up"],
+                        ["ip", "netns", "exec", self.name, "ip", "link", "set", "lo", "up"]):
+            subprocess.run(command, check=True, capture_output=True, timeout=10)
+
+    def close(self):
+        subprocess.run(["ip", "netns", "del", self.name], capture_output=True, timeout=10)
+        subprocess.run(["ip", "link", "del", self.host_if], capture_output=True, timeout=10)
+
+
+def test_the_readme_recipe_for_a_real_machine_works_verbatim(tmp_path):
+    if os.geteuid() != 0 or not shutil.which("ip"):
+        pytest.skip("needs root and iproute2 for a network namespace as the second host")
+    key_step, slave_steps, add_step = readme_blocks("Adding a real machine", "sh")
+    (python_example,) = ["\n".join(b) for b in readme_blocks("In plain Python", "python")]
+    assert key_step == ["splitbrain key"] and add_step == ["splitbrain add linux-box connection.json"]
+    assert [c.split()[1] for c in slave_steps] == ["keygen", "authorize", "serve"]
+
+    bin_dir = tmp_path / "bin"
+    bin_dir.mkdir()
+    (bin_dir / "splitbrain-agent").symlink_to(AGENT)
+    wrapper = bin_dir / "splitbrain"
+    wrapper.write_text(f'#!/bin/sh\nexec {PYTHON} -m splitbrain "$@"\n')
+    wrapper.chmod(0o755)
+    notebook_home, slave_home = tmp_path / "notebook", tmp_path / "slave"
+    notebook_home.mkdir()
+    slave_home.mkdir()
+
+    def env(home):
+        clean = {k: v for k, v in os.environ.items() if k not in {"SPLITBRAIN_CONFIG", "XDG_CONFIG_HOME"}}
+        return dict(clean, HOME=str(home), PATH=f"{bin_dir}:{os.environ['PATH']}")
+
+    def on_notebook(command):
+        done = subprocess.run(command, shell=True, cwd=notebook_home, env=env(notebook_home),
+                              capture_output=True, text=True, timeout=60)
+        assert done.returncode == 0, f"{command}: {done.stdout}{done.stderr}"
+        return done.stdout
+
+    host = Namespace()
+    agent = None
+    try:
+        client_key = on_notebook(key_step[0]).strip()
+        assert len(client_key) == 40
+        *setup, serve_command = [c.replace("CLIENT-KEY", f"'{client_key}'") for c in slave_steps]
+        in_slave = ["ip", "netns", "exec", host.name, "sh", "-c"]
+        for command in setup:
+            done = subprocess.run(in_slave + [command], cwd=slave_home, env=env(slave_home),
+                                  capture_output=True, text=True, timeout=60)
+            assert done.returncode == 0, f"{command}: {done.stdout}{done.stderr}"
+        log = open(tmp_path / "agent.log", "wb")
+        agent = subprocess.Popen(in_slave + ["exec " + serve_command], cwd=slave_home, env=env(slave_home),
+                                 stdout=log, stderr=log)
+        connection = slave_home / ".splitbrain" / "connection.json"
+        info = wait_until(lambda: agent.poll() is None and connection.exists() and json.loads(connection.read_text()),
+                          20, "the agent's connection file in the namespace")
+        assert info["address"] == f"tcp://{host.ns_ip}:7780"  # what the notebook machine can reach
+        (notebook_home / "connection.json").write_text(connection.read_text())
+
+        assert "linux-box: tcp://" in on_notebook(add_step[0])
+
+        check = f"""
+{python_example}
+with splitbrain.connect("linux-box") as box:
+    devices = open("/proc/net/dev").read()
+    assert "{host.ns_if}" in devices and "{host.host_if}" not in devices, devices
+print("recipe ok")
+"""
+        assert "recipe ok" in on_notebook(f"{PYTHON} -c {shlex.quote(check)}")
+    finally:
+        if agent is not None:
+            agent.terminate()
+            agent.wait(10)
+        host.close()
+
