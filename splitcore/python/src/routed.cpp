@@ -113,6 +113,7 @@ py_ref routed_repr(PyObject* self) {
     return py_ref::checked(PyUnicode_FromFormat("<module %R routed by splitbrain>", fields_of(self).name.get()));
 }
 
+// ModuleType's tp_new, then our fields constructed in the zeroed memory after its layout.
 PyObject* routed_new(PyTypeObject* type, PyObject* args, PyObject* kwargs) {
     PyObject* self = PyModule_Type.tp_new(type, args, kwargs);
     if (self != nullptr) new (&fields_of(self)) routed_fields();
@@ -137,7 +138,7 @@ int routed_clear(PyObject* self) {
 
 void routed_dealloc(PyObject* self) {
     PyObject_GC_UnTrack(self);
-    fields_of(self).~routed_fields();
+    fields_of(self).~routed_fields();  // the py_refs drop their references; ModuleType frees the memory
     PyModule_Type.tp_dealloc(self);
 }
 
