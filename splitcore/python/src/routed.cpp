@@ -10,26 +10,36 @@
 #include <Python.h>
 
 #include <cstddef>
+#include <new>
 
+#include "active_slave.hpp"
 #include "core.hpp"
+#include "splitcore/py_ref.hpp"
 
 namespace splitbrain_core {
 namespace {
 
+using splitcore::py_ref;
+using splitcore::python_error;
+
+// Constructed by routed_new over ModuleType's zeroed instance, destroyed by routed_dealloc.
 struct routed_fields {
-    PyObject* name;        // str: the name routed ("os.path"), which may differ from real.__name__
-    PyObject* real;        // the local module, or null while not (yet) imported locally
-    PyObject* submodules;  // dict: attribute → routed submodule (os.path under os), or null
+    py_ref name;        // str: the name routed ("os.path"), which may differ from real.__name__
+    py_ref real;        // the local module, or empty while not (yet) imported locally
+    py_ref submodules;  // dict: attribute → routed submodule (os.path under os), or empty
 };
 
 Py_ssize_t fields_offset = 0;
 
-// Set once by install_router(); owned for ever.
-PyObject* current_slave_var = nullptr;  // contextvars.ContextVar
-PyObject* router_getattr = nullptr;     // (slave or None, name, routed, attr) -> value
-PyObject* router_setattr = nullptr;     // (slave or None, name, routed, attr, value or NULL-marker)
-PyObject* router_dir = nullptr;         // (slave, name, routed) -> list
-PyObject* delete_marker = nullptr;      // passed as value for delattr
+// What install_router() set. Made once and never destroyed: a static py_ref would drop its
+// references at process exit, after the interpreter is gone.
+struct router_hooks {
+    py_ref getattr;        // (slave or None, name, routed, attr) -> value
+    py_ref setattr;        // (slave or None, name, routed, attr, value or delete_marker)
+    py_ref dir;            // (slave, name, routed) -> list
+    py_ref delete_marker;  // passed as value for delattr
+};
+router_hooks& router = *new router_hooks();
 
 PyTypeObject routed_type = {PyVarObject_HEAD_INIT(nullptr, 0)};
 
@@ -44,205 +54,159 @@ bool is_dunder(PyObject* attr) {
            PyUnicode_READ_CHAR(attr, n - 1) == '_' && PyUnicode_READ_CHAR(attr, n - 2) == '_';
 }
 
-// New reference to the active slave, or null for local (the variable unset or None). -1 on error.
-int active_slave(PyObject** slave) {
-    *slave = nullptr;
-    if (current_slave_var == nullptr) return 0;
-    PyObject* value = nullptr;
-    if (PyContextVar_Get(current_slave_var, nullptr, &value) < 0) return -1;
-    if (value == Py_None) {
-        Py_DECREF(value);
-        value = nullptr;
-    }
-    *slave = value;
-    return 0;
+[[noreturn]] void no_router(const routed_fields& f) {
+    PyErr_Format(PyExc_AttributeError, "routed module %R has no router", f.name.get());
+    throw python_error();
 }
 
+// The hot path: results are the C API's own (an AttributeError is passed through, not thrown).
 PyObject* routed_getattro(PyObject* self, PyObject* attr) {
     routed_fields& f = fields_of(self);
-    if (f.submodules != nullptr && PyDict_GET_SIZE(f.submodules) > 0) {
-        PyObject* sub = PyDict_GetItemWithError(f.submodules, attr);
-        if (sub != nullptr) return Py_NewRef(sub);
+    if (f.submodules && PyDict_GET_SIZE(f.submodules.get()) > 0) {
+        PyObject* sub = PyDict_GetItemWithError(f.submodules.get(), attr);  // borrowed
+        if (sub != nullptr) return py_ref::borrow(sub).release();
         if (PyErr_Occurred()) return nullptr;
     }
-    PyObject* slave;
-    if (active_slave(&slave) < 0) return nullptr;
-    if (slave == nullptr && f.real != nullptr) return PyObject_GetAttr(f.real, attr);
+    py_ref slave = active_slave();
+    if (!slave && f.real) return PyObject_GetAttr(f.real.get(), attr);
 
     if (is_dunder(attr)) {  // the import system's and introspection's questions stay local
-        if (f.real != nullptr) {
-            Py_XDECREF(slave);
-            return PyObject_GetAttr(f.real, attr);
-        }
-        PyObject* own = PyObject_GenericGetAttr(self, attr);
-        if (own != nullptr || !PyErr_ExceptionMatches(PyExc_AttributeError)) {
-            Py_XDECREF(slave);
-            return own;
-        }
+        if (f.real) return PyObject_GetAttr(f.real.get(), attr);
+        py_ref own = py_ref::steal(PyObject_GenericGetAttr(self, attr));
+        if (own || !PyErr_ExceptionMatches(PyExc_AttributeError)) return own.release();
         PyErr_Clear();
     }
-    if (router_getattr == nullptr) {
-        Py_XDECREF(slave);
-        PyErr_Format(PyExc_AttributeError, "routed module %R has no router", f.name);
-        return nullptr;
-    }
-    PyObject* args[] = {slave != nullptr ? slave : Py_None, f.name, self, attr};
-    PyObject* result = PyObject_Vectorcall(router_getattr, args, 4, nullptr);
-    Py_XDECREF(slave);
-    return result;
+    if (!router.getattr) no_router(f);
+    PyObject* args[] = {slave ? slave.get() : Py_None, f.name.get(), self, attr};
+    return PyObject_Vectorcall(router.getattr.get(), args, 4, nullptr);
 }
 
 int routed_setattro(PyObject* self, PyObject* attr, PyObject* value) {
     routed_fields& f = fields_of(self);
     if (value != nullptr && PyObject_TypeCheck(value, &routed_type)) {
-        if (f.submodules == nullptr) {
-            f.submodules = PyDict_New();
-            if (f.submodules == nullptr) return -1;
-        }
-        return PyDict_SetItem(f.submodules, attr, value);
+        if (!f.submodules) f.submodules = py_ref::checked(PyDict_New());
+        return PyDict_SetItem(f.submodules.get(), attr, value);
     }
     if (is_dunder(attr)) return PyObject_GenericSetAttr(self, attr, value);
-    PyObject* slave;
-    if (active_slave(&slave) < 0) return -1;
-    if (slave == nullptr && f.real != nullptr) return PyObject_SetAttr(f.real, attr, value);
-    if (router_setattr == nullptr) {
-        Py_XDECREF(slave);
-        PyErr_Format(PyExc_AttributeError, "routed module %R has no router", f.name);
-        return -1;
-    }
-    PyObject* args[] = {slave != nullptr ? slave : Py_None, f.name, self, attr,
-                        value != nullptr ? value : delete_marker};
-    PyObject* result = PyObject_Vectorcall(router_setattr, args, 5, nullptr);
-    Py_XDECREF(slave);
-    if (result == nullptr) return -1;
-    Py_DECREF(result);
+    py_ref slave = active_slave();
+    if (!slave && f.real) return PyObject_SetAttr(f.real.get(), attr, value);
+    if (!router.setattr) no_router(f);
+    PyObject* args[] = {slave ? slave.get() : Py_None, f.name.get(), self, attr,
+                        value != nullptr ? value : router.delete_marker.get()};
+    py_ref result = py_ref::checked(PyObject_Vectorcall(router.setattr.get(), args, 5, nullptr));
     return 0;
 }
 
-PyObject* routed_dir(PyObject* self, PyObject*) {
+py_ref routed_dir(PyObject* self, PyObject*) {
     routed_fields& f = fields_of(self);
-    PyObject* slave;
-    if (active_slave(&slave) < 0) return nullptr;
-    if (slave == nullptr || router_dir == nullptr) {
-        Py_XDECREF(slave);
-        if (f.real != nullptr) return PyObject_Dir(f.real);
-        PyObject* dict = PyObject_GetAttrString(self, "__dict__");
-        if (dict == nullptr) return nullptr;
-        PyObject* keys = PySequence_List(dict);
-        Py_DECREF(dict);
-        return keys;
+    py_ref slave = active_slave();
+    if (!slave || !router.dir) {
+        if (f.real) return py_ref::checked(PyObject_Dir(f.real.get()));
+        py_ref dict = py_ref::checked(PyObject_GetAttrString(self, "__dict__"));
+        return py_ref::checked(PySequence_List(dict.get()));
     }
-    PyObject* args[] = {slave, f.name, self};
-    PyObject* result = PyObject_Vectorcall(router_dir, args, 3, nullptr);
-    Py_DECREF(slave);
-    return result;
+    PyObject* args[] = {slave.get(), f.name.get(), self};
+    return py_ref::checked(PyObject_Vectorcall(router.dir.get(), args, 3, nullptr));
 }
 
-PyObject* routed_repr(PyObject* self) {
-    routed_fields& f = fields_of(self);
-    return PyUnicode_FromFormat("<module %R routed by splitbrain>", f.name);
+py_ref routed_repr(PyObject* self) {
+    return py_ref::checked(PyUnicode_FromFormat("<module %R routed by splitbrain>", fields_of(self).name.get()));
+}
+
+// ModuleType's tp_new, then our fields constructed in the zeroed memory after its layout.
+PyObject* routed_new(PyTypeObject* type, PyObject* args, PyObject* kwargs) {
+    PyObject* self = PyModule_Type.tp_new(type, args, kwargs);
+    if (self != nullptr) new (&fields_of(self)) routed_fields();
+    return self;
 }
 
 int routed_traverse(PyObject* self, visitproc visit, void* arg) {
     routed_fields& f = fields_of(self);
-    Py_VISIT(f.name);
-    Py_VISIT(f.real);
-    Py_VISIT(f.submodules);
+    Py_VISIT(f.name.get());
+    Py_VISIT(f.real.get());
+    Py_VISIT(f.submodules.get());
     return PyModule_Type.tp_traverse(self, visit, arg);
 }
 
 int routed_clear(PyObject* self) {
     routed_fields& f = fields_of(self);
-    Py_CLEAR(f.name);
-    Py_CLEAR(f.real);
-    Py_CLEAR(f.submodules);
+    f.name.reset();
+    f.real.reset();
+    f.submodules.reset();
     return PyModule_Type.tp_clear(self);
 }
 
 void routed_dealloc(PyObject* self) {
     PyObject_GC_UnTrack(self);
-    routed_fields& f = fields_of(self);
-    Py_CLEAR(f.name);
-    Py_CLEAR(f.real);
-    Py_CLEAR(f.submodules);
+    fields_of(self).~routed_fields();  // the py_refs drop their references; ModuleType frees the memory
     PyModule_Type.tp_dealloc(self);
 }
 
 PyMethodDef routed_methods[] = {
-    {"__dir__", routed_dir, METH_NOARGS, "The active slave's names for this module, or the local ones."},
+    {"__dir__", method(boundary<routed_dir>), METH_NOARGS, "The active slave's names for this module, or the local ones."},
     {nullptr, nullptr, 0, nullptr},
 };
 
-bool check_routed(PyObject* obj) {
-    if (PyObject_TypeCheck(obj, &routed_type)) return true;
-    PyErr_Format(PyExc_TypeError, "expected a routed module, got %R", obj);
-    return false;
+routed_fields& routed_fields_of(PyObject* obj) {
+    if (!PyObject_TypeCheck(obj, &routed_type)) {
+        PyErr_Format(PyExc_TypeError, "expected a routed module, got %R", obj);
+        throw python_error();
+    }
+    return fields_of(obj);
 }
 
 // routed_module(name, real=None) -> a new RoutedModule named `name` standing for `real`.
-PyObject* make_routed_module(PyObject*, PyObject* const* args, Py_ssize_t nargs) {
+py_ref make_routed_module(PyObject*, PyObject* const* args, Py_ssize_t nargs) {
     if (nargs < 1 || nargs > 2 || !PyUnicode_Check(args[0])) {
-        PyErr_SetString(PyExc_TypeError, "routed_module(name: str, real=None)");
-        return nullptr;
+        throw python_error::make(PyExc_TypeError, "routed_module(name: str, real=None)");
     }
-    PyObject* module = PyObject_CallOneArg(reinterpret_cast<PyObject*>(&routed_type), args[0]);
-    if (module == nullptr) return nullptr;
-    routed_fields& f = fields_of(module);
-    f.name = Py_NewRef(args[0]);
-    if (nargs > 1 && args[1] != Py_None) f.real = Py_NewRef(args[1]);
+    py_ref module = py_ref::checked(PyObject_CallOneArg(reinterpret_cast<PyObject*>(&routed_type), args[0]));
+    routed_fields& f = fields_of(module.get());
+    f.name = py_ref::borrow(args[0]);
+    if (nargs > 1 && args[1] != Py_None) f.real = py_ref::borrow(args[1]);
     return module;
 }
 
-PyObject* routed_real(PyObject*, PyObject* routed) {
-    if (!check_routed(routed)) return nullptr;
-    PyObject* real = fields_of(routed).real;
-    return Py_NewRef(real != nullptr ? real : Py_None);
+py_ref routed_real(PyObject*, PyObject* routed) {
+    const py_ref& real = routed_fields_of(routed).real;
+    return py_ref::borrow(real ? real.get() : Py_None);
 }
 
-PyObject* set_routed_real(PyObject*, PyObject* const* args, Py_ssize_t nargs) {
-    if (nargs != 2 || !check_routed(args[0])) {
-        if (!PyErr_Occurred()) PyErr_SetString(PyExc_TypeError, "set_routed_real(routed, real)");
-        return nullptr;
-    }
-    routed_fields& f = fields_of(args[0]);
-    Py_XSETREF(f.real, args[1] == Py_None ? nullptr : Py_NewRef(args[1]));
-    Py_RETURN_NONE;
+py_ref set_routed_real(PyObject*, PyObject* const* args, Py_ssize_t nargs) {
+    if (nargs != 2) throw python_error::make(PyExc_TypeError, "set_routed_real(routed, real)");
+    routed_fields_of(args[0]).real = args[1] == Py_None ? py_ref() : py_ref::borrow(args[1]);
+    return py_ref::borrow(Py_None);
 }
 
-PyObject* routed_name(PyObject*, PyObject* routed) {
-    if (!check_routed(routed)) return nullptr;
-    return Py_NewRef(fields_of(routed).name);
-}
+py_ref routed_name(PyObject*, PyObject* routed) { return py_ref::borrow(routed_fields_of(routed).name.get()); }
 
-PyObject* routed_submodules(PyObject*, PyObject* routed) {
-    if (!check_routed(routed)) return nullptr;
-    PyObject* subs = fields_of(routed).submodules;
-    return subs != nullptr ? PyDict_Copy(subs) : PyDict_New();
+py_ref routed_submodules(PyObject*, PyObject* routed) {
+    const py_ref& subs = routed_fields_of(routed).submodules;
+    return py_ref::checked(subs ? PyDict_Copy(subs.get()) : PyDict_New());
 }
 
 // install_router(context_var, getattr, setattr, dir, delete_marker)
-PyObject* install_router(PyObject*, PyObject* const* args, Py_ssize_t nargs) {
+py_ref install_router(PyObject*, PyObject* const* args, Py_ssize_t nargs) {
     if (nargs != 5 || !PyContextVar_CheckExact(args[0])) {
-        PyErr_SetString(PyExc_TypeError, "install_router(context_var, getattr, setattr, dir, delete_marker)");
-        return nullptr;
+        throw python_error::make(PyExc_TypeError, "install_router(context_var, getattr, setattr, dir, delete_marker)");
     }
-    Py_XSETREF(current_slave_var, Py_NewRef(args[0]));
-    Py_XSETREF(router_getattr, Py_NewRef(args[1]));
-    Py_XSETREF(router_setattr, Py_NewRef(args[2]));
-    Py_XSETREF(router_dir, Py_NewRef(args[3]));
-    Py_XSETREF(delete_marker, Py_NewRef(args[4]));
-    Py_RETURN_NONE;
+    set_slave_variable(args[0]);
+    router.getattr = py_ref::borrow(args[1]);
+    router.setattr = py_ref::borrow(args[2]);
+    router.dir = py_ref::borrow(args[3]);
+    router.delete_marker = py_ref::borrow(args[4]);
+    return py_ref::borrow(Py_None);
 }
 
 PyMethodDef routed_functions[] = {
-    {"routed_module", reinterpret_cast<PyCFunction>(reinterpret_cast<void (*)()>(make_routed_module)), METH_FASTCALL,
-     "routed_module(name, real=None) -> RoutedModule"},
-    {"routed_real", routed_real, METH_O, "routed_real(routed) -> the local module, or None"},
-    {"set_routed_real", reinterpret_cast<PyCFunction>(reinterpret_cast<void (*)()>(set_routed_real)), METH_FASTCALL,
+    {"routed_module", method(boundary<make_routed_module>), METH_FASTCALL, "routed_module(name, real=None) -> RoutedModule"},
+    {"routed_real", method(boundary<routed_real>), METH_O, "routed_real(routed) -> the local module, or None"},
+    {"set_routed_real", method(boundary<set_routed_real>), METH_FASTCALL,
      "set_routed_real(routed, real): the local module behind a routed one (None: none)"},
-    {"routed_name", routed_name, METH_O, "routed_name(routed) -> the routed name ('os.path')"},
-    {"routed_submodules", routed_submodules, METH_O, "routed_submodules(routed) -> {attr: routed submodule}"},
-    {"install_router", reinterpret_cast<PyCFunction>(reinterpret_cast<void (*)()>(install_router)), METH_FASTCALL,
+    {"routed_name", method(boundary<routed_name>), METH_O, "routed_name(routed) -> the routed name ('os.path')"},
+    {"routed_submodules", method(boundary<routed_submodules>), METH_O,
+     "routed_submodules(routed) -> {attr: routed submodule}"},
+    {"install_router", method(boundary<install_router>), METH_FASTCALL,
      "install_router(context_var, getattr, setattr, dir, delete_marker): where routed modules ask "
      "which slave is active and what to do then"},
     {nullptr, nullptr, 0, nullptr},
@@ -250,49 +214,24 @@ PyMethodDef routed_functions[] = {
 
 }  // namespace
 
-PyObject* current_slave_variable() { return current_slave_var; }
-
-master_scope::master_scope() {
-    if (current_slave_var == nullptr) return;
-    PyObject* value = nullptr;
-    if (PyContextVar_Get(current_slave_var, nullptr, &value) < 0) {
-        PyErr_Clear();
-        return;
-    }
-    if (value != nullptr && value != Py_None) {
-        m_token = PyContextVar_Set(current_slave_var, Py_None);
-        if (m_token == nullptr) PyErr_Clear();
-    }
-    Py_XDECREF(value);
-}
-
-master_scope::~master_scope() {
-    if (m_token == nullptr) return;
-    PyObject *type, *value, *traceback;
-    PyErr_Fetch(&type, &value, &traceback);  // the scope may end with an exception set
-    if (PyContextVar_Reset(current_slave_var, m_token) < 0) PyErr_Clear();
-    PyErr_Restore(type, value, traceback);
-    Py_DECREF(m_token);
-}
-
-bool add_routed_types(PyObject* module) {
+void add_routed_types(PyObject* module) {
     fields_offset = PyModule_Type.tp_basicsize;
     routed_type.tp_name = "splitbrain._core.RoutedModule";
     routed_type.tp_basicsize = fields_offset + static_cast<Py_ssize_t>(sizeof(routed_fields));
     routed_type.tp_base = &PyModule_Type;
     routed_type.tp_flags = Py_TPFLAGS_DEFAULT | Py_TPFLAGS_HAVE_GC;
     routed_type.tp_doc = "A module whose attributes come from the active slave, or from the real module when local.";
-    routed_type.tp_getattro = routed_getattro;
-    routed_type.tp_setattro = routed_setattro;
-    routed_type.tp_repr = routed_repr;
+    routed_type.tp_new = boundary<routed_new>;
+    routed_type.tp_getattro = boundary<routed_getattro>;
+    routed_type.tp_setattro = boundary<routed_setattro>;
+    routed_type.tp_repr = boundary<routed_repr>;
     routed_type.tp_traverse = routed_traverse;
     routed_type.tp_clear = routed_clear;
     routed_type.tp_dealloc = routed_dealloc;
     routed_type.tp_methods = routed_methods;
-    if (PyType_Ready(&routed_type) < 0) return false;
-    Py_INCREF(&routed_type);
-    if (PyModule_AddObject(module, "RoutedModule", reinterpret_cast<PyObject*>(&routed_type)) < 0) return false;
-    return PyModule_AddFunctions(module, routed_functions) == 0;
+    if (PyType_Ready(&routed_type) < 0) throw python_error();
+    add_object(module, "RoutedModule", reinterpret_cast<PyObject*>(&routed_type));
+    if (PyModule_AddFunctions(module, routed_functions) < 0) throw python_error();
 }
 
 }  // namespace splitbrain_core

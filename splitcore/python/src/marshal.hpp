@@ -1,0 +1,50 @@
+// Python values to the client's requests and back: header fields, boxed values and their frames
+// (through the owner's box hooks), results, output chunks and error replies. Everything here runs
+// with the GIL held and throws (python_error, splitcore::error) to fail.
+#pragma once
+
+#include <Python.h>
+
+#include <optional>
+
+#include <nlohmann/json.hpp>
+
+#include "splitcore/box.hpp"
+#include "splitcore/wire.hpp"
+#include "splitcore/py_ref.hpp"
+
+namespace splitbrain_core {
+
+// References as the owner (the Python Slave) makes them: _box(obj) -> an object id (a proxy of
+// this slave) or text (a local path-like object); _unbox(oid, type name, callable) -> a proxy.
+class client_hooks final : public splitcore::box_hooks {
+public:
+    client_hooks(PyObject* box, PyObject* unbox) noexcept : m_box(box), m_unbox(unbox) {}
+
+    nlohmann::json box_reference(PyObject* obj) override;
+    splitcore::py_ref unbox_reference(const nlohmann::json& ref) override;
+
+private:
+    PyObject* m_box;    // borrowed from the connection, which outlives every request
+    PyObject* m_unbox;  // likewise
+};
+
+// The request header. Python-side field names map to the protocol's: "o" (an object id) becomes
+// the reference {"$r": id}; "v" and "k" are boxed values; "a" (arguments) is boxed item by item;
+// "kw" (keyword arguments) becomes "k" = {"$d": [name, boxed value, ...]}. Everything else is plain.
+[[nodiscard]] nlohmann::json build_header(PyObject* op, PyObject* fields, splitcore::encoder& encoder);
+
+// A reply's result: a VALUE, or (hello, import, iter) a structure of VALUEs, which becomes a dict.
+[[nodiscard]] splitcore::py_ref decode_result(splitcore::decoder& decoder, const nlohmann::json& value);
+
+// An output event's arguments for the owner's _output(fd, bytes); nullopt for any other event.
+struct output_chunk {
+    splitcore::py_ref fd, data;
+};
+[[nodiscard]] std::optional<output_chunk> output_of(const splitcore::message& event);
+
+// An error reply's "e" map as the dict the owner's _error(dict) turns into an exception: type,
+// msg, strerror, tb, code (text or None), filename, filename2 (values), errno, args (a list).
+[[nodiscard]] splitcore::py_ref error_info(splitcore::decoder& decoder, const splitcore::message& reply);
+
+}  // namespace splitbrain_core
