@@ -6,7 +6,8 @@ import re
 ROOT = pathlib.Path(__file__).resolve().parents[2]
 SOURCES = ("agent", "kernel", "splitcore")
 DOCS = ("docs/errors.md", "splitcore/python/ERRORS.md")
-ID = re.compile(r"\[splitbrain\.([a-z][a-z_]*)\]")
+# An id as the code uses it: the builder's text, a C++ errc, or Python's error()/message(id, ...).
+ID = re.compile(r"\[splitbrain\.([a-z][a-z_]*)\]|errc::([a-z][a-z_]*)|\b(?:error|message)\(\"([a-z][a-z_]*)\"")
 
 
 def ids_in_code():
@@ -15,7 +16,7 @@ def ids_in_code():
         for path in (ROOT / folder).rglob("*"):
             if path.suffix in {".cpp", ".hpp", ".py"}:
                 for match in ID.finditer(path.read_text(encoding="utf-8")):
-                    found.setdefault(match.group(1), path.relative_to(ROOT))
+                    found.setdefault(next(filter(None, match.groups())), path.relative_to(ROOT))
     found.pop("xxx", None)  # the placeholder in a docstring that explains the format
     return found
 
