@@ -299,7 +299,7 @@ def spawn(name=None, timeout=15.0, liveness=DEFAULT_TIMEOUT):
     notebooks that try things out.
     """
     with _context.local():
-        binary = _spawn.agent_binary()
+        binary = _spawn.agent_binary()  # before the key pair is made: no agent, nothing written
         name = name or f"spawned-{next(_spawn_numbers)}"
         client_public, _ = _registry.client_keys()
         agent = _spawn.Agent(authorized=[client_public], exit_with=os.getpid(), binary=binary, timeout=timeout)

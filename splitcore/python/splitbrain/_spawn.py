@@ -115,19 +115,21 @@ class Agent:
         self.public_key = info.get("public_key")
 
     def _wait_for_connection_file(self, timeout):
+        # A private directory goes with the failure, so only a kept log is worth naming.
+        kept = "" if self._owns_workdir else f" (log: {self.log_path})"
         deadline = time.monotonic() + timeout
         while True:
             if self.process.poll() is not None:
-                raise _errors.error("spawn_failed", f"the agent exited with {self.process.returncode} "
-                                                    f"(log: {self.log_path}):\n{self.log_tail()}")
+                raise _errors.error("spawn_failed", f"the agent exited with {self.process.returncode}{kept}:\n"
+                                                    f"{self.log_tail()}")
             try:
                 with _io.open(self.connection_file, encoding="utf-8") as f:
                     return json.load(f)
             except (FileNotFoundError, ValueError):
                 pass
             if time.monotonic() > deadline:
-                raise _errors.error("spawn_failed", f"the agent wrote no connection file within {timeout:g} s "
-                                                    f"(log: {self.log_path}):\n{self.log_tail()}")
+                raise _errors.error("spawn_failed", f"the agent wrote no connection file within {timeout:g} s"
+                                                    f"{kept}:\n{self.log_tail()}")
             time.sleep(0.01)
 
     def log(self):
