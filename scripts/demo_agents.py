@@ -11,86 +11,37 @@ runs the command after the agents are up and stops the agents when it ends (or o
 
 import argparse
 import contextlib
-import json
 import os
-import shutil
 import signal
 import subprocess
 import sys
-import time
 
-from splitbrain import _registry
-
-
-def _agent_binary():
-    explicit = os.environ.get("SPLITBRAIN_AGENT")
-    if explicit:
-        return explicit
-    beside = os.path.join(os.path.dirname(sys.executable), "splitbrain-agent")
-    return beside if os.access(beside, os.X_OK) else (shutil.which("splitbrain-agent") or beside)
+from splitbrain import _registry, _spawn
 
 
 def _start(name, state, timeout):
-    binary = _agent_binary()
+    """The agent *name*, its keys, log and connection file kept in STATE/NAME, serving from
+    STATE/NAME/files; registered under *name*."""
     home = os.path.join(state, name)
-    keys = os.path.join(home, "keys")
     cwd = os.path.join(home, "files")
     os.makedirs(cwd, exist_ok=True)
-    if not os.path.exists(os.path.join(keys, "agent.key")):
-        subprocess.run([binary, "keygen", keys], check=True, capture_output=True)
     client_public, _ = _registry.client_keys()
-    authorized = os.path.join(home, "authorized_keys")
-    with open(authorized, "w", encoding="ascii") as f:
-        f.write(f"# this user's splitbrain client key\n{client_public}\n")
-    connection = os.path.join(home, "connection.json")
-    with contextlib.suppress(FileNotFoundError):
-        os.unlink(connection)
-    log = open(os.path.join(home, "agent.log"), "ab")
-    command = [binary, "serve", "--listen", "tcp://127.0.0.1:*", "--key", keys,
-               "--authorized-keys", authorized, "--connection-file", connection]
-    if sys.prefix != sys.base_prefix:
-        command += ["--python", sys.prefix]
-    process = subprocess.Popen(command, cwd=cwd, stdin=subprocess.DEVNULL, stdout=log, stderr=log,
-                               start_new_session=True)
-    log.close()
-    deadline = time.monotonic() + timeout
-    while True:
-        if process.poll() is not None:
-            raise RuntimeError(f"[splitbrain.spawn_failed] demo agent {name} exited with "
-                               f"{process.returncode}; see {home}/agent.log")
-        try:
-            with open(connection, encoding="utf-8") as f:
-                info = json.load(f)
-            break
-        except (FileNotFoundError, ValueError):
-            if time.monotonic() > deadline:
-                process.kill()
-                raise RuntimeError(f"[splitbrain.spawn_failed] demo agent {name} wrote no connection "
-                                   f"file within {timeout:g} s; see {home}/agent.log") from None
-            time.sleep(0.02)
-    _registry.save(name, info["address"], info.get("public_key"))
-    return process, info
+    agent = _spawn.Agent(home, authorized=[client_public], cwd=cwd, timeout=timeout)
+    _registry.save(name, agent.address, agent.public_key)
+    return agent
 
 
 @contextlib.contextmanager
 def demo_agents(names, state, timeout=20.0):
     """Start and register the named agents; stop them on exit. Yields {name: connection info}."""
-    processes = {}
-    infos = {}
+    agents = {}
     try:
         for name in names:
-            processes[name], infos[name] = _start(name, state, timeout)
-        yield infos
+            agents[name] = _start(name, state, timeout)
+        yield {name: {"address": a.address, "public_key": a.public_key} for name, a in agents.items()}
     finally:
-        for process in processes.values():
-            if process.poll() is None:
-                process.terminate()
-        for process in processes.values():
-            try:
-                process.wait(timeout=5)
-            except subprocess.TimeoutExpired:
-                process.kill()
-                process.wait()
+        for agent in agents.values():
+            agent.stop(timeout=5.0)
 
 
 def main(argv=None):

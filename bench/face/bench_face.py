@@ -163,7 +163,7 @@ def plain_fns(fx: Fixture) -> dict:
 def splitbrain_side(stack: contextlib.ExitStack, fx: Fixture) -> Side | None:
     """The user's code inside `with box:`, on an agent of our own reached by its connection file."""
     try:
-        import splitbrain
+        splitbrain = benchkit.splitbrain_package()
     except ImportError as e:
         print(f"splitbrain: cannot import ({e}); is PYTHONPATH the build's python dir?", file=sys.stderr)
         return None

@@ -1,5 +1,6 @@
 """Shared by bench/wire and bench/face: timing with a bounded budget, an RPyC classic server on a free
-loopback port, a loopback splitbrain-agent with fresh keys, and the figure table."""
+loopback port, a loopback splitbrain-agent with fresh keys (splitbrain's own launcher), and the
+figure table."""
 
 from __future__ import annotations
 
@@ -217,55 +218,42 @@ def print_json_figures(figures: list[Figure], stream=sys.stdout):
                                  "round_trips": f.round_trips}) + "\n")
 
 
+def splitbrain_package():
+    """The splitbrain package of the build tree, imported now (which installs its routing) with the
+    benchmarks' own machinery declared: RPyC, the baseline, keeps the real modules."""
+    python_dir = build_dir() / "python"
+    if python_dir.is_dir() and str(python_dir) not in sys.path:
+        sys.path.insert(0, str(python_dir))
+    import splitbrain._routing
+    splitbrain._routing.exempt("rpyc")
+    return splitbrain
+
+
 class Agent:
-    """A loopback `splitbrain-agent serve` with fresh keys: the agent's in `keys/`, the client's in
-    `client/` (same layout), the client's public key authorized; read back from its connection file."""
+    """A loopback `splitbrain-agent serve` with fresh keys (splitbrain._spawn.Agent in *workdir*): the
+    agent's in `keys/`, a client's in `client/` (same layout, for the C++ channel), the client's
+    public key and *authorized* authorized."""
 
     def __init__(self, workdir: pathlib.Path, insecure: bool = False, timeout: float = 30,
                  authorized: tuple[str, ...] = ()):
+        splitbrain_package()  # not at import: bench_face takes hold of the real modules first
+        from splitbrain import _spawn
         exe = str(agent_exe())
         workdir.mkdir(parents=True, exist_ok=True)
-        self.keys, self.client_keys = workdir / "keys", workdir / "client"
-        for d in (self.keys, self.client_keys):
-            if not (d / "agent.key").exists():
-                subprocess.run([exe, "keygen", str(d)], check=True, stdout=subprocess.DEVNULL, timeout=30)
+        self.client_keys = workdir / "client"
+        if not (self.client_keys / "agent.key").exists():
+            subprocess.run([exe, "keygen", str(self.client_keys)], check=True, stdout=subprocess.DEVNULL, timeout=30)
         keys = [(self.client_keys / "agent.pub").read_text().strip(), *authorized]
-        authorized = workdir / "authorized_keys"
-        authorized.write_text("".join(k + "\n" for k in keys))
-        self.connection_file = workdir / "connection.json"
-        self.connection_file.unlink(missing_ok=True)
         venv = os.environ.get("SPLITBRAIN_VENV", str(ROOT / ".venv"))
-        cmd = [exe, "serve", "--listen", "tcp://127.0.0.1:*", "--key", str(self.keys),
-               "--authorized-keys", str(authorized), "--connection-file", str(self.connection_file),
-               "--python", venv]
-        if insecure:
-            cmd.append("--insecure")
-        self.log = open(workdir / "agent.log", "wb")
-        self.proc = subprocess.Popen(cmd, stdout=self.log, stderr=subprocess.STDOUT)
-        deadline = time.monotonic() + timeout
-        info = None
-        while time.monotonic() < deadline and self.proc.poll() is None:
-            try:
-                info = json.loads(self.connection_file.read_text())
-                break
-            except (FileNotFoundError, ValueError):
-                time.sleep(0.02)
-        if info is None:
-            self.close()
-            log = (workdir / "agent.log").read_text(errors="replace")[-2000:]
-            raise RuntimeError(f"splitbrain-agent wrote no connection file within {timeout:g} s:\n{log}")
-        self.address = info["address"]
-        self.public_key = info.get("public_key")
+        self.agent = _spawn.Agent(workdir, authorized=keys, insecure=insecure, python=venv, binary=exe,
+                                  timeout=timeout)
+        self.keys = self.agent.key_dir
+        self.connection_file = self.agent.connection_file
+        self.address = self.agent.address
+        self.public_key = self.agent.public_key
 
     def close(self):
-        if self.proc.poll() is None:
-            self.proc.send_signal(signal.SIGTERM)
-            try:
-                self.proc.wait(10)
-            except subprocess.TimeoutExpired:
-                self.proc.kill()
-                self.proc.wait()
-        self.log.close()
+        self.agent.stop()
 
     def __enter__(self):
         return self

@@ -21,6 +21,8 @@ import sys
 import tempfile
 import time
 
+from splitbrain._errors import error
+
 _HERE = __file__.rpartition("/")[0]
 # Read once at import, through the import system's loader: it always reads the master's files,
 # whatever machine `open` is routed to when this module is imported.
@@ -62,7 +64,7 @@ class SerialBench:
 
     def start(self):
         if self.workdir is not None:
-            raise BenchError("[splitbrain.bench_started] this SerialBench is already running")
+            raise error("bench_started", "this SerialBench is already running", BenchError)
         self.workdir = tempfile.mkdtemp(prefix="splitbrain-serial-")
         try:
             self._start_in(self.workdir)
@@ -113,12 +115,11 @@ class SerialBench:
         while not all(os.path.exists(p) for p in paths):
             if process.poll() is not None:
                 detail = process.stderr.read().decode(errors="replace").strip() if process.stderr else ""
-                raise BenchError(f"[splitbrain.bench_failed] waiting for {what}: "
-                                 f"{process.args[0]} exited with status {process.returncode}"
-                                 + (f": {detail}" if detail else ""))
+                raise error("bench_failed", f"waiting for {what}: {process.args[0]} exited with status "
+                                            f"{process.returncode}" + (f": {detail}" if detail else ""),
+                            BenchError)
             if time.monotonic() > deadline:
-                raise BenchError(f"[splitbrain.bench_failed] {what} did not happen within "
-                                 f"{self.start_timeout:g} s")
+                raise error("bench_failed", f"{what} did not happen within {self.start_timeout:g} s", BenchError)
             time.sleep(0.01)
 
     def _end(self, process):

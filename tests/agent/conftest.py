@@ -1,12 +1,10 @@
 """Fixtures for the agent suite: real splitbrain-agent processes from the build tree, and an
 independent client written with pyzmq + cbor2 straight from docs/protocol.md."""
 import itertools
-import json
 import os
 import pathlib
 import re
 import secrets
-import signal
 import subprocess
 import sys
 import time
@@ -19,48 +17,26 @@ from wire import Ref, box, unbox
 
 sys.path.insert(0, str(pathlib.Path(__file__).resolve().parents[1]))  # tests/: helpers every suite shares
 from deadline import wait_until  # noqa: E402,F401  (the suite's tests import it from here)
+from machinery import PACKAGES  # noqa: E402
+
+import splitbrain._routing  # noqa: E402  (the one agent launcher, splitbrain._spawn)
+from splitbrain import _spawn  # noqa: E402
+
+splitbrain._routing.exempt(*PACKAGES)
 
 BUILD_DIR = pathlib.Path(os.environ.get("SPLITBRAIN_BUILD_DIR", pathlib.Path(__file__).parents[2] / "build"))
 AGENT = BUILD_DIR / "agent" / "splitbrain-agent"
 
 
-
-
-class Agent:
-    """One `splitbrain-agent serve` process; its stderr goes to a file the tests read."""
+class Agent(_spawn.Agent):
+    """One `splitbrain-agent serve` process of the build tree, with a client key pair of its own
+    authorized (plus *authorized*); its log is a file the tests read. The workers see the agent's
+    default Python unless *extra* says --python."""
 
     def __init__(self, workdir, *, insecure=False, extra=(), authorized=()):
-        self.workdir = pathlib.Path(workdir)
-        self.workdir.mkdir(parents=True, exist_ok=True)
-        self.connection_file = self.workdir / "agent.json"
-        self.log_path = self.workdir / "agent.log"
         self.client_public, self.client_secret = zmq.curve_keypair()
-        args = [str(AGENT), "serve", "--listen", "tcp://127.0.0.1:0", "--connection-file", str(self.connection_file)]
-        if insecure:
-            args.append("--insecure")
-        else:
-            key_dir = self.workdir / "key"
-            subprocess.run([str(AGENT), "keygen", str(key_dir)], check=True, capture_output=True)
-            keys_file = self.workdir / "authorized_keys"
-            keys_file.write_text("# test clients\n" + "\n".join([self.client_public.decode(), *authorized]) + "\n")
-            args += ["--key", str(key_dir), "--authorized-keys", str(keys_file)]
-        args += list(extra)
-        self.log_file = open(self.log_path, "wb")
-        self.process = subprocess.Popen(args, stdout=subprocess.DEVNULL, stderr=self.log_file)
-        info = wait_until(self._read_connection_file, what=f"{self.connection_file} (log: {self.log_path})")
-        self.address = info["address"]
-        self.public_key = info["public_key"]
-
-    def _read_connection_file(self):
-        if self.process.poll() is not None:
-            raise AssertionError(f"agent exited with {self.process.returncode}: {self.log()}")
-        try:
-            return json.loads(self.connection_file.read_text())
-        except (FileNotFoundError, json.JSONDecodeError):
-            return None
-
-    def log(self):
-        return self.log_path.read_text(errors="replace")
+        super().__init__(workdir, authorized=[self.client_public.decode(), *authorized], insecure=insecure,
+                         listen="tcp://127.0.0.1:0", python=None, extra=extra, binary=str(AGENT), timeout=10.0)
 
     def wait_for_log(self, pattern, timeout=10.0):
         return wait_until(lambda: re.search(pattern, self.log()), timeout, f"/{pattern}/ in the agent log")
@@ -72,16 +48,6 @@ class Agent:
 
     def client(self, **kwargs):
         return Client(self, **kwargs)
-
-    def stop(self):
-        if self.process.poll() is None:
-            self.process.send_signal(signal.SIGTERM)
-            try:
-                self.process.wait(10)
-            except subprocess.TimeoutExpired:
-                self.process.kill()
-                self.process.wait()
-        self.log_file.close()
 
 
 class Reply(dict):

@@ -109,8 +109,8 @@ def test_insecure_on_loopback_serves_without_keys(tmp_path):
 def test_the_connection_file_names_the_real_port_and_no_secret(agent):
     info = json.loads(agent.connection_file.read_text())
     assert info["address"].startswith("tcp://127.0.0.1:") and not info["address"].endswith(":0")
-    secret = (agent.workdir / "key" / "agent.key").read_text()
-    assert info["public_key"] == (agent.workdir / "key" / "agent.pub").read_text().strip()
+    secret = (agent.key_dir / "agent.key").read_text()
+    assert info["public_key"] == (agent.key_dir / "agent.pub").read_text().strip()
     assert info["public_key"] not in secret
     assert oct(agent.connection_file.stat().st_mode & 0o777) == "0o644"
 

@@ -16,13 +16,15 @@ import pytest
 
 sys.path.insert(0, str(pathlib.Path(__file__).resolve().parents[1]))  # tests/: helpers every suite shares
 from deadline import wait_until  # noqa: E402,F401  (the suite's tests import it from here)
+from machinery import PACKAGES  # noqa: E402
 
 _config = tempfile.mkdtemp(prefix="splitbrain-face-config-")
 os.environ["SPLITBRAIN_CONFIG"] = _config
 
 import splitbrain  # noqa: E402  (after SPLITBRAIN_CONFIG is set)
+import splitbrain._routing  # noqa: E402
 
-
+splitbrain._routing.exempt(*PACKAGES)
 
 
 @pytest.fixture(scope="session")

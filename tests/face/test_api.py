@@ -115,7 +115,7 @@ def test_slaves_lists_name_address_platform_python_latency_and_state(linux_box):
 
 def test_a_closed_slave_refuses_work_and_its_spawned_agent_stops():
     box = splitbrain.spawn("short-lived")
-    process = box._process
+    process = box._agent.process
     box.close()
     assert box.closed and box.state == "closed"
     assert process.poll() is not None
@@ -135,7 +135,7 @@ def test_a_spawned_agent_ends_when_its_interpreter_is_killed(tmp_path):
 
     script = ("import os, splitbrain\n"
               "box = splitbrain.spawn('orphan-check')\n"
-              "print(box._process.pid, box.modules.os.getpid(), flush=True)\n"
+              "print(box._agent.process.pid, box.modules.os.getpid(), flush=True)\n"
               "import time; time.sleep(60)\n")
     master = subprocess.Popen([sys.executable, "-c", script], stdout=subprocess.PIPE, text=True,
                               env=dict(os.environ, SPLITBRAIN_CONFIG=str(tmp_path)))

@@ -14,8 +14,8 @@ import splitbrain
 def test_a_killed_agent_is_reported_unreachable_within_the_liveness_timeout():
     box = splitbrain.spawn("doomed", liveness=1.0)
     try:
-        os.killpg(box._process.pid, signal.SIGKILL)  # the supervisor and its workers
-        box._process.wait()
+        os.killpg(box._agent.process.pid, signal.SIGKILL)  # the supervisor and its workers
+        box._agent.process.wait()
         start = time.monotonic()
         with pytest.raises(splitbrain.AgentUnreachable) as caught:
             box.modules.os.getpid()
@@ -31,7 +31,7 @@ def test_a_killed_agent_is_reported_unreachable_within_the_liveness_timeout():
 def test_a_call_pending_when_the_agent_dies_fails_too():
     box = splitbrain.spawn("doomed-while-busy", liveness=1.0)
     try:
-        killer = threading.Timer(0.3, lambda: os.killpg(box._process.pid, signal.SIGKILL))
+        killer = threading.Timer(0.3, lambda: os.killpg(box._agent.process.pid, signal.SIGKILL))
         killer.start()
         start = time.monotonic()
         with pytest.raises(splitbrain.AgentUnreachable):

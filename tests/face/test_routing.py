@@ -237,3 +237,35 @@ def test_source_lines_inside_a_context_are_the_masters_and_cost_no_round_trip(tm
     """, args=[str(tmp_path / "master"), str(tmp_path / "slave")])
     assert done.returncode == 0, done.stderr
     assert done.stdout.splitlines() == ["False", "return 'the master'", "0"]
+
+
+def test_a_package_declared_exempt_keeps_the_real_modules_also_if_imported_before(tmp_path):
+    """The kernel and the test suites declare their machinery with splitbrain._routing.exempt():
+    SHALL act on the master inside a slave's context, whether imported before the declaration (even
+    before splitbrain) or after it; packages not declared still follow the context."""
+    for package in ("labrig", "labtool", "labkit"):
+        (tmp_path / package).mkdir()
+        for module in ("__init__", "late"):
+            (tmp_path / package / f"{module}.py").write_text("import os\ndef pid():\n    return os.getpid()\n")
+    done = run_python(f"""
+        import sys, os
+        sys.path.insert(0, {str(tmp_path)!r})
+        import labrig                        # before splitbrain
+        import splitbrain, splitbrain._routing
+        import labtool, labkit               # after splitbrain, before the declaration
+        splitbrain._routing.exempt("labrig", "labtool")
+        import labrig.late, labtool.late     # after it
+        here = os.getpid()
+        box = splitbrain.spawn("machinery")
+        with box:
+            print(labrig.pid() == labrig.late.pid() == labtool.pid() == labtool.late.pid() == here,
+                  labkit.pid() == box.pid)
+        try:
+            splitbrain._routing.exempt("labkit.late")
+        except ValueError as e:
+            print(e)
+        box.close()
+    """)
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.split("\n")[:2] == [
+        "True True", "exempt() takes top-level package names, not 'labkit.late'"]

@@ -8,6 +8,10 @@ sys.path.insert(0, str(pathlib.Path(__file__).resolve().parents[1]))  # tests/: 
 
 
 import pytest  # noqa: E402
+import splitbrain._routing  # noqa: E402
+from machinery import PACKAGES  # noqa: E402
+
+splitbrain._routing.exempt(*PACKAGES)
 
 
 @pytest.hookimpl(wrapper=True)

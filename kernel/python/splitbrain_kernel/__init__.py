@@ -3,7 +3,18 @@ completion and inspection that answer for the slave named in a ``%%slave`` cell.
 
 import contextlib
 
-from .magics import SlaveMagics, load_ipython_extension
+import splitbrain._routing
+
+# The notebook's machinery acts on the master whatever slave a cell makes active: the shell,
+# Jupyter's messaging, completion, tracebacks. Declared before the magics import anything else;
+# importing splitbrain above routed the modules these had imported already, this puts them back.
+splitbrain._routing.exempt(
+    "splitbrain_kernel", "IPython", "ipykernel", "xeus_python_shell", "jupyter_client", "jupyter_core",
+    "zmq", "traitlets", "tornado", "debugpy", "prompt_toolkit", "pygments", "jedi", "parso",
+    "matplotlib_inline", "comm", "nest_asyncio", "psutil", "platformdirs", "pexpect", "ptyprocess",
+    "executing", "stack_data", "asttokens", "pure_eval", "wcwidth", "decorator", "pickleshare", "backcall")
+
+from .magics import SlaveMagics, load_ipython_extension  # noqa: E402  (after the declaration)
 
 __all__ = ["SlaveMagics", "load_ipython_extension", "context_for_cell"]
 

@@ -45,6 +45,7 @@ enum class errc {
     fan_out_failed,
     // the demo instruments of notebooks/
     bench_failed,
+    bench_started,
     // splitbrain-kernel's own
     kernel_usage,
     kernel_python_failed,
@@ -87,6 +88,7 @@ inline constexpr std::string_view error_names[] = {
     "usage",
     "fan_out_failed",
     "bench_failed",
+    "bench_started",
     "kernel_usage",
     "kernel_python_failed",
     "kernel_start_failed",

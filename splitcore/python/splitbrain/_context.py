@@ -3,6 +3,8 @@ own, a new thread starts local, and entering or leaving is O(1) (nothing is copi
 
 import contextvars
 
+from ._errors import error
+
 # The active Slave, or None for local. Read by the routed modules in C (PyContextVar_Get).
 current_slave = contextvars.ContextVar("splitbrain.current", default=None)
 
@@ -19,8 +21,7 @@ def pop():
     """Undo the innermost push() of this context."""
     stack = _tokens.get()
     if stack is None:
-        raise RuntimeError("[splitbrain.context] leaving a slave context that was not entered "
-                           "in this thread or task")
+        raise error("context", "leaving a slave context that was not entered in this thread or task")
     token, rest = stack
     _tokens.set(rest)
     current_slave.reset(token)

@@ -15,6 +15,8 @@ Round trips are the cost, so:
 
 import os
 
+from ._errors import error
+
 __all__ = ["RemoteCallable", "RemoteMethod", "RemoteModule", "RemoteObject"]
 
 # Types of the values `getattr(obj, name)` gives for a method: calling them through a path is the
@@ -41,7 +43,7 @@ class RemoteObject:
     object. ``repr`` names the slave: ``<remote linux-box: <_io.TextIOWrapper ...>>``.
 
     Passing a proxy back to its own slave passes the original object; to another slave, a
-    ``TypeError`` ``[splitbrain.wrong_slave]``.
+    ``TypeError`` with the ``wrong_slave`` id.
     """
 
     __slots__ = ("_sb_slave", "_sb_oid", "_sb_type", "_sb_refs", "__weakref__")
@@ -150,8 +152,8 @@ class RemoteObject:
         return bool(self._sb_slave._conn.request("exit", {"o": self._sb_oid, "exc": described}))
 
     def __reduce__(self):
-        raise TypeError(f"[splitbrain.not_transferable] {self!r} lives on {self._sb_slave.name}; "
-                        "remote objects cannot be pickled")
+        raise error("not_transferable", f"{self!r} lives on {self._sb_slave.name}; remote objects cannot be "
+                                        "pickled")
 
 
 def _make_compare(op):

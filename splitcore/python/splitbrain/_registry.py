@@ -6,16 +6,20 @@ The directory is ``$SPLITBRAIN_CONFIG`` if set, else ``$XDG_CONFIG_HOME/splitbra
 * ``client.key`` — this client's CurveZMQ secret key (Z85, mode 0600), made on first use;
   ``client.pub`` — its public key, the line to add to an agent's ``--authorized-keys``;
 * ``slaves.json`` — ``{"slaves": {NAME: {"address": "tcp://host:port", "public_key": Z85|null}}}``.
+
+:func:`resolve` turns what ``splitbrain.connect()`` is given — a name of slaves.json, a connection
+file, or ``tcp://HOST:PORT?key=…`` — into an address and the agent's public key.
 """
 
 import _io
 import json
 import os
 import tempfile
+from urllib.parse import unquote
 
-from . import _core
+from . import _core, _errors
 
-__all__ = ["client_keys", "config_dir", "entries", "forget", "save"]
+__all__ = ["client_keys", "config_dir", "entries", "forget", "resolve", "save"]
 
 
 def config_dir():
@@ -50,8 +54,8 @@ def client_keys():
         with _io.open(fd, "w", encoding="ascii") as f:
             f.write(secret + "\n")
     if not _core.is_key(secret):
-        raise ValueError(f"[splitbrain.bad_key] {secret_path} does not hold a Z85 CurveZMQ secret key; "
-                         "delete it to make a new key pair")
+        raise _errors.error("bad_key", f"{secret_path} does not hold a Z85 CurveZMQ secret key; "
+                                       "delete it to make a new key pair")
     public = _core.curve_public_key(secret)
     try:
         with _io.open(public_path, encoding="ascii") as f:
@@ -91,7 +95,7 @@ def entries():
     except FileNotFoundError:
         return {}
     except ValueError as exc:
-        raise ValueError(f"[splitbrain.bad_registry] {_slaves_path()} is not valid JSON: {exc}") from None
+        raise _errors.error("bad_registry", f"{_slaves_path()} is not valid JSON: {exc}") from None
     slaves = data.get("slaves") if isinstance(data, dict) else None
     return dict(slaves) if isinstance(slaves, dict) else {}
 
@@ -111,3 +115,60 @@ def forget(name):
         return False
     _write_atomic(_slaves_path(), json.dumps({"slaves": known}, indent=2, sort_keys=True) + "\n", 0o600)
     return True
+
+
+def resolve(target):
+    """*target* → ``(address, public key or None, default name)``.
+
+    *target* is ``tcp://HOST:PORT?key=Z85`` (``?key=none``: a plain-text loopback agent; without
+    ``key=``, the entry of slaves.json with that address gives it; the name is ``HOST:PORT``), the
+    path of an agent's connection file (the name is its ``"name"`` or the file's name), or a name
+    of slaves.json."""
+    if "://" in target:
+        return _resolve_address(target)
+    if os.path.isfile(target):
+        return _resolve_connection_file(target)
+    entry = entries().get(target)
+    if entry is None:
+        known = ", ".join(sorted(entries())) or "none"
+        raise _errors.error("unknown_slave", f"{target!r} is not a registered slave name (known: {known}), "
+                                             "a connection file, or tcp://HOST:PORT")
+    return entry["address"], entry.get("public_key"), target
+
+
+def _resolve_address(target):
+    # Z85 keys hold '?', '&', '#' and '/': the key is everything after "?key=", taken literally.
+    address_part, has_key, key = target.partition("?key=")
+    scheme, _, netloc = address_part.partition("://")
+    host, _, port = netloc.rpartition(":")
+    if scheme != "tcp" or not host or not port.isdigit() or "/" in netloc or "?" in netloc:
+        raise _errors.error("bad_target", f"{target!r}: an address is tcp://HOST:PORT[?key=Z85]")
+    address = f"tcp://{netloc}"
+    if has_key:
+        if len(key) != 40 and "%" in key:
+            key = unquote(key)
+        if key in ("none", "null", ""):
+            return address, None, netloc
+        if not _core.is_key(key):
+            raise _errors.error("bad_key", f"{target!r}: key= is not a Z85 CurveZMQ public key")
+        return address, key, netloc
+    for entry_name, entry in entries().items():
+        if entry.get("address") == address:
+            return address, entry.get("public_key"), entry_name
+    raise _errors.error("unknown_agent_key",
+                        f"no public key for {address}: add ?key=<the agent's agent.pub> (or ?key=none for an "
+                        f"--insecure loopback agent), use its connection file, or register it with "
+                        f"splitbrain.connect(..., name=NAME, save=True)")
+
+
+def _resolve_connection_file(path):
+    with _io.open(path, encoding="utf-8") as f:
+        try:
+            info = json.load(f)
+        except ValueError as exc:
+            raise _errors.error("bad_target", f"{path} is not a JSON connection file: {exc}") from None
+    if not isinstance(info, dict) or not isinstance(info.get("address"), str) or "public_key" not in info:
+        raise _errors.error("bad_target", f"{path}: a connection file holds "
+                                          '{"address": ..., "public_key": ...}')
+    default = info.get("name") or os.path.splitext(os.path.basename(path))[0]
+    return info["address"], info["public_key"], default

@@ -9,7 +9,11 @@ Every import after splitbrain goes through the meta-path finder at the end: a mo
 only on a slave is imported from the slave inside its context and stands in ``sys.modules`` as a
 routed module without a real one (outside a slave's context it raises
 :class:`SlaveOnlyModuleError`); a local module's import-time code runs with the master active; and
-the standard library and the notebook's machinery get the real modules in their globals.
+the standard library and the exempt packages get the real modules in their globals.
+
+Which packages are exempt is their users' to say: splitbrain names its own (and the packaging
+hooks its finder consults); the kernel names the notebook's machinery and the test suites theirs,
+with :func:`exempt`.
 """
 
 import _io
@@ -25,7 +29,7 @@ import threading
 from . import _core
 from ._context import current_slave
 from ._context import local as _local
-from ._errors import SlaveOnlyModuleError
+from ._errors import SlaveOnlyModuleError, error
 
 # DESIGN.md's default set. The hardware libraries are routed even when absent here.
 DEFAULT_ROUTED = ("os", "os.path", "subprocess", "socket", "shutil", "glob", "tempfile", "platform",
@@ -33,19 +37,13 @@ DEFAULT_ROUTED = ("os", "os.path", "subprocess", "socket", "shutil", "glob", "te
 # Imported now (so their own internals keep the real modules); the rest on first local use.
 _EAGER = ("os", "posixpath", "subprocess", "socket", "shutil", "glob", "tempfile", "platform", "pathlib")
 
-# Packages whose module globals never hold routed modules: the interpreter's and the notebook's
-# machinery must act on the master even while a slave is active. Third-party libraries do hold
-# them (that is the point); the standard library does not, except the routed modules themselves.
-_INFRASTRUCTURE = frozenset({
-    "splitbrain", "splitbrain_kernel", "IPython", "ipykernel", "xeus_python_shell", "jupyter_client",
-    "jupyter_core", "zmq", "traitlets", "tornado", "pytest", "_pytest", "pluggy", "py", "debugpy",
-    "prompt_toolkit", "pygments", "jedi", "parso", "matplotlib_inline", "comm", "nest_asyncio",
-    "psutil", "platformdirs", "pexpect", "ptyprocess", "setuptools", "pkg_resources",
-    "_distutils_hack", "pip", "importlib_metadata", "rpyc", "cbor2", "jupyter_kernel_test",
-    "nbconvert", "nbformat", "nbclient", "playwright", "pytest_timeout", "executing", "stack_data",
-    "asttokens", "pure_eval", "wcwidth", "decorator", "pickleshare", "backcall", "jupyter_server",
-    "jupyterlab", "notebook", "anyio", "sniffio", "greenlet",
-})
+# Top-level packages whose module globals never hold routed modules: machinery that must act on
+# the master even while a slave is active. Third-party libraries do hold them (that is the point);
+# the standard library does not, except the routed modules themselves. splitbrain's own, and the
+# packaging hooks on sys.meta_path that _SlaveFinder asks for local modules; others add theirs
+# with exempt(). Replaced whole, never mutated, so readers need no lock.
+_exempt = frozenset({"splitbrain", "_distutils_hack", "setuptools", "pkg_resources", "pip",
+                     "importlib_metadata"})
 
 _lock = threading.RLock()
 _routed = {}        # routed name → RoutedModule
@@ -106,10 +104,11 @@ def _load_real(name, routed):
             owners = sorted(_slave_only.get(name, ()))
             where = " or ".join(owners) if owners else "a slave"
             slave_name = owners[0] if owners else "NAME"
-            raise SlaveOnlyModuleError(
-                f"[splitbrain.slave_only_module] module {name!r} exists only on {where}, not on this "
-                f"machine; use it inside `with splitbrain.slave({slave_name!r}):` or a "
-                f"`%%slave {slave_name}` cell", name=name)
+            exc = error("slave_only_module", f"module {name!r} exists only on {where}, not on this machine; "
+                                             f"use it inside `with splitbrain.slave({slave_name!r}):` or a "
+                                             f"`%%slave {slave_name}` cell")
+            exc.name = name
+            raise exc
         _core.set_routed_real(routed, real)
         _by_real[id(real)] = routed
         return real
@@ -148,7 +147,7 @@ def open(file, mode="r", buffering=-1, encoding=None, errors=None, newline=None,
     if slave is None:
         return _io.open(file, mode, buffering, encoding, errors, newline, closefd, opener)
     if opener is not None:
-        raise TypeError("[splitbrain.not_transferable] open(opener=...) cannot be sent to a slave")
+        raise error("not_transferable", "open(opener=...) cannot be sent to a slave")
     kwargs = {}
     if buffering != -1:
         kwargs["buffering"] = buffering
@@ -170,7 +169,7 @@ open.__doc__ = (_io.open.__doc__ or "") + "\n\n(splitbrain: acts on the active s
 
 def _is_patchable(module_name, module):
     top = module_name.partition(".")[0]
-    if top in _INFRASTRUCTURE or module_name in _routed:
+    if top in _exempt or module_name in _routed:
         return False
     path = getattr(module, "__file__", None)
     if not isinstance(path, str):
@@ -242,6 +241,40 @@ def route(name):
         return routed
 
 
+def _unroute_namespace(namespace):
+    """Puts the real modules (and the real ``open``) back where *namespace* holds routed ones."""
+    for key, value in list(namespace.items()):
+        if type(value) is _core.RoutedModule:
+            real = _core.routed_real(value)
+            if real is not None:
+                namespace[key] = real
+        elif value is open:  # `from builtins import open as _builtin_open` (tokenize)
+            namespace[key] = _io.open
+
+
+def exempt(*packages):
+    """Declare top-level *packages* machinery that acts on the master whatever slave is active:
+    their modules keep the real ``os``, ``subprocess``, ``open``... in their globals, and their
+    imports run locally. For the program's own infrastructure (a kernel, a test runner), never for
+    the libraries a user wants routed. Takes effect at once, also for modules of *packages* imported
+    before (routing is installed when splitbrain is imported, which may be earlier)."""
+    global _exempt
+    for package in packages:
+        if not isinstance(package, str) or not package.isidentifier():
+            raise ValueError(f"exempt() takes top-level package names, not {package!r}")
+    names = set(packages)
+    with _lock:
+        _exempt = _exempt | names
+        for module_name, module in list(sys.modules.items()):
+            if module_name.partition(".")[0] not in names or isinstance(module, _core.RoutedModule):
+                continue
+            try:
+                namespace = vars(module)
+            except Exception:  # odd objects in sys.modules (lazy importers): leave them
+                continue
+            _unroute_namespace(namespace)
+
+
 def routed_names():
     """The names of the routed modules, in the order they were routed."""
     return list(_routed)
@@ -284,8 +317,8 @@ class _SlaveLoader(importlib.abc.Loader):
 
 def _master_only(spec):
     """True for modules whose internals always act on the master: the standard library and the
-    notebook's machinery (``_INFRASTRUCTURE``)."""
-    if spec.name.partition(".")[0] in _INFRASTRUCTURE:
+    exempt packages."""
+    if spec.name.partition(".")[0] in _exempt:
         return True
     origin = spec.origin
     return isinstance(origin, str) and origin.startswith(_STDLIB) and "-packages" not in origin
@@ -309,14 +342,7 @@ class _MasterLoader:
         with _local():
             self._loader.exec_module(module)
         if self._unroute:
-            namespace = vars(module)
-            for key, value in list(namespace.items()):
-                if type(value) is _core.RoutedModule:
-                    real = _core.routed_real(value)
-                    if real is not None:
-                        namespace[key] = real
-                elif value is open:  # `from builtins import open as _builtin_open` (tokenize)
-                    namespace[key] = _io.open
+            _unroute_namespace(vars(module))
 
     def __getattr__(self, name):
         return getattr(self._loader, name)
@@ -328,7 +354,7 @@ class _SlaveFinder(importlib.abc.MetaPathFinder):
     * inside a slave's context, a module this machine lacks is imported from the slave, and
       submodules of routed packages are routed too;
     * a local module's own code runs with the master active (see _MasterLoader), and the standard
-      library and the notebook's machinery keep the real modules in their globals."""
+      library and the exempt packages keep the real modules in their globals."""
 
     def find_spec(self, fullname, path=None, target=None):
         slave = current_slave.get()

@@ -1,23 +1,18 @@
-"""Slaves: connections to agents, by name, address or connection file, or spawned privately."""
+"""Slaves: sessions with agents, reached by name, address or connection file (see _registry), or
+spawned privately (see _spawn)."""
 
-import _io
 import atexit
 import codecs
-import json
+import itertools
 import os
 import posixpath
-import shutil
-import signal
-import subprocess
 import sys
-import tempfile
 import threading
 import time
 import weakref
-from urllib.parse import unquote
 
-from . import _context, _core, _registry
-from ._errors import AgentUnreachable, KeyRefused, SlaveClosed, SpawnError, exception_from_reply
+from . import _context, _core, _registry, _spawn
+from ._errors import AgentUnreachable, KeyRefused, error, exception_from_reply
 from ._proxy import RemoteCallable, RemoteMethod, RemoteModule, RemoteObject, path_like_text
 
 __all__ = ["Slave", "connect", "forget", "known_slaves", "slave", "slaves", "spawn"]
@@ -30,7 +25,7 @@ _PURE_POSIXPATH = ("join", "split", "basename", "dirname", "splitext", "normpath
 
 _lock = threading.RLock()
 _connected = {}   # name → Slave (open)
-_spawn_count = 0
+_spawn_numbers = itertools.count(1)
 
 
 class _Modules:
@@ -65,15 +60,14 @@ class Slave:
     (``sys.version`` there), ``hostname``, ``pid`` (of the worker serving us), ``state``.
     """
 
-    def __init__(self, name, address, public_key, *, timeout=DEFAULT_TIMEOUT, process=None, workdir=None):
+    def __init__(self, name, address, public_key, *, timeout=DEFAULT_TIMEOUT, agent=None):
         self.name = name
         self.address = address
         self.public_key = public_key
         self.timeout = timeout
         self.state = "connecting"
         self.latency = None
-        self._process = process
-        self._workdir = workdir
+        self._agent = agent              # the _spawn.Agent this slave stops when closed, if spawned
         self._modules = {}
         self._methods = {}              # remote type name → names known to be methods
         self._proxies = weakref.WeakValueDictionary()
@@ -113,7 +107,7 @@ class Slave:
 
     def __enter__(self):
         if self._closed:
-            raise SlaveClosed(f"[splitbrain.closed] {self.name} is closed")
+            raise error("closed", f"{self.name} is closed")
         _context.push(self)
         return self
 
@@ -129,7 +123,7 @@ class Slave:
         module = self._modules.get(name)
         if module is None:
             if self._closed:
-                raise SlaveClosed(f"[splitbrain.closed] {self.name} is closed")
+                raise error("closed", f"{self.name} is closed")
             info = self._conn.request("import", {"name": name})
             module = RemoteModule(self, name, info)
             if name in ("os.path", "posixpath") and self.flavour == "posix":
@@ -167,15 +161,15 @@ class Slave:
             owner = obj._sb_slave
             if owner is self:
                 return obj._sb_oid
-            raise TypeError(f"[splitbrain.wrong_slave] a remote {obj._sb_type} of {owner.name} cannot be "
-                            f"passed to {self.name}; objects stay on the slave they came from")
+            raise error("wrong_slave", f"a remote {obj._sb_type} of {owner.name} cannot be passed to "
+                                       f"{self.name}; objects stay on the slave they came from")
         text = path_like_text(obj)
         if text is not None:
             return text
-        raise TypeError(
-            f"[splitbrain.not_transferable] a local {type(obj).__module__}.{type(obj).__qualname__} cannot be "
-            f"sent to {self.name}: only plain data (None, bool, int, float, complex, str, bytes and "
-            f"tuples, lists, dicts and sets of them) and {self.name}'s own remote objects cross")
+        raise error("not_transferable",
+                    f"a local {type(obj).__module__}.{type(obj).__qualname__} cannot be sent to {self.name}: "
+                    f"only plain data (None, bool, int, float, complex, str, bytes and tuples, lists, dicts "
+                    f"and sets of them) and {self.name}'s own remote objects cross")
 
     def _output(self, fd, data):
         text = self._decoders[2 if fd == 2 else 1].decode(data)
@@ -248,20 +242,12 @@ class Slave:
             pass
         self._conn.close()
         self._modules.clear()
-        self._stop_process()
+        self._stop_agent()
 
-    def _stop_process(self):
-        process, self._process = self._process, None
-        if process is not None and process.poll() is None:
-            process.send_signal(signal.SIGTERM)
-            try:
-                process.wait(5)
-            except subprocess.TimeoutExpired:
-                process.kill()
-                process.wait()
-        if self._workdir is not None:
-            shutil.rmtree(self._workdir, ignore_errors=True)
-            self._workdir = None
+    def _stop_agent(self):
+        agent, self._agent = self._agent, None
+        if agent is not None:
+            agent.stop(timeout=5.0)
 
     def __repr__(self):
         where = f"{self.platform}, Python {self.python.split()[0]}" if getattr(self, "python", None) else "?"
@@ -269,7 +255,7 @@ class Slave:
 
     def __del__(self):
         try:
-            self._stop_process()
+            self._stop_agent()
         except Exception:
             pass
 
@@ -278,50 +264,6 @@ def _register(slave):
     with _lock:
         _connected[slave.name] = slave
     return slave
-
-
-def _parse_target(target):
-    """target → (address, public key or None, default name)."""
-    if "://" in target:
-        # Z85 keys hold '?', '&', '#' and '/': the key is everything after "?key=", taken literally.
-        address_part, has_key, key = target.partition("?key=")
-        scheme, _, netloc = address_part.partition("://")
-        host, _, port = netloc.rpartition(":")
-        if scheme != "tcp" or not host or not port.isdigit() or "/" in netloc or "?" in netloc:
-            raise ValueError(f"[splitbrain.bad_target] {target!r}: an address is tcp://HOST:PORT[?key=Z85]")
-        address = f"tcp://{netloc}"
-        if has_key:
-            if len(key) != 40 and "%" in key:
-                key = unquote(key)
-            if key in ("none", "null", ""):
-                return address, None, netloc
-            if not _core.is_key(key):
-                raise ValueError(f"[splitbrain.bad_key] {target!r}: key= is not a Z85 CurveZMQ public key")
-            return address, key, netloc
-        for entry_name, entry in _registry.entries().items():
-            if entry.get("address") == address:
-                return address, entry.get("public_key"), entry_name
-        raise ValueError(
-            f"[splitbrain.unknown_agent_key] no public key for {address}: add ?key=<the agent's agent.pub> "
-            f"(or ?key=none for an --insecure loopback agent), use its connection file, or register "
-            f"it with splitbrain.connect(..., name=NAME, save=True)")
-    if os.path.isfile(target):
-        with _io.open(target, encoding="utf-8") as f:
-            try:
-                info = json.load(f)
-            except ValueError as exc:
-                raise ValueError(f"[splitbrain.bad_target] {target} is not a JSON connection file: {exc}") from None
-        if not isinstance(info, dict) or not isinstance(info.get("address"), str) or "public_key" not in info:
-            raise ValueError(f"[splitbrain.bad_target] {target}: a connection file holds "
-                             '{"address": ..., "public_key": ...}')
-        default = info.get("name") or os.path.splitext(os.path.basename(target))[0]
-        return info["address"], info["public_key"], default
-    entry = _registry.entries().get(target)
-    if entry is None:
-        known = ", ".join(sorted(_registry.entries())) or "none"
-        raise LookupError(f"[splitbrain.unknown_slave] {target!r} is not a registered slave name "
-                          f"(known: {known}), a connection file, or tcp://HOST:PORT")
-    return entry["address"], entry.get("public_key"), target
 
 
 def connect(target, name=None, timeout=DEFAULT_TIMEOUT, save=False):
@@ -339,33 +281,11 @@ def connect(target, name=None, timeout=DEFAULT_TIMEOUT, save=False):
     ...     os.getcwd()
     """
     with _context.local():
-        address, public_key, default = _parse_target(target)
+        address, public_key, default = _registry.resolve(target)
         slave = Slave(name or default, address, public_key, timeout=timeout)
         if save:
             _registry.save(slave.name, address, public_key)
     return _register(slave)
-
-
-def _agent_binary():
-    explicit = os.environ.get("SPLITBRAIN_AGENT")
-    if explicit:
-        return explicit
-    beside = os.path.join(os.path.dirname(sys.executable), "splitbrain-agent")
-    if os.access(beside, os.X_OK):
-        return beside
-    found = shutil.which("splitbrain-agent")
-    if found:
-        return found
-    raise SpawnError("[splitbrain.spawn_failed] splitbrain-agent not found: set SPLITBRAIN_AGENT, or "
-                     "install it next to this Python or on PATH")
-
-
-def _log_tail(path, lines=20):
-    try:
-        with _io.open(path, encoding="utf-8", errors="replace") as f:
-            return "".join(f.readlines()[-lines:])
-    except OSError:
-        return ""
 
 
 def spawn(name=None, timeout=15.0, liveness=DEFAULT_TIMEOUT):
@@ -374,64 +294,19 @@ def spawn(name=None, timeout=15.0, liveness=DEFAULT_TIMEOUT):
     The agent listens on a free loopback port with fresh keys in a private temporary directory and
     accepts only this client's key. It stops when the Slave is closed or this interpreter exits.
     The binary is ``$SPLITBRAIN_AGENT``, else ``splitbrain-agent`` next to ``sys.executable``,
-    else the one on PATH. Meant for tests, demos and notebooks that try things out.
+    else the one on PATH. *timeout* bounds its start (``SpawnError``, the ``spawn_failed`` id,
+    quoting its log), *liveness* is the Slave's liveness timeout. Meant for tests, demos and
+    notebooks that try things out.
     """
-    global _spawn_count
     with _context.local():
-        binary = _agent_binary()
-        with _lock:
-            _spawn_count += 1
-            number = _spawn_count
-        name = name or f"spawned-{number}"
+        binary = _spawn.agent_binary()  # before the key pair is made: no agent, nothing written
+        name = name or f"spawned-{next(_spawn_numbers)}"
         client_public, _ = _registry.client_keys()
-        workdir = tempfile.mkdtemp(prefix="splitbrain-agent-")
+        agent = _spawn.Agent(authorized=[client_public], exit_with=os.getpid(), binary=binary, timeout=timeout)
         try:
-            keydir = os.path.join(workdir, "keys")
-            authorized = os.path.join(workdir, "authorized_keys")
-            connection_file = os.path.join(workdir, "connection.json")
-            log_path = os.path.join(workdir, "agent.log")
-            with _io.open(authorized, "w", encoding="ascii") as f:
-                f.write(f"# the client that spawned this agent\n{client_public}\n")
-            made = subprocess.run([binary, "keygen", keydir], capture_output=True, text=True, timeout=timeout)
-            if made.returncode != 0:
-                raise SpawnError(f"[splitbrain.spawn_failed] {binary} keygen failed ({made.returncode}): "
-                                 f"{made.stderr.strip()}")
-            command = [binary, "serve", "--listen", "tcp://127.0.0.1:*", "--key", keydir,
-                       "--authorized-keys", authorized, "--connection-file", connection_file,
-                       "--exit-with", str(os.getpid())]
-            if sys.prefix != sys.base_prefix:
-                command += ["--python", sys.prefix]
-            log = _io.open(log_path, "wb")
-            try:
-                process = subprocess.Popen(command, stdin=subprocess.DEVNULL, stdout=log, stderr=log,
-                                           start_new_session=True)
-            finally:
-                log.close()
-            deadline = time.monotonic() + timeout
-            info = None
-            while info is None:
-                if process.poll() is not None:
-                    raise SpawnError(f"[splitbrain.spawn_failed] the agent exited with {process.returncode}:\n"
-                                     f"{_log_tail(log_path)}")
-                if time.monotonic() > deadline:
-                    process.kill()
-                    process.wait()
-                    raise SpawnError(f"[splitbrain.spawn_failed] the agent wrote no connection file within "
-                                     f"{timeout:g} s:\n{_log_tail(log_path)}")
-                try:
-                    with _io.open(connection_file, encoding="utf-8") as f:
-                        info = json.load(f)
-                except (FileNotFoundError, ValueError):
-                    time.sleep(0.01)
-            try:
-                slave = Slave(name, info["address"], info.get("public_key"), timeout=liveness,
-                              process=process, workdir=workdir)
-            except BaseException:
-                process.kill()
-                process.wait()
-                raise
+            slave = Slave(name, agent.address, agent.public_key, timeout=liveness, agent=agent)
         except BaseException:
-            shutil.rmtree(workdir, ignore_errors=True)
+            agent.stop()
             raise
     return _register(slave)
 
@@ -445,7 +320,7 @@ def slave(name):
         return found
     if name in _registry.entries():
         return connect(name)
-    raise LookupError(f"[splitbrain.unknown_slave] no slave named {name!r}")
+    raise error("unknown_slave", f"no slave named {name!r}")
 
 
 def known_slaves():
@@ -493,7 +368,7 @@ def forget(name):
         found.close()
     removed = _registry.forget(name)
     if found is None and not removed:
-        raise LookupError(f"[splitbrain.unknown_slave] no slave named {name!r}")
+        raise error("unknown_slave", f"no slave named {name!r}")
 
 
 @atexit.register
