@@ -6,7 +6,7 @@ import re
 ROOT = pathlib.Path(__file__).resolve().parents[2]
 SOURCES = ("agent", "kernel", "splitcore")
 DOCS = ("docs/errors.md", "splitcore/python/ERRORS.md")
-ID = re.compile(r"\[splitbrain\.([a-z][a-z_]*)\]")
+ID = re.compile(r"(?:\[splitbrain\.(?=[a-z_]+\])|errc::)([a-z][a-z_]*)")
 
 
 def ids_in_code():
