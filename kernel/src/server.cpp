@@ -135,7 +135,8 @@ namespace splitbrain
     {
         if (m_stop_fd < 0 || ::pipe2(m_signal_pipe, O_CLOEXEC | O_NONBLOCK) != 0)
         {
-            throw std::system_error(errno, std::generic_category(),
+            const int error = errno;  // before tagged() allocates
+            throw std::system_error(error, std::generic_category(),
                                     splitcore::tagged(splitcore::errc::kernel_start_failed, "eventfd/pipe"));
         }
         xeus::init_socket(m_shell, config.m_transport, config.m_ip, config.m_shell_port);
