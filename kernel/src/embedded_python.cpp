@@ -7,8 +7,11 @@
 
 #include <csignal>
 #include <iostream>
+#include <sstream>
 #include <stdexcept>
 #include <string>
+
+#include "splitcore/errors.hpp"
 
 #ifndef SPLITBRAIN_VENV
 #define SPLITBRAIN_VENV ""
@@ -43,7 +46,7 @@ namespace splitbrain
             if (PyStatus_Exception(status))
             {
                 PyConfig_Clear(&config);
-                std::string message = std::string("[splitbrain.kernel_python_failed] ") + what;
+                std::string message = splitcore::tagged(splitcore::errc::kernel_python_failed, what);
                 if (status.err_msg != nullptr)
                 {
                     message += ": ";
@@ -53,62 +56,22 @@ namespace splitbrain
             }
         }
 
-        // Py_FinalizeEx joins every non-daemon thread without limit: a cell that started
-        // threading.Thread(target=time.sleep, args=(60,)) would hold the kernel until jupyter_client
-        // loses patience (5 s) and kills it. The threads get a grace instead, then Python's own
-        // exit steps run except that join. A SIGINT (jupyter_client interrupts before it asks for
-        // shutdown) must not cut the grace or an atexit handler short, nor be reported as ignored.
-        constexpr const char* shutdown_source = R"python(
-import signal
-import sys
-import time
-
-
-def ignore_interrupts():
-    signal.signal(signal.SIGINT, lambda signum, frame: None)
-
-
-def threads_outliving(grace):
-    """The non-daemon threads still running after waiting up to `grace` seconds for them all."""
-    threading = sys.modules.get("threading")
-    if threading is None:
-        return []
-    deadline = time.monotonic() + grace
-    main = threading.main_thread()
-    waited = [t for t in threading.enumerate() if t is not main and not t.daemon]
-    for thread in waited:
-        thread.join(max(0.0, deadline - time.monotonic()))
-    return [t.name for t in waited if t.is_alive()]
-
-
-def exit_without_joining():
-    import atexit
-    atexit._run_exitfuncs()
-    for stream in (sys.stdout, sys.stderr):
-        try:
-            stream.flush()
-        except Exception:
-            pass
-)python";
-
+        // How long shutdown waits for non-daemon threads (why: _splitbrain_kernel/shutdown.py).
         constexpr double thread_grace_seconds = 1.0;
 
         // True when Python may be finalised; false when non-daemon threads outlived their grace
         // and Python's exit steps other than joining them have run.
         bool finish_python_threads()
         {
-            PyObject* globals = PyDict_New();
-            PyDict_SetItemString(globals, "__builtins__", PyEval_GetBuiltins());
-            PyObject* loaded = PyRun_String(shutdown_source, Py_file_input, globals, globals);
+            PyObject* steps = PyImport_ImportModule("_splitbrain_kernel.shutdown");
             PyObject* outliving = nullptr;
-            if (loaded != nullptr)
+            if (steps != nullptr)
             {
-                PyObject* ignore = PyObject_CallNoArgs(PyDict_GetItemString(globals, "ignore_interrupts"));
+                PyObject* ignore = PyObject_CallMethod(steps, "ignore_interrupts", nullptr);
                 Py_XDECREF(ignore);
                 if (ignore != nullptr)
                 {
-                    outliving = PyObject_CallFunction(PyDict_GetItemString(globals, "threads_outliving"), "d",
-                                                      thread_grace_seconds);
+                    outliving = PyObject_CallMethod(steps, "threads_outliving", "d", thread_grace_seconds);
                 }
             }
             bool finalize = true;
@@ -119,17 +82,18 @@ def exit_without_joining():
             else if (PyList_GET_SIZE(outliving) > 0)
             {
                 finalize = false;
-                std::cerr << "[splitbrain.kernel_threads_left_running] " << PyList_GET_SIZE(outliving)
-                          << " non-daemon thread(s) still running " << thread_grace_seconds
-                          << " s after shutdown was asked, left unjoined:";
+                std::ostringstream detail;
+                detail << PyList_GET_SIZE(outliving) << " non-daemon thread(s) still running "
+                       << thread_grace_seconds << " s after shutdown was asked, left unjoined:";
                 for (Py_ssize_t i = 0; i < PyList_GET_SIZE(outliving); ++i)
                 {
                     const char* name = PyUnicode_AsUTF8(PyList_GET_ITEM(outliving, i));
-                    std::cerr << ' ' << (name != nullptr ? name : "?");
+                    detail << ' ' << (name != nullptr ? name : "?");
                 }
-                std::cerr << std::endl;
+                std::cerr << splitcore::tagged(splitcore::errc::kernel_threads_left_running, detail.str())
+                          << std::endl;
                 PyErr_Clear();
-                PyObject* done = PyObject_CallNoArgs(PyDict_GetItemString(globals, "exit_without_joining"));
+                PyObject* done = PyObject_CallMethod(steps, "exit_without_joining", nullptr);
                 if (done == nullptr)
                 {
                     PyErr_Print();
@@ -137,8 +101,7 @@ def exit_without_joining():
                 Py_XDECREF(done);
             }
             Py_XDECREF(outliving);
-            Py_XDECREF(loaded);
-            Py_DECREF(globals);
+            Py_XDECREF(steps);
             return finalize;
         }
     }

@@ -1,5 +1,4 @@
 #include "pybind11/pybind11.h"
-#include "pybind11/eval.h"
 #include "pybind11/stl.h"
 
 #include "interpreter.hpp"
@@ -13,113 +12,14 @@
 
 #include "xeus-python/xeus_python_config.hpp"
 
+#include "splitcore/errors.hpp"
+
 namespace py = pybind11;
 
 namespace splitbrain
 {
     namespace
     {
-        constexpr const char* streams_source = R"python(
-import io
-
-
-class KernelStream(io.TextIOBase):
-    """sys.stdout / sys.stderr of the splitbrain kernel.
-
-    Any thread may write. Text reaches the frontend coalesced: at most 50 ms after it was
-    written, at once when 64 KiB are pending, on flush(), and always before the cell's result,
-    a display, an input() prompt and the end of the cell. fileno() is the kernel process's own
-    descriptor (for faulthandler and subprocesses), which does not lead to the notebook.
-    """
-
-    def __init__(self, name, stream_id, fd):
-        super().__init__()
-        self._name = name
-        self._id = stream_id
-        self._fd = fd
-
-    @property
-    def name(self):
-        return "<%s>" % self._name
-
-    @property
-    def encoding(self):
-        return "utf-8"
-
-    @property
-    def errors(self):
-        return "strict"
-
-    def writable(self):
-        return True
-
-    def isatty(self):
-        return False
-
-    def fileno(self):
-        return self._fd
-
-    def write(self, s):
-        if not isinstance(s, str):
-            raise TypeError("write() argument must be str, not %s" % type(s).__name__)
-        if self.closed:
-            raise ValueError("I/O operation on closed file.")
-        _write(self._id, s)
-        return len(s)
-
-    def flush(self):
-        if self.closed:
-            raise ValueError("I/O operation on closed file.")
-        _flush()
-)python";
-
-        constexpr const char* startup_source = R"python(
-import importlib
-import importlib.util
-import os
-import sys
-import traceback
-
-
-def configure_matplotlib():
-    # As ipykernel does: figures of plain `plt.plot(...)` appear inline.
-    if "MPLBACKEND" not in os.environ and importlib.util.find_spec("matplotlib_inline") is not None:
-        os.environ["MPLBACKEND"] = "module://matplotlib_inline.backend_inline"
-
-
-def report_error_names(shell):
-    # xeus_python_shell 0.5 reports ename as str(etype), "<class 'KeyError'>"; the protocol (and
-    # nbclient, and every frontend) expects the name, "KeyError".
-    def _showtraceback(etype, evalue, stb):
-        shell.last_error = [getattr(etype, "__name__", str(etype)), str(evalue), stb]
-
-    shell._showtraceback = _showtraceback
-
-    # IPython prints a UsageError (a mistake in a magic's arguments) to stderr and the cell would
-    # end "ok"; report it as the cell's error, so frontends show it and nbconvert stops on it.
-    def show_usage_error(exc):
-        shell.last_error = ["UsageError", str(exc), [f"UsageError: {exc}"]]
-
-    shell.show_usage_error = show_usage_error
-
-
-def load_splitbrain_extension(shell, report):
-    """Registers the splitbrain magics (%%slave, ...) when the splitbrain package is installed.
-    report(text) writes to the kernel's own stderr (descriptor 2 leads to the notebook by now)."""
-    try:
-        try:
-            module = importlib.import_module("splitbrain_kernel")
-        except ModuleNotFoundError as e:
-            if e.name in ("splitbrain", "splitbrain_kernel"):
-                return
-            raise
-        module.load_ipython_extension(shell)
-        shell.extension_manager.loaded.add("splitbrain_kernel")
-    except BaseException:
-        report("[splitbrain.kernel_extension_failed] splitbrain_kernel.load_ipython_extension failed; "
-               "the kernel runs without the splitbrain magics:\n" + traceback.format_exc())
-)python";
-
         std::string_view utf8_of(py::handle text, py::object& keep_alive)
         {
             Py_ssize_t size = 0;
@@ -185,7 +85,7 @@ def load_splitbrain_extension(shell, report):
 
         nl::json error_reply(const std::exception& e)
         {
-            std::string evalue = std::string("[splitbrain.kernel_internal_error] ") + e.what();
+            std::string evalue = splitcore::tagged(splitcore::errc::kernel_internal_error, e.what());
             return error_reply("RuntimeError", evalue, {"RuntimeError: " + evalue});
         }
     }
@@ -218,15 +118,11 @@ def load_splitbrain_extension(shell, report):
 
             py::gil_scoped_acquire acquire;
             install_output_streams();
-            py::dict startup;
-            startup["__name__"] = "_splitbrain_kernel_startup";
-            py::exec(startup_source, startup);
-            startup["configure_matplotlib"]();
-            startup["report_error_names"](m_ipython_shell);
-            startup["load_splitbrain_extension"](m_ipython_shell, py::cpp_function([](const std::string& text)
-            {
-                std::cerr << text << std::flush;
-            }));
+            py::module_::import("_splitbrain_kernel.startup").attr("run")(
+                m_ipython_shell, py::cpp_function([](const std::string& detail)
+                {
+                    std::cerr << splitcore::tagged(splitcore::errc::kernel_extension_failed, detail) << std::flush;
+                }));
         }
         catch (py::error_already_set& e)
         {
@@ -239,8 +135,10 @@ def load_splitbrain_extension(shell, report):
                 py::gil_scoped_acquire acquire;
                 trace = e.what();
             }
-            std::cerr << trace << "\n[splitbrain.kernel_start_failed] the IPython shell could not be created "
-                         "(Python traceback above)" << std::endl;
+            std::cerr << trace << "\n"
+                      << splitcore::tagged(splitcore::errc::kernel_start_failed,
+                                           "the IPython shell could not be created (Python traceback above)")
+                      << std::endl;
             std::_Exit(1);
         }
     }
@@ -248,23 +146,17 @@ def load_splitbrain_extension(shell, report):
     void kernel_interpreter::install_output_streams()
     {
         output_buffer* output = &m_output;  // outlives every Python object (see main.cpp)
-        py::dict streams;
-        streams["__name__"] = "_splitbrain_kernel_streams";
-        streams["_write"] = py::cpp_function([output](int stream_id, py::handle text)
+        auto write = py::cpp_function([output](int stream_id, py::handle text)
         {
             py::object keep_alive;
             output->write(stream_id == 0 ? stream_name::out : stream_name::err, utf8_of(text, keep_alive));
         });
-        streams["_flush"] = py::cpp_function([output]()
+        auto flush = py::cpp_function([output]()
         {
             py::gil_scoped_release release;
             output->flush();
         });
-        py::exec(streams_source, streams);
-
-        py::module_ sys = py::module_::import("sys");
-        sys.attr("stdout") = streams["KernelStream"]("stdout", 0, 1);
-        sys.attr("stderr") = streams["KernelStream"]("stderr", 1, 2);
+        py::module_::import("_splitbrain_kernel.streams").attr("install")(write, flush);
     }
 
     void kernel_interpreter::restore_standard_streams()

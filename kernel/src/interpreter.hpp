@@ -14,10 +14,12 @@ namespace nl = nlohmann;
 namespace splitbrain
 {
     // xeus-python's IPython shell, with:
-    // - sys.stdout/sys.stderr writing into the kernel's output_buffer (coalesced, any thread);
+    // - sys.stdout/sys.stderr writing into the kernel's output_buffer (coalesced, any thread;
+    //   their Python side is _splitbrain_kernel/streams.py);
     // - every request answered, also when Python raises outside the cell's own code
     //   (a KeyboardInterrupt landing in IPython's machinery, a broken completer);
-    // - the splitbrain IPython extension loaded at start when it is installed;
+    // - the splitbrain IPython extension loaded at start when it is installed
+    //   (_splitbrain_kernel/startup.py);
     // - the IPython shell created by start_shell(), not when xeus configures the interpreter: its
     //   imports (IPython, prompt_toolkit, jedi: most of the kernel's start-up) need not delay the
     //   kernel_info_reply, which is all a client waits for before it calls the kernel ready.
@@ -58,7 +60,6 @@ namespace splitbrain
         nl::json kernel_info_request_impl() override;
 
         void install_output_streams();
-        void load_splitbrain_extension();
 
         output_buffer& m_output;
         bool m_shell_started = false;

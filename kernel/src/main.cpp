@@ -12,6 +12,8 @@
 #include "xeus/xkernel.hpp"
 #include "xeus/xkernel_configuration.hpp"
 
+#include "splitcore/errors.hpp"
+
 #include "embedded_python.hpp"
 #include "history.hpp"
 #include "interpreter.hpp"
@@ -69,30 +71,26 @@ namespace
         auto context = xeus::make_context<zmq::context_t>();
         auto eh = nl::json::error_handler_t::replace;  // bad UTF-8 from a peer is replaced, not fatal
 
-        std::unique_ptr<xeus::xkernel> kernel;
+        // Without a connection file xeus's defaults apply (tcp on 127.0.0.1, a fresh key) and the
+        // server binds free ports, which the kernel's configuration then names.
+        const xeus::xconfiguration config =
+            connection_file.empty() ? xeus::xconfiguration{} : xeus::load_configuration(connection_file);
+        xeus::xkernel kernel(config, xeus::get_user_name(), std::move(context), std::move(interpreter), make_server,
+                             std::make_unique<splitbrain::ipython_history>(), nullptr, xeus::make_null_debugger,
+                             nl::json::object(), eh);
         if (connection_file.empty())
         {
-            kernel = std::make_unique<xeus::xkernel>(xeus::get_user_name(), std::move(context), std::move(interpreter),
-                                                     make_server, std::make_unique<splitbrain::ipython_history>(), nullptr,
-                                                     xeus::make_null_debugger, nl::json::object(), eh);
-            print_connection_info(kernel->get_config());
-        }
-        else
-        {
-            kernel = std::make_unique<xeus::xkernel>(xeus::load_configuration(connection_file), xeus::get_user_name(),
-                                                     std::move(context), std::move(interpreter), make_server,
-                                                     std::make_unique<splitbrain::ipython_history>(), nullptr,
-                                                     xeus::make_null_debugger, nl::json::object(), eh);
+            print_connection_info(kernel.get_config());
         }
         try
         {
-            kernel->start();
+            kernel.start();
         }
         catch (const std::exception& e)
         {
             // The server failed (not a cell: cells' errors are replies). Leave without unwinding
             // the kernel: its destructors would release Python objects from a broken state.
-            std::cerr << "[splitbrain.kernel_failed] " << e.what() << std::endl;
+            std::cerr << splitcore::tagged(splitcore::errc::kernel_failed, e.what()) << std::endl;
             std::_Exit(1);
         }
         python_side.restore_standard_streams();
@@ -120,7 +118,9 @@ int main(int argc, char* argv[])
         }
         else
         {
-            std::cerr << "[splitbrain.kernel_usage] unexpected argument '" << argv[i] << "'\n" << usage;
+            std::cerr << splitcore::tagged(splitcore::errc::kernel_usage,
+                                           std::string("unexpected argument '") + argv[i] + "'")
+                      << '\n' << usage;
             return 2;
         }
     }
@@ -141,7 +141,7 @@ int main(int argc, char* argv[])
     }
     catch (const std::exception& e)
     {
-        std::cerr << "[splitbrain.kernel_start_failed] " << e.what() << std::endl;
+        std::cerr << splitcore::tagged(splitcore::errc::kernel_start_failed, e.what()) << std::endl;
         status = 1;
     }
 

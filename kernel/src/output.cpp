@@ -10,7 +10,10 @@
 #include <ext/stdio_filebuf.h>
 #include <iostream>
 #include <memory>
+#include <string>
 #include <utility>
+
+#include "splitcore/errors.hpp"
 
 #include "threads.hpp"
 
@@ -85,8 +88,10 @@ namespace splitbrain
             }
             catch (const std::exception& e)
             {
-                std::cerr << "[splitbrain.kernel_output_lost] " << c.text.size() << " bytes of "
-                          << to_string(c.name) << " could not be sent: " << e.what() << std::endl;
+                std::cerr << splitcore::tagged(splitcore::errc::kernel_output_lost,
+                                               std::to_string(c.text.size()) + " bytes of " + to_string(c.name)
+                                                   + " could not be sent: " + e.what())
+                          << std::endl;
             }
         }
     }

@@ -13,12 +13,15 @@
 #include <iostream>
 #include <optional>
 #include <stdexcept>
+#include <string>
 #include <system_error>
 #include <utility>
 
 #include "xeus/xmessage.hpp"
 #include "xeus/xmiddleware.hpp"
 #include "xeus/xzmq_serializer.hpp"
+
+#include "splitcore/errors.hpp"
 
 #include "requests.hpp"
 #include "threads.hpp"
@@ -95,8 +98,10 @@ namespace splitbrain
 
         void log_bad_message(const char* channel, const std::exception& e)
         {
-            std::cerr << "[splitbrain.kernel_bad_message] dropped a message on the " << channel
-                      << " channel: " << e.what() << std::endl;
+            std::cerr << splitcore::tagged(splitcore::errc::kernel_bad_message,
+                                           std::string("dropped a message on the ") + channel
+                                               + " channel: " + e.what())
+                      << std::endl;
         }
     }
 
@@ -130,7 +135,9 @@ namespace splitbrain
     {
         if (m_stop_fd < 0 || ::pipe2(m_signal_pipe, O_CLOEXEC | O_NONBLOCK) != 0)
         {
-            throw std::system_error(errno, std::generic_category(), "[splitbrain.kernel_start_failed] eventfd/pipe");
+            const int error = errno;  // before tagged() allocates
+            throw std::system_error(error, std::generic_category(),
+                                    splitcore::tagged(splitcore::errc::kernel_start_failed, "eventfd/pipe"));
         }
         xeus::init_socket(m_shell, config.m_transport, config.m_ip, config.m_shell_port);
         xeus::init_socket(m_control, config.m_transport, config.m_ip, config.m_control_port);
@@ -223,12 +230,14 @@ namespace splitbrain
             }
             if (result == wait_result::stopping)
             {
+                const std::string stopping =
+                    splitcore::tagged(splitcore::errc::kernel_stopping, "the kernel is shutting down");
                 if (has_gil)
                 {
-                    PyErr_SetString(PyExc_EOFError, "[splitbrain.kernel_stopping] the kernel is shutting down");
+                    PyErr_SetString(PyExc_EOFError, stopping.c_str());
                     throw pybind11::error_already_set();
                 }
-                throw std::runtime_error("[splitbrain.kernel_stopping] the kernel is shutting down");
+                throw std::runtime_error(stopping);
             }
             std::optional<xeus::xmessage> answer;
             while (!answer && recv_now(m_stdin, reply))
@@ -494,7 +503,7 @@ namespace splitbrain
         }
         catch (const std::exception& e)
         {
-            std::cerr << "[splitbrain.kernel_request_failed] " << e.what() << std::endl;
+            std::cerr << splitcore::tagged(splitcore::errc::kernel_request_failed, e.what()) << std::endl;
         }
         m_run.end_request();
         flush_output();
@@ -526,13 +535,13 @@ namespace splitbrain
         }
         if (reply_type_of(msg.header().value("msg_type", "")).empty())
         {
-            std::cerr << "[splitbrain.kernel_bad_message] " << *problem << std::endl;
+            std::cerr << splitcore::tagged(splitcore::errc::kernel_bad_message, *problem) << std::endl;
             return true;
         }
         nl::json content;
         content["status"] = "error";
         content["ename"] = "ValueError";
-        content["evalue"] = "[splitbrain.kernel_bad_request] " + *problem;
+        content["evalue"] = splitcore::tagged(splitcore::errc::kernel_bad_request, *problem);
         content["traceback"] = nl::json::array();
         reply_directly(msg, std::move(content), c);
         return true;
@@ -596,7 +605,7 @@ namespace splitbrain
         }
         catch (const pybind11::error_already_set& e)
         {
-            std::cerr << "[splitbrain.kernel_signal_wakeup] " << e.what() << std::endl;
+            std::cerr << splitcore::tagged(splitcore::errc::kernel_signal_wakeup, e.what()) << std::endl;
         }
         PyGILState_Release(state);
     }
@@ -656,8 +665,10 @@ namespace splitbrain
             }
             if (parent_is_gone())
             {
-                std::cerr << "[splitbrain.kernel_orphaned] the process that started the kernel (pid " << m_parent
-                          << ") is gone; shutting down" << std::endl;
+                std::cerr << splitcore::tagged(splitcore::errc::kernel_orphaned,
+                                               "the process that started the kernel (pid "
+                                                   + std::to_string(m_parent) + ") is gone; shutting down")
+                          << std::endl;
                 stop_impl();
                 return;
             }

@@ -1,5 +1,5 @@
-// The error vocabulary: every stable id splitbrain reports, the one builder of its
-// "[splitbrain.<id>] <detail>" text, and the one C++ exception type that carries an id.
+// The error vocabulary: every stable id splitbrain reports, the one builder of its tagged text
+// (the id in brackets, then the detail), and the one C++ exception type that carries an id.
 // docs/errors.md is the catalogue (tests/splitcore/test_error_ids.py keeps the two equal); Python
 // sees the same list as splitbrain._core.error_ids and maps ids to exception types in one table
 // (splitbrain/_errors.py).
@@ -115,7 +115,8 @@ static_assert(error_count == static_cast<std::size_t>(errc::kernel_threads_left_
 // The errc spelled `name` ("session_lost"), or nullopt.
 [[nodiscard]] std::optional<errc> errc_from_name(std::string_view name) noexcept;
 
-// The one builder of an error's text: "[splitbrain.<id>] <detail>".
+// The one builder of an error's text: the id, tagged with the "splitbrain." prefix in brackets,
+// then the detail.
 [[nodiscard]] std::string tagged(errc code, std::string_view detail);
 // Same for an id known only by its name (from Python); nullopt if it is not one of errc.
 [[nodiscard]] std::optional<std::string> tagged(std::string_view name, std::string_view detail);
@@ -125,7 +126,7 @@ class error : public std::runtime_error {
 public:
     error(errc code, std::string_view detail);
     [[nodiscard]] errc code() const noexcept { return m_code; }
-    // what() without the "[splitbrain.<id>] " prefix.
+    // what() without the tagged id in front.
     [[nodiscard]] std::string_view detail() const noexcept;
 
 private:

@@ -17,7 +17,7 @@ namespace splitcore {
 
 using json = nlohmann::json;
 
-// A header frame larger than this is refused with [splitbrain.bad_request].
+// A header frame larger than this is refused with the bad_request id.
 inline constexpr std::size_t max_header_size = 1 << 20;
 // Nesting deeper than this in a header is refused before parsing (the CBOR parser recurses).
 inline constexpr std::size_t max_header_depth = 256;
