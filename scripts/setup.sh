@@ -11,7 +11,7 @@ debian_packages=(
   cppzmq-dev libzmq3-dev nlohmann-json3-dev pybind11-dev python3-dev python3-venv
   googletest libgtest-dev
   socat iproute2 chromium
-  clang libclang-rt-14-dev
+  clang libclang-rt-14-dev clang-format-14
 )
 missing=()
 for p in "${debian_packages[@]}"; do
