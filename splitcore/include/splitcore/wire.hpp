@@ -17,7 +17,7 @@ namespace splitcore {
 
 using json = nlohmann::json;
 
-// A header frame larger than this is refused with [splitbrain.bad_request].
+// A header frame larger than this is refused with the bad_request id.
 inline constexpr std::size_t max_header_size = 1 << 20;
 // Nesting deeper than this in a header is refused before parsing (the CBOR parser recurses).
 inline constexpr std::size_t max_header_depth = 256;
@@ -64,6 +64,10 @@ void send_message(zmq::socket_ref socket, const zmq::message_t& routing_id, cons
 // Same, but never blocks: false (nothing sent, frames untouched) if the socket cannot take the
 // message now, e.g. a DEALER whose only peer refused the CURVE handshake.
 [[nodiscard]] bool try_send_message(zmq::socket_ref socket, const json& header, std::vector<zmq::message_t>& frames);
+
+// Sends parts as one multipart message, as they are (an envelope, a header, raw frames): how a
+// received message is passed on. The parts are consumed. Interrupted system calls are retried.
+void send_parts(zmq::socket_ref socket, std::vector<zmq::message_t>& parts);
 
 // Receives every part of one multipart message; empty optional if it would block.
 // Interrupted system calls are retried.
