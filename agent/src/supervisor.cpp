@@ -78,13 +78,6 @@ std::string seconds_text(std::chrono::milliseconds duration) {
 
 zmq::message_t frame_of(const std::string& text) { return zmq::message_t(text.data(), text.size()); }
 
-void send_parts(zmq::socket_ref socket, std::vector<zmq::message_t>& message) {
-    for (std::size_t i = 0; i < message.size(); ++i) {
-        const auto flags = i + 1 < message.size() ? zmq::send_flags::sndmore : zmq::send_flags::none;
-        (void)socket.send(message[i], flags);
-    }
-}
-
 }  // namespace
 
 std::string reachable_address(const std::string& endpoint) {
@@ -291,7 +284,7 @@ void supervisor::handle_zap() {
     reply.push_back(frame_of(allowed ? "OK" : "client key not authorized"));
     reply.push_back(frame_of(allowed ? key : ""));
     reply.push_back(frame_of(""));
-    send_parts(m_zap, reply);
+    splitcore::send_parts(m_zap, reply);
 }
 
 void supervisor::reply_error(const zmq::message_t& routing_id, std::uint64_t id, splitcore::errc error_code,
@@ -363,9 +356,10 @@ void supervisor::handle_client() {
         json header = splitcore::decode_header(message[1]);
         if (const json* raw_id = splitcore::optional_field(header, "id")) id = splitcore::as_uint(*raw_id).value_or(0);
         id = splitcore::request_id(header);
-        const std::string op = splitcore::string_field(header, "op");
-        if (!splitcore::op::is_known(op)) {
-            throw splitcore::error(errc::unknown_op, "no operation \"" + printable(op) +
+        const std::string& name = splitcore::string_field(header, "op");
+        const splitcore::operation* op = splitcore::op::find(name);
+        if (op == nullptr) {
+            throw splitcore::error(errc::unknown_op, "no operation \"" + printable(name) +
                                                        "\" in protocol version 1 (see docs/protocol.md)");
         }
 
@@ -378,11 +372,12 @@ void supervisor::handle_client() {
         if (current && current->client_key != client_key) current = nullptr;
         if (current) current->last_seen = clock::now();
 
-        if (op == splitcore::op::ping) {
+        if (op->answered_by == splitcore::tier::supervisor) {
+            static_assert(splitcore::op::count(splitcore::tier::supervisor) == 1, "the supervisor answers ping only");
             splitcore::send_message(m_frontend, routing_id, splitcore::ok_reply(id, nullptr));
             return;
         }
-        if (op == splitcore::op::hello) {
+        if (op == &splitcore::op::hello) {
             hello(routing_id, client_key, id, std::move(header), message);
             return;
         }
@@ -391,7 +386,7 @@ void supervisor::handle_client() {
             throw splitcore::error(errc::session_lost, "the session's worker on " + hostname() +
                                                          " died; its objects are gone. Reconnect to start a new session");
         }
-        if (op == splitcore::op::bye) current->bye_id = id;
+        if (op == &splitcore::op::bye) current->bye_id = id;
         forward_to_worker(*current, id, std::move(message));
     } catch (const splitcore::error& e) {
         splitcore::send_message(m_frontend, routing_id, splitcore::error_reply(id, splitcore::error_value(e)));
@@ -459,7 +454,7 @@ void supervisor::forward_to_worker(session& s, std::uint64_t id, parts message) 
         w.queued.push_back(std::move(message));
         return;
     }
-    send_parts(m_backend, message);
+    splitcore::send_parts(m_backend, message);
 }
 
 void supervisor::handle_worker() {
@@ -479,7 +474,7 @@ void supervisor::handle_worker() {
     if (header.value("ev", "") == "ready") {
         w.ready = true;
         m_spare_backoff = std::chrono::seconds(0);
-        for (auto& queued : w.queued) send_parts(m_backend, queued);
+        for (auto& queued : w.queued) splitcore::send_parts(m_backend, queued);
         w.queued.clear();
         return;
     }
@@ -488,7 +483,7 @@ void supervisor::handle_worker() {
     const std::uint64_t id = header.contains("id") ? splitcore::as_uint(header["id"]).value_or(0) : 0;
     if (id != 0) s->second.pending.erase(id);
     message[0] = frame_of(s->second.routing_id);
-    send_parts(m_frontend, message);
+    splitcore::send_parts(m_frontend, message);
     if (id != 0 && id == s->second.bye_id) {
         log("session " + short_token(s->first) + " closed by the client");
         w.session.clear();  // the worker exits by itself after "bye"

@@ -4,6 +4,7 @@
 
 #include <optional>
 #include <set>
+#include <stdexcept>
 
 namespace splitbrain::agent {
 
@@ -74,7 +75,6 @@ bool is_constant_name(const std::string& name) {
 
 worker::worker() {
     m_handler["hello"] = &worker::hello;
-    m_handler["ping"] = &worker::ping;
     m_handler["import"] = &worker::import_module;
     m_handler["getattr"] = &worker::getattr;
     m_handler["setattr"] = &worker::setattr;
@@ -95,9 +95,9 @@ worker::worker() {
     m_handler["enter"] = &worker::enter;
     m_handler["exit"] = &worker::exit;
     m_handler["release"] = &worker::release;
-    m_handler["cancel"] = &worker::cancel;
     m_handler["stats"] = &worker::stats;
     m_handler["bye"] = &worker::bye;
+    check_handlers();
 
     // Calls run as a line typed at the slave's prompt: a frame whose globals and locals are
     // __main__'s. A builtin that reads its caller's frame (eval or exec without globals, globals(),
@@ -106,6 +106,22 @@ worker::worker() {
     m_main = py_ref::borrow(PyModule_GetDict(py_ref::checked(PyImport_AddModule("__main__")).get()));
     m_call = py_ref::checked(Py_CompileString("__splitbrain_call__[0](*__splitbrain_call__[1], **__splitbrain_call__[2])",
                                               "<splitbrain>", Py_eval_input));
+}
+
+// One handler per operation the main thread answers, and no other: the table and the constructor
+// cannot drift apart unnoticed (the worker would not start).
+void worker::check_handlers() const {
+    for (const splitcore::operation& op : splitcore::operations) {
+        if (op.answered_by == splitcore::tier::main_thread && m_handler.count(op.name) == 0) {
+            throw std::logic_error("no handler for the operation \"" + std::string(op.name) + "\"");
+        }
+    }
+    for (const auto& registered : m_handler) {
+        const splitcore::operation* op = splitcore::op::find(registered.first);
+        if (op == nullptr || op->answered_by != splitcore::tier::main_thread) {
+            throw std::logic_error("a handler for \"" + registered.first + "\", which is not an operation of the main thread");
+        }
+    }
 }
 
 splitcore::message worker::dispatch(const json& header, const std::vector<zmq::message_t>& frames) {
@@ -192,8 +208,6 @@ json worker::hello(const request& r) {
                 {"flavour", splitcore::str_or(attribute(os.get(), "name").get(), "posix") == "nt" ? "nt" : "posix"},
                 {"executable", splitcore::str_or(attribute(sys.get(), "executable").get(), "")}};
 }
-
-json worker::ping(const request&) { return nullptr; }
 
 json worker::import_module(const request& r) {
     py_ref module = py_ref::checked(PyImport_ImportModule(r.name().c_str()));
@@ -416,10 +430,6 @@ json worker::release(const request& r) {
         m_objects.erase(found);
     }
     return nullptr;
-}
-
-json worker::cancel(const request&) {
-    return false;  // a cancel the IO thread passed on means its target is not running
 }
 
 json worker::stats(const request&) { return json{{"objects", m_objects.size()}}; }

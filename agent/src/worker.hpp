@@ -1,5 +1,5 @@
-// The operations of docs/protocol.md over one session's objects. Runs on the worker's main thread
-// with the GIL held; knows nothing of sockets (worker_main.cpp and io_thread.cpp carry messages).
+// The operations the worker's main thread answers (splitcore::operations), over one session's
+// objects. Runs with the GIL held; knows nothing of sockets: serve_loop.cpp hands it each request.
 #pragma once
 
 #include <Python.h>
@@ -23,6 +23,7 @@ namespace splitbrain::agent {
 
 class worker : public splitcore::box_hooks {
 public:
+    // Throws std::logic_error if its handlers and the operations the main thread answers differ.
     worker();
 
     // One request in, one reply out (header + frames). Never throws.
@@ -49,7 +50,6 @@ private:
     using handler = splitcore::json (worker::*)(const request&);
 
     splitcore::json hello(const request&);
-    splitcore::json ping(const request&);
     splitcore::json import_module(const request&);
     splitcore::json getattr(const request&);
     splitcore::json setattr(const request&);
@@ -70,11 +70,11 @@ private:
     splitcore::json enter(const request&);
     splitcore::json exit(const request&);
     splitcore::json release(const request&);
-    splitcore::json cancel(const request&);
     splitcore::json stats(const request&);
     splitcore::json bye(const request&);
 
     splitcore::json take_items(PyObject* iterator, const request& r, bool& done);
+    void check_handlers() const;
 
     std::map<std::string, handler, std::less<>> m_handler;
 

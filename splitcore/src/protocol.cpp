@@ -4,13 +4,6 @@
 
 namespace splitcore {
 
-bool op::is_known(std::string_view name) noexcept {
-    for (auto known : all) {
-        if (known == name) return true;
-    }
-    return false;
-}
-
 json error_value(errc code, std::string_view detail) {
     const std::string text = tagged(code, detail);
     return json{{"type", "splitbrain.ProtocolError"},

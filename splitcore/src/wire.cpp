@@ -171,9 +171,13 @@ void send_part(zmq::socket_ref socket, zmq::message_t& part, bool more) {
 void send_frames(zmq::socket_ref socket, const json& header, std::vector<zmq::message_t>& frames) {
     zmq::message_t head = encode_header(header);
     send_part(socket, head, !frames.empty());
-    for (std::size_t i = 0; i < frames.size(); ++i) send_part(socket, frames[i], i + 1 < frames.size());
+    send_parts(socket, frames);
 }
 }  // namespace
+
+void send_parts(zmq::socket_ref socket, std::vector<zmq::message_t>& parts) {
+    for (std::size_t i = 0; i < parts.size(); ++i) send_part(socket, parts[i], i + 1 < parts.size());
+}
 
 void send_message(zmq::socket_ref socket, const json& header, std::vector<zmq::message_t> frames) {
     send_frames(socket, header, frames);
@@ -194,7 +198,7 @@ bool try_send_message(zmq::socket_ref socket, const json& header, std::vector<zm
         if (zmq_errno() == EAGAIN) return false;
         if (zmq_errno() != EINTR) throw zmq::error_t();
     }
-    for (std::size_t i = 0; i < frames.size(); ++i) send_part(socket, frames[i], i + 1 < frames.size());
+    send_parts(socket, frames);
     frames.clear();
     return true;
 }

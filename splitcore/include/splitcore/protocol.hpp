@@ -1,10 +1,11 @@
-// The vocabulary of the splitbrain wire protocol (docs/protocol.md): the operations and the
-// messages a peer sends (replies, error values, output events). The errors are in errors.hpp, the
+// The vocabulary of the splitbrain wire protocol (docs/protocol.md): the table of operations and
+// the messages a peer sends (replies, error values, output events). The errors are in errors.hpp, the
 // CBOR codec and the framing in wire.hpp.
 #pragma once
 
 #include <cstddef>
 #include <cstdint>
+#include <stdexcept>
 #include <string_view>
 
 #include <nlohmann/json.hpp>
@@ -17,39 +18,91 @@ using json = nlohmann::json;
 
 inline constexpr int protocol_version = 1;
 
+// Who answers an operation.
+enum class tier {
+    supervisor,   // the agent's supervisor, even while the session's worker is busy
+    io_thread,    // the worker's IO thread, even while its main thread runs a call
+    main_thread,  // the worker's main thread, with the GIL: one request at a time, in id order
+};
+
+// As docs/protocol.md spells a tier: "supervisor", "worker IO thread", "worker main thread".
+[[nodiscard]] constexpr std::string_view name(tier t) noexcept {
+    switch (t) {
+        case tier::supervisor: return "supervisor";
+        case tier::io_thread: return "worker IO thread";
+        case tier::main_thread: return "worker main thread";
+    }
+    return "";
+}
+
+struct operation {
+    std::string_view name;  // the request's "op"
+    tier answered_by;
+    std::string_view request;  // its fields besides "id" and "op"
+    std::string_view reply;    // the "r" of its ok reply
+};
+
+// Every operation of the protocol, once. docs/protocol.md lists the same names and tiers in the same
+// order (tests/agent/test_operation_table.cpp compares them); the worker's handler table is checked
+// against it at start-up. Adding an operation: a row here, its handler, its test (agent/README.md).
+inline constexpr operation operations[] = {
+    {"hello", tier::main_thread, "session: the client's token (the supervisor attaches the connection to it and adds resumed)",
+     "{resumed, pid, platform, python, hostname, sep, flavour, executable}"},
+    {"ping", tier::supervisor, "none", "null"},
+    {"import", tier::main_thread, "name: a module", "{mod: REF, callables: [names], consts: {$d}, modules: [names]}"},
+    {"getattr", tier::main_thread, "o, name", "VALUE"},
+    {"setattr", tier::main_thread, "o, name, v", "null"},
+    {"delattr", tier::main_thread, "o, name", "null"},
+    {"call", tier::main_thread, "o, path (names walked first), a (args), k ({$d} kwargs); all but o optional", "VALUE"},
+    {"getitem", tier::main_thread, "o, k", "VALUE"},
+    {"setitem", tier::main_thread, "o, k, v", "null"},
+    {"delitem", tier::main_thread, "o, k", "null"},
+    {"len", tier::main_thread, "o", "int"},
+    {"bool", tier::main_thread, "o", "bool"},
+    {"hash", tier::main_thread, "o", "int"},
+    {"repr", tier::main_thread, "o", "str"},
+    {"str", tier::main_thread, "o", "str"},
+    {"dir", tier::main_thread, "o", "[str]"},
+    {"cmp", tier::main_thread, "o, cmp (eq ne lt le gt ge), v", "VALUE"},
+    {"iter", tier::main_thread, "o, n (batch size, optional)", "{it: REF or null, items: [VALUE], done: bool}"},
+    {"next", tier::main_thread, "o (an iterator), n (optional)", "{items: [VALUE], done: bool}"},
+    {"enter", tier::main_thread, "o", "VALUE of __enter__()"},
+    {"exit", tier::main_thread, "o, exc: null or [type name, message]", "bool"},
+    {"release", tier::main_thread, "ids: [[oid, count], ...]", "null"},
+    {"cancel", tier::io_thread, "target: a request id", "bool: the target was running or queued and is interrupted"},
+    {"stats", tier::main_thread, "none", "{objects: live objects held for the client}"},
+    {"bye", tier::main_thread, "none", "null; the session ends"},
+};
+
 namespace op {
-inline constexpr std::string_view hello = "hello";
-inline constexpr std::string_view ping = "ping";
-inline constexpr std::string_view import_ = "import";
-inline constexpr std::string_view getattr = "getattr";
-inline constexpr std::string_view setattr = "setattr";
-inline constexpr std::string_view delattr = "delattr";
-inline constexpr std::string_view call = "call";
-inline constexpr std::string_view getitem = "getitem";
-inline constexpr std::string_view setitem = "setitem";
-inline constexpr std::string_view delitem = "delitem";
-inline constexpr std::string_view len = "len";
-inline constexpr std::string_view bool_ = "bool";
-inline constexpr std::string_view hash = "hash";
-inline constexpr std::string_view repr = "repr";
-inline constexpr std::string_view str = "str";
-inline constexpr std::string_view dir = "dir";
-inline constexpr std::string_view cmp = "cmp";
-inline constexpr std::string_view iter = "iter";
-inline constexpr std::string_view next = "next";
-inline constexpr std::string_view enter = "enter";
-inline constexpr std::string_view exit = "exit";
-inline constexpr std::string_view release = "release";
-inline constexpr std::string_view cancel = "cancel";
-inline constexpr std::string_view stats = "stats";
-inline constexpr std::string_view bye = "bye";
+// The operation called name, or null.
+[[nodiscard]] constexpr const operation* find(std::string_view name) noexcept {
+    for (const operation& o : operations) {
+        if (o.name == name) return &o;
+    }
+    return nullptr;
+}
 
-// Every operation of docs/protocol.md, in the order of its table.
-inline constexpr std::string_view all[] = {
-    hello, ping, import_, getattr, setattr, delattr, call, getitem, setitem, delitem, len, bool_,
-    hash, repr, str, dir, cmp, iter, next, enter, exit, release, cancel, stats, bye};
+[[nodiscard]] constexpr bool is_known(std::string_view name) noexcept { return find(name) != nullptr; }
 
-[[nodiscard]] bool is_known(std::string_view name) noexcept;
+[[nodiscard]] constexpr std::size_t count(tier t) noexcept {
+    std::size_t n = 0;
+    for (const operation& o : operations) n += o.answered_by == t ? 1 : 0;
+    return n;
+}
+
+// The operation called name, for the code that treats it by name: a name not in the table does not
+// compile (this is only called in constant expressions).
+constexpr const operation& named(std::string_view name) {
+    const operation* found = find(name);
+    return found != nullptr ? *found : throw std::logic_error("not an operation of the table");
+}
+
+inline constexpr const operation& hello = named("hello");
+inline constexpr const operation& ping = named("ping");
+inline constexpr const operation& release = named("release");
+inline constexpr const operation& cancel = named("cancel");
+inline constexpr const operation& bye = named("bye");
 }  // namespace op
 
 // The ERROR map of a failure with an id: type "splitbrain.ProtocolError", msg, args, code (the

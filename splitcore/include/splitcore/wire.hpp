@@ -65,6 +65,10 @@ void send_message(zmq::socket_ref socket, const zmq::message_t& routing_id, cons
 // message now, e.g. a DEALER whose only peer refused the CURVE handshake.
 [[nodiscard]] bool try_send_message(zmq::socket_ref socket, const json& header, std::vector<zmq::message_t>& frames);
 
+// Sends parts as one multipart message, as they are (an envelope, a header, raw frames): how a
+// received message is passed on. The parts are consumed. Interrupted system calls are retried.
+void send_parts(zmq::socket_ref socket, std::vector<zmq::message_t>& parts);
+
 // Receives every part of one multipart message; empty optional if it would block.
 // Interrupted system calls are retried.
 [[nodiscard]] std::optional<std::vector<zmq::message_t>> recv_parts(
