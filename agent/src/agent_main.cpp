@@ -178,14 +178,19 @@ int serve(const std::vector<std::string>& args) {
             return args[++i];
         };
         if (flag == "--listen") opts.listen = value();
-        else if (flag == "--key") { opts.key_dir = value(); have_key = true; }
-        else if (flag == "--authorized-keys") { opts.authorized_keys = value(); have_authorized = true; }
-        else if (flag == "--connection-file") opts.connection_file = fs::path(value());
+        else if (flag == "--key") {
+            opts.key_dir = value();
+            have_key = true;
+        } else if (flag == "--authorized-keys") {
+            opts.authorized_keys = value();
+            have_authorized = true;
+        } else if (flag == "--connection-file") opts.connection_file = fs::path(value());
         else if (flag == "--advertise") opts.advertise = value();
         else if (flag == "--python") opts.python = value();
         else if (flag == "--worker") opts.worker = value();
         else if (flag == "--insecure" && !inline_value) opts.insecure = true;
-        else if (flag == "--grace") opts.grace = std::chrono::milliseconds(static_cast<long long>(parse_number(flag, value()) * 1000));
+        else if (flag == "--grace")
+            opts.grace = std::chrono::milliseconds(static_cast<long long>(parse_number(flag, value()) * 1000));
         else if (flag == "--max-message") opts.max_message = static_cast<std::int64_t>(parse_number(flag, value()));
         else if (flag == "--exit-with") opts.parent_pid = static_cast<pid_t>(parse_number(flag, value()));
         else bad_usage("unknown option '" + args[i] + "'");

@@ -58,12 +58,12 @@ private:
     // Requests forwarded to the main thread and not yet started -> cancelled before they started.
     std::map<std::uint64_t, bool> m_queued;  // guarded by m_mutex
     // The running request a cancel signalled, until Python raises KeyboardInterrupt for it.
-    std::uint64_t m_unheard = 0;        // guarded by m_mutex
-    std::uint64_t m_raised_before = 0;  // m_raised when it was signalled; guarded by m_mutex
+    std::uint64_t m_unheard = 0;                        // guarded by m_mutex
+    std::uint64_t m_raised_before = 0;                  // m_raised when it was signalled; guarded by m_mutex
     std::chrono::steady_clock::time_point m_signalled;  // guarded by m_mutex
-    std::atomic<std::uint64_t> m_delivered{0};  // SIGINTs that reached on_sigint
-    std::atomic<std::uint64_t> m_raised{0};     // KeyboardInterrupts raised by Python's handler
-    struct sigaction m_python_sigint {};        // Python's C handler, run by on_sigint
+    std::atomic<std::uint64_t> m_delivered{0};          // SIGINTs that reached on_sigint
+    std::atomic<std::uint64_t> m_raised{0};             // KeyboardInterrupts raised by Python's handler
+    struct sigaction m_python_sigint {};                // Python's C handler, run by on_sigint
 };
 
 }  // namespace splitbrain::agent

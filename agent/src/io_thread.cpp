@@ -23,8 +23,8 @@ int redirect_to_pipe(int fd) {
     return ends[0];
 }
 
-io_thread::io_thread(zmq::context_t& context, std::string endpoint, std::string id, output_pipe out,
-                     output_pipe err, interrupt_state& interrupts)
+io_thread::io_thread(zmq::context_t& context, std::string endpoint, std::string id, output_pipe out, output_pipe err,
+                     interrupt_state& interrupts)
     : m_context(context), m_endpoint(std::move(endpoint)), m_id(std::move(id)), m_pipes{out, err},
       m_interrupts(interrupts) {}
 

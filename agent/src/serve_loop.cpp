@@ -41,7 +41,8 @@ std::set<pid_t> children_of_main_thread() {
     ::close(fd);
     const char* cursor = text.c_str();
     char* end = nullptr;
-    for (long pid; (pid = std::strtol(cursor, &end, 10)), end != cursor; cursor = end) children.insert(static_cast<pid_t>(pid));
+    for (long pid; (pid = std::strtol(cursor, &end, 10)), end != cursor; cursor = end)
+        children.insert(static_cast<pid_t>(pid));
     return children;
 }
 
@@ -85,7 +86,8 @@ void serve(worker& operations, interrupt_state& interrupts, zmq::context_t& cont
             std::set<pid_t> children_before;
             if (!runs) {
                 PyErr_SetNone(PyExc_KeyboardInterrupt);
-                reply.header = splitcore::error_reply(id, splitcore::describe_exception(splitcore::python_error(), operations));
+                reply.header =
+                    splitcore::error_reply(id, splitcore::describe_exception(splitcore::python_error(), operations));
             } else {
                 children_before = children_of_main_thread();
                 reply = operations.dispatch(header, frames);
@@ -101,7 +103,7 @@ void serve(worker& operations, interrupt_state& interrupts, zmq::context_t& cont
             io.join();
             requests.close();
             context.close();  // waits (linger) until the bye reply has left
-            ::_exit(0);  // not Py_Finalize: a user's non-daemon thread must not keep a dead session alive
+            ::_exit(0);       // not Py_Finalize: a user's non-daemon thread must not keep a dead session alive
         }
     }
 }

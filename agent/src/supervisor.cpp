@@ -54,14 +54,12 @@ std::string describe_status(int status) {
 
 void write_connection_file(const fs::path& file, const std::string& endpoint,
                            const std::optional<std::string>& public_key) {
-    const json content = {{"address", endpoint},
-                          {"public_key", public_key ? json(*public_key) : json(nullptr)}};
+    const json content = {{"address", endpoint}, {"public_key", public_key ? json(*public_key) : json(nullptr)}};
     const fs::path temporary = file.string() + ".tmp-" + std::to_string(::getpid());
     const std::string text = content.dump(2) + "\n";
     const int fd = ::open(temporary.c_str(), O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644);
     if (fd < 0) throw std::runtime_error("cannot write " + temporary.string() + ": " + std::strerror(errno));
-    const bool written = ::write(fd, text.data(), text.size()) == static_cast<ssize_t>(text.size()) &&
-                         ::fsync(fd) == 0;
+    const bool written = ::write(fd, text.data(), text.size()) == static_cast<ssize_t>(text.size()) && ::fsync(fd) == 0;
     ::close(fd);
     if (!written || ::rename(temporary.c_str(), file.c_str()) != 0) {
         const int err = errno;
@@ -146,9 +144,10 @@ supervisor::supervisor(options opts) : m_options(std::move(opts)) {
     m_frontend.set(zmq::sockopt::heartbeat_ttl, 10000);
     // --max-message is checked frame by frame in receive_client(), with a reply. libzmq's own
     // per-frame limit drops the connection without one, so it is only a backstop far above.
-    const std::int64_t backstop = m_options.max_message > (std::int64_t(1) << 60) / 4
-                                      ? -1
-                                      : std::max(m_options.max_message * 4, m_options.max_message + (std::int64_t(64) << 20));
+    const std::int64_t backstop =
+        m_options.max_message > (std::int64_t(1) << 60) / 4
+            ? -1
+            : std::max(m_options.max_message * 4, m_options.max_message + (std::int64_t(64) << 20));
     m_frontend.set(zmq::sockopt::maxmsgsize, backstop);
     m_frontend.set(zmq::sockopt::sndhwm, 100000);
     m_frontend.set(zmq::sockopt::linger, 0);
@@ -171,7 +170,8 @@ supervisor::supervisor(options opts) : m_options(std::move(opts)) {
     if (m_signal_fd < 0) throw std::runtime_error(std::string("signalfd: ") + std::strerror(errno));
 
     if (m_options.connection_file) {
-        const std::string advertised = m_options.advertise.empty() ? reachable_address(m_endpoint) : m_options.advertise;
+        const std::string advertised =
+            m_options.advertise.empty() ? reachable_address(m_endpoint) : m_options.advertise;
         if (advertised != m_endpoint) log("clients reach it as " + advertised + " (written to the connection file)");
         write_connection_file(*m_options.connection_file, advertised,
                               m_keys ? std::optional<std::string>(m_keys->public_key) : std::nullopt);
@@ -207,11 +207,13 @@ int supervisor::run() {
             if (m_zap && (items[3].revents & ZMQ_POLLIN)) handle_zap();
             // Worker messages before deaths: a worker's last replies must not be overtaken by its SIGCHLD.
             for (int i = 0; i < 256 && (items[1].revents & ZMQ_POLLIN); ++i) {
-                if (m_backend.get(zmq::sockopt::events) & ZMQ_POLLIN) handle_worker(); else break;
+                if (m_backend.get(zmq::sockopt::events) & ZMQ_POLLIN) handle_worker();
+                else break;
             }
             if (items[2].revents & ZMQ_POLLIN) handle_signals();
             for (int i = 0; i < 256 && (items[0].revents & ZMQ_POLLIN); ++i) {
-                if (m_frontend.get(zmq::sockopt::events) & ZMQ_POLLIN) handle_client(); else break;
+                if (m_frontend.get(zmq::sockopt::events) & ZMQ_POLLIN) handle_client();
+                else break;
             }
             reap_silent_sessions();
             kill_stubborn_workers();
@@ -360,7 +362,7 @@ void supervisor::handle_client() {
         const splitcore::operation* op = splitcore::op::find(name);
         if (op == nullptr) {
             throw splitcore::error(errc::unknown_op, "no operation \"" + printable(name) +
-                                                       "\" in protocol version 1 (see docs/protocol.md)");
+                                                         "\" in protocol version 1 (see docs/protocol.md)");
         }
 
         const auto route = m_session_of_route.find(routing_id.to_string());
@@ -383,8 +385,9 @@ void supervisor::handle_client() {
         }
         if (!current) throw splitcore::error(errc::no_session, "no session: send \"hello\" first");
         if (current->lost) {
-            throw splitcore::error(errc::session_lost, "the session's worker on " + hostname() +
-                                                         " died; its objects are gone. Reconnect to start a new session");
+            throw splitcore::error(errc::session_lost,
+                                   "the session's worker on " + hostname() +
+                                       " died; its objects are gone. Reconnect to start a new session");
         }
         if (op == &splitcore::op::bye) current->bye_id = id;
         forward_to_worker(*current, id, std::move(message));
@@ -392,12 +395,13 @@ void supervisor::handle_client() {
         splitcore::send_message(m_frontend, routing_id, splitcore::error_reply(id, splitcore::error_value(e)));
     } catch (const std::runtime_error& e) {  // e.g. fork failed: the agent is short of resources
         log(std::string("cannot serve a request: ") + e.what());
-        reply_error(routing_id, id, errc::session_lost, std::string("the agent on ") + hostname() + " cannot start a worker: " + e.what());
+        reply_error(routing_id, id, errc::session_lost,
+                    std::string("the agent on ") + hostname() + " cannot start a worker: " + e.what());
     }
 }
 
-void supervisor::hello(const zmq::message_t& routing_id, const std::string& client_key, std::uint64_t id,
-                       json header, parts& message) {
+void supervisor::hello(const zmq::message_t& routing_id, const std::string& client_key, std::uint64_t id, json header,
+                       parts& message) {
     const std::string token = splitcore::string_field(header, "session");
     if (token.empty() || token.size() > 128) {
         throw splitcore::error(errc::bad_request, "field \"session\" must be a token of 1 to 128 characters");
@@ -405,7 +409,8 @@ void supervisor::hello(const zmq::message_t& routing_id, const std::string& clie
     bool resumed = false;
     if (auto found = m_sessions.find(token); found != m_sessions.end()) {
         if (found->second.client_key != client_key) {
-            throw splitcore::error(errc::no_session, "session " + short_token(token) + " belongs to another client key");
+            throw splitcore::error(errc::no_session,
+                                   "session " + short_token(token) + " belongs to another client key");
         }
         if (found->second.lost || found->second.bye_id != 0) {
             end_session(token, nullptr);
@@ -528,7 +533,8 @@ void supervisor::reap_silent_sessions() {
         }
     }
     for (const auto& token : silent) {
-        end_session(token, ("expired after " + seconds_text(m_options.grace) + " s without a message from its client").c_str());
+        end_session(
+            token, ("expired after " + seconds_text(m_options.grace) + " s without a message from its client").c_str());
     }
 }
 
@@ -569,7 +575,8 @@ void supervisor::handle_signals() {
             m_spare.reset();
             if (!m_stopping && !w.ready) {
                 // A worker that cannot start (a wrong --python) would otherwise be restarted in a loop.
-                m_spare_backoff = std::min(std::max(m_spare_backoff * 2, std::chrono::seconds(1)), std::chrono::seconds(30));
+                m_spare_backoff =
+                    std::min(std::max(m_spare_backoff * 2, std::chrono::seconds(1)), std::chrono::seconds(30));
                 log("spare worker " + why + " before it was ready; next attempt in " +
                     std::to_string(m_spare_backoff.count()) + " s");
                 m_spare_not_before = clock::now() + m_spare_backoff;
@@ -639,9 +646,10 @@ void supervisor::kill_stubborn_workers() {
         if (::kill(-it->first, 0) != 0) {
             it = m_doomed.erase(it);
         } else if (now > it->second) {
-            log((m_worker_of_pid.count(it->first) ? "worker pid " + std::to_string(it->first) + " ignored SIGTERM; killing it"
-                                                   : "the children of worker pid " + std::to_string(it->first) +
-                                                         " outlived it by 3 s; killing them"));
+            log((m_worker_of_pid.count(it->first)
+                     ? "worker pid " + std::to_string(it->first) + " ignored SIGTERM; killing it"
+                     : "the children of worker pid " + std::to_string(it->first) +
+                           " outlived it by 3 s; killing them"));
             ::kill(-it->first, SIGKILL);
             it = m_doomed.erase(it);
         } else {

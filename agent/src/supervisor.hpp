@@ -27,13 +27,13 @@ struct options {
     std::filesystem::path key_dir;
     std::filesystem::path authorized_keys;
     std::optional<std::filesystem::path> connection_file;
-    std::string advertise;             // the address clients use; empty: derived from listen
-    std::string python;                // venv directory or interpreter, handed to the workers
-    std::filesystem::path worker;      // the splitbrain-worker executable
+    std::string advertise;         // the address clients use; empty: derived from listen
+    std::string python;            // venv directory or interpreter, handed to the workers
+    std::filesystem::path worker;  // the splitbrain-worker executable
     bool insecure = false;
     std::chrono::milliseconds grace{60000};
     std::int64_t max_message = std::int64_t(1) << 30;
-    pid_t parent_pid = 0;              // --exit-with PID: stop when that process is gone (0: never)
+    pid_t parent_pid = 0;  // --exit-with PID: stop when that process is gone (0: never)
 };
 
 // The address a client should use for `endpoint` (what the socket bound): a wildcard host
@@ -63,7 +63,7 @@ private:
     struct session {
         std::string token;
         std::string routing_id;
-        std::string client_key;        // Z85 of the client's CURVE key; empty when insecure
+        std::string client_key;  // Z85 of the client's CURVE key; empty when insecure
         std::string worker_id;
         std::set<std::uint64_t> pending;
         std::uint64_t bye_id = 0;
@@ -74,8 +74,8 @@ private:
         std::string id;
         pid_t pid = -1;
         bool ready = false;
-        std::string session;           // token; empty for the spare
-        std::deque<parts> queued;      // held until the worker says it is ready
+        std::string session;       // token; empty for the spare
+        std::deque<parts> queued;  // held until the worker says it is ready
     };
 
     void handle_zap();
@@ -95,8 +95,7 @@ private:
     void forward_to_worker(session& s, std::uint64_t id, parts message);
     void reply_error(const zmq::message_t& routing_id, std::uint64_t id, splitcore::errc code,
                      const std::string& detail);
-    void reply_error(const std::string& routing_id, std::uint64_t id, splitcore::errc code,
-                     const std::string& detail);
+    void reply_error(const std::string& routing_id, std::uint64_t id, splitcore::errc code, const std::string& detail);
     void lose_session(session& s, const std::string& why);
     void end_session(const std::string& token, const char* why);
 
@@ -112,9 +111,9 @@ private:
     std::set<std::string> m_authorized;
     std::filesystem::file_time_type m_authorized_mtime{};
     std::uintmax_t m_authorized_size = 0;
-    std::filesystem::path m_private_dir;    // 0700; holds the workers' ipc socket
+    std::filesystem::path m_private_dir;  // 0700; holds the workers' ipc socket
     std::string m_backend_endpoint;
-    std::string m_endpoint;                 // what --listen resolved to
+    std::string m_endpoint;  // what --listen resolved to
 
     zmq::context_t m_context;
     zmq::socket_t m_zap;
@@ -123,11 +122,11 @@ private:
     int m_signal_fd = -1;
     bool m_stopping = false;
 
-    std::map<std::string, session> m_sessions;           // by token
+    std::map<std::string, session> m_sessions;              // by token
     std::map<std::string, std::string> m_session_of_route;  // routing id -> token
-    std::map<std::string, worker> m_workers;             // by worker id
+    std::map<std::string, worker> m_workers;                // by worker id
     std::map<pid_t, std::string> m_worker_of_pid;
-    std::map<pid_t, clock::time_point> m_doomed;         // worker process groups sent SIGTERM; SIGKILL after the deadline
+    std::map<pid_t, clock::time_point> m_doomed;  // worker process groups sent SIGTERM; SIGKILL after the deadline
     std::optional<std::string> m_spare;
     std::uint64_t m_next_worker = 1;
     clock::time_point m_spare_not_before{};

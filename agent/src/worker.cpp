@@ -58,9 +58,20 @@ py_ref exception_class(const std::string& qualified) {
 // os's platform constants. Everything else (tempfile.tempdir, sys.path) may change at run time,
 // so the client fetches it when used instead of keeping the value of import time.
 bool is_constant_name(const std::string& name) {
-    static const std::set<std::string, std::less<>> known = {
-        "sep", "altsep", "pathsep", "curdir", "pardir", "extsep", "linesep", "devnull", "defpath", "name",
-        "supports_bytes_environ", "__name__", "__file__", "__version__"};
+    static const std::set<std::string, std::less<>> known = {"sep",
+                                                             "altsep",
+                                                             "pathsep",
+                                                             "curdir",
+                                                             "pardir",
+                                                             "extsep",
+                                                             "linesep",
+                                                             "devnull",
+                                                             "defpath",
+                                                             "name",
+                                                             "supports_bytes_environ",
+                                                             "__name__",
+                                                             "__file__",
+                                                             "__version__"};
     if (known.count(name) != 0) return true;
     if (name.rfind("__", 0) == 0) return false;
     bool letter = false;
@@ -104,8 +115,8 @@ worker::worker() {
     // locals(), vars()) then finds one, instead of failing with "SystemError: frame does not
     // exist", and what exec defines stays for the next eval.
     m_main = py_ref::borrow(PyModule_GetDict(py_ref::checked(PyImport_AddModule("__main__")).get()));
-    m_call = py_ref::checked(Py_CompileString("__splitbrain_call__[0](*__splitbrain_call__[1], **__splitbrain_call__[2])",
-                                              "<splitbrain>", Py_eval_input));
+    m_call = py_ref::checked(Py_CompileString(
+        "__splitbrain_call__[0](*__splitbrain_call__[1], **__splitbrain_call__[2])", "<splitbrain>", Py_eval_input));
 }
 
 // One handler per operation the main thread answers, and no other: the table and the constructor
@@ -119,7 +130,8 @@ void worker::check_handlers() const {
     for (const auto& registered : m_handler) {
         const splitcore::operation* op = splitcore::op::find(registered.first);
         if (op == nullptr || op->answered_by != splitcore::tier::main_thread) {
-            throw std::logic_error("a handler for \"" + registered.first + "\", which is not an operation of the main thread");
+            throw std::logic_error("a handler for \"" + registered.first +
+                                   "\", which is not an operation of the main thread");
         }
     }
 }
@@ -167,7 +179,7 @@ py_ref worker::unbox_reference(const json& ref) {
     const auto found = oid ? m_objects.find(*oid) : m_objects.end();
     if (found == m_objects.end()) {
         throw splitcore::error(errc::bad_object, "no object " + ref.at("$r").dump() +
-                                                   " in this session (released, or from another session)");
+                                                     " in this session (released, or from another session)");
     }
     return py_ref::borrow(found->second.object.get());
 }
@@ -271,7 +283,8 @@ json worker::call(const request& r) {
     py_ref kwargs;
     if (const json* k = splitcore::optional_field(r.header, "k"); k != nullptr && !k->is_null()) {
         kwargs = r.in.decode(*k);
-        if (!PyDict_Check(kwargs.get())) throw splitcore::error(errc::bad_request, "field \"k\" must be a {\"$d\": [...]} map");
+        if (!PyDict_Check(kwargs.get()))
+            throw splitcore::error(errc::bad_request, "field \"k\" must be a {\"$d\": [...]} map");
     }
     if (!kwargs) kwargs = py_ref::checked(PyDict_New());
     py_ref call = py_ref::checked(PyTuple_Pack(3, target.get(), args.get(), kwargs.get()));
@@ -342,10 +355,11 @@ json worker::dir(const request& r) {
 }
 
 json worker::compare(const request& r) {
-    static const std::map<std::string, int, std::less<>> operators = {
-        {"eq", Py_EQ}, {"ne", Py_NE}, {"lt", Py_LT}, {"le", Py_LE}, {"gt", Py_GT}, {"ge", Py_GE}};
+    static const std::map<std::string, int, std::less<>> operators = {{"eq", Py_EQ}, {"ne", Py_NE}, {"lt", Py_LT},
+                                                                      {"le", Py_LE}, {"gt", Py_GT}, {"ge", Py_GE}};
     const auto found = operators.find(r.name("cmp"));
-    if (found == operators.end()) throw splitcore::error(errc::bad_request, "field \"cmp\" must be one of eq ne lt le gt ge");
+    if (found == operators.end())
+        throw splitcore::error(errc::bad_request, "field \"cmp\" must be one of eq ne lt le gt ge");
     py_ref left = r.object();
     py_ref right = r.value("v");
     py_ref result = py_ref::checked(PyObject_RichCompare(left.get(), right.get(), found->second));
@@ -373,14 +387,15 @@ json worker::iter(const request& r) {
     py_ref iterator = py_ref::checked(PyObject_GetIter(r.object().get()));
     bool done = false;
     json items = take_items(iterator.get(), r, done);
-    return json{{"it", done ? json(nullptr) : r.out.encode(iterator.get())}, {"items", std::move(items)}, {"done", done}};
+    return json{
+        {"it", done ? json(nullptr) : r.out.encode(iterator.get())}, {"items", std::move(items)}, {"done", done}};
 }
 
 json worker::next(const request& r) {
     py_ref iterator = r.object();
     if (!PyIter_Check(iterator.get())) {
-        throw python_error::make(PyExc_TypeError, std::string("'") + Py_TYPE(iterator.get())->tp_name +
-                                                      "' object is not an iterator");
+        throw python_error::make(PyExc_TypeError,
+                                 std::string("'") + Py_TYPE(iterator.get())->tp_name + "' object is not an iterator");
     }
     bool done = false;
     json items = take_items(iterator.get(), r, done);
@@ -404,8 +419,8 @@ json worker::exit(const request& r) {
         }
         py_ref type = exception_class(exc[0].get<std::string>());
         py_ref instance = py_ref::checked(PyObject_CallFunction(type.get(), "s", exc[1].get<std::string>().c_str()));
-        result = py_ref::checked(
-            PyObject_CallMethod(target.get(), "__exit__", "OOO", type.get(), instance.get(), Py_None));
+        result =
+            py_ref::checked(PyObject_CallMethod(target.get(), "__exit__", "OOO", type.get(), instance.get(), Py_None));
     }
     return bool_value(PyObject_IsTrue(result.get()));
 }

@@ -46,8 +46,8 @@ void start_python(const std::string& executable) {
     PyConfig config;
     PyConfig_InitPythonConfig(&config);
     config.parse_argv = 0;
-    config.buffered_stdio = 0;          // prints reach the client live
-    config.install_signal_handlers = 1; // SIGINT -> KeyboardInterrupt: that is how cancel works
+    config.buffered_stdio = 0;           // prints reach the client live
+    config.install_signal_handlers = 1;  // SIGINT -> KeyboardInterrupt: that is how cancel works
     PyStatus status = PyConfig_SetBytesString(&config, &config.program_name, executable.c_str());
     if (!PyStatus_Exception(status)) {
         const char* argv[] = {"splitbrain-worker"};

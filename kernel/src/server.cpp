@@ -26,666 +26,506 @@
 #include "requests.hpp"
 #include "threads.hpp"
 
-namespace splitbrain
-{
-    namespace
-    {
-        // cppzmq throws on EINTR; a signal meant for Python must never lose a message part.
-        void send_all(zmq::socket_t& socket, zmq::multipart_t& parts)
-        {
-            while (!parts.empty())
-            {
-                zmq::message_t part = parts.pop();
-                const auto flags = parts.empty() ? zmq::send_flags::none : zmq::send_flags::sndmore;
-                for (;;)
-                {
-                    try
-                    {
-                        (void)socket.send(part, flags);
-                        break;
-                    }
-                    catch (const zmq::error_t& e)
-                    {
-                        if (e.num() != EINTR)
-                        {
-                            throw;
-                        }
-                    }
+namespace splitbrain {
+namespace {
+// cppzmq throws on EINTR; a signal meant for Python must never lose a message part.
+void send_all(zmq::socket_t& socket, zmq::multipart_t& parts) {
+    while (!parts.empty()) {
+        zmq::message_t part = parts.pop();
+        const auto flags = parts.empty() ? zmq::send_flags::none : zmq::send_flags::sndmore;
+        for (;;) {
+            try {
+                (void)socket.send(part, flags);
+                break;
+            } catch (const zmq::error_t& e) {
+                if (e.num() != EINTR) {
+                    throw;
                 }
             }
         }
-
-        // Receives a whole message if one is there; false when none is.
-        [[nodiscard]] bool recv_now(zmq::socket_t& socket, zmq::multipart_t& parts)
-        {
-            for (;;)
-            {
-                try
-                {
-                    return parts.recv(socket, ZMQ_DONTWAIT);
-                }
-                catch (const zmq::error_t& e)
-                {
-                    if (e.num() != EINTR)
-                    {
-                        throw;
-                    }
-                    parts.clear();
-                }
-            }
-        }
-
-        // Releases the GIL for its scope if the calling thread holds it.
-        class gil_released_if_held
-        {
-        public:
-            gil_released_if_held()
-                : m_state(PyGILState_Check() ? PyEval_SaveThread() : nullptr)
-            {
-            }
-            ~gil_released_if_held()
-            {
-                if (m_state != nullptr)
-                {
-                    PyEval_RestoreThread(m_state);
-                }
-            }
-            gil_released_if_held(const gil_released_if_held&) = delete;
-            gil_released_if_held& operator=(const gil_released_if_held&) = delete;
-        private:
-            PyThreadState* m_state;
-        };
-
-        void log_bad_message(const char* channel, const std::exception& e)
-        {
-            std::cerr << splitcore::tagged(splitcore::errc::kernel_bad_message,
-                                           std::string("dropped a message on the ") + channel
-                                               + " channel: " + e.what())
-                      << std::endl;
-        }
-    }
-
-    kernel_server::direct_messenger::direct_messenger(kernel_server& server)
-        : m_server(server)
-    {
-    }
-
-    nl::json kernel_server::direct_messenger::send_to_shell_impl(const nl::json& message)
-    {
-        return m_server.notify_internal_listener(message);
-    }
-
-    kernel_server::kernel_server(zmq::context_t& context,
-                                 const xeus::xconfiguration& config,
-                                 nl::json::error_handler_t eh,
-                                 output_buffer& output,
-                                 std::function<void()> warm_up)
-        : m_shell(context, zmq::socket_type::router)
-        , m_control(context, zmq::socket_type::router)
-        , m_stdin(context, zmq::socket_type::router)
-        , m_iopub(context, zmq::socket_type::pub)
-        , m_heartbeat(context, zmq::socket_type::router)
-        , p_auth(xeus::make_xauthentication(config.m_signature_scheme, config.m_key))
-        , m_error_handler(eh)
-        , m_messenger(*this)
-        , m_output(output)
-        , m_capture(output)
-        , m_warm_up(std::move(warm_up))
-        , m_stop_fd(eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK))
-    {
-        if (m_stop_fd < 0 || ::pipe2(m_signal_pipe, O_CLOEXEC | O_NONBLOCK) != 0)
-        {
-            const int error = errno;  // before tagged() allocates
-            throw std::system_error(error, std::generic_category(),
-                                    splitcore::tagged(splitcore::errc::kernel_start_failed, "eventfd/pipe"));
-        }
-        xeus::init_socket(m_shell, config.m_transport, config.m_ip, config.m_shell_port);
-        xeus::init_socket(m_control, config.m_transport, config.m_ip, config.m_control_port);
-        xeus::init_socket(m_stdin, config.m_transport, config.m_ip, config.m_stdin_port);
-        xeus::init_socket(m_iopub, config.m_transport, config.m_ip, config.m_iopub_port);
-        xeus::init_socket(m_heartbeat, config.m_transport, config.m_ip, config.m_hb_port);
-    }
-
-    kernel_server::~kernel_server()
-    {
-        stop_impl();
-        for (std::thread* t : {&m_control_thread, &m_heartbeat_thread})
-        {
-            if (t->joinable())
-            {
-                t->join();
-            }
-        }
-        ::close(m_stop_fd);
-        for (int fd : m_signal_pipe)
-        {
-            ::close(fd);
-        }
-    }
-
-    xeus::xcontrol_messenger& kernel_server::get_control_messenger_impl()
-    {
-        return m_messenger;
-    }
-
-    void kernel_server::send_shell_impl(xeus::xmessage msg)
-    {
-        flush_output();
-        if (msg.header().value("msg_type", "") == "execute_reply" && msg.content().value("status", "") == "error")
-        {
-            zmq::multipart_t queued;
-            while (recv_now(m_shell, queued))
-            {
-                m_queued_before_error.push_back(std::move(queued));
-                queued = zmq::multipart_t();
-            }
-        }
-        zmq::multipart_t wire = xeus::xzmq_serializer::serialize(std::move(msg), *p_auth, m_error_handler);
-        send_all(m_shell, wire);
-    }
-
-    void kernel_server::send_control_impl(xeus::xmessage msg)
-    {
-        zmq::multipart_t wire = xeus::xzmq_serializer::serialize(std::move(msg), *p_auth, m_error_handler);
-        send_all(m_control, wire);
-    }
-
-    // Called on the main thread from input()/getpass() with the GIL held.
-    void kernel_server::send_stdin_impl(xeus::xmessage msg)
-    {
-        flush_output();
-        zmq::multipart_t stale;
-        while (recv_now(m_stdin, stale))
-        {
-            stale.clear();  // the answer to a prompt that was interrupted
-        }
-        zmq::multipart_t wire = xeus::xzmq_serializer::serialize(std::move(msg), *p_auth, m_error_handler);
-        send_all(m_stdin, wire);
-
-        const bool has_gil = PyGILState_Check() != 0;
-        if (has_gil)
-        {
-            set_signal_wakeup(true);
-        }
-        zmq::multipart_t reply;
-        for (;;)
-        {
-            wait_result result;
-            {
-                // Other Python threads keep running while the user types.
-                gil_released_if_held released;
-                result = wait_for(m_stdin, /*signals=*/true);
-            }
-            if (result == wait_result::interrupted)
-            {
-                if (!has_gil)
-                {
-                    consume_idle_interrupt();
-                }
-                else if (PyErr_CheckSignals() != 0)
-                {
-                    throw pybind11::error_already_set();  // KeyboardInterrupt raised in input()
-                }
-                continue;
-            }
-            if (result == wait_result::stopping)
-            {
-                const std::string stopping =
-                    splitcore::tagged(splitcore::errc::kernel_stopping, "the kernel is shutting down");
-                if (has_gil)
-                {
-                    PyErr_SetString(PyExc_EOFError, stopping.c_str());
-                    throw pybind11::error_already_set();
-                }
-                throw std::runtime_error(stopping);
-            }
-            std::optional<xeus::xmessage> answer;
-            while (!answer && recv_now(m_stdin, reply))
-            {
-                try
-                {
-                    answer.emplace(xeus::xzmq_serializer::deserialize(reply, *p_auth));
-                }
-                catch (const std::exception& e)
-                {
-                    log_bad_message("stdin", e);  // and keep waiting for the real answer
-                }
-                reply.clear();
-            }
-            if (answer)
-            {
-                notify_stdin_listener(std::move(*answer));
-                return;
-            }
-        }
-    }
-
-    void kernel_server::publish_impl(xeus::xpub_message msg, xeus::channel c)
-    {
-        if (c == xeus::channel::SHELL)
-        {
-            flush_output();  // what a cell printed precedes what it displays, and its idle status
-        }
-        zmq::multipart_t wire = xeus::xzmq_serializer::serialize_iopub(std::move(msg), *p_auth, m_error_handler);
-        send_iopub(wire);
-    }
-
-    void kernel_server::publish_stream(stream_name name, const std::string& text, const nl::json& parent)
-    {
-        nl::json content;
-        content["name"] = to_string(name);
-        content["text"] = text;
-        xeus::xpub_message msg(m_topic_prefix + "stream",
-                               xeus::make_header("stream", m_user_name, m_session_id),
-                               parent,
-                               nl::json::object(),
-                               std::move(content),
-                               xeus::buffer_sequence());
-        zmq::multipart_t wire = xeus::xzmq_serializer::serialize_iopub(std::move(msg), *p_auth, m_error_handler);
-        send_iopub(wire);
-    }
-
-    void kernel_server::flush_output()
-    {
-        m_capture.drain();
-        m_output.flush();
-    }
-
-    void kernel_server::send_iopub(zmq::multipart_t& wire_msg)
-    {
-        std::lock_guard<std::mutex> lock(m_iopub_mutex);
-        send_all(m_iopub, wire_msg);
-    }
-
-    void kernel_server::start_impl(xeus::xpub_message msg)
-    {
-        const std::string& topic = msg.topic();
-        m_topic_prefix = topic.substr(0, topic.find_last_of('.') + 1);
-        m_user_name = msg.header().value("username", "");
-        m_session_id = msg.header().value("session", "");
-        m_main_thread = pthread_self();
-        if (std::getenv("JPY_PARENT_PID") != nullptr)
-        {
-            m_parent = ::getppid();
-        }
-
-        zmq::multipart_t wire = xeus::xzmq_serializer::serialize_iopub(std::move(msg), *p_auth, m_error_handler);
-        send_iopub(wire);
-
-        m_output.start([this](stream_name name, const std::string& text, const nl::json& parent)
-        {
-            publish_stream(name, text, parent);
-        });
-        m_capture.start();
-        m_control_thread = start_signal_free_thread([this] { serve_control(); });
-        m_heartbeat_thread = start_signal_free_thread([this] { serve_heartbeat(); });
-
-        set_signal_wakeup(true);
-        serve_shell();
-        set_signal_wakeup(false);
-
-        m_capture.stop();
-        m_output.stop();
-        stop_impl();
-        m_control_thread.join();
-        m_heartbeat_thread.join();
-    }
-
-    // After an execute_request failed with stop_on_error: aborts the execute_requests that were
-    // queued before its reply went out (xeus aborts whatever arrives for a while, including
-    // kernel_info and completion requests and the next cell of a client that waited for the reply,
-    // and replies "error" without the idle status clients wait for). Replies "aborted", as ipykernel.
-    void kernel_server::abort_queue_impl(const listener& /*l*/, long /*polling_interval*/)
-    {
-        std::deque<zmq::multipart_t> kept;
-        for (zmq::multipart_t& wire : m_queued_before_error)
-        {
-            try
-            {
-                zmq::multipart_t copy = wire.clone();
-                xeus::xmessage msg = xeus::xzmq_serializer::deserialize(copy, *p_auth);
-                if (msg.header().value("msg_type", "") == "execute_request")
-                {
-                    reply_directly(msg, nl::json{{"status", "aborted"}}, xeus::channel::SHELL);
-                }
-                else
-                {
-                    kept.push_back(std::move(wire));
-                }
-            }
-            catch (const std::exception& e)
-            {
-                log_bad_message("shell", e);
-            }
-        }
-        m_queued_before_error.swap(kept);
-    }
-
-    void kernel_server::stop_impl()
-    {
-        if (!m_run.stop())
-        {
-            return;
-        }
-        const std::uint64_t one = 1;
-        (void)!::write(m_stop_fd, &one, sizeof(one));
-        if (m_run.busy())
-        {
-            interrupt_main_thread();  // a cell still running is stopped like an interrupt would
-        }
-    }
-
-    void kernel_server::update_config_impl(xeus::xconfiguration& config) const
-    {
-        config.m_shell_port = xeus::get_socket_port(m_shell);
-        config.m_control_port = xeus::get_socket_port(m_control);
-        config.m_stdin_port = xeus::get_socket_port(m_stdin);
-        config.m_iopub_port = xeus::get_socket_port(m_iopub);
-        config.m_hb_port = xeus::get_socket_port(m_heartbeat);
-    }
-
-    auto kernel_server::wait_for(zmq::socket_t& socket, bool signals, long timeout_ms) -> wait_result
-    {
-        zmq_pollitem_t items[] = {
-            {socket.handle(), 0, ZMQ_POLLIN, 0},
-            {nullptr, m_stop_fd, ZMQ_POLLIN, 0},
-            {nullptr, m_signal_pipe[0], ZMQ_POLLIN, 0}
-        };
-        for (;;)
-        {
-            const int rc = zmq_poll(items, signals ? 3 : 2, timeout_ms);
-            if (rc < 0)
-            {
-                if (zmq_errno() == EINTR)
-                {
-                    return wait_result::interrupted;
-                }
-                throw zmq::error_t();
-            }
-            if (items[1].revents & ZMQ_POLLIN)
-            {
-                return wait_result::stopping;
-            }
-            if (signals && (items[2].revents & ZMQ_POLLIN))
-            {
-                char drained[64];
-                while (::read(m_signal_pipe[0], drained, sizeof(drained)) > 0)
-                {
-                }
-                return wait_result::interrupted;
-            }
-            if (items[0].revents & ZMQ_POLLIN)
-            {
-                return wait_result::readable;
-            }
-            if (rc == 0)
-            {
-                return wait_result::timed_out;
-            }
-        }
-    }
-
-    void kernel_server::serve_shell()
-    {
-        zmq::multipart_t wire;
-        for (;;)
-        {
-            while (!m_run.stopping() && !m_queued_before_error.empty())
-            {
-                wire = std::move(m_queued_before_error.front());
-                m_queued_before_error.pop_front();
-                handle_shell_message(wire);
-            }
-            wire.clear();
-            const wait_result result = wait_for(m_shell, /*signals=*/true);
-            if (result == wait_result::stopping)
-            {
-                return;
-            }
-            if (result == wait_result::interrupted)
-            {
-                consume_idle_interrupt();
-                continue;
-            }
-            // Requests set aside by a failing cell's reply are older: they go first (top of loop).
-            while (!m_run.stopping() && m_queued_before_error.empty() && recv_now(m_shell, wire))
-            {
-                handle_shell_message(wire);
-                wire.clear();
-            }
-            if (!m_run.stopping())
-            {
-                warm_up_once();
-            }
-            set_signal_wakeup(true);  // again: a cell's asyncio loop may have replaced it
-        }
-    }
-
-    void kernel_server::handle_shell_message(zmq::multipart_t& wire_msg)
-    {
-        std::optional<xeus::xmessage> msg;
-        try
-        {
-            msg.emplace(xeus::xzmq_serializer::deserialize(wire_msg, *p_auth));
-        }
-        catch (const std::exception& e)
-        {
-            log_bad_message("shell", e);
-            return;
-        }
-        if (reject_bad_request(*msg, xeus::channel::SHELL))
-        {
-            return;
-        }
-        if (msg->header().value("msg_type", "") != "kernel_info_request")
-        {
-            warm_up_once();
-        }
-        // An interrupt that was sent before this request but is handled only now (it raced the
-        // message) belongs to the idle kernel, not to this request.
-        char pending[64];
-        if (::read(m_signal_pipe[0], pending, sizeof(pending)) > 0)
-        {
-            while (::read(m_signal_pipe[0], pending, sizeof(pending)) > 0)
-            {
-            }
-            consume_idle_interrupt();
-        }
-        flush_output();
-        m_output.set_parent(msg->header());
-        if (!m_run.begin_request())
-        {
-            return;  // a stop landed after the loop's check; like the requests still queued, not run
-        }
-        try
-        {
-            notify_shell_listener(std::move(*msg));
-        }
-        catch (const std::exception& e)
-        {
-            std::cerr << splitcore::tagged(splitcore::errc::kernel_request_failed, e.what()) << std::endl;
-        }
-        m_run.end_request();
-        flush_output();
-    }
-
-    void kernel_server::warm_up_once()
-    {
-        if (!m_warm_up)
-        {
-            return;
-        }
-        std::function<void()> warm_up = std::move(m_warm_up);
-        m_warm_up = nullptr;
-        sigset_t interrupt;
-        sigset_t previous;
-        sigemptyset(&interrupt);
-        sigaddset(&interrupt, SIGINT);
-        pthread_sigmask(SIG_BLOCK, &interrupt, &previous);
-        warm_up();
-        pthread_sigmask(SIG_SETMASK, &previous, nullptr);
-    }
-
-    bool kernel_server::reject_bad_request(const xeus::xmessage& msg, xeus::channel c)
-    {
-        const std::optional<std::string> problem = check_request(msg.header(), msg.content());
-        if (!problem)
-        {
-            return false;
-        }
-        if (reply_type_of(msg.header().value("msg_type", "")).empty())
-        {
-            std::cerr << splitcore::tagged(splitcore::errc::kernel_bad_message, *problem) << std::endl;
-            return true;
-        }
-        nl::json content;
-        content["status"] = "error";
-        content["ename"] = "ValueError";
-        content["evalue"] = splitcore::tagged(splitcore::errc::kernel_bad_request, *problem);
-        content["traceback"] = nl::json::array();
-        reply_directly(msg, std::move(content), c);
-        return true;
-    }
-
-    // A reply the kernel core is not involved in, framed like the core's: busy, reply, idle
-    // (clients wait for the idle status of their request).
-    void kernel_server::reply_directly(const xeus::xmessage& request, nl::json content, xeus::channel c)
-    {
-        auto publish_status = [this, &request](const char* state)
-        {
-            xeus::xpub_message status(m_topic_prefix + "status",
-                                      xeus::make_header("status", m_user_name, m_session_id),
-                                      request.header(),
-                                      nl::json::object(),
-                                      nl::json{{"execution_state", state}},
-                                      xeus::buffer_sequence());
-            zmq::multipart_t wire = xeus::xzmq_serializer::serialize_iopub(std::move(status), *p_auth, m_error_handler);
-            send_iopub(wire);
-        };
-        publish_status("busy");
-        xeus::xmessage reply(request.identities(),
-                             xeus::make_header(reply_type_of(request.header().value("msg_type", "")),
-                                               m_user_name, m_session_id),
-                             request.header(),
-                             nl::json::object(),
-                             std::move(content),
-                             xeus::buffer_sequence());
-        zmq::multipart_t wire = xeus::xzmq_serializer::serialize(std::move(reply), *p_auth, m_error_handler);
-        send_all(c == xeus::channel::SHELL ? m_shell : m_control, wire);
-        publish_status("idle");
-    }
-
-    // A SIGINT that arrives while no cell runs interrupts nothing; run the Python handlers now so
-    // that the pending KeyboardInterrupt does not hit the next cell at its first line.
-    void kernel_server::consume_idle_interrupt()
-    {
-        PyGILState_STATE state = PyGILState_Ensure();
-        if (PyErr_CheckSignals() != 0)
-        {
-            if (PyErr_ExceptionMatches(PyExc_KeyboardInterrupt))
-            {
-                PyErr_Clear();
-            }
-            else
-            {
-                PyErr_Print();  // raised by a handler the user installed: show it
-            }
-        }
-        PyGILState_Release(state);
-    }
-
-    // Main thread only (CPython's rule for signal.set_wakeup_fd).
-    void kernel_server::set_signal_wakeup(bool enabled)
-    {
-        PyGILState_STATE state = PyGILState_Ensure();
-        try
-        {
-            pybind11::module_::import("signal").attr("set_wakeup_fd")(
-                enabled ? m_signal_pipe[1] : -1, pybind11::arg("warn_on_full_buffer") = false);
-        }
-        catch (const pybind11::error_already_set& e)
-        {
-            std::cerr << splitcore::tagged(splitcore::errc::kernel_signal_wakeup, e.what()) << std::endl;
-        }
-        PyGILState_Release(state);
-    }
-
-    void kernel_server::interrupt_main_thread()
-    {
-        if (m_main_thread != pthread_t{})
-        {
-            pthread_kill(m_main_thread, SIGINT);
-        }
-    }
-
-    void kernel_server::serve_control()
-    {
-        zmq::multipart_t wire;
-        while (wait_for(m_control) != wait_result::stopping)
-        {
-            while (recv_now(m_control, wire))
-            {
-                try
-                {
-                    xeus::xmessage msg = xeus::xzmq_serializer::deserialize(wire, *p_auth);
-                    if (reject_bad_request(msg, xeus::channel::CONTROL))
-                    {
-                        wire.clear();
-                        continue;
-                    }
-                    if (msg.header().value("msg_type", "") == "interrupt_request")
-                    {
-                        interrupt_main_thread();
-                    }
-                    notify_control_listener(std::move(msg));
-                }
-                catch (const std::exception& e)
-                {
-                    log_bad_message("control", e);
-                }
-                wire.clear();
-            }
-        }
-    }
-
-    bool kernel_server::parent_is_gone() const
-    {
-        return m_parent != 0 && ::getppid() != m_parent;
-    }
-
-    void kernel_server::serve_heartbeat()
-    {
-        zmq::multipart_t wire;
-        for (;;)
-        {
-            const wait_result result = wait_for(m_heartbeat, false, m_parent != 0 ? 1000 : -1);
-            if (result == wait_result::stopping)
-            {
-                return;
-            }
-            if (parent_is_gone())
-            {
-                std::cerr << splitcore::tagged(splitcore::errc::kernel_orphaned,
-                                               "the process that started the kernel (pid "
-                                                   + std::to_string(m_parent) + ") is gone; shutting down")
-                          << std::endl;
-                stop_impl();
-                return;
-            }
-            while (recv_now(m_heartbeat, wire))
-            {
-                send_all(m_heartbeat, wire);
-                wire.clear();
-            }
-        }
-    }
-
-    std::unique_ptr<xeus::xserver> make_kernel_server(zmq::context_t& context,
-                                                      const xeus::xconfiguration& config,
-                                                      nl::json::error_handler_t eh,
-                                                      output_buffer& output,
-                                                      std::function<void()> warm_up)
-    {
-        return std::make_unique<kernel_server>(context, config, eh, output, std::move(warm_up));
     }
 }
+
+// Receives a whole message if one is there; false when none is.
+[[nodiscard]] bool recv_now(zmq::socket_t& socket, zmq::multipart_t& parts) {
+    for (;;) {
+        try {
+            return parts.recv(socket, ZMQ_DONTWAIT);
+        } catch (const zmq::error_t& e) {
+            if (e.num() != EINTR) {
+                throw;
+            }
+            parts.clear();
+        }
+    }
+}
+
+// Releases the GIL for its scope if the calling thread holds it.
+class gil_released_if_held {
+public:
+    gil_released_if_held() : m_state(PyGILState_Check() ? PyEval_SaveThread() : nullptr) {}
+    ~gil_released_if_held() {
+        if (m_state != nullptr) {
+            PyEval_RestoreThread(m_state);
+        }
+    }
+    gil_released_if_held(const gil_released_if_held&) = delete;
+    gil_released_if_held& operator=(const gil_released_if_held&) = delete;
+
+private:
+    PyThreadState* m_state;
+};
+
+void log_bad_message(const char* channel, const std::exception& e) {
+    std::cerr << splitcore::tagged(splitcore::errc::kernel_bad_message,
+                                   std::string("dropped a message on the ") + channel + " channel: " + e.what())
+              << std::endl;
+}
+}  // namespace
+
+kernel_server::direct_messenger::direct_messenger(kernel_server& server) : m_server(server) {}
+
+nl::json kernel_server::direct_messenger::send_to_shell_impl(const nl::json& message) {
+    return m_server.notify_internal_listener(message);
+}
+
+kernel_server::kernel_server(zmq::context_t& context, const xeus::xconfiguration& config, nl::json::error_handler_t eh,
+                             output_buffer& output, std::function<void()> warm_up)
+    : m_shell(context, zmq::socket_type::router), m_control(context, zmq::socket_type::router),
+      m_stdin(context, zmq::socket_type::router), m_iopub(context, zmq::socket_type::pub),
+      m_heartbeat(context, zmq::socket_type::router),
+      p_auth(xeus::make_xauthentication(config.m_signature_scheme, config.m_key)), m_error_handler(eh),
+      m_messenger(*this), m_output(output), m_capture(output), m_warm_up(std::move(warm_up)),
+      m_stop_fd(eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK)) {
+    if (m_stop_fd < 0 || ::pipe2(m_signal_pipe, O_CLOEXEC | O_NONBLOCK) != 0) {
+        const int error = errno;  // before tagged() allocates
+        throw std::system_error(error, std::generic_category(),
+                                splitcore::tagged(splitcore::errc::kernel_start_failed, "eventfd/pipe"));
+    }
+    xeus::init_socket(m_shell, config.m_transport, config.m_ip, config.m_shell_port);
+    xeus::init_socket(m_control, config.m_transport, config.m_ip, config.m_control_port);
+    xeus::init_socket(m_stdin, config.m_transport, config.m_ip, config.m_stdin_port);
+    xeus::init_socket(m_iopub, config.m_transport, config.m_ip, config.m_iopub_port);
+    xeus::init_socket(m_heartbeat, config.m_transport, config.m_ip, config.m_hb_port);
+}
+
+kernel_server::~kernel_server() {
+    stop_impl();
+    for (std::thread* t : {&m_control_thread, &m_heartbeat_thread}) {
+        if (t->joinable()) {
+            t->join();
+        }
+    }
+    ::close(m_stop_fd);
+    for (int fd : m_signal_pipe) {
+        ::close(fd);
+    }
+}
+
+xeus::xcontrol_messenger& kernel_server::get_control_messenger_impl() { return m_messenger; }
+
+void kernel_server::send_shell_impl(xeus::xmessage msg) {
+    flush_output();
+    if (msg.header().value("msg_type", "") == "execute_reply" && msg.content().value("status", "") == "error") {
+        zmq::multipart_t queued;
+        while (recv_now(m_shell, queued)) {
+            m_queued_before_error.push_back(std::move(queued));
+            queued = zmq::multipart_t();
+        }
+    }
+    zmq::multipart_t wire = xeus::xzmq_serializer::serialize(std::move(msg), *p_auth, m_error_handler);
+    send_all(m_shell, wire);
+}
+
+void kernel_server::send_control_impl(xeus::xmessage msg) {
+    zmq::multipart_t wire = xeus::xzmq_serializer::serialize(std::move(msg), *p_auth, m_error_handler);
+    send_all(m_control, wire);
+}
+
+// Called on the main thread from input()/getpass() with the GIL held.
+void kernel_server::send_stdin_impl(xeus::xmessage msg) {
+    flush_output();
+    zmq::multipart_t stale;
+    while (recv_now(m_stdin, stale)) {
+        stale.clear();  // the answer to a prompt that was interrupted
+    }
+    zmq::multipart_t wire = xeus::xzmq_serializer::serialize(std::move(msg), *p_auth, m_error_handler);
+    send_all(m_stdin, wire);
+
+    const bool has_gil = PyGILState_Check() != 0;
+    if (has_gil) {
+        set_signal_wakeup(true);
+    }
+    zmq::multipart_t reply;
+    for (;;) {
+        wait_result result;
+        {
+            // Other Python threads keep running while the user types.
+            gil_released_if_held released;
+            result = wait_for(m_stdin, /*signals=*/true);
+        }
+        if (result == wait_result::interrupted) {
+            if (!has_gil) {
+                consume_idle_interrupt();
+            } else if (PyErr_CheckSignals() != 0) {
+                throw pybind11::error_already_set();  // KeyboardInterrupt raised in input()
+            }
+            continue;
+        }
+        if (result == wait_result::stopping) {
+            const std::string stopping =
+                splitcore::tagged(splitcore::errc::kernel_stopping, "the kernel is shutting down");
+            if (has_gil) {
+                PyErr_SetString(PyExc_EOFError, stopping.c_str());
+                throw pybind11::error_already_set();
+            }
+            throw std::runtime_error(stopping);
+        }
+        std::optional<xeus::xmessage> answer;
+        while (!answer && recv_now(m_stdin, reply)) {
+            try {
+                answer.emplace(xeus::xzmq_serializer::deserialize(reply, *p_auth));
+            } catch (const std::exception& e) {
+                log_bad_message("stdin", e);  // and keep waiting for the real answer
+            }
+            reply.clear();
+        }
+        if (answer) {
+            notify_stdin_listener(std::move(*answer));
+            return;
+        }
+    }
+}
+
+void kernel_server::publish_impl(xeus::xpub_message msg, xeus::channel c) {
+    if (c == xeus::channel::SHELL) {
+        flush_output();  // what a cell printed precedes what it displays, and its idle status
+    }
+    zmq::multipart_t wire = xeus::xzmq_serializer::serialize_iopub(std::move(msg), *p_auth, m_error_handler);
+    send_iopub(wire);
+}
+
+void kernel_server::publish_stream(stream_name name, const std::string& text, const nl::json& parent) {
+    nl::json content;
+    content["name"] = to_string(name);
+    content["text"] = text;
+    xeus::xpub_message msg(m_topic_prefix + "stream", xeus::make_header("stream", m_user_name, m_session_id), parent,
+                           nl::json::object(), std::move(content), xeus::buffer_sequence());
+    zmq::multipart_t wire = xeus::xzmq_serializer::serialize_iopub(std::move(msg), *p_auth, m_error_handler);
+    send_iopub(wire);
+}
+
+void kernel_server::flush_output() {
+    m_capture.drain();
+    m_output.flush();
+}
+
+void kernel_server::send_iopub(zmq::multipart_t& wire_msg) {
+    std::lock_guard<std::mutex> lock(m_iopub_mutex);
+    send_all(m_iopub, wire_msg);
+}
+
+void kernel_server::start_impl(xeus::xpub_message msg) {
+    const std::string& topic = msg.topic();
+    m_topic_prefix = topic.substr(0, topic.find_last_of('.') + 1);
+    m_user_name = msg.header().value("username", "");
+    m_session_id = msg.header().value("session", "");
+    m_main_thread = pthread_self();
+    if (std::getenv("JPY_PARENT_PID") != nullptr) {
+        m_parent = ::getppid();
+    }
+
+    zmq::multipart_t wire = xeus::xzmq_serializer::serialize_iopub(std::move(msg), *p_auth, m_error_handler);
+    send_iopub(wire);
+
+    m_output.start([this](stream_name name, const std::string& text, const nl::json& parent) {
+        publish_stream(name, text, parent);
+    });
+    m_capture.start();
+    m_control_thread = start_signal_free_thread([this] { serve_control(); });
+    m_heartbeat_thread = start_signal_free_thread([this] { serve_heartbeat(); });
+
+    set_signal_wakeup(true);
+    serve_shell();
+    set_signal_wakeup(false);
+
+    m_capture.stop();
+    m_output.stop();
+    stop_impl();
+    m_control_thread.join();
+    m_heartbeat_thread.join();
+}
+
+// After an execute_request failed with stop_on_error: aborts the execute_requests that were
+// queued before its reply went out (xeus aborts whatever arrives for a while, including
+// kernel_info and completion requests and the next cell of a client that waited for the reply,
+// and replies "error" without the idle status clients wait for). Replies "aborted", as ipykernel.
+void kernel_server::abort_queue_impl(const listener& /*l*/, long /*polling_interval*/) {
+    std::deque<zmq::multipart_t> kept;
+    for (zmq::multipart_t& wire : m_queued_before_error) {
+        try {
+            zmq::multipart_t copy = wire.clone();
+            xeus::xmessage msg = xeus::xzmq_serializer::deserialize(copy, *p_auth);
+            if (msg.header().value("msg_type", "") == "execute_request") {
+                reply_directly(msg, nl::json{{"status", "aborted"}}, xeus::channel::SHELL);
+            } else {
+                kept.push_back(std::move(wire));
+            }
+        } catch (const std::exception& e) {
+            log_bad_message("shell", e);
+        }
+    }
+    m_queued_before_error.swap(kept);
+}
+
+void kernel_server::stop_impl() {
+    if (!m_run.stop()) {
+        return;
+    }
+    const std::uint64_t one = 1;
+    (void)!::write(m_stop_fd, &one, sizeof(one));
+    if (m_run.busy()) {
+        interrupt_main_thread();  // a cell still running is stopped like an interrupt would
+    }
+}
+
+void kernel_server::update_config_impl(xeus::xconfiguration& config) const {
+    config.m_shell_port = xeus::get_socket_port(m_shell);
+    config.m_control_port = xeus::get_socket_port(m_control);
+    config.m_stdin_port = xeus::get_socket_port(m_stdin);
+    config.m_iopub_port = xeus::get_socket_port(m_iopub);
+    config.m_hb_port = xeus::get_socket_port(m_heartbeat);
+}
+
+auto kernel_server::wait_for(zmq::socket_t& socket, bool signals, long timeout_ms) -> wait_result {
+    zmq_pollitem_t items[] = {{socket.handle(), 0, ZMQ_POLLIN, 0},
+                              {nullptr, m_stop_fd, ZMQ_POLLIN, 0},
+                              {nullptr, m_signal_pipe[0], ZMQ_POLLIN, 0}};
+    for (;;) {
+        const int rc = zmq_poll(items, signals ? 3 : 2, timeout_ms);
+        if (rc < 0) {
+            if (zmq_errno() == EINTR) {
+                return wait_result::interrupted;
+            }
+            throw zmq::error_t();
+        }
+        if (items[1].revents & ZMQ_POLLIN) {
+            return wait_result::stopping;
+        }
+        if (signals && (items[2].revents & ZMQ_POLLIN)) {
+            char drained[64];
+            while (::read(m_signal_pipe[0], drained, sizeof(drained)) > 0) {
+            }
+            return wait_result::interrupted;
+        }
+        if (items[0].revents & ZMQ_POLLIN) {
+            return wait_result::readable;
+        }
+        if (rc == 0) {
+            return wait_result::timed_out;
+        }
+    }
+}
+
+void kernel_server::serve_shell() {
+    zmq::multipart_t wire;
+    for (;;) {
+        while (!m_run.stopping() && !m_queued_before_error.empty()) {
+            wire = std::move(m_queued_before_error.front());
+            m_queued_before_error.pop_front();
+            handle_shell_message(wire);
+        }
+        wire.clear();
+        const wait_result result = wait_for(m_shell, /*signals=*/true);
+        if (result == wait_result::stopping) {
+            return;
+        }
+        if (result == wait_result::interrupted) {
+            consume_idle_interrupt();
+            continue;
+        }
+        // Requests set aside by a failing cell's reply are older: they go first (top of loop).
+        while (!m_run.stopping() && m_queued_before_error.empty() && recv_now(m_shell, wire)) {
+            handle_shell_message(wire);
+            wire.clear();
+        }
+        if (!m_run.stopping()) {
+            warm_up_once();
+        }
+        set_signal_wakeup(true);  // again: a cell's asyncio loop may have replaced it
+    }
+}
+
+void kernel_server::handle_shell_message(zmq::multipart_t& wire_msg) {
+    std::optional<xeus::xmessage> msg;
+    try {
+        msg.emplace(xeus::xzmq_serializer::deserialize(wire_msg, *p_auth));
+    } catch (const std::exception& e) {
+        log_bad_message("shell", e);
+        return;
+    }
+    if (reject_bad_request(*msg, xeus::channel::SHELL)) {
+        return;
+    }
+    if (msg->header().value("msg_type", "") != "kernel_info_request") {
+        warm_up_once();
+    }
+    // An interrupt that was sent before this request but is handled only now (it raced the
+    // message) belongs to the idle kernel, not to this request.
+    char pending[64];
+    if (::read(m_signal_pipe[0], pending, sizeof(pending)) > 0) {
+        while (::read(m_signal_pipe[0], pending, sizeof(pending)) > 0) {
+        }
+        consume_idle_interrupt();
+    }
+    flush_output();
+    m_output.set_parent(msg->header());
+    if (!m_run.begin_request()) {
+        return;  // a stop landed after the loop's check; like the requests still queued, not run
+    }
+    try {
+        notify_shell_listener(std::move(*msg));
+    } catch (const std::exception& e) {
+        std::cerr << splitcore::tagged(splitcore::errc::kernel_request_failed, e.what()) << std::endl;
+    }
+    m_run.end_request();
+    flush_output();
+}
+
+void kernel_server::warm_up_once() {
+    if (!m_warm_up) {
+        return;
+    }
+    std::function<void()> warm_up = std::move(m_warm_up);
+    m_warm_up = nullptr;
+    sigset_t interrupt;
+    sigset_t previous;
+    sigemptyset(&interrupt);
+    sigaddset(&interrupt, SIGINT);
+    pthread_sigmask(SIG_BLOCK, &interrupt, &previous);
+    warm_up();
+    pthread_sigmask(SIG_SETMASK, &previous, nullptr);
+}
+
+bool kernel_server::reject_bad_request(const xeus::xmessage& msg, xeus::channel c) {
+    const std::optional<std::string> problem = check_request(msg.header(), msg.content());
+    if (!problem) {
+        return false;
+    }
+    if (reply_type_of(msg.header().value("msg_type", "")).empty()) {
+        std::cerr << splitcore::tagged(splitcore::errc::kernel_bad_message, *problem) << std::endl;
+        return true;
+    }
+    nl::json content;
+    content["status"] = "error";
+    content["ename"] = "ValueError";
+    content["evalue"] = splitcore::tagged(splitcore::errc::kernel_bad_request, *problem);
+    content["traceback"] = nl::json::array();
+    reply_directly(msg, std::move(content), c);
+    return true;
+}
+
+// A reply the kernel core is not involved in, framed like the core's: busy, reply, idle
+// (clients wait for the idle status of their request).
+void kernel_server::reply_directly(const xeus::xmessage& request, nl::json content, xeus::channel c) {
+    auto publish_status = [this, &request](const char* state) {
+        xeus::xpub_message status(m_topic_prefix + "status", xeus::make_header("status", m_user_name, m_session_id),
+                                  request.header(), nl::json::object(), nl::json{{"execution_state", state}},
+                                  xeus::buffer_sequence());
+        zmq::multipart_t wire = xeus::xzmq_serializer::serialize_iopub(std::move(status), *p_auth, m_error_handler);
+        send_iopub(wire);
+    };
+    publish_status("busy");
+    xeus::xmessage reply(
+        request.identities(),
+        xeus::make_header(reply_type_of(request.header().value("msg_type", "")), m_user_name, m_session_id),
+        request.header(), nl::json::object(), std::move(content), xeus::buffer_sequence());
+    zmq::multipart_t wire = xeus::xzmq_serializer::serialize(std::move(reply), *p_auth, m_error_handler);
+    send_all(c == xeus::channel::SHELL ? m_shell : m_control, wire);
+    publish_status("idle");
+}
+
+// A SIGINT that arrives while no cell runs interrupts nothing; run the Python handlers now so
+// that the pending KeyboardInterrupt does not hit the next cell at its first line.
+void kernel_server::consume_idle_interrupt() {
+    PyGILState_STATE state = PyGILState_Ensure();
+    if (PyErr_CheckSignals() != 0) {
+        if (PyErr_ExceptionMatches(PyExc_KeyboardInterrupt)) {
+            PyErr_Clear();
+        } else {
+            PyErr_Print();  // raised by a handler the user installed: show it
+        }
+    }
+    PyGILState_Release(state);
+}
+
+// Main thread only (CPython's rule for signal.set_wakeup_fd).
+void kernel_server::set_signal_wakeup(bool enabled) {
+    PyGILState_STATE state = PyGILState_Ensure();
+    try {
+        pybind11::module_::import("signal").attr("set_wakeup_fd")(enabled ? m_signal_pipe[1] : -1,
+                                                                  pybind11::arg("warn_on_full_buffer") = false);
+    } catch (const pybind11::error_already_set& e) {
+        std::cerr << splitcore::tagged(splitcore::errc::kernel_signal_wakeup, e.what()) << std::endl;
+    }
+    PyGILState_Release(state);
+}
+
+void kernel_server::interrupt_main_thread() {
+    if (m_main_thread != pthread_t{}) {
+        pthread_kill(m_main_thread, SIGINT);
+    }
+}
+
+void kernel_server::serve_control() {
+    zmq::multipart_t wire;
+    while (wait_for(m_control) != wait_result::stopping) {
+        while (recv_now(m_control, wire)) {
+            try {
+                xeus::xmessage msg = xeus::xzmq_serializer::deserialize(wire, *p_auth);
+                if (reject_bad_request(msg, xeus::channel::CONTROL)) {
+                    wire.clear();
+                    continue;
+                }
+                if (msg.header().value("msg_type", "") == "interrupt_request") {
+                    interrupt_main_thread();
+                }
+                notify_control_listener(std::move(msg));
+            } catch (const std::exception& e) {
+                log_bad_message("control", e);
+            }
+            wire.clear();
+        }
+    }
+}
+
+bool kernel_server::parent_is_gone() const { return m_parent != 0 && ::getppid() != m_parent; }
+
+void kernel_server::serve_heartbeat() {
+    zmq::multipart_t wire;
+    for (;;) {
+        const wait_result result = wait_for(m_heartbeat, false, m_parent != 0 ? 1000 : -1);
+        if (result == wait_result::stopping) {
+            return;
+        }
+        if (parent_is_gone()) {
+            std::cerr << splitcore::tagged(splitcore::errc::kernel_orphaned,
+                                           "the process that started the kernel (pid " + std::to_string(m_parent) +
+                                               ") is gone; shutting down")
+                      << std::endl;
+            stop_impl();
+            return;
+        }
+        while (recv_now(m_heartbeat, wire)) {
+            send_all(m_heartbeat, wire);
+            wire.clear();
+        }
+    }
+}
+
+std::unique_ptr<xeus::xserver> make_kernel_server(zmq::context_t& context, const xeus::xconfiguration& config,
+                                                  nl::json::error_handler_t eh, output_buffer& output,
+                                                  std::function<void()> warm_up) {
+    return std::make_unique<kernel_server>(context, config, eh, output, std::move(warm_up));
+}
+}  // namespace splitbrain

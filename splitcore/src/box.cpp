@@ -27,8 +27,8 @@ bool is_struct_sequence(PyObject* obj) {
 // Plain data crosses by value; with frozen_only, only what cannot change after it crossed (no
 // bytearray, list, dict or set) counts.
 bool is_plain_at(PyObject* obj, int depth, bool frozen_only = false) {
-    if (obj == Py_None || PyBool_Check(obj) || PyLong_Check(obj) || PyFloat_Check(obj) ||
-        PyUnicode_Check(obj) || PyBytes_Check(obj) || PyComplex_CheckExact(obj)) {
+    if (obj == Py_None || PyBool_Check(obj) || PyLong_Check(obj) || PyFloat_Check(obj) || PyUnicode_Check(obj) ||
+        PyBytes_Check(obj) || PyComplex_CheckExact(obj)) {
         return true;
     }
     if (PyByteArray_CheckExact(obj)) return !frozen_only;
@@ -220,8 +220,8 @@ json encoder::encode_at(PyObject* value, int depth) {
     }
     if (PyBytes_Check(value)) return encode_bytes(value);
     if (PyByteArray_CheckExact(value)) {
-        py_ref copy = py_ref::checked(PyBytes_FromStringAndSize(PyByteArray_AS_STRING(value),
-                                                                PyByteArray_GET_SIZE(value)));
+        py_ref copy =
+            py_ref::checked(PyBytes_FromStringAndSize(PyByteArray_AS_STRING(value), PyByteArray_GET_SIZE(value)));
         return json{{"$ba", encode_bytes(copy.get())}};
     }
     if (PyComplex_CheckExact(value)) {
@@ -307,7 +307,9 @@ py_ref decoder::decode_frames(const json& spec) {
     }
     std::uint64_t sum = 0;
     for (std::uint64_t i = first; i < first + count; ++i) sum += m_frames[i].size();
-    if (sum != total) bad_value("\"$F\" total " + std::to_string(total) + " does not match the frames' " + std::to_string(sum) + " bytes");
+    if (sum != total)
+        bad_value("\"$F\" total " + std::to_string(total) + " does not match the frames' " + std::to_string(sum) +
+                  " bytes");
     py_ref bytes = py_ref::checked(PyBytes_FromStringAndSize(nullptr, static_cast<Py_ssize_t>(total)));
     char* out = PyBytes_AS_STRING(bytes.get());
     for (std::uint64_t i = first; i < first + count; ++i) {
@@ -351,8 +353,7 @@ py_ref decoder::decode_struct_sequence(const json& value, int depth) {
     // (another platform), the visible fields still arrive, as a tuple.
     const auto& qualified = name.get_ref<const std::string&>();
     py_ref type;
-    for (auto dot = qualified.rfind('.'); dot != std::string::npos && dot > 0;
-         dot = qualified.rfind('.', dot - 1)) {
+    for (auto dot = qualified.rfind('.'); dot != std::string::npos && dot > 0; dot = qualified.rfind('.', dot - 1)) {
         py_ref module = struct_sequence_module(qualified.substr(0, dot));
         if (!module) continue;
         py_ref found = std::move(module);
@@ -476,9 +477,9 @@ json describe_exception(const python_error& e, box_hooks& hooks) {
     }
     py_ref traceback_module = py_ref::steal(PyImport_ImportModule("traceback"));
     if (traceback_module) {
-        py_ref lines = py_ref::steal(PyObject_CallMethod(traceback_module.get(), "format_exception", "OOO",
-                                                         e.type(), value ? value : Py_None,
-                                                         e.traceback() ? e.traceback() : Py_None));
+        py_ref lines =
+            py_ref::steal(PyObject_CallMethod(traceback_module.get(), "format_exception", "OOO", e.type(),
+                                              value ? value : Py_None, e.traceback() ? e.traceback() : Py_None));
         if (lines) {
             py_ref empty = py_ref::steal(PyUnicode_FromString(""));
             py_ref text = py_ref::steal(PyUnicode_Join(empty.get(), lines.get()));

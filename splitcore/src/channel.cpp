@@ -172,7 +172,8 @@ void channel::read_monitor() {
 
 error channel::unreachable() const {
     return error(errc::agent_unreachable, m_options.name + " (" + m_options.address + ") did not answer for " +
-           seconds_text(m_options.liveness) + " s; is splitbrain-agent running there?");
+                                              seconds_text(m_options.liveness) +
+                                              " s; is splitbrain-agent running there?");
 }
 
 std::uint64_t channel::send(nlohmann::json header, std::vector<zmq::message_t> frames) {
@@ -284,8 +285,7 @@ void channel::discard(const message& reply) {
 
 std::vector<message> channel::take_events() {
     std::lock_guard<std::mutex> lock(m_mutex);
-    std::vector<message> events(std::make_move_iterator(m_events.begin()),
-                                     std::make_move_iterator(m_events.end()));
+    std::vector<message> events(std::make_move_iterator(m_events.begin()), std::make_move_iterator(m_events.end()));
     m_events.clear();
     return events;
 }
@@ -338,8 +338,7 @@ void channel::fail_unreachable(std::uint64_t id, std::unique_lock<std::mutex>&) 
     throw unreachable();
 }
 
-std::optional<message> channel::wait(std::uint64_t id, channel_clock::time_point until,
-                                          std::vector<message>& events) {
+std::optional<message> channel::wait(std::uint64_t id, channel_clock::time_point until, std::vector<message>& events) {
     using std::chrono::milliseconds;
     std::unique_lock<std::mutex> lock(m_mutex);
     auto take_own_events = [&] {
@@ -371,14 +370,12 @@ std::optional<message> channel::wait(std::uint64_t id, channel_clock::time_point
         }
         if (m_refused) {
             forget(id);
-            throw error(errc::key_refused, m_options.name + " (" + m_options.address +
-                                ") refused this client's key " + m_options.public_key +
-                                "; add it to the agent's --authorized-keys file");
+            throw error(errc::key_refused, m_options.name + " (" + m_options.address + ") refused this client's key " +
+                                               m_options.public_key + "; add it to the agent's --authorized-keys file");
         }
         auto waiting = m_waiting.find(id);
         if (waiting == m_waiting.end()) {
-            throw error(errc::bad_request, "no request " + std::to_string(id) +
-                                        " is waiting for a reply");
+            throw error(errc::bad_request, "no request " + std::to_string(id) + " is waiting for a reply");
         }
         auto now = channel_clock::now();
         const auto silent_since = std::max(m_last_heard, waiting->second);
@@ -452,8 +449,7 @@ void channel::keepalive_loop() {
             break;
         }
         const auto now = channel_clock::now();
-        if (m_socket_busy || m_senders_waiting > 0 || !m_waiting.empty() ||
-            now - m_last_sent < m_options.keepalive) {
+        if (m_socket_busy || m_senders_waiting > 0 || !m_waiting.empty() || now - m_last_sent < m_options.keepalive) {
             continue;
         }
         m_socket_busy = true;

@@ -19,18 +19,12 @@ json error_value(errc code, std::string_view detail) {
 
 json error_value(const error& e) { return error_value(e.code(), e.detail()); }
 
-json ok_reply(std::uint64_t id, json result) {
-    return json{{"id", id}, {"ok", true}, {"r", std::move(result)}};
-}
+json ok_reply(std::uint64_t id, json result) { return json{{"id", id}, {"ok", true}, {"r", std::move(result)}}; }
 
-json error_reply(std::uint64_t id, json error) {
-    return json{{"id", id}, {"ok", false}, {"e", std::move(error)}};
-}
+json error_reply(std::uint64_t id, json error) { return json{{"id", id}, {"ok", false}, {"e", std::move(error)}}; }
 
 json output_event(int fd, const char* data, std::size_t size) {
-    return json{{"ev", "out"},
-                {"fd", fd},
-                {"d", json::binary(std::vector<std::uint8_t>(data, data + size))}};
+    return json{{"ev", "out"}, {"fd", fd}, {"d", json::binary(std::vector<std::uint8_t>(data, data + size))}};
 }
 
 }  // namespace splitcore

@@ -68,8 +68,7 @@ bool python_error::matches(PyObject* type) const noexcept {
 }
 
 void python_error::restore() const {
-    PyErr_Restore(py_ref::borrow(m_state->type.get()).release(),
-                  py_ref::borrow(m_state->value.get()).release(),
+    PyErr_Restore(py_ref::borrow(m_state->type.get()).release(), py_ref::borrow(m_state->value.get()).release(),
                   py_ref::borrow(m_state->traceback.get()).release());
 }
 

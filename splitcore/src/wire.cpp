@@ -95,15 +95,14 @@ std::optional<std::size_t> cbor_depth(const std::uint8_t* data, std::size_t size
 
 json decode_header(const void* data, std::size_t size, std::size_t limit) {
     if (size > limit) {
-        throw error(errc::bad_request, "header frame of " + std::to_string(size) +
-                                                    " bytes exceeds the limit of " + std::to_string(limit));
+        throw error(errc::bad_request,
+                    "header frame of " + std::to_string(size) + " bytes exceeds the limit of " + std::to_string(limit));
     }
     const auto* bytes = static_cast<const std::uint8_t*>(data);
     const auto depth = cbor_depth(bytes, size);
     if (!depth) throw error(errc::bad_request, "header frame is not well-formed CBOR");
     if (*depth > max_header_depth) {
-        throw error(errc::bad_request, "header nests deeper than " +
-                                                    std::to_string(max_header_depth) + " levels");
+        throw error(errc::bad_request, "header nests deeper than " + std::to_string(max_header_depth) + " levels");
     }
     json header;
     try {
@@ -140,8 +139,7 @@ std::optional<std::uint64_t> as_uint(const json& value) noexcept {
 std::uint64_t uint_field(const json& header, const char* name) {
     const auto value = as_uint(field(header, name));
     if (!value) {
-        throw error(errc::bad_request,
-                             std::string("field \"") + name + "\" must be an unsigned integer");
+        throw error(errc::bad_request, std::string("field \"") + name + "\" must be an unsigned integer");
     }
     return *value;
 }
@@ -207,8 +205,7 @@ std::optional<std::vector<zmq::message_t>> recv_parts(zmq::socket_ref socket, zm
     std::vector<zmq::message_t> parts;
     for (;;) {
         zmq::message_t part;
-        const int rc = zmq_msg_recv(part.handle(), socket.handle(),
-                                    parts.empty() ? static_cast<int>(flags) : 0);
+        const int rc = zmq_msg_recv(part.handle(), socket.handle(), parts.empty() ? static_cast<int>(flags) : 0);
         if (rc < 0) {
             if (zmq_errno() == EINTR) continue;
             if (zmq_errno() == EAGAIN && parts.empty()) return std::nullopt;

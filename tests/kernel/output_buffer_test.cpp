@@ -13,67 +13,56 @@
 
 #include "output.hpp"
 
-namespace
-{
-    using splitbrain::stream_name;
+namespace {
+using splitbrain::stream_name;
 
-    struct published
-    {
-        stream_name name;
-        std::string text;
-        std::string parent;
-    };
+struct published {
+    stream_name name;
+    std::string text;
+    std::string parent;
+};
 
-    // Collects what the buffer publishes, as the server would send it.
-    class recorder
-    {
-    public:
-        splitbrain::output_buffer::publisher publisher()
-        {
-            return [this](stream_name name, const std::string& text, const nl::json& parent)
-            {
-                std::lock_guard<std::mutex> lock(m_mutex);
-                m_messages.push_back({name, text, parent.value("msg_id", "")});
-                m_changed.notify_all();
-            };
-        }
-
-        std::vector<published> messages()
-        {
+// Collects what the buffer publishes, as the server would send it.
+class recorder {
+public:
+    splitbrain::output_buffer::publisher publisher() {
+        return [this](stream_name name, const std::string& text, const nl::json& parent) {
             std::lock_guard<std::mutex> lock(m_mutex);
-            return m_messages;
-        }
-
-        bool wait_for_count(std::size_t n, std::chrono::milliseconds deadline)
-        {
-            std::unique_lock<std::mutex> lock(m_mutex);
-            return m_changed.wait_for(lock, deadline, [&] { return m_messages.size() >= n; });
-        }
-
-    private:
-        std::mutex m_mutex;
-        std::condition_variable m_changed;
-        std::vector<published> m_messages;
-    };
-
-    std::string joined(const std::vector<published>& messages)
-    {
-        std::string text;
-        for (const auto& m : messages)
-        {
-            text += m.text;
-        }
-        return text;
+            m_messages.push_back({name, text, parent.value("msg_id", "")});
+            m_changed.notify_all();
+        };
     }
-}
 
-TEST(output_buffer, consecutive_writes_to_one_stream_become_one_message)
-{
+    std::vector<published> messages() {
+        std::lock_guard<std::mutex> lock(m_mutex);
+        return m_messages;
+    }
+
+    bool wait_for_count(std::size_t n, std::chrono::milliseconds deadline) {
+        std::unique_lock<std::mutex> lock(m_mutex);
+        return m_changed.wait_for(lock, deadline, [&] { return m_messages.size() >= n; });
+    }
+
+private:
+    std::mutex m_mutex;
+    std::condition_variable m_changed;
+    std::vector<published> m_messages;
+};
+
+std::string joined(const std::vector<published>& messages) {
+    std::string text;
+    for (const auto& m : messages) {
+        text += m.text;
+    }
+    return text;
+}
+}  // namespace
+
+TEST(output_buffer, consecutive_writes_to_one_stream_become_one_message) {
     recorder sent;
     splitbrain::output_buffer output;
     output.start(sent.publisher());
-    for (int i = 0; i < 2000; ++i)
-    {
+    for (int i = 0; i < 2000; ++i) {
         output.write(stream_name::out, std::to_string(i));
         output.write(stream_name::out, "\n");
     }
@@ -81,16 +70,14 @@ TEST(output_buffer, consecutive_writes_to_one_stream_become_one_message)
     const auto messages = sent.messages();
     ASSERT_EQ(messages.size(), 1u);
     std::string expected;
-    for (int i = 0; i < 2000; ++i)
-    {
+    for (int i = 0; i < 2000; ++i) {
         expected += std::to_string(i) + "\n";
     }
     EXPECT_EQ(messages[0].text, expected);
     output.stop();
 }
 
-TEST(output_buffer, stdout_and_stderr_keep_their_order)
-{
+TEST(output_buffer, stdout_and_stderr_keep_their_order) {
     recorder sent;
     splitbrain::output_buffer output;
     output.start(sent.publisher());
@@ -106,8 +93,7 @@ TEST(output_buffer, stdout_and_stderr_keep_their_order)
     output.stop();
 }
 
-TEST(output_buffer, text_answers_the_request_it_was_written_for)
-{
+TEST(output_buffer, text_answers_the_request_it_was_written_for) {
     recorder sent;
     splitbrain::output_buffer output;
     output.start(sent.publisher());
@@ -123,8 +109,7 @@ TEST(output_buffer, text_answers_the_request_it_was_written_for)
     output.stop();
 }
 
-TEST(output_buffer, the_timer_sends_pending_text_without_a_flush)
-{
+TEST(output_buffer, the_timer_sends_pending_text_without_a_flush) {
     recorder sent;
     splitbrain::output_buffer output;
     output.start(sent.publisher());
@@ -135,8 +120,7 @@ TEST(output_buffer, the_timer_sends_pending_text_without_a_flush)
     output.stop();
 }
 
-TEST(output_buffer, a_large_write_is_sent_at_once)
-{
+TEST(output_buffer, a_large_write_is_sent_at_once) {
     recorder sent;
     splitbrain::output_buffer output;
     output.start(sent.publisher());
@@ -145,8 +129,7 @@ TEST(output_buffer, a_large_write_is_sent_at_once)
     output.stop();
 }
 
-TEST(output_buffer, text_written_before_start_is_sent_after_it)
-{
+TEST(output_buffer, text_written_before_start_is_sent_after_it) {
     recorder sent;
     splitbrain::output_buffer output;
     output.write(stream_name::err, "early");
@@ -159,31 +142,26 @@ TEST(output_buffer, text_written_before_start_is_sent_after_it)
     output.stop();
 }
 
-TEST(output_buffer, many_threads_lose_nothing)
-{
+TEST(output_buffer, many_threads_lose_nothing) {
     recorder sent;
     splitbrain::output_buffer output;
     output.start(sent.publisher());
     std::vector<std::thread> writers;
-    for (int t = 0; t < 8; ++t)
-    {
+    for (int t = 0; t < 8; ++t) {
         writers.emplace_back([&output] {
-            for (int i = 0; i < 1000; ++i)
-            {
+            for (int i = 0; i < 1000; ++i) {
                 output.write(stream_name::out, "x");
             }
         });
     }
-    for (auto& w : writers)
-    {
+    for (auto& w : writers) {
         w.join();
     }
     output.stop();
     EXPECT_EQ(joined(sent.messages()), std::string(8000, 'x'));
 }
 
-TEST(descriptor_capture, what_is_written_to_descriptor_1_reaches_the_buffer_in_whole_characters)
-{
+TEST(descriptor_capture, what_is_written_to_descriptor_1_reaches_the_buffer_in_whole_characters) {
     recorder sent;
     splitbrain::output_buffer output;
     output.start(sent.publisher());

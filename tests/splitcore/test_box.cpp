@@ -16,7 +16,8 @@ struct table_hooks : splitcore::box_hooks {
     std::vector<py_ref> objects;
     json box_reference(PyObject* obj) override {
         objects.push_back(py_ref::borrow(obj));
-        return json{{"$r", objects.size() - 1}, {"t", splitcore::qualified_name(Py_TYPE(obj))},
+        return json{{"$r", objects.size() - 1},
+                    {"t", splitcore::qualified_name(Py_TYPE(obj))},
                     {"cl", PyCallable_Check(obj) != 0}};
     }
     py_ref unbox_reference(const json& ref) override {
@@ -31,9 +32,8 @@ struct table_hooks : splitcore::box_hooks {
 py_ref eval(const std::string& expression) {
     py_ref globals = py_ref::checked(PyDict_New());
     PyDict_SetItemString(globals.get(), "__builtins__", PyEval_GetBuiltins());
-    py_ref code = py_ref::checked(PyRun_String(
-        ("import os, time, enum, fractions\n__result = " + expression).c_str(), Py_file_input, globals.get(),
-        globals.get()));
+    py_ref code = py_ref::checked(PyRun_String(("import os, time, enum, fractions\n__result = " + expression).c_str(),
+                                               Py_file_input, globals.get(), globals.get()));
     return py_ref::borrow(PyDict_GetItemString(globals.get(), "__result"));
 }
 
@@ -87,8 +87,8 @@ struct box_test : ::testing::Test {
 
 TEST_F(box_test, plain_scalars_round_trip_with_their_type) {
     for (const char* expression :
-         {"None", "True", "False", "0", "-5", "2**63 - 1", "-2**63", "2**64", "-(10**40)", "1.5",
-          "float('inf')", "''", "'grüße ✓'", "b''", "b'\\x00\\xff'", "bytearray(b'xy')", "complex(1, -2)"}) {
+         {"None", "True", "False", "0", "-5", "2**63 - 1", "-2**63", "2**64", "-(10**40)", "1.5", "float('inf')", "''",
+          "'grüße ✓'", "b''", "b'\\x00\\xff'", "bytearray(b'xy')", "complex(1, -2)"}) {
         expect_round_trip(expression);
     }
 }
@@ -107,9 +107,8 @@ TEST_F(box_test, scalars_use_the_cbor_of_the_spec_table) {
 
 TEST_F(box_test, containers_of_plain_data_round_trip_by_value) {
     for (const char* expression :
-         {"[]", "[1, 'a', None, [2.5, b'x']]", "()", "(1, (2, (3,)))", "{}",
-          "{'a': 1, 2: [3], (1, 2): {'x': None}}", "set()", "{1, 'two', (3,)}", "frozenset({1, 2})",
-          "[{'deep': [({1: frozenset({b'z'})},)]}]"}) {
+         {"[]", "[1, 'a', None, [2.5, b'x']]", "()", "(1, (2, (3,)))", "{}", "{'a': 1, 2: [3], (1, 2): {'x': None}}",
+          "set()", "{1, 'two', (3,)}", "frozenset({1, 2})", "[{'deep': [({1: frozenset({b'z'})},)]}]"}) {
         expect_round_trip(expression);
     }
 }
@@ -218,7 +217,8 @@ TEST_F(box_test, a_spilled_frame_is_decoded_once_and_must_be_cbor) {
     const auto cbor = json::to_cbor(json::array({1, 2}));
     frames.emplace_back(cbor.data(), cbor.size());
     frames.emplace_back(std::string("\xff\xff"));
-    EXPECT_NE(decode_error(json::array({{{"$H", 0}}, {{"$H", 0}}}), std::move(frames)).find("twice"), std::string::npos);
+    EXPECT_NE(decode_error(json::array({{{"$H", 0}}, {{"$H", 0}}}), std::move(frames)).find("twice"),
+              std::string::npos);
     std::vector<zmq::message_t> bad;
     bad.emplace_back(std::string("\xff\xff"));
     EXPECT_NE(decode_error(json{{"$H", 0}}, std::move(bad)).find("not well-formed"), std::string::npos);

@@ -21,8 +21,7 @@ json decode_bytes(const std::vector<std::uint8_t>& bytes) {
 }  // namespace
 
 TEST(protocol, header_round_trips_through_cbor) {
-    const json header = {{"id", 7}, {"op", "call"}, {"a", {1, "two", nullptr}},
-                         {"d", json::binary({1, 2, 3})}};
+    const json header = {{"id", 7}, {"op", "call"}, {"a", {1, "two", nullptr}}, {"d", json::binary({1, 2, 3})}};
     EXPECT_EQ(splitcore::decode_header(splitcore::encode_header(header)), header);
 }
 
@@ -33,13 +32,15 @@ TEST(protocol, a_header_that_is_not_a_map_is_a_bad_request) {
 
 TEST(protocol, malformed_cbor_is_a_bad_request) {
     EXPECT_EQ(code_of([] { (void)decode_bytes({}); }), "bad_request");
-    EXPECT_EQ(code_of([] { (void)decode_bytes({0xa1, 0x61}); }), "bad_request");     // truncated
-    EXPECT_EQ(code_of([] { (void)decode_bytes({0xa0, 0x00}); }), "bad_request");     // trailing byte
+    EXPECT_EQ(code_of([] { (void)decode_bytes({0xa1, 0x61}); }), "bad_request");        // truncated
+    EXPECT_EQ(code_of([] { (void)decode_bytes({0xa0, 0x00}); }), "bad_request");        // trailing byte
     EXPECT_EQ(code_of([] { (void)decode_bytes({0xbf, 0x61, 0x61}); }), "bad_request");  // no break
-    EXPECT_EQ(code_of([] { (void)decode_bytes({0x1c}); }), "bad_request");           // reserved
+    EXPECT_EQ(code_of([] { (void)decode_bytes({0x1c}); }), "bad_request");              // reserved
     EXPECT_EQ(code_of([] { (void)decode_bytes({0xa1, 0x01, 0x02}); }), "bad_request");  // int key
-    EXPECT_EQ(code_of([] { (void)decode_bytes({0xc1, 0xa0}); }), "bad_request");     // tag
-    EXPECT_EQ(code_of([] { (void)decode_bytes({0x5b, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff}); }),
+    EXPECT_EQ(code_of([] { (void)decode_bytes({0xc1, 0xa0}); }), "bad_request");        // tag
+    EXPECT_EQ(code_of([] {
+                  (void)decode_bytes({0x5b, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff});
+              }),
               "bad_request");  // a length beyond the frame
 }
 
@@ -84,10 +85,10 @@ TEST(protocol, fields_are_checked_by_type_and_named_in_the_error) {
 }
 
 TEST(protocol, every_operation_of_the_spec_is_known) {
-    for (const char* name : {"hello", "ping", "import", "getattr", "setattr", "delattr", "call",
-                             "getitem", "setitem", "delitem", "len", "bool", "hash", "repr", "str",
-                             "dir", "cmp", "iter", "next", "enter", "exit", "release", "cancel",
-                             "stats", "bye"}) {
+    for (const char* name :
+         {"hello",   "ping",  "import", "getattr", "setattr", "delattr", "call", "getitem", "setitem",
+          "delitem", "len",   "bool",   "hash",    "repr",    "str",     "dir",  "cmp",     "iter",
+          "next",    "enter", "exit",   "release", "cancel",  "stats",   "bye"}) {
         EXPECT_TRUE(splitcore::op::is_known(name)) << name;
     }
     EXPECT_FALSE(splitcore::op::is_known("exec"));

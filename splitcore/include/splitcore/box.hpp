@@ -43,8 +43,8 @@ inline constexpr int max_value_depth = 200;
 class encoder {
 public:
     explicit encoder(box_hooks& hooks, std::size_t frame_size = 1 << 20);
-    nlohmann::json encode(PyObject* value);      // throws python_error
-    std::vector<zmq::message_t> take_frames();    // frames 1..n of the message, in order
+    nlohmann::json encode(PyObject* value);     // throws python_error
+    std::vector<zmq::message_t> take_frames();  // frames 1..n of the message, in order
 
 private:
     nlohmann::json encode_at(PyObject* value, int depth);
@@ -62,7 +62,7 @@ private:
 class decoder {
 public:
     decoder(box_hooks& hooks, const std::vector<zmq::message_t>& frames);  // frames 1..n
-    py_ref decode(const nlohmann::json& value);  // throws python_error / error
+    py_ref decode(const nlohmann::json& value);                            // throws python_error / error
 
 private:
     py_ref decode_at(const nlohmann::json& value, int depth);

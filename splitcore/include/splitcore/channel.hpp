@@ -33,7 +33,7 @@ struct channel_options {
     std::optional<std::string> server_key;  // the agent's Z85 public key; empty: plain text (loopback only)
     std::string public_key;                 // the client's Z85 key pair, used with server_key
     std::string secret_key;
-    std::string session;                    // 16 raw bytes, the routing id: a reconnect keeps the session
+    std::string session;                         // 16 raw bytes, the routing id: a reconnect keeps the session
     std::chrono::milliseconds liveness{5000};    // silence while waiting that counts as a dead agent
     std::chrono::milliseconds ping_after{1000};  // silence while waiting before we ask "are you there?"
     std::chrono::milliseconds keepalive{5000};   // ping this often while idle, so the session is kept
@@ -57,10 +57,10 @@ public:
     // when a signal interrupted the wait, so that the caller can look at it. Output belongs to the
     // request the agent is running when it arrives: the oldest one still without a reply (the agent
     // runs a session's requests one by one, in order, and sends a call's output before its reply),
-    // so a thread never writes another thread's output. Throws error{errc::agent_unreachable} after the liveness timeout
-    // of silence; the id is then forgotten.
+    // so a thread never writes another thread's output. Throws error{errc::agent_unreachable} after the liveness
+    // timeout of silence; the id is then forgotten.
     [[nodiscard]] std::optional<message> wait(std::uint64_t id, channel_clock::time_point until,
-                                                   std::vector<message>& events);
+                                              std::vector<message>& events);
 
     // Asks the agent to interrupt request `id` (KeyboardInterrupt there). Its reply still comes.
     void cancel(std::uint64_t id);
@@ -105,7 +105,7 @@ private:
 
     channel_options m_options;
     zmq::socket_t m_socket;
-    int m_wake_fd = -1;  // eventfd: a sender's nudge to the thread polling the socket
+    int m_wake_fd = -1;       // eventfd: a sender's nudge to the thread polling the socket
     zmq::socket_t m_monitor;  // handshake events of m_socket: a refused key fails calls at once
 
     mutable std::mutex m_mutex;

@@ -38,8 +38,7 @@ inline constexpr const char* public_key_file = "agent.pub";
 
 // One Z85 public key per line; blank lines and text after '#' are ignored; anything else that is
 // not a key throws key_error naming file and line.
-[[nodiscard]] std::set<std::string> parse_authorized_keys(const std::string& text,
-                                                          const std::string& origin);
+[[nodiscard]] std::set<std::string> parse_authorized_keys(const std::string& text, const std::string& origin);
 [[nodiscard]] std::set<std::string> load_authorized_keys(const std::filesystem::path& file);
 
 // Z85 of 32 raw key bytes (what a ZAP request carries).

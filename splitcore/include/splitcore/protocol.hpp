@@ -28,9 +28,12 @@ enum class tier {
 // As docs/protocol.md spells a tier: "supervisor", "worker IO thread", "worker main thread".
 [[nodiscard]] constexpr std::string_view name(tier t) noexcept {
     switch (t) {
-        case tier::supervisor: return "supervisor";
-        case tier::io_thread: return "worker IO thread";
-        case tier::main_thread: return "worker main thread";
+        case tier::supervisor:
+            return "supervisor";
+        case tier::io_thread:
+            return "worker IO thread";
+        case tier::main_thread:
+            return "worker main thread";
     }
     return "";
 }
@@ -46,7 +49,8 @@ struct operation {
 // order (tests/agent/test_operation_table.cpp compares them); the worker's handler table is checked
 // against it at start-up. Adding an operation: a row here, its handler, its test (agent/README.md).
 inline constexpr operation operations[] = {
-    {"hello", tier::main_thread, "session: the client's token (the supervisor attaches the connection to it and adds resumed)",
+    {"hello", tier::main_thread,
+     "session: the client's token (the supervisor attaches the connection to it and adds resumed)",
      "{resumed, pid, platform, python, hostname, sep, flavour, executable}"},
     {"ping", tier::supervisor, "none", "null"},
     {"import", tier::main_thread, "name: a module", "{mod: REF, callables: [names], consts: {$d}, modules: [names]}"},

@@ -46,7 +46,7 @@ inline constexpr std::size_t spill_threshold = 256 * 1024;
 [[nodiscard]] std::uint64_t request_id(const json& header);  // uint > 0
 [[nodiscard]] const std::string& string_field(const json& header, const char* name);
 [[nodiscard]] std::uint64_t uint_field(const json& header, const char* name);
-[[nodiscard]] const json& field(const json& header, const char* name);  // present, any type
+[[nodiscard]] const json& field(const json& header, const char* name);           // present, any type
 [[nodiscard]] const json* optional_field(const json& header, const char* name);  // null if absent
 
 // A whole message: the header plus raw frames 1..n.
@@ -71,7 +71,7 @@ void send_parts(zmq::socket_ref socket, std::vector<zmq::message_t>& parts);
 
 // Receives every part of one multipart message; empty optional if it would block.
 // Interrupted system calls are retried.
-[[nodiscard]] std::optional<std::vector<zmq::message_t>> recv_parts(
-    zmq::socket_ref socket, zmq::recv_flags flags = zmq::recv_flags::none);
+[[nodiscard]] std::optional<std::vector<zmq::message_t>> recv_parts(zmq::socket_ref socket,
+                                                                    zmq::recv_flags flags = zmq::recv_flags::none);
 
 }  // namespace splitcore

@@ -111,14 +111,15 @@ void flush_releases(connection_state& state) {
 // (and throws the KeyboardInterrupt), a timeout > 0 ends the wait (the timeout id).
 splitcore::message await_reply(connection_state& state, splitcore::channel& channel, std::uint64_t id, double timeout) {
     std::vector<splitcore::message> events;
-    const auto deadline = timeout > 0
-        ? splitcore::channel_clock::now() + std::chrono::microseconds(static_cast<long long>(timeout * 1e6))
-        : splitcore::channel_clock::time_point::max();
+    const auto deadline =
+        timeout > 0 ? splitcore::channel_clock::now() + std::chrono::microseconds(static_cast<long long>(timeout * 1e6))
+                    : splitcore::channel_clock::time_point::max();
     for (;;) {
         std::optional<splitcore::message> reply;
         {
             splitcore::gil_release unlocked;
-            reply = channel.wait(id, std::min(deadline, splitcore::channel_clock::now() + signal_check_interval), events);
+            reply =
+                channel.wait(id, std::min(deadline, splitcore::channel_clock::now() + signal_check_interval), events);
         }
         if (!events.empty()) deliver_events(state, events);
         if (reply) return std::move(*reply);
@@ -277,16 +278,16 @@ py_ref connection_new(PyTypeObject* type, PyObject*, PyObject*) {
 }
 
 int connection_init(connection_object* self, PyObject* args, PyObject* kwargs) {
-    static const char* keywords[] = {"name", "address", "server_key", "public_key", "secret_key",
-                                     "session", "liveness", "hooks", "keepalive", nullptr};
+    static const char* keywords[] = {"name",    "address",  "server_key", "public_key", "secret_key",
+                                     "session", "liveness", "hooks",      "keepalive",  nullptr};
     const char *name, *address, *server_key = nullptr, *public_key = nullptr, *secret_key = nullptr;
     const char* session = nullptr;
     Py_ssize_t session_size = 0;
     double liveness = 5.0, keepalive = 5.0;
     PyObject* hooks = nullptr;
     if (!PyArg_ParseTupleAndKeywords(args, kwargs, "sszzzy#dO|d", const_cast<char**>(keywords), &name, &address,
-                                     &server_key, &public_key, &secret_key, &session, &session_size, &liveness,
-                                     &hooks, &keepalive)) {
+                                     &server_key, &public_key, &secret_key, &session, &session_size, &liveness, &hooks,
+                                     &keepalive)) {
         return -1;
     }
     connection_state& state = state_of(self);
@@ -356,8 +357,7 @@ PyMethodDef connection_methods[] = {
     {"flush", method(boundary<connection_flush>), METH_NOARGS, "Send the queued releases now."},
     {"cancel_all", method(boundary<connection_cancel_all>), METH_NOARGS,
      "Ask the agent to interrupt every call that a thread is waiting for."},
-    {"drain", method(boundary<connection_drain>), METH_NOARGS,
-     "Write output that arrived while no call was waiting."},
+    {"drain", method(boundary<connection_drain>), METH_NOARGS, "Write output that arrived while no call was waiting."},
     {"close", method(boundary<connection_close>), METH_NOARGS, "Close the socket; idempotent."},
     {nullptr, nullptr, 0, nullptr},
 };

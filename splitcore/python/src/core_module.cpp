@@ -79,7 +79,9 @@ py_ref curve_public_key(PyObject*, PyObject* secret) {
     return py_ref::checked(PyUnicode_FromString(pair.public_key.c_str()));
 }
 
-py_ref is_key(PyObject*, PyObject* text) { return py_ref::checked(PyBool_FromLong(splitcore::is_z85_key(utf8_of(text)))); }
+py_ref is_key(PyObject*, PyObject* text) {
+    return py_ref::checked(PyBool_FromLong(splitcore::is_z85_key(utf8_of(text))));
+}
 
 py_ref tagged(PyObject*, PyObject* args) {
     const char* id = nullptr;
@@ -87,7 +89,8 @@ py_ref tagged(PyObject*, PyObject* args) {
     if (!PyArg_ParseTuple(args, "ss:tagged", &id, &detail)) throw splitcore::python_error();
     const auto text = splitcore::tagged(std::string_view(id), std::string_view(detail));
     if (!text) {
-        PyErr_Format(PyExc_ValueError, "%R is not an error id of splitbrain (docs/errors.md)", PyTuple_GET_ITEM(args, 0));
+        PyErr_Format(PyExc_ValueError, "%R is not an error id of splitbrain (docs/errors.md)",
+                     PyTuple_GET_ITEM(args, 0));
         throw splitcore::python_error();
     }
     return py_ref::checked(PyUnicode_FromStringAndSize(text->data(), static_cast<Py_ssize_t>(text->size())));
@@ -127,9 +130,15 @@ PyMethodDef module_functions[] = {
 };
 
 PyModuleDef module_def = {
-    PyModuleDef_HEAD_INIT, "splitbrain._core",
-    "The C++ half of splitbrain: the channel to agents, value boxing and routed modules.", -1,
-    module_functions, nullptr, nullptr, nullptr, nullptr,
+    PyModuleDef_HEAD_INIT,
+    "splitbrain._core",
+    "The C++ half of splitbrain: the channel to agents, value boxing and routed modules.",
+    -1,
+    module_functions,
+    nullptr,
+    nullptr,
+    nullptr,
+    nullptr,
 };
 
 py_ref make_module() {

@@ -42,7 +42,8 @@ py_ref client_hooks::unbox_reference(const json& ref) {
     py_ref py_oid = py_ref::checked(PyLong_FromUnsignedLongLong(oid.get<std::uint64_t>()));
     py_ref py_type = py_ref::checked(PyUnicode_FromString(
         type != ref.end() && type->is_string() ? type->get_ref<const std::string&>().c_str() : "builtins.object"));
-    PyObject* py_callable = callable != ref.end() && callable->is_boolean() && callable->get<bool>() ? Py_True : Py_False;
+    PyObject* py_callable =
+        callable != ref.end() && callable->is_boolean() && callable->get<bool>() ? Py_True : Py_False;
     PyObject* args[] = {py_oid.get(), py_type.get(), py_callable};
     return py_ref::checked(PyObject_Vectorcall(m_unbox, args, 3, nullptr));
 }
@@ -206,8 +207,9 @@ py_ref error_info(splitcore::decoder& decoder, const splitcore::message& reply) 
     put("filename", decode_optional(decoder, error, "filename"));
     put("filename2", decode_optional(decoder, error, "filename2"));
     const auto err = error.find("errno");
-    put("errno", err != error.end() && err->is_number_integer() ? py_ref::checked(PyLong_FromLongLong(err->get<long long>()))
-                                                                  : py_ref::borrow(Py_None));
+    put("errno", err != error.end() && err->is_number_integer()
+                     ? py_ref::checked(PyLong_FromLongLong(err->get<long long>()))
+                     : py_ref::borrow(Py_None));
     py_ref args = py_ref::checked(PyList_New(0));
     const auto remote_args = error.find("args");
     if (remote_args != error.end() && remote_args->is_array()) {

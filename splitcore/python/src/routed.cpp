@@ -143,7 +143,8 @@ void routed_dealloc(PyObject* self) {
 }
 
 PyMethodDef routed_methods[] = {
-    {"__dir__", method(boundary<routed_dir>), METH_NOARGS, "The active slave's names for this module, or the local ones."},
+    {"__dir__", method(boundary<routed_dir>), METH_NOARGS,
+     "The active slave's names for this module, or the local ones."},
     {nullptr, nullptr, 0, nullptr},
 };
 
@@ -199,7 +200,8 @@ py_ref install_router(PyObject*, PyObject* const* args, Py_ssize_t nargs) {
 }
 
 PyMethodDef routed_functions[] = {
-    {"routed_module", method(boundary<make_routed_module>), METH_FASTCALL, "routed_module(name, real=None) -> RoutedModule"},
+    {"routed_module", method(boundary<make_routed_module>), METH_FASTCALL,
+     "routed_module(name, real=None) -> RoutedModule"},
     {"routed_real", method(boundary<routed_real>), METH_O, "routed_real(routed) -> the local module, or None"},
     {"set_routed_real", method(boundary<set_routed_real>), METH_FASTCALL,
      "set_routed_real(routed, real): the local module behind a routed one (None: none)"},
