@@ -9,10 +9,8 @@
 #include <string>
 #include <vector>
 
-#include "raw_zmq.hpp"
-#ifdef SPLITBENCH_HAVE_CHANNEL
 #include "agent_channel.hpp"
-#endif
+#include "raw_zmq.hpp"
 
 namespace {
 constexpr const char* usage =
@@ -70,12 +68,6 @@ int main(int argc, char** argv) {
     if (!agents.empty() && (read_path.empty() || write_dir.empty())) {
         return bad_usage("--agent needs --read and --write-dir");
     }
-#ifndef SPLITBENCH_HAVE_CHANNEL
-    if (!agents.empty()) {
-        std::cerr << "splitbrain-bench-wire: built without splitcore's channel; cannot measure agents\n";
-        return 3;
-    }
-#endif
     try {
         std::vector<std::unique_ptr<splitbench::raw_peer>> raws;
         std::vector<splitbench::workload> all;
@@ -87,7 +79,6 @@ int main(int argc, char** argv) {
                 }
             }
         }
-#ifdef SPLITBENCH_HAVE_CHANNEL
         std::vector<std::unique_ptr<splitbench::agent_peer>> peers;
         for (const agent_arg& a : agents) {
             splitbench::agent_options options;
@@ -102,7 +93,6 @@ int main(int argc, char** argv) {
                 all.push_back(std::move(w));
             }
         }
-#endif
         splitbench::run_interleaved(all, plan);
         return 0;
     } catch (const std::exception& e) {

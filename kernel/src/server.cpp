@@ -24,26 +24,17 @@
 #include "splitcore/errors.hpp"
 
 #include "requests.hpp"
+#include "splitcore/wire.hpp"
 #include "threads.hpp"
 
 namespace splitbrain {
 namespace {
-// cppzmq throws on EINTR; a signal meant for Python must never lose a message part.
+// splitcore's send_parts retries EINTR: a signal meant for Python must never lose a message part.
 void send_all(zmq::socket_t& socket, zmq::multipart_t& parts) {
-    while (!parts.empty()) {
-        zmq::message_t part = parts.pop();
-        const auto flags = parts.empty() ? zmq::send_flags::none : zmq::send_flags::sndmore;
-        for (;;) {
-            try {
-                (void)socket.send(part, flags);
-                break;
-            } catch (const zmq::error_t& e) {
-                if (e.num() != EINTR) {
-                    throw;
-                }
-            }
-        }
-    }
+    std::vector<zmq::message_t> frames;
+    frames.reserve(parts.size());
+    while (!parts.empty()) frames.push_back(parts.pop());
+    splitcore::send_parts(socket, frames);
 }
 
 // Receives a whole message if one is there; false when none is.

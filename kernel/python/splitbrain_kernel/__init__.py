@@ -9,7 +9,7 @@ import splitbrain._routing
 # Jupyter's messaging, completion, tracebacks. Declared before the magics import anything else;
 # importing splitbrain above routed the modules these had imported already, this puts them back.
 splitbrain._routing.exempt(
-    "splitbrain_kernel", "IPython", "ipykernel", "xeus_python_shell", "jupyter_client", "jupyter_core",
+    "splitbrain_kernel", "_splitbrain_kernel", "IPython", "ipykernel", "xeus_python_shell", "jupyter_client", "jupyter_core",
     "zmq", "traitlets", "tornado", "debugpy", "prompt_toolkit", "pygments", "jedi", "parso",
     "matplotlib_inline", "comm", "nest_asyncio", "psutil", "platformdirs", "pexpect", "ptyprocess",
     "executing", "stack_data", "asttokens", "pure_eval", "wcwidth", "decorator", "pickleshare", "backcall")

@@ -92,7 +92,7 @@ void adopt_orphans(connection_state& state) {
 void flush_releases(connection_state& state) {
     adopt_orphans(state);
     if (state.releases.empty() || !state.channel) return;
-    json header{{"op", "release"}, {"ids", std::move(state.releases)}};
+    json header{{"op", splitcore::op::release.name}, {"ids", std::move(state.releases)}};
     state.releases = json::array();
     std::shared_ptr<splitcore::channel> channel = state.channel;
     ++state.requests;
