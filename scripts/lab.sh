@@ -16,8 +16,11 @@ given --port "$@" || given --ServerApp.port "$@" || defaults+=(--port "$port")
 given --ip "$@" || given --ServerApp.ip "$@" || defaults+=(--ip 127.0.0.1)
 given --MultiKernelManager.default_kernel_name "$@" || defaults+=(--MultiKernelManager.default_kernel_name=splitbrain)
 # No .ipynb_checkpoints inside the repository's notebooks/: checkpoints go to the state directory.
-given --FileContentsManager.checkpoints_kwargs "$@" ||
+# (jupyter_server falls back to the system's temporary directory if that one does not exist.)
+if ! given --FileContentsManager.checkpoints_kwargs "$@"; then
+  mkdir -p "$state/checkpoints"
   defaults+=(--FileContentsManager.checkpoints_kwargs="root_dir=$state/checkpoints")
+fi
 [ "$(id -u)" != 0 ] || given --allow-root "$@" || defaults+=(--allow-root)
 exec .venv/bin/python scripts/demo_agents.py --state "$state" bench-a bench-b -- \
   .venv/bin/jupyter lab --no-browser "${defaults[@]}" "$@"
