@@ -126,6 +126,7 @@ supervisor::supervisor(options opts) : m_options(std::move(opts)) {
         throw std::runtime_error(std::string("cannot create a private directory: ") + std::strerror(errno));
     }
     m_private_dir = pattern;  // mkdtemp makes it 0700
+    start_janitor();
     m_backend_endpoint = "ipc://" + (m_private_dir / "workers").string();
 
     m_frontend = zmq::socket_t(m_context, zmq::socket_type::router);
@@ -183,9 +184,60 @@ supervisor::supervisor(options opts) : m_options(std::move(opts)) {
     ensure_spare();
 }
 
+void supervisor::start_janitor() {
+    int fds[2];
+    if (::pipe2(fds, O_CLOEXEC) != 0) throw std::runtime_error(std::string("pipe: ") + std::strerror(errno));
+    const std::string directory = m_private_dir.string();
+    const pid_t pid = ::fork();
+    if (pid < 0) throw std::runtime_error(std::string("cannot start the janitor: fork: ") + std::strerror(errno));
+    if (pid == 0) {
+        ::close(fds[1]);
+        ::setpgid(0, 0);  // a Ctrl-C at the agent's terminal is for the supervisor, not for us
+        ::signal(SIGINT, SIG_IGN);
+        ::signal(SIGTERM, SIG_IGN);
+        ::prctl(PR_SET_NAME, "sb-janitor");
+        std::set<pid_t> groups;
+        std::string pending;
+        char buffer[512];
+        for (;;) {
+            const ssize_t got = ::read(fds[0], buffer, sizeof buffer);
+            if (got < 0 && errno == EINTR) continue;
+            if (got <= 0) break;  // the supervisor is gone, however it ended
+            pending.append(buffer, static_cast<std::size_t>(got));
+            for (std::size_t end; (end = pending.find('\n')) != std::string::npos; pending.erase(0, end + 1)) {
+                const pid_t group = static_cast<pid_t>(std::strtol(pending.c_str() + 1, nullptr, 10));
+                if (group <= 1) continue;
+                if (pending[0] == '+') groups.insert(group);
+                else groups.erase(group);
+            }
+        }
+        for (const pid_t group : groups) ::kill(-group, SIGKILL);
+        std::error_code ignored;
+        fs::remove_all(directory, ignored);
+        ::_exit(0);
+    }
+    ::close(fds[0]);
+    m_janitor = fds[1];
+    ::fcntl(m_janitor, F_SETFL, O_NONBLOCK);
+    ::signal(SIGPIPE, SIG_IGN);  // a janitor that died must not take the supervisor with it
+}
+
+void supervisor::tell_janitor(char change, pid_t group) {
+    if (m_janitor < 0) return;
+    const std::string line = change + std::to_string(group) + "\n";
+    // Lines are far below PIPE_BUF, so each write is whole or nothing; a full pipe (a janitor that
+    // stopped reading) costs the record of one group, not a blocked supervisor.
+    if (::write(m_janitor, line.data(), line.size()) < 0 && errno != EAGAIN) {
+        log(std::string("the janitor is gone (") + std::strerror(errno) + "); workers may outlive a killed agent");
+        ::close(m_janitor);
+        m_janitor = -1;
+    }
+}
+
 supervisor::~supervisor() {
     shutdown_workers();
     if (m_signal_fd >= 0) ::close(m_signal_fd);
+    if (m_janitor >= 0) ::close(m_janitor);  // the janitor finds nothing left to do, and exits
     std::error_code ignored;
     fs::remove_all(m_private_dir, ignored);
 }
@@ -551,6 +603,7 @@ void supervisor::handle_signals() {
         if (by_pid == m_worker_of_pid.end()) continue;
         const std::string worker_id = by_pid->second;
         m_worker_of_pid.erase(by_pid);
+        tell_janitor('-', pid);
         terminate_group(pid);  // whatever ended the worker (bye, a crash), its children end with it
         worker& w = m_workers[worker_id];
         const std::string why = "(pid " + std::to_string(pid) + ") ended with " + describe_status(status);
@@ -617,6 +670,7 @@ std::string supervisor::spawn_worker() {
     }
     m_workers[id] = worker{id, pid, false, {}, {}};
     m_worker_of_pid[pid] = id;
+    tell_janitor('+', pid);
     return id;
 }
 

@@ -99,6 +99,12 @@ private:
     void lose_session(session& s, const std::string& why);
     void end_session(const std::string& token, const char* why);
 
+    // Forks the janitor, a process that outlives the supervisor however it ends (SIGKILL too): it
+    // learns each worker's process group through a pipe, and when the pipe's last writer (this
+    // process) is gone it kills those groups and removes the private directory. Must run before
+    // libzmq starts its threads (the janitor is a fork that never execs).
+    void start_janitor();
+    void tell_janitor(char change, pid_t group);
     std::string spawn_worker();
     void ensure_spare();
     void terminate_worker(const std::string& worker_id);
@@ -120,6 +126,7 @@ private:
     zmq::socket_t m_frontend;
     zmq::socket_t m_backend;
     int m_signal_fd = -1;
+    int m_janitor = -1;  // write end of the janitor's pipe (see start_janitor)
     bool m_stopping = false;
 
     std::map<std::string, session> m_sessions;              // by token

@@ -42,9 +42,21 @@ class Agent(_spawn.Agent):
         return wait_until(lambda: re.search(pattern, self.log()), timeout, f"/{pattern}/ in the agent log")
 
     def workers(self):
-        """pids of this agent's worker processes (spare included)."""
+        """pids of this agent's worker processes (spare included; not its janitor)."""
         out = subprocess.run(["pgrep", "-P", str(self.process.pid)], capture_output=True, text=True).stdout
-        return [int(pid) for pid in out.split()]
+        return [int(pid) for pid in out.split() if not self._is_janitor(int(pid))]
+
+    @staticmethod
+    def _is_janitor(pid):
+        try:
+            return open(f"/proc/{pid}/comm").read().strip() == "sb-janitor"
+        except FileNotFoundError:
+            return False
+
+    def janitor(self):
+        """pid of the agent's janitor (the process that cleans up after a killed agent), or None."""
+        out = subprocess.run(["pgrep", "-P", str(self.process.pid)], capture_output=True, text=True).stdout
+        return next((int(pid) for pid in out.split() if self._is_janitor(int(pid))), None)
 
     def client(self, **kwargs):
         return Client(self, **kwargs)
