@@ -17,12 +17,14 @@ import threading
 import time
 
 from IPython.core import interactiveshell
-from IPython.core.error import UsageError
 from IPython.core.magic import Magics, cell_magic, line_cell_magic, line_magic, magics_class
 from IPython.core.magic_arguments import argument, magic_arguments, parse_argstring
 
 import splitbrain
 from splitbrain._errors import error
+
+from . import _actions
+from .comm import channel
 
 _RESERVED = {"local", "spawn", "connect", "forget"}
 
@@ -35,22 +37,9 @@ class FanOutError(Exception):
         self.errors = dict(errors or {})
 
 
-def _usage(detail):
-    return error("usage", detail, UsageError)
-
-
-def _unknown_slave(name):
-    known = ", ".join(sorted(splitbrain.known_slaves())) or "none yet"
-    return error("unknown_slave", f"no slave named {name!r} (known: {known}); add one with "
-                 f"`%slave connect {name} tcp://HOST:PORT` or `%slave spawn {name}`", UsageError)
-
-
-def _resolve(name):
-    """The connected slave called *name*, connecting it from the registry if needed."""
-    try:
-        return splitbrain.slave(name)
-    except LookupError:
-        raise _unknown_slave(name) from None
+_usage = _actions.usage
+_unknown_slave = _actions.unknown_slave
+_resolve = _actions.resolve
 
 
 class _ThreadDemux:
@@ -194,7 +183,7 @@ class SlaveMagics(Magics):
         code = self._compile_cell(cell)
         if len(args.names) == 1:
             slave = _resolve(args.names[0])
-            with slave:
+            with channel.cell(args.names), slave:
                 value = self._run(code)
             if args.out:
                 self.shell.user_ns[args.out] = {slave.name: value}
@@ -205,7 +194,8 @@ class SlaveMagics(Magics):
             if name not in known:
                 raise _unknown_slave(name)
         # Connecting is part of each slave's run, so one unreachable agent fails only its own part.
-        values, errors = self._fan_out(args.names, code)
+        with channel.cell(args.names):
+            values, errors = self._fan_out(args.names, code)
         if args.out:
             self.shell.user_ns[args.out] = values
         if errors:
@@ -305,33 +295,24 @@ class SlaveMagics(Magics):
             return f"active: {active.name if active else 'local'}"
         verb, rest = words[0], words[1:]
         if verb == "local" and not rest:
-            splitbrain.activate(None)
+            print(_actions.activate_local())
             return None
         if verb == "spawn":
             self._expect(rest, 1, "%slave spawn NAME")
-            slave = splitbrain.spawn(name=rest[0])
-            print(f"spawned {slave.name} at {slave.address}")
+            print(_actions.spawn(rest[0]))
             return None
         if verb == "connect":
             self._expect(rest, 2, "%slave connect NAME TARGET")
-            slave = splitbrain.connect(rest[1], name=rest[0], save=True)
-            print(f"connected {slave.name} at {slave.address}")
+            print(_actions.connect(rest[0], rest[1]))
             return None
         if verb == "forget":
             self._expect(rest, 1, "%slave forget NAME")
-            active = splitbrain.current()
-            try:
-                splitbrain.forget(rest[0])
-            except LookupError:
-                raise _unknown_slave(rest[0]) from None
-            if active is not None and active.name == rest[0]:
-                splitbrain.activate(None)  # the sticky slave is gone: back to this machine
-                print(f"forgot {rest[0]}; cells run locally again")
+            print(_actions.forget(rest[0]))
             return None
         if rest:
             raise _usage(f"%slave takes one slave name (or a subcommand: "
                              f"local, spawn, connect, forget), got {line!r}")
-        splitbrain.activate(_resolve(verb))
+        print(_actions.activate(verb))
         return None
 
     @staticmethod
@@ -392,6 +373,7 @@ def _locally(function):
 def load_ipython_extension(shell):
     """Register the magics (called by splitbrain-kernel at start, or `%load_ext splitbrain_kernel`)."""
     shell.register_magics(SlaveMagics)
+    channel.register(shell)  # the JupyterLab extension's comm (labextension/)
     # IPython puts its own `open` into the user namespace, bound to io.open when IPython was
     # imported; the cells' `open` must be the routed builtin, like every other module's.
     if shell.user_ns.get("open") is interactiveshell._modified_open:
