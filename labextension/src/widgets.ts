@@ -125,12 +125,20 @@ export class SlavesPanel extends LinkView {
   }
 
   protected render(): void {
-    const node = this.node;
-    node.replaceChildren();
-    node.appendChild(element('h2', 'jp-splitbrain-SlavesPanel-title', 'Slaves'));
+    // The form is built once and kept, so a state arriving while someone types keeps the focus.
+    const form = this._formNode ?? (this._formNode = this._form());
+    const content = this._content ?? (this._content = element('div', 'jp-splitbrain-SlavesPanel-content'));
+    const status = this._status ?? (this._status = element('p', 'jp-splitbrain-SlavesPanel-message'));
+    if (content.parentNode !== this.node) {
+      this.node.append(element('h2', 'jp-splitbrain-SlavesPanel-title', 'Slaves'), content, form, status);
+    }
+    content.replaceChildren();
     const state = this.state;
+    form.hidden = !state;
+    status.className = 'jp-splitbrain-SlavesPanel-message';
+    status.textContent = '';
     if (!this.link || !state) {
-      node.appendChild(
+      content.appendChild(
         element(
           'p',
           'jp-splitbrain-SlavesPanel-empty',
@@ -141,7 +149,7 @@ export class SlavesPanel extends LinkView {
       );
       return;
     }
-    const header = node.appendChild(element('div', 'jp-splitbrain-SlavesPanel-header'));
+    const header = content.appendChild(element('div', 'jp-splitbrain-SlavesPanel-header'));
     header.appendChild(
       element('span', 'jp-splitbrain-SlavesPanel-active', `active: ${describeActive(state.active)}`)
     );
@@ -151,28 +159,30 @@ export class SlavesPanel extends LinkView {
     refresh.title = 'Ping every connected slave';
     refresh.addEventListener('click', () => this._act({ action: 'refresh' }, 'pinging…'));
 
-    const table = node.appendChild(element('table', 'jp-splitbrain-SlavesPanel-table'));
-    const head = table.appendChild(element('tr', ''));
-    for (const column of ['name', 'address', 'platform', 'Python', 'latency', 'state', '']) {
-      head.appendChild(element('th', '', column));
-    }
+    const list = content.appendChild(element('div', 'jp-splitbrain-SlavesPanel-list'));
     for (const row of state.slaves) {
-      this._row(table, row);
+      this._row(list, row);
     }
     if (state.slaves.length === 0) {
-      node.appendChild(element('p', 'jp-splitbrain-SlavesPanel-empty', 'No slaves yet.'));
+      content.appendChild(element('p', 'jp-splitbrain-SlavesPanel-empty', 'No slaves yet.'));
     }
     for (const row of state.slaves) {
       if (row.log.length) {
-        const log = node.appendChild(element('details', 'jp-splitbrain-log'));
+        const log = content.appendChild(element('details', 'jp-splitbrain-log'));
         log.dataset.slave = row.name;
+        log.open = this._openLogs.has(row.name);
+        log.addEventListener('toggle', () => {
+          if (log.open) {
+            this._openLogs.add(row.name);
+          } else {
+            this._openLogs.delete(row.name);
+          }
+        });
         log.appendChild(element('summary', '', `${row.name}: agent log (${row.log_source ?? ''})`));
         log.appendChild(element('pre', '', row.log.join('\n')));
       }
     }
-    this._form(node);
     const message = state.message;
-    const status = node.appendChild(element('p', 'jp-splitbrain-SlavesPanel-message'));
     if (this._pending) {
       status.textContent = this._pending;
     } else if (message) {
@@ -181,51 +191,44 @@ export class SlavesPanel extends LinkView {
     }
   }
 
-  private _row(table: HTMLTableElement, row: ISlaveRow): void {
-    const tr = table.appendChild(element('tr', 'jp-splitbrain-slave'));
-    tr.dataset.slave = row.name;
-    tr.dataset.state = row.state;
+  // One slave: name, state and actions on the first line; address, then platform, Python and
+  // latency below (a side panel is narrow).
+  private _row(list: HTMLElement, row: ISlaveRow): void {
+    const card = list.appendChild(element('div', 'jp-splitbrain-slave'));
+    card.dataset.slave = row.name;
+    card.dataset.state = row.state;
     if (isDown(row.state)) {
-      tr.classList.add('jp-mod-down');
+      card.classList.add('jp-mod-down');
     }
-    const cells = [
-      row.name,
-      row.address ?? '',
-      row.platform ?? '',
-      row.python ?? '',
-      latencyText(row.latency),
-      stateText(row.state)
-    ];
-    cells.forEach((text, i) => {
-      const td = tr.appendChild(element('td', '', text));
-      if (i === 5) {
-        td.className = 'jp-splitbrain-slave-state';
-      }
-    });
-    const actions = tr.appendChild(element('td', 'jp-splitbrain-slave-actions'));
+    const top = card.appendChild(element('div', 'jp-splitbrain-slave-head'));
+    top.appendChild(element('span', 'jp-splitbrain-slave-name', row.name));
+    top.appendChild(element('span', 'jp-splitbrain-slave-state', stateText(row.state)));
+    const actions = top.appendChild(element('span', 'jp-splitbrain-slave-actions'));
     if (row.state !== 'connected') {
-      const connect = actions.appendChild(element('button', 'jp-splitbrain-connect', 'connect'));
+      const connect = actions.appendChild(element('button', 'jp-Button jp-mod-styled jp-splitbrain-connect', 'connect'));
       connect.addEventListener('click', () =>
         this._act({ action: 'connect', name: row.name }, `connecting ${row.name}…`)
       );
     }
-    const forget = actions.appendChild(element('button', 'jp-splitbrain-forget', 'forget'));
+    const forget = actions.appendChild(element('button', 'jp-Button jp-mod-styled jp-splitbrain-forget', 'forget'));
     forget.title = `Close ${row.name} and remove it from the registry`;
     forget.addEventListener('click', () =>
       this._act({ action: 'forget', name: row.name }, `forgetting ${row.name}…`)
     );
+    card.appendChild(element('div', 'jp-splitbrain-slave-address', row.address ?? ''));
+    const facts = [row.platform, row.python ? `Python ${row.python}` : null, latencyText(row.latency)];
+    const details = facts.filter(fact => fact).join(' · ');
+    if (details) {
+      card.appendChild(element('div', 'jp-splitbrain-slave-details', details));
+    }
   }
 
-  private _form(node: HTMLElement): void {
-    const form = node.appendChild(element('form', 'jp-splitbrain-SlavesPanel-form'));
+  private _form(): HTMLFormElement {
+    const form = element('form', 'jp-splitbrain-SlavesPanel-form');
     const name = form.appendChild(element('input', 'jp-mod-styled jp-splitbrain-new-name'));
     name.placeholder = 'name';
-    name.value = this._draftName;
-    name.addEventListener('input', () => (this._draftName = name.value));
     const target = form.appendChild(element('input', 'jp-mod-styled jp-splitbrain-new-target'));
     target.placeholder = 'tcp://host:port?key=… or connection file';
-    target.value = this._draftTarget;
-    target.addEventListener('input', () => (this._draftTarget = target.value));
     const connect = form.appendChild(element('button', 'jp-Button jp-mod-styled jp-splitbrain-add', 'Connect'));
     connect.type = 'submit';
     connect.title = 'Connect the address and register it under the name';
@@ -234,12 +237,14 @@ export class SlavesPanel extends LinkView {
     spawn.title = 'Start a private agent on the kernel machine under the name';
     form.addEventListener('submit', event => {
       event.preventDefault();
-      this._act({ action: 'connect', name: name.value.trim(), target: target.value.trim() },
-                `connecting ${name.value.trim()}…`);
+      const n = name.value.trim();
+      this._act({ action: 'connect', name: n, target: target.value.trim() }, `connecting ${n}…`);
     });
-    spawn.addEventListener('click', () =>
-      this._act({ action: 'spawn', name: name.value.trim() }, `spawning ${name.value.trim()}…`)
-    );
+    spawn.addEventListener('click', () => {
+      const n = name.value.trim();
+      this._act({ action: 'spawn', name: n }, `spawning ${n}…`);
+    });
+    return form;
   }
 
   private _act(data: { action: string; [key: string]: string }, pending: string): void {
@@ -260,6 +265,8 @@ export class SlavesPanel extends LinkView {
 
   private _notebookName: string | null = null;
   private _pending = '';
-  private _draftName = '';
-  private _draftTarget = '';
+  private _openLogs = new Set<string>();
+  private _content: HTMLDivElement | null = null;
+  private _formNode: HTMLFormElement | null = null;
+  private _status: HTMLParagraphElement | null = null;
 }
