@@ -71,6 +71,18 @@ def test_sticky_slave_applies_to_following_cells_until_slave_local(kernel):
     assert result(kernel.ok("os.getpid() == local_pid")) == "True"
 
 
+def test_slave_name_and_slave_local_each_say_in_one_line_what_now_runs_where(kernel):
+    address = result(kernel.ok("splitbrain.slave('box-a').address")).strip("'")
+    try:
+        # SHALL (issue 12): `%slave NAME` prints one line: what now runs where, and how to return.
+        assert stdout(kernel.ok("%slave box-a")) == (
+            f"cells now run with box-a active ({address}); `%slave local` returns to this machine\n")
+    finally:
+        back = stdout(kernel.ok("%slave local"))
+    assert back == "cells now run on this machine; `%slave box-a` makes box-a active again\n"
+    assert stdout(kernel.ok("%slave local")) == "cells run on this machine (no slave was active)\n"
+
+
 def test_an_unknown_slave_is_a_usage_error_naming_the_known_ones(kernel):
     reply, _ = kernel.execute("%%slave nosuchbox\n1")
     assert reply["ename"] == "UsageError"
