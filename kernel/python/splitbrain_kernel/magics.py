@@ -25,6 +25,7 @@ from splitbrain._errors import error
 
 from . import _actions
 from .comm import channel
+from .fan_out import FanOutView
 
 _RESERVED = {"local", "spawn", "connect", "forget"}
 
@@ -43,7 +44,7 @@ _resolve = _actions.resolve
 
 
 class _ThreadDemux:
-    """A stream that sends each fan-out thread's writes to that thread's buffer.
+    """A stream that sends each fan-out thread's writes to that thread's area (fan_out.py).
 
     Writes from any other thread (and from the cell's own thread) go to the real stream, so output
     of unrelated threads is not swallowed while a fan-out cell runs.
@@ -153,9 +154,10 @@ class SlaveMagics(Magics):
             import platform
             platform.node()       # runs on both in parallel; hosts == {"bench-a": ..., "bench-b": ...}
 
-        With several names the cell runs once per slave, in parallel; each slave's output is kept
-        together under an ``[NAME]`` header, and one slave's failure (an error, or an agent that
-        cannot be reached) does not hide the others; ``-o VAR`` then holds the values of the slaves
+        With several names the cell runs once per slave, in parallel; each slave's output shows as
+        it is produced in an output area of its own, under a state line (``[NAME] running``,
+        ``done in 1.2 s``, ``failed (its error id) in 0.3 s``), and one slave's failure (an error,
+        or an agent that cannot be reached) does not hide the others; ``-o VAR`` then holds the values of the slaves
         that succeeded, and the cell ends with ``FanOutError`` naming those that failed.
 
         Line magic::
@@ -220,27 +222,23 @@ class SlaveMagics(Magics):
 
     def _fan_out(self, names, code):
         """Run *code* once per slave name, in parallel → ({name: value} of those that succeeded,
-        {name: exception} of those that failed), printing each slave's output as it finishes."""
+        {name: exception} of those that failed), each slave's output shown live in its own area."""
+        view = FanOutView(names)
         buffers = {}
         connected = {}
-        results = {}
-        errors = {}
-        printed = set()
-        done = []
-        lock = threading.Lock()
         finished = threading.Event()
 
         def run(name):
-            buffers[threading.get_ident()] = out = []
+            area = view.areas[name]
+            buffers[threading.get_ident()] = area.chunks
             try:
                 slave = connected[name] = splitbrain.slave(name)
                 with slave:
-                    results[name] = self._run(code)
-            except BaseException as exc:  # reported below, per slave; never hides the others
-                errors[name] = exc
+                    value = self._run(code)
+                area.finish(value=value, has_value=True)
+            except BaseException as exc:  # shown in its area, per slave; never hides the others
+                area.finish(error=exc)
             finally:
-                with lock:
-                    done.append((name, out))
                 finished.set()
 
         real_out, real_err = sys.stdout, sys.stderr
@@ -253,40 +251,27 @@ class SlaveMagics(Magics):
                 t.start()
             # A short timeout: SIGINT may land on another thread, and then only the timeout
             # lets this one see the KeyboardInterrupt.
-            while len(done) < len(threads):
+            while any(area.ended is None for area in view.areas.values()):
                 finished.wait(0.05)
                 finished.clear()
-                self._print_finished(done, printed, results, errors, real_out, real_err)
-            self._print_finished(done, printed, results, errors, real_out, real_err)
+                view.refresh()
+            view.refresh()
         except KeyboardInterrupt:
             for slave in list(connected.values()):
                 slave.cancel_all()
             deadline = time.monotonic() + self._CANCEL_GRACE
             for t in threads:
                 t.join(max(0.0, deadline - time.monotonic()))
-            self._print_finished(done, printed, results, errors, real_out, real_err)
+            for area in view.areas.values():
+                if area.ended is None:
+                    area.finish(error=KeyboardInterrupt())
+            view.refresh()
             raise
         finally:
             sys.stdout, sys.stderr = real_out, real_err
-        return {n: results[n] for n in names if n in results}, {n: errors[n] for n in names if n in errors}
-
-    def _print_finished(self, done, printed, results, errors, out, err):
-        import traceback
-        for name, chunks in list(done):
-            if name in printed:
-                continue
-            printed.add(name)
-            status = "failed" if name in errors else "done"
-            out.write(f"[{name}] {status}\n")
-            for which, text in chunks:
-                (out if which == "out" else err).write(text)
-            if chunks and not chunks[-1][1].endswith("\n"):
-                out.write("\n")
-            if name in errors:
-                err.write("".join(traceback.format_exception(errors[name])))
-            elif results.get(name) is not None:
-                out.write(f"[{name}] -> {results[name]!r}\n")
-            out.flush()
+        values = {n: a.value for n, a in view.areas.items() if a.error is None}
+        errors = {n: a.error for n, a in view.areas.items() if a.error is not None}
+        return values, errors
 
     def _slave_line(self, line):
         words = line.split()
