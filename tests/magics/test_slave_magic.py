@@ -399,3 +399,27 @@ def test_a_remote_function_that_prints_shows_each_line_as_it_is_printed(kernel):
     assert times[1] - times[0] >= 0.3 and times[2] - times[1] >= 0.3, times
     # ... and all of it before the reply (execute_interactive returns once the reply has come)
     assert all(t <= replied for t in times)
+
+
+# --- progress on long calls (issue 12)
+
+def test_a_remote_call_running_2_s_shows_a_quiet_line_updated_in_place_and_removed_at_its_end(kernel):
+    start = time.monotonic()
+    out = kernel.ok("%%slave box-a\nsubprocess.run(['sleep', '3.5'])")
+    shown = [(t - start, kind, c["transient"]["display_id"], c["data"].get("text/plain"))
+             for t, kind, c in out if kind in ("display_data", "update_display_data")]
+    assert shown, out
+    first_at, kind, display_id, text = shown[0]
+    # SHALL: a quiet line once the call has run for 2 s, naming the slave and the call ...
+    assert kind == "display_data" and 1.9 <= first_at < 3.0, shown
+    assert re.fullmatch(r"waiting on box-a: subprocess\.run\(…\) [23]\.\d s", text), text
+    # ... updated in place (the same display id) as the time goes on ...
+    assert all(i == display_id for _, _, i, _ in shown)
+    assert len({t for *_, t in shown[:-1]}) >= 2, shown
+    # ... and removed when the call ends.
+    assert shown[-1][1] == "update_display_data" and shown[-1][3] == ""
+
+
+def test_many_short_remote_calls_show_no_progress_line(kernel):
+    out = kernel.ok("%%slave box-a\nt = time.monotonic()\nwhile time.monotonic() - t < 2.5: os.getpid()")
+    assert [kind for _, kind, _ in out if kind in ("display_data", "update_display_data")] == []

@@ -23,7 +23,7 @@ from IPython.core.magic_arguments import argument, magic_arguments, parse_argstr
 import splitbrain
 from splitbrain._errors import error
 
-from . import _actions
+from . import _actions, progress
 from .comm import channel
 from .fan_out import FanOutView
 
@@ -359,6 +359,7 @@ def load_ipython_extension(shell):
     """Register the magics (called by splitbrain-kernel at start, or `%load_ext splitbrain_kernel`)."""
     shell.register_magics(SlaveMagics)
     channel.register(shell)  # the JupyterLab extension's comm (labextension/)
+    progress.register(shell)  # "waiting on bench-a: subprocess.run(…) 3.4 s" under a long call
     # IPython puts its own `open` into the user namespace, bound to io.open when IPython was
     # imported; the cells' `open` must be the routed builtin, like every other module's.
     if shell.user_ns.get("open") is interactiveshell._modified_open:
