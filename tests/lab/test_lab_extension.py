@@ -16,6 +16,9 @@ CELLS = [
     "%slave bench-a",
     "%%slave bench-b\nimport os, time\nprint('bench-b pid', os.getpid())\ntime.sleep(3)",
     "%slave local",
+    "%%slave bench-a bench-b\nimport os, subprocess\nprint('hello from', os.getcwd())\n"
+    "if 'bench-b' in os.getcwd(): subprocess.run(['sh', '-c', 'sleep 1; echo slow; sleep 3'])",
+    "%%slave bench-a\nimport subprocess\nsubprocess.run(['sleep', '3.5'])",
 ]
 
 
@@ -91,6 +94,31 @@ def test_the_status_item_names_the_running_cells_slave_and_then_the_sticky_one_a
     expect(page.prompt(1)).to_have_text("[*]:")
     page.wait_until_done(1)
     expect(active_slave(page)).to_have_text("bench-a (sticky)", timeout=UI_TIMEOUT_MS)
+
+
+def test_a_fan_out_shows_each_slaves_area_live_and_the_status_names_both(page, screenshots):
+    page.run(3)
+    areas = page.output(3).locator(".jp-OutputArea-output")
+    # SHALL: bench-a's output and result show while bench-b still runs; bench-b's output as made.
+    expect(page.output(3)).to_contain_text("[bench-a] done in", timeout=UI_TIMEOUT_MS)
+    expect(page.output(3)).to_contain_text("[bench-b] running")
+    expect(page.prompt(3)).to_have_text("[*]:")
+    expect(active_slave(page)).to_have_text("bench-a, bench-b (cell)")
+    expect(page.output(3)).to_contain_text("slow", timeout=UI_TIMEOUT_MS)
+    expect(page.prompt(3)).to_have_text("[*]:")
+    page.page.screenshot(path=str(screenshots / "fan-out-live.png"))
+    page.wait_until_done(3)
+    expect(areas).to_have_count(2)
+    expect(areas.nth(0)).to_contain_text("[bench-a] done in")
+    expect(areas.nth(1)).to_contain_text("[bench-b] done in")
+    expect(active_slave(page)).to_have_text("bench-a (sticky)")
+
+
+def test_a_long_remote_call_shows_a_waiting_line_that_goes_away_when_it_ends(page):
+    page.run(4)
+    expect(page.output(4)).to_contain_text("waiting on bench-a: subprocess.run(…)", timeout=UI_TIMEOUT_MS)
+    page.wait_until_done(4)
+    expect(page.output(4)).not_to_contain_text("waiting on")
 
 
 def test_the_panel_shows_bench_a_connected_and_a_killed_bench_b_down(lab, page, screenshots):
