@@ -52,7 +52,12 @@ class SlavesChannel:
     """Every open ``splitbrain`` comm of this kernel, and what they were last told."""
 
     def __init__(self):
-        self._comms = {}
+        # The callbacks handed to xeus are held here too, for the kernel's whole life: xeus drops
+        # its references when the kernel is destroyed, without the GIL, and the last reference
+        # must not be that one (the object would be freed there: the kernel crashed on shutdown).
+        self._on_open = self._opened
+        self._comms = {}        # comm id → (comm, its on_msg and on_close callbacks)
+        self._closed = []       # the same, of comms the frontend closed
         self._cell = None       # names of the running %%slave cell's slaves
         self._sent = None
         self._message = None
@@ -63,7 +68,7 @@ class SlavesChannel:
         manager = getattr(getattr(shell, "kernel", None), "comm_manager", None)
         if manager is None:
             return False
-        manager.register_target(TARGET, self._opened)
+        manager.register_target(TARGET, self._on_open)
         if self._after_cell not in shell.events.callbacks["post_run_cell"]:
             shell.events.register("post_run_cell", self._after_cell)
         return True
@@ -96,15 +101,22 @@ class SlavesChannel:
         if not force and state == self._sent:
             return
         self._sent = state
-        for comm in list(self._comms.values()):
+        for comm, _, _ in list(self._comms.values()):
             comm.send(state)
 
     # -- comm callbacks ----------------------------------------------------------------------------
 
     def _opened(self, comm, _msg):
-        self._comms[comm.comm_id] = comm
-        comm.on_msg(lambda msg: self._received(msg))
-        comm.on_close(lambda _msg: self._comms.pop(comm.comm_id, None))
+        def on_msg(msg):
+            self._received(msg)
+
+        def on_close(_msg):
+            # Kept, not dropped: xeus still holds the callbacks (see __init__).
+            self._closed.append(self._comms.pop(comm.comm_id, None))
+
+        self._comms[comm.comm_id] = (comm, on_msg, on_close)
+        comm.on_msg(on_msg)
+        comm.on_close(on_close)
         self._message = None
         self.publish(ping=True, force=True)
 

@@ -9,7 +9,6 @@ Parsing in C++ would mean intercepting cells before the shell and redoing all of
 import argparse
 import ast
 import builtins
-import contextlib
 import functools
 import html
 import sys
