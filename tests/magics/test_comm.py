@@ -130,3 +130,21 @@ def test_the_panels_actions_answer_with_the_new_state_and_one_line(kernel, comm)
     comm.send(action="refresh")
     state = comm.states(until=lambda s: s["message"]["action"] == "refresh")[-1]
     assert state["message"]["ok"] and isinstance(row(state, "box-a")["latency"], float)
+
+
+def test_a_kernel_whose_comms_were_opened_still_exits_cleanly(tmp_path):
+    # issue 12 - xeus drops the comm callbacks without the GIL when the kernel ends; the kernel
+    # crashed (-11) on every shutdown once the target was registered.
+    from conftest import Kernel
+    kernel = Kernel(tmp_path)
+    try:
+        opened, closed = Comm(kernel), Comm(kernel)
+        opened.states(until=lambda s: True)
+        closed.close()
+        kernel.ok("1")
+    finally:
+        kernel.kc.shutdown()
+        status = kernel.km.provisioner.process.wait(timeout=30)
+        kernel.kc.stop_channels()
+        kernel.stderr.close()
+    assert status == 0
