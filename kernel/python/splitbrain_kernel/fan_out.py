@@ -28,12 +28,15 @@ class Area:
         self.ended = None
         self.error = None
         self.value = None
-        self.has_value = False
         self._shown = (-1, None)     # (chunks rendered, ended) of the last render
         self._rendered_at = 0.0
 
-    def finish(self, value=None, error=None, has_value=False):
-        self.value, self.error, self.has_value = value, error, has_value
+    def succeed(self, value):
+        self.value = value
+        self.ended = time.monotonic()
+
+    def fail(self, error):
+        self.error = error
         self.ended = time.monotonic()
 
     def state_line(self, now):
@@ -54,7 +57,7 @@ class Area:
             text += output if output.endswith("\n") else output + "\n"
         if self.error is not None and not isinstance(self.error, KeyboardInterrupt):
             text += "".join(traceback.format_exception_only(self.error))
-        elif self.has_value and self.value is not None:
+        elif self.value is not None:
             text += f"-> {self.value!r}\n"
         return text
 

@@ -156,8 +156,9 @@ class SlaveMagics(Magics):
         With several names the cell runs once per slave, in parallel; each slave's output shows as
         it is produced in an output area of its own, under a state line (``[NAME] running``,
         ``done in 1.2 s``, ``failed (its error id) in 0.3 s``), and one slave's failure (an error,
-        or an agent that cannot be reached) does not hide the others; ``-o VAR`` then holds the values of the slaves
-        that succeeded, and the cell ends with ``FanOutError`` naming those that failed.
+        or an agent that cannot be reached) does not hide the others; ``-o VAR`` then holds the
+        values of the slaves that succeeded, and the cell ends with ``FanOutError`` naming those
+        that failed.
 
         Line magic::
 
@@ -234,9 +235,9 @@ class SlaveMagics(Magics):
                 slave = connected[name] = splitbrain.slave(name)
                 with slave:
                     value = self._run(code)
-                area.finish(value=value, has_value=True)
+                area.succeed(value)
             except BaseException as exc:  # shown in its area, per slave; never hides the others
-                area.finish(error=exc)
+                area.fail(exc)
             finally:
                 finished.set()
 
@@ -263,7 +264,7 @@ class SlaveMagics(Magics):
                 t.join(max(0.0, deadline - time.monotonic()))
             for area in view.areas.values():
                 if area.ended is None:
-                    area.finish(error=KeyboardInterrupt())
+                    area.fail(KeyboardInterrupt())
             view.refresh()
             raise
         finally:

@@ -70,14 +70,23 @@ class CallWatch:
         self._display_id = None
         self._drawn = 0.0
 
+    def start(self):
+        """Start the watcher thread, once. It is born with every signal blocked: signals are the
+        cell's thread's to take (a SIGINT must interrupt the cell's wait for its slave), and a
+        thread that unblocked them even for a moment could take one."""
+        if self._thread is not None:
+            return
+        self._thread = threading.Thread(target=self._watch, name="splitbrain-progress", daemon=True)
+        previous = signal.pthread_sigmask(signal.SIG_BLOCK, signal.valid_signals())
+        try:
+            self._thread.start()
+        finally:
+            signal.pthread_sigmask(signal.SIG_SETMASK, previous)
+
     def arm(self, thread_id=None):
         with self._lock:
             self._thread_id = thread_id or threading.get_ident()
             self._seen = None
-            if self._thread is None:
-                self._thread = threading.Thread(target=self._watch, name="splitbrain-progress",
-                                                daemon=True)
-                self._thread.start()
         self._armed.set()
 
     def disarm(self):
@@ -93,8 +102,6 @@ class CallWatch:
             self._display_id = None
 
     def _watch(self):
-        # Signals are the cell's thread's to take (a SIGINT interrupts its wait for the slave).
-        signal.pthread_sigmask(signal.SIG_BLOCK, signal.valid_signals())
         while True:
             self._armed.wait()
             time.sleep(EVERY)
@@ -137,6 +144,7 @@ watch = CallWatch()
 
 def register(shell):
     """Watch every cell of *shell*: any cell may call a slave (a sticky one, ``slave.modules``)."""
+    watch.start()
     if _before_cell not in shell.events.callbacks["pre_run_cell"]:
         shell.events.register("pre_run_cell", _before_cell)
         shell.events.register("post_run_cell", _after_cell)
