@@ -73,10 +73,6 @@ class SlavesChannel:
             shell.events.register("post_run_cell", self._after_cell)
         return True
 
-    @property
-    def listening(self):
-        return bool(self._comms)
-
     # -- what the magics tell ----------------------------------------------------------------------
 
     @contextlib.contextmanager
@@ -97,7 +93,10 @@ class SlavesChannel:
         """Send the state to every comm if it changed (or *force*)."""
         if not self._comms:
             return
-        state = self._state(ping)
+        try:
+            state = self._state(ping)
+        except Exception:  # what the panel shows must never fail a cell
+            return
         if not force and state == self._sent:
             return
         self._sent = state
