@@ -12,6 +12,7 @@ debian_packages=(
   googletest libgtest-dev
   socat iproute2 chromium
   clang libclang-rt-14-dev clang-format-14
+  nodejs
 )
 missing=()
 for p in "${debian_packages[@]}"; do
@@ -42,3 +43,31 @@ if [ ! -f build/CMakeCache.txt ]; then
 fi
 cmake --build build
 cmake --install build --prefix "$root/.venv" > /dev/null
+
+# The JupyterLab extension (labextension/), a prebuilt extension: built with jlpm (JupyterLab's
+# own yarn, from the committed yarn.lock) only when its sources or the pinned JupyterLab changed,
+# and installed where the venv's JupyterLab loads it, as a Python package's data files would be.
+lab_hash=$(find labextension/package.json labextension/yarn.lock labextension/.yarnrc.yml \
+             labextension/tsconfig.json labextension/src labextension/style requirements.txt \
+             -type f -print0 | sort -z | xargs -0 sha256sum | sha256sum | cut -d' ' -f1)
+lab_build=labextension/build/splitbrain-lab
+lab_dest=.venv/share/jupyter/labextensions/splitbrain-lab
+if [ "$(cat "$lab_build/.sources.sha256" 2>/dev/null)" != "$lab_hash" ]; then
+  echo "setup: building the JupyterLab extension (labextension/)"
+  rm -rf labextension/build labextension/lib
+  if ! (cd labextension && ../.venv/bin/jlpm install --immutable --mode=skip-build \
+          && PATH="$root/.venv/bin:$PATH" ../.venv/bin/jlpm build) > build/labextension.log 2>&1; then
+    tail -40 build/labextension.log
+    echo "setup: building labextension/ failed; the whole log is build/labextension.log" >&2
+    exit 1
+  fi
+  echo "$lab_hash" > "$lab_build/.sources.sha256"
+fi
+if [ "$(cat "$lab_dest/.sources.sha256" 2>/dev/null)" != "$lab_hash" ]; then
+  rm -rf "$lab_dest"
+  mkdir -p "$(dirname "$lab_dest")"
+  cp -r "$lab_build" "$lab_dest"
+  cat > "$lab_dest/install.json" <<'JSON'
+{"packageManager": "python", "packageName": "splitbrain_kernel", "uninstallInstructions": "rm -r .venv/share/jupyter/labextensions/splitbrain-lab"}
+JSON
+fi

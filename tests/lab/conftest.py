@@ -7,16 +7,66 @@ sys.path.insert(0, str(NOTEBOOKS))
 sys.path.insert(0, str(pathlib.Path(__file__).resolve().parents[1]))  # tests/: helpers every suite shares
 
 
+import contextlib  # noqa: E402
+import os  # noqa: E402
+import shutil  # noqa: E402
+import signal  # noqa: E402
+
 import pytest  # noqa: E402
 import splitbrain._routing  # noqa: E402
 from machinery import PACKAGES  # noqa: E402
 
 splitbrain._routing.exempt(*PACKAGES)
 
+from jupyterlab_session import BUILD_DIR, CHROMIUM, CHROMIUM_ARGS, KERNEL, Lab, wait_until  # noqa: E402
+from jupyter_client.kernelspec import KernelSpecManager, NoSuchKernel  # noqa: E402
+from playwright.sync_api import sync_playwright  # noqa: E402
+
 
 @pytest.hookimpl(wrapper=True)
 def pytest_runtest_makereport(item, call):
-    # Lets fixtures see whether the test itself failed (test_jupyterlab.py screenshots failures).
+    # Lets fixtures see whether the test itself failed (the browser suites screenshot failures).
     report = yield
     setattr(item, f"report_{report.when}", report)
     return report
+
+
+@pytest.fixture(scope="module")
+def lab(tmp_path_factory):
+    workdir = tmp_path_factory.mktemp("lab")
+    shutil.copytree(NOTEBOOKS, workdir / "root", ignore=shutil.ignore_patterns(".ipynb_checkpoints", "__pycache__"))
+    running = Lab(workdir)
+    yield running
+    running.stop()
+    # SHALL: stopping JupyterLab and the demo agents leaves no kernel, agent or worker behind.
+    try:
+        wait_until(lambda: not running.leftovers(), 10, "every kernel, agent and worker ending",
+                   diagnose=lambda: f": still running: {running.leftovers()}")
+    finally:
+        for pid in running.leftovers():
+            with contextlib.suppress(ProcessLookupError):
+                os.kill(pid, signal.SIGKILL)
+
+
+@pytest.fixture(scope="module")
+def browser():
+    with sync_playwright() as playwright:
+        chromium = playwright.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
+        yield chromium
+        chromium.close()
+
+
+@pytest.fixture(scope="module")
+def screenshots():
+    folder = BUILD_DIR / "screenshots"
+    folder.mkdir(parents=True, exist_ok=True)
+    return folder
+
+
+@pytest.fixture(scope="module")
+def kernelspec():
+    try:
+        return KernelSpecManager().get_kernel_spec(KERNEL)
+    except NoSuchKernel:
+        pytest.fail(f"no kernelspec {KERNEL!r} on JUPYTER_PATH={os.environ.get('JUPYTER_PATH')!r}; "
+                    "build the kernel (the build tree's share/jupyter holds its kernelspec)")

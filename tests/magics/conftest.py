@@ -81,9 +81,26 @@ def running_below(ancestor, argv):
     return pids
 
 
+def fan_out_areas(outputs):
+    """{display id: its last text/plain} of a cell's display areas, following update_display_data
+    as a frontend does: a fan-out cell's one area per slave, as it looks when the cell ends."""
+    areas = {}
+    for _, msg_type, content in outputs:
+        display_id = (content.get("transient") or {}).get("display_id")
+        if msg_type in ("display_data", "update_display_data") and display_id:
+            areas[display_id] = content["data"].get("text/plain", "")
+    return areas
+
+
+def fan_out_text(outputs):
+    """A fan-out cell's areas as one text, in the order they appeared."""
+    return "".join(fan_out_areas(outputs).values())
+
+
 def fan_out_blocks(text):
-    """{slave name: its block of a fan-out cell's stdout} (the text under its `[NAME] done` line)."""
-    parts = re.split(r"^\[([^\]\n]+)\] (?:done|failed)\n", text, flags=re.M)
+    """{slave name: its block of a fan-out cell's text} (the text under its `[NAME] done …` or
+    `[NAME] failed …` state line)."""
+    parts = re.split(r"^\[([^\]\n]+)\] (?:done|failed)[^\n]*\n", text, flags=re.M)
     return dict(zip(parts[1::2], parts[2::2]))
 
 

@@ -6,7 +6,7 @@ import socket
 import time
 
 import pytest
-from conftest import fan_out_blocks, result, running_below, stdout, wait_until
+from conftest import fan_out_areas, fan_out_blocks, fan_out_text, result, running_below, stdout, wait_until
 
 
 def test_a_slave_cell_runs_remotely_and_its_variables_land_in_the_notebook(kernel):
@@ -71,6 +71,18 @@ def test_sticky_slave_applies_to_following_cells_until_slave_local(kernel):
     assert result(kernel.ok("os.getpid() == local_pid")) == "True"
 
 
+def test_slave_name_and_slave_local_each_say_in_one_line_what_now_runs_where(kernel):
+    address = result(kernel.ok("splitbrain.slave('box-a').address")).strip("'")
+    try:
+        # SHALL (issue 12): `%slave NAME` prints one line: what now runs where, and how to return.
+        assert stdout(kernel.ok("%slave box-a")) == (
+            f"cells now run with box-a active ({address}); `%slave local` returns to this machine\n")
+    finally:
+        back = stdout(kernel.ok("%slave local"))
+    assert back == "cells now run on this machine; `%slave box-a` makes box-a active again\n"
+    assert stdout(kernel.ok("%slave local")) == "cells run on this machine (no slave was active)\n"
+
+
 def test_an_unknown_slave_is_a_usage_error_naming_the_known_ones(kernel):
     reply, _ = kernel.execute("%%slave nosuchbox\n1")
     assert reply["ename"] == "UsageError"
@@ -88,7 +100,7 @@ def test_fan_out_runs_in_parallel_labels_output_and_collects_results(kernel):
     out = kernel.ok("%%slave box-a box-b -o pids\nprint('hello from', os.getpid())\n"
                     "subprocess.run(['sleep', '0.6'])\nos.getpid()")
     elapsed = time.monotonic() - start
-    blocks = fan_out_blocks(stdout(out))
+    blocks = fan_out_blocks(fan_out_text(out))
     assert sorted(blocks) == ["box-a", "box-b"]
     out = kernel.ok("print(sorted(pids), len(set(pids.values())), local_pid in pids.values())")
     assert stdout(out) == "['box-a', 'box-b'] 2 False\n"
@@ -99,13 +111,41 @@ def test_fan_out_runs_in_parallel_labels_output_and_collects_results(kernel):
     assert elapsed < 1.15, f"two remote 0.6 s commands took {elapsed:.2f} s: not parallel"
 
 
+def test_fan_out_shows_each_slaves_output_live_in_its_own_area(kernel):
+    # SHALL (issue 12): each slave's output appears as it is produced, kept together per slave
+    # (one area per slave, updated by display id), with a state line; nobody waits for the slowest.
+    a_pid = _worker(kernel, "box-a")
+    code = ("%%slave box-a box-b\nprint('start', os.getpid(), flush=True)\n"
+            f"if os.getpid() != {a_pid}: subprocess.run(['sh', '-c', 'sleep 0.6; echo slow 1; sleep 0.6'])\n")
+    start = time.monotonic()
+    out = kernel.ok(code)
+    ended = time.monotonic()
+    updates = [(t, c["transient"]["display_id"], c["data"]["text/plain"]) for t, kind, c in out
+               if kind in ("display_data", "update_display_data")]
+    areas = fan_out_areas(out)
+    assert len(areas) == 2
+    a_id, b_id = list(areas)
+    assert areas[a_id].startswith("[box-a] done in ") and f"start {a_pid}" in areas[a_id]
+    assert areas[b_id].startswith("[box-b] done in ") and areas[b_id].endswith("slow 1\n")
+    first_shown = min(t for t, _, text in updates)
+    a_done = min(t for t, i, text in updates if i == a_id and "done in" in text)
+    b_slow = min(t for t, i, text in updates if i == b_id and "slow 1" in text)
+    b_done = min(t for t, i, text in updates if i == b_id and "done in" in text)
+    assert first_shown - start < 0.5, "the areas did not show at once"
+    assert b_done - a_done > 0.8, "box-a's result waited for box-b"
+    assert b_slow < b_done - 0.3, "box-b's output waited for its end"
+    assert any(i == b_id and text.startswith("[box-b] running") for _, i, text in updates)
+    assert ended >= b_done
+    assert stdout(out) == ""
+
+
 def test_one_failing_slave_does_not_hide_the_others(kernel):
     reply, out = kernel.execute("%%slave box-a box-b\nif os.getpid() == remote_pid: raise KeyError('only a')\n'fine'")
     assert reply["status"] == "error"
     assert "[splitbrain.fan_out_failed] 1 of 2 slaves failed: box-a" in reply["evalue"]
-    text = stdout(out)
-    assert "[box-b] done" in text and "'fine'" in text
-    assert "[box-a] failed" in text
+    text = fan_out_text(out)
+    assert "[box-b] done in " in text and "-> 'fine'" in text
+    assert "[box-a] failed (KeyError) in " in text and "KeyError: 'only a'" in text
 
 
 def test_slaves_lists_the_slaves_as_html_and_text(kernel):
@@ -304,11 +344,12 @@ def test_an_unreachable_slave_fails_only_its_own_part_of_a_fan_out(kernel, dead_
     elapsed = time.monotonic() - start
     assert reply["status"] == "error"
     assert f"[splitbrain.fan_out_failed] 1 of 2 slaves failed: {dead_box}" in reply["evalue"]
-    blocks = fan_out_blocks(stdout(out))
+    text = fan_out_text(out)
+    blocks = fan_out_blocks(text)
     assert f"ran on {a_pid}" in blocks["box-a"]
-    assert f"[{dead_box}] failed" in stdout(out)
-    errors = "".join(c["text"] for _, t, c in out if t == "stream" and c["name"] == "stderr")
-    assert "AgentUnreachable" in errors, errors
+    # SHALL (issue 12): a failed slave's state line names its error id.
+    assert f"[{dead_box}] failed (agent_unreachable) in " in text
+    assert "AgentUnreachable: " in blocks[dead_box], blocks[dead_box]
     assert result(kernel.ok("reached")) == f"{{'box-a': {a_pid}}}"
     assert elapsed < 15, f"the unreachable agent held the cell {elapsed:.1f} s"
 
@@ -358,3 +399,27 @@ def test_a_remote_function_that_prints_shows_each_line_as_it_is_printed(kernel):
     assert times[1] - times[0] >= 0.3 and times[2] - times[1] >= 0.3, times
     # ... and all of it before the reply (execute_interactive returns once the reply has come)
     assert all(t <= replied for t in times)
+
+
+# --- progress on long calls (issue 12)
+
+def test_a_remote_call_running_2_s_shows_a_quiet_line_updated_in_place_and_removed_at_its_end(kernel):
+    start = time.monotonic()
+    out = kernel.ok("%%slave box-a\nsubprocess.run(['sleep', '3.5'])")
+    shown = [(t - start, kind, c["transient"]["display_id"], c["data"].get("text/plain"))
+             for t, kind, c in out if kind in ("display_data", "update_display_data")]
+    assert shown, out
+    first_at, kind, display_id, text = shown[0]
+    # SHALL: a quiet line once the call has run for 2 s, naming the slave and the call ...
+    assert kind == "display_data" and 1.9 <= first_at < 3.0, shown
+    assert re.fullmatch(r"waiting on box-a: subprocess\.run\(…\) [23]\.\d s", text), text
+    # ... updated in place (the same display id) as the time goes on ...
+    assert all(i == display_id for _, _, i, _ in shown)
+    assert len({t for *_, t in shown[:-1]}) >= 2, shown
+    # ... and removed when the call ends.
+    assert shown[-1][1] == "update_display_data" and shown[-1][3] == ""
+
+
+def test_many_short_remote_calls_show_no_progress_line(kernel):
+    out = kernel.ok("%%slave box-a\nt = time.monotonic()\nwhile time.monotonic() - t < 2.5: os.getpid()")
+    assert [kind for _, kind, _ in out if kind in ("display_data", "update_display_data")] == []

@@ -9,7 +9,6 @@ Parsing in C++ would mean intercepting cells before the shell and redoing all of
 import argparse
 import ast
 import builtins
-import contextlib
 import functools
 import html
 import sys
@@ -17,12 +16,15 @@ import threading
 import time
 
 from IPython.core import interactiveshell
-from IPython.core.error import UsageError
 from IPython.core.magic import Magics, cell_magic, line_cell_magic, line_magic, magics_class
 from IPython.core.magic_arguments import argument, magic_arguments, parse_argstring
 
 import splitbrain
 from splitbrain._errors import error
+
+from . import _actions, progress
+from .comm import channel
+from .fan_out import FanOutView
 
 _RESERVED = {"local", "spawn", "connect", "forget"}
 
@@ -35,26 +37,13 @@ class FanOutError(Exception):
         self.errors = dict(errors or {})
 
 
-def _usage(detail):
-    return error("usage", detail, UsageError)
-
-
-def _unknown_slave(name):
-    known = ", ".join(sorted(splitbrain.known_slaves())) or "none yet"
-    return error("unknown_slave", f"no slave named {name!r} (known: {known}); add one with "
-                 f"`%slave connect {name} tcp://HOST:PORT` or `%slave spawn {name}`", UsageError)
-
-
-def _resolve(name):
-    """The connected slave called *name*, connecting it from the registry if needed."""
-    try:
-        return splitbrain.slave(name)
-    except LookupError:
-        raise _unknown_slave(name) from None
+_usage = _actions.usage
+_unknown_slave = _actions.unknown_slave
+_resolve = _actions.resolve
 
 
 class _ThreadDemux:
-    """A stream that sends each fan-out thread's writes to that thread's buffer.
+    """A stream that sends each fan-out thread's writes to that thread's area (fan_out.py).
 
     Writes from any other thread (and from the cell's own thread) go to the real stream, so output
     of unrelated threads is not swallowed while a fan-out cell runs.
@@ -164,10 +153,12 @@ class SlaveMagics(Magics):
             import platform
             platform.node()       # runs on both in parallel; hosts == {"bench-a": ..., "bench-b": ...}
 
-        With several names the cell runs once per slave, in parallel; each slave's output is kept
-        together under an ``[NAME]`` header, and one slave's failure (an error, or an agent that
-        cannot be reached) does not hide the others; ``-o VAR`` then holds the values of the slaves
-        that succeeded, and the cell ends with ``FanOutError`` naming those that failed.
+        With several names the cell runs once per slave, in parallel; each slave's output shows as
+        it is produced in an output area of its own, under a state line (``[NAME] running``,
+        ``done in 1.2 s``, ``failed (its error id) in 0.3 s``), and one slave's failure (an error,
+        or an agent that cannot be reached) does not hide the others; ``-o VAR`` then holds the
+        values of the slaves that succeeded, and the cell ends with ``FanOutError`` naming those
+        that failed.
 
         Line magic::
 
@@ -194,7 +185,7 @@ class SlaveMagics(Magics):
         code = self._compile_cell(cell)
         if len(args.names) == 1:
             slave = _resolve(args.names[0])
-            with slave:
+            with channel.cell(args.names), slave:
                 value = self._run(code)
             if args.out:
                 self.shell.user_ns[args.out] = {slave.name: value}
@@ -205,7 +196,8 @@ class SlaveMagics(Magics):
             if name not in known:
                 raise _unknown_slave(name)
         # Connecting is part of each slave's run, so one unreachable agent fails only its own part.
-        values, errors = self._fan_out(args.names, code)
+        with channel.cell(args.names):
+            values, errors = self._fan_out(args.names, code)
         if args.out:
             self.shell.user_ns[args.out] = values
         if errors:
@@ -230,27 +222,23 @@ class SlaveMagics(Magics):
 
     def _fan_out(self, names, code):
         """Run *code* once per slave name, in parallel → ({name: value} of those that succeeded,
-        {name: exception} of those that failed), printing each slave's output as it finishes."""
+        {name: exception} of those that failed), each slave's output shown live in its own area."""
+        view = FanOutView(names)
         buffers = {}
         connected = {}
-        results = {}
-        errors = {}
-        printed = set()
-        done = []
-        lock = threading.Lock()
         finished = threading.Event()
 
         def run(name):
-            buffers[threading.get_ident()] = out = []
+            area = view.areas[name]
+            buffers[threading.get_ident()] = area.chunks
             try:
                 slave = connected[name] = splitbrain.slave(name)
                 with slave:
-                    results[name] = self._run(code)
-            except BaseException as exc:  # reported below, per slave; never hides the others
-                errors[name] = exc
+                    value = self._run(code)
+                area.succeed(value)
+            except BaseException as exc:  # shown in its area, per slave; never hides the others
+                area.fail(exc)
             finally:
-                with lock:
-                    done.append((name, out))
                 finished.set()
 
         real_out, real_err = sys.stdout, sys.stderr
@@ -263,40 +251,27 @@ class SlaveMagics(Magics):
                 t.start()
             # A short timeout: SIGINT may land on another thread, and then only the timeout
             # lets this one see the KeyboardInterrupt.
-            while len(done) < len(threads):
+            while any(area.ended is None for area in view.areas.values()):
                 finished.wait(0.05)
                 finished.clear()
-                self._print_finished(done, printed, results, errors, real_out, real_err)
-            self._print_finished(done, printed, results, errors, real_out, real_err)
+                view.refresh()
+            view.refresh()
         except KeyboardInterrupt:
             for slave in list(connected.values()):
                 slave.cancel_all()
             deadline = time.monotonic() + self._CANCEL_GRACE
             for t in threads:
                 t.join(max(0.0, deadline - time.monotonic()))
-            self._print_finished(done, printed, results, errors, real_out, real_err)
+            for area in view.areas.values():
+                if area.ended is None:
+                    area.fail(KeyboardInterrupt())
+            view.refresh()
             raise
         finally:
             sys.stdout, sys.stderr = real_out, real_err
-        return {n: results[n] for n in names if n in results}, {n: errors[n] for n in names if n in errors}
-
-    def _print_finished(self, done, printed, results, errors, out, err):
-        import traceback
-        for name, chunks in list(done):
-            if name in printed:
-                continue
-            printed.add(name)
-            status = "failed" if name in errors else "done"
-            out.write(f"[{name}] {status}\n")
-            for which, text in chunks:
-                (out if which == "out" else err).write(text)
-            if chunks and not chunks[-1][1].endswith("\n"):
-                out.write("\n")
-            if name in errors:
-                err.write("".join(traceback.format_exception(errors[name])))
-            elif results.get(name) is not None:
-                out.write(f"[{name}] -> {results[name]!r}\n")
-            out.flush()
+        values = {n: a.value for n, a in view.areas.items() if a.error is None}
+        errors = {n: a.error for n, a in view.areas.items() if a.error is not None}
+        return values, errors
 
     def _slave_line(self, line):
         words = line.split()
@@ -305,33 +280,24 @@ class SlaveMagics(Magics):
             return f"active: {active.name if active else 'local'}"
         verb, rest = words[0], words[1:]
         if verb == "local" and not rest:
-            splitbrain.activate(None)
+            print(_actions.activate_local())
             return None
         if verb == "spawn":
             self._expect(rest, 1, "%slave spawn NAME")
-            slave = splitbrain.spawn(name=rest[0])
-            print(f"spawned {slave.name} at {slave.address}")
+            print(_actions.spawn(rest[0]))
             return None
         if verb == "connect":
             self._expect(rest, 2, "%slave connect NAME TARGET")
-            slave = splitbrain.connect(rest[1], name=rest[0], save=True)
-            print(f"connected {slave.name} at {slave.address}")
+            print(_actions.connect(rest[0], rest[1]))
             return None
         if verb == "forget":
             self._expect(rest, 1, "%slave forget NAME")
-            active = splitbrain.current()
-            try:
-                splitbrain.forget(rest[0])
-            except LookupError:
-                raise _unknown_slave(rest[0]) from None
-            if active is not None and active.name == rest[0]:
-                splitbrain.activate(None)  # the sticky slave is gone: back to this machine
-                print(f"forgot {rest[0]}; cells run locally again")
+            print(_actions.forget(rest[0]))
             return None
         if rest:
             raise _usage(f"%slave takes one slave name (or a subcommand: "
                              f"local, spawn, connect, forget), got {line!r}")
-        splitbrain.activate(_resolve(verb))
+        print(_actions.activate(verb))
         return None
 
     @staticmethod
@@ -392,6 +358,8 @@ def _locally(function):
 def load_ipython_extension(shell):
     """Register the magics (called by splitbrain-kernel at start, or `%load_ext splitbrain_kernel`)."""
     shell.register_magics(SlaveMagics)
+    channel.register(shell)  # the JupyterLab extension's comm (labextension/)
+    progress.register(shell)  # "waiting on bench-a: subprocess.run(…) 3.4 s" under a long call
     # IPython puts its own `open` into the user namespace, bound to io.open when IPython was
     # imported; the cells' `open` must be the routed builtin, like every other module's.
     if shell.user_ns.get("open") is interactiveshell._modified_open:
