@@ -124,6 +124,8 @@ def test_slave_help_shows_examples(kernel):
     assert reply["parent_header"]["msg_id"] == msg_id
     pages = [p for p in reply["content"].get("payload", []) if p.get("source") == "page"]
     assert pages and "%%slave bench-a" in pages[0]["data"]["text/plain"]
+    # issue 12: the address form a user can paste, with the key it needs
+    assert "tcp://HOST:PORT?key=AGENT_PUB" in pages[0]["data"]["text/plain"]
 
 
 def _interrupt_when_running(kernel, code, workers, argv):
