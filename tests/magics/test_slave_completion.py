@@ -85,3 +85,13 @@ def test_a_sticky_slave_completes_the_slaves_paths_too(kernel):
     finally:
         kernel.ok("%slave local")
     assert stdout(kernel.ok("print(splitbrain.current())")) == "None\n"
+
+
+def test_inspecting_a_remote_object_names_its_remote_type(kernel):
+    kernel.ok("%%slave box-a\nremote_file = open('/etc/hostname')")
+    try:
+        text = _inspect(kernel, "remote_file")
+        assert "TextIOWrapper (on box-a)" in text and "<remote box-a:" in text, text
+        assert "RemoteObject" not in text, text
+    finally:
+        kernel.ok("remote_file.close()")

@@ -11,7 +11,6 @@ active (a ``%%slave`` cell being completed, see ``context_for_cell``, or a stick
 """
 
 import glob as _local_glob
-import inspect
 import os
 import re
 
@@ -61,11 +60,11 @@ class RemoteDescription:
             fields["init_definition" if self.is_class else "definition"] = (oname or "obj") + self.signature
         return fields
 
-    def stand_in(self):
+    @staticmethod
+    def stand_in():
         """A local function for IPython's inspector to lay out as a function (its fields are ours)."""
         def stand_in(*args, **kwargs):
             pass
-        stand_in.splitbrain_remote = self
         return stand_in
 
 
@@ -92,19 +91,27 @@ def install_inspection(shell):
     original_get_info = inspector._get_info
     original_info = inspector.info
 
+    described_objects = {}  # id(object being described) → its RemoteDescription, while _get_info runs
+
     def info(obj, oname="", info=None, detail_level=0):
         out = original_info(obj, oname=oname, info=info, detail_level=detail_level)
-        described = getattr(obj, "splitbrain_remote", None) if inspect.isfunction(obj) else None
-        if isinstance(described, RemoteDescription):
+        described = described_objects.get(id(obj))
+        if described is not None:
             out.update(described.fields(oname))
         return out
 
     def _get_info(obj, oname="", formatter=None, info=None, detail_level=0, omit_sections=()):
         described = describe(obj)
-        if described is not None:
-            # Laid out as a function or class (Signature, Docstring, File, Type), filled by info().
+        if described is None:
+            return original_get_info(obj, oname, formatter, info, detail_level, omit_sections)
+        if described.is_callable:
+            # Laid out as a function (Signature, Docstring, File, Type), the fields filled by info().
             obj = described.stand_in()
-        return original_get_info(obj, oname, formatter, info, detail_level, omit_sections)
+        described_objects[id(obj)] = described
+        try:
+            return original_get_info(obj, oname, formatter, info, detail_level, omit_sections)
+        finally:
+            described_objects.pop(id(obj), None)
 
     inspector.info = info
     inspector._get_info = _get_info
