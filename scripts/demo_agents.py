@@ -6,7 +6,9 @@ accepting only this user's client key), each in a working directory of its own s
 
     python scripts/demo_agents.py --state DIR bench-a bench-b -- jupyter lab ...
 
-runs the command after the agents are up and stops the agents when it ends (or on SIGTERM/SIGINT).
+runs the command after the agents are up and stops the agents when it ends (or on SIGTERM/SIGINT);
+then the registry is as it was before: the demo entries are removed, and an entry the user had
+under one of the names is put back.
 """
 
 import argparse
@@ -31,16 +33,32 @@ def _start(name, state, timeout):
     return agent
 
 
+def _unregister(name, agent, before):
+    """Take *name* out of the registry again, or give back the entry the user had under it, unless
+    someone re-registered *name* meanwhile (then the entry is theirs now)."""
+    entry = _registry.entries().get(name)
+    if entry is None or entry.get("address") != agent.address:
+        return
+    if before is None:
+        _registry.forget(name)
+    else:
+        _registry.save(name, before.get("address"), before.get("public_key"))
+
+
 @contextlib.contextmanager
 def demo_agents(names, state, timeout=20.0):
-    """Start and register the named agents; stop them on exit. Yields {name: connection info}."""
+    """Start and register the named agents; on exit stop them and leave the registry as it was
+    (their entries removed, or the user's own entries under those names restored). Yields
+    {name: connection info}."""
+    before = {name: _registry.entries().get(name) for name in names}
     agents = {}
     try:
         for name in names:
             agents[name] = _start(name, state, timeout)
         yield {name: {"address": a.address, "public_key": a.public_key} for name, a in agents.items()}
     finally:
-        for agent in agents.values():
+        for name, agent in agents.items():
+            _unregister(name, agent, before[name])
             agent.stop(timeout=5.0)
 
 

@@ -1,5 +1,5 @@
 // splitbrain-worker: one client session of the agent. Started by the supervisor:
-//   splitbrain-worker --connect ipc://DIR/workers --id wN [--python VENV_OR_EXE]
+//   splitbrain-worker --connect ipc://DIR/workers --id wN [--python VENV_OR_EXE]   (or --version)
 //
 // Two threads. The main thread embeds CPython and executes one operation at a time (it must be
 // the main thread: Python runs signal handlers, and so raises KeyboardInterrupt, only there):
@@ -15,6 +15,7 @@
 #include <filesystem>
 #include <optional>
 #include <string>
+#include <string_view>
 #include <thread>
 
 #include <zmq.hpp>
@@ -76,6 +77,11 @@ void skip_popen_sigint_wait() {
 int main(int argc, char** argv) {
     using namespace splitbrain::agent;
     std::string endpoint, id, python = SPLITBRAIN_DEFAULT_PYTHON;
+    if (argc == 2 && std::string_view(argv[1]) == "--version") {
+        const char message[] = "splitbrain-worker " SPLITBRAIN_VERSION "\n";
+        (void)!::write(1, message, sizeof(message) - 1);
+        return 0;
+    }
     for (int i = 1; i + 1 < argc; i += 2) {
         const std::string flag = argv[i];
         if (flag == "--connect") endpoint = argv[i + 1];

@@ -143,6 +143,7 @@ void kernel_interpreter::restore_standard_streams() {
 nl::json kernel_interpreter::execute_request_impl(int execution_counter, const std::string& code, bool silent,
                                                   bool store_history, nl::json user_expressions, bool allow_stdin) {
     nl::json reply;
+    colour_tracebacks(allow_stdin);
     try {
         return xpyt::interpreter::execute_request_impl(execution_counter, code, silent, store_history,
                                                        std::move(user_expressions), allow_stdin);
@@ -157,6 +158,21 @@ nl::json kernel_interpreter::execute_request_impl(int execution_counter, const s
     reply["payload"] = nl::json::array();
     reply["user_expressions"] = nl::json::object();
     return reply;
+}
+
+void kernel_interpreter::colour_tracebacks(bool interactive) {
+    if (m_tracebacks_coloured == interactive) {
+        return;
+    }
+    py::gil_scoped_acquire acquire;
+    try {
+        py::module_::import("_splitbrain_kernel.startup").attr("colour_tracebacks")(m_ipython_shell, interactive);
+        m_tracebacks_coloured = interactive;
+    } catch (py::error_already_set& e) {
+        std::cerr << splitcore::tagged(splitcore::errc::kernel_internal_error,
+                                       std::string("cannot switch the traceback colours: ") + e.what())
+                  << std::endl;
+    }
 }
 
 namespace {

@@ -51,8 +51,13 @@ private:
 
     void install_output_streams();
 
+    // Tracebacks in colour for a client that can answer input() (JupyterLab, a console), plain for
+    // one that cannot (nbclient: nbconvert, papermill), whose errors end up in a log.
+    void colour_tracebacks(bool interactive);
+
     output_buffer& m_output;
     bool m_shell_started = false;
+    bool m_tracebacks_coloured = true;  // IPython's default scheme is a coloured one
 };
 }  // namespace splitbrain
 

@@ -47,9 +47,21 @@ def stop(process):
     process.wait(10)
 
 
+def installed_commands():
+    """The programs `cmake --install` put into bin/ (build/install_manifest.txt, written by set-up)."""
+    manifest = pathlib.Path(os.environ["SPLITBRAIN_BUILD_DIR"]) / "install_manifest.txt"
+    return sorted(pathlib.Path(line) for line in manifest.read_text().split()
+                  if pathlib.Path(line).parent.name == "bin" and os.access(line, os.X_OK))
+
+
 def test_version_on_every_command():
-    agent = subprocess.run([str(AGENT), "--version"], capture_output=True, text=True, timeout=10)
-    assert agent.returncode == 0 and re.fullmatch(r"splitbrain-agent \d+\.\d+\.\d+\n", agent.stdout)
+    commands = installed_commands()
+    # SHALL cover every command a user gets, the three programs at least
+    assert {"splitbrain-agent", "splitbrain-worker", "splitbrain-kernel"} <= {c.name for c in commands}, commands
+    for command in [*commands, AGENT]:
+        done = subprocess.run([str(command), "--version"], capture_output=True, text=True, timeout=30)
+        assert done.returncode == 0, f"{command} --version: {done.returncode} {done.stderr}"
+        assert re.fullmatch(rf"{re.escape(command.name)} \d+\.\d+\.\d+\n", done.stdout), (command, done.stdout)
     cli = subprocess.run([PYTHON, "-m", "splitbrain", "--version"], capture_output=True, text=True, timeout=30)
     assert cli.returncode == 0 and re.fullmatch(r"splitbrain \d+\.\d+\.\d+\n", cli.stdout)
 

@@ -103,6 +103,13 @@ def test_an_unknown_name_raises_lookup_error_naming_it():
         splitbrain.slave("no-such-box")
 
 
+def test_issue_12_an_unknown_name_says_how_to_add_it():
+    # SHALL say what to do: the README's connect("linux-box") before `splitbrain add` was run
+    with pytest.raises(LookupError) as caught:
+        splitbrain.connect("linux-box")
+    assert "add it with `splitbrain add linux-box connection.json`" in str(caught.value)
+
+
 def test_slaves_lists_name_address_platform_python_latency_and_state(linux_box):
     rows = {row["name"]: row for row in splitbrain.slaves()}
     row = rows["linux-box"]

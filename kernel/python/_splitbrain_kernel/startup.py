@@ -38,6 +38,18 @@ def report_error_names(shell):
     shell.show_usage_error = show_usage_error
 
 
+_COLOURED_SCHEME = {}
+
+
+def colour_tracebacks(shell, interactive):
+    """IPython's colour scheme for tracebacks when *interactive*, else none (called by the kernel
+    when a client that can or cannot answer input() runs a cell: see interpreter.hpp)."""
+    for formatter in (shell.InteractiveTB, shell.SyntaxTB):
+        table = formatter.color_scheme_table
+        _COLOURED_SCHEME.setdefault(id(formatter), table.active_scheme_name)
+        formatter.set_colors(_COLOURED_SCHEME[id(formatter)] if interactive else "NoColor")
+
+
 def load_splitbrain_extension(shell, report):
     """Registers the splitbrain magics (%%slave, ...) when the splitbrain package is installed."""
     try:

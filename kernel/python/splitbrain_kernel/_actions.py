@@ -15,7 +15,7 @@ def usage(detail):
 def unknown_slave(name):
     known = ", ".join(sorted(splitbrain.known_slaves())) or "none yet"
     return error("unknown_slave", f"no slave named {name!r} (known: {known}); add one with "
-                 f"`%slave connect {name} tcp://HOST:PORT` or `%slave spawn {name}`", UsageError)
+                 f"`%slave connect {name} tcp://HOST:PORT?key=AGENT_PUB` or `%slave spawn {name}`", UsageError)
 
 
 def resolve(name):

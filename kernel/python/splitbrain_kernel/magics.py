@@ -25,6 +25,7 @@ from splitbrain._errors import error
 from . import _actions, progress
 from .comm import channel
 from .fan_out import FanOutView
+from . import completion, preflight, tracebacks
 
 _RESERVED = {"local", "spawn", "connect", "forget"}
 
@@ -165,8 +166,9 @@ class SlaveMagics(Magics):
             %slave bench-a                      make bench-a active for the following cells
             %slave local                        back to this machine
             %slave spawn NAME                   start a private agent here and register it as NAME
-            %slave connect NAME TARGET          connect TARGET (tcp://host:port or a connection file)
-                                                and register it as NAME
+            %slave connect NAME TARGET          connect TARGET and register it as NAME; TARGET is
+                                                the agent's connection.json, or
+                                                tcp://HOST:PORT?key=AGENT_PUB (its agent.pub)
             %slave forget NAME                  close NAME and remove it from the registry
 
         ``%%local`` runs one cell here whatever is active; ``%slaves`` lists the slaves.
@@ -333,18 +335,14 @@ class SlaveMagics(Magics):
         Example::
 
             %slaves
+            %slaves --check [--timeout S] [NAME ...]   connect to each (default: every registered
+                                                       slave), one line each; fails if any is down
         """
+        if line.split()[:1] == ["--check"]:
+            return preflight.run_check(line)
         if line.strip():
             raise _usage("%slaves takes no arguments")
         return _SlavesTable(splitbrain.slaves())
-
-
-def _complete_slave_line(shell, event):
-    """Slave names (and, for the line magic, its subcommands) after ``%slave`` / ``%%slave``."""
-    names = sorted(splitbrain.known_slaves())
-    if not event.line.lstrip().startswith("%%"):
-        names += sorted(_RESERVED)
-    return names
 
 
 def _locally(function):
@@ -364,14 +362,14 @@ def load_ipython_extension(shell):
     # imported; the cells' `open` must be the routed builtin, like every other module's.
     if shell.user_ns.get("open") is interactiveshell._modified_open:
         shell.user_ns["open"] = builtins.open
+    tracebacks.install(shell)  # compact errors: the user's frames and the slave's, not ours
     # Tracebacks are formatted from this machine's sources (linecache, inspect.getmodule), so
     # the formatter runs locally even while a sticky slave (`%slave NAME`) is active; otherwise
     # inspect's probing of every module (`hasattr(usb, "__file__")`) goes to the slave, and a
     # module the slave lacks turns the cell's error into "Unexpected exception formatting".
     for formatter in (shell.InteractiveTB, shell.SyntaxTB):
         formatter.structured_traceback = _locally(formatter.structured_traceback)
-    for key in ("%slave", "%%slave"):
-        shell.set_hook("complete_command", _complete_slave_line, str_key=key)
+    completion.install(shell)
     # Jedi stays on for local cells. Jedi infers types by walking every attribute of what it
     # completes; on a slave's routed module that is one round trip per name, so completions in a
     # slave's context (`%%slave NAME` cells, a sticky slave) switch it off for their extent and use

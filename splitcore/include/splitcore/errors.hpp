@@ -43,6 +43,7 @@ enum class errc {
     // the kernel's magics
     usage,
     fan_out_failed,
+    slaves_down,
     // the demo instruments of notebooks/
     bench_failed,
     bench_started,
@@ -87,6 +88,7 @@ inline constexpr std::string_view error_names[] = {
     "spawn_failed",
     "usage",
     "fan_out_failed",
+    "slaves_down",
     "bench_failed",
     "bench_started",
     "kernel_usage",

@@ -11,9 +11,9 @@
 import argparse
 import os
 import sys
-import time
 
 import splitbrain
+from splitbrain import _check as _check_module
 from splitbrain import _registry
 
 
@@ -41,28 +41,12 @@ def _add(args):
 
 
 def _check(args):
-    names = args.names or sorted(splitbrain.known_slaves())
-    if not names:
-        print("no slaves registered (see `%slave connect NAME TARGET` or splitbrain.connect(..., save=True))")
+    rows = _check_module.check(args.names, timeout=args.timeout)
+    if not rows:
+        print("no slaves registered (see `splitbrain add NAME TARGET` or `%slave connect NAME TARGET`)")
         return 0
-    width = max(len(name) for name in names)
-    down = 0
-    for name in names:
-        start = time.perf_counter()
-        try:
-            box = splitbrain.connect(name, timeout=args.timeout)
-        except Exception as exc:  # every failure is one line: its id and message
-            down += 1
-            text = " ".join(str(exc).split())
-            print(f"{name:<{width}}  down  {text}")
-            continue
-        try:
-            latency = box.ping()
-            print(f"{name:<{width}}  up    {box.address}  {latency * 1e3:.2f} ms "
-                  f"(connected in {(time.perf_counter() - start) * 1e3:.0f} ms)")
-        finally:
-            box.close()
-    return 1 if down else 0
+    print("\n".join(_check_module.format_rows(rows)))
+    return 0 if all(row["up"] for row in rows) else 1
 
 
 def main(argv=None):

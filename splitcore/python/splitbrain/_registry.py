@@ -131,8 +131,11 @@ def resolve(target):
     entry = entries().get(target)
     if entry is None:
         known = ", ".join(sorted(entries())) or "none"
+        looks_like_a_name = "/" not in target and not target.endswith(".json")
+        hint = (f"; add it with `splitbrain add {target} connection.json` (the agent's connection file)"
+                if looks_like_a_name else "")
         raise _errors.error("unknown_slave", f"{target!r} is not a registered slave name (known: {known}), "
-                                             "a connection file, or tcp://HOST:PORT")
+                                             f"a connection file, or tcp://HOST:PORT?key=KEY{hint}")
     return entry["address"], entry.get("public_key"), target
 
 
