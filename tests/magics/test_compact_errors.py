@@ -11,7 +11,7 @@ import time
 import pytest
 from jupyter_client import KernelManager
 
-from conftest import running_below, result, wait_until
+from conftest import fan_out_areas, running_below, result, wait_until
 
 ANSI = re.compile(r"\x1b\[[0-9;]*m")
 MACHINERY = ("run_cell_magic", "run_line_magic", "interactiveshell.py", "_proxy.py", "_routing.py",
@@ -100,11 +100,13 @@ def test_a_fan_out_failure_is_a_line_per_slave(kernel):
     reply, out = kernel.execute("%%slave box-a box-b\nos.listdir('/no/such/dir')")
     assert reply["status"] == "error"
     assert _lines(reply["traceback"]) == [f"FanOutError: {reply['evalue']}"]
-    errors = "".join(c["text"] for _, t, c in out if t == "stream" and c["name"] == "stderr")
-    lines = errors.splitlines()
-    assert len(lines) == 2, errors
-    for name, line in zip(("box-a", "box-b"), sorted(lines)):
-        assert line.startswith(f"[{name}] FileNotFoundError: [Errno 2]") and ", line 1)" in line, errors
+    # Each slave's area: its state line, then its error in one line with the cell line it came from.
+    areas = fan_out_areas(out)
+    assert len(areas) == 2, areas
+    for name, text in zip(("box-a", "box-b"), sorted(areas.values())):
+        state, error = text.splitlines()
+        assert state.startswith(f"[{name}] failed (FileNotFoundError) in "), text
+        assert error.startswith(f"[{name}] FileNotFoundError: [Errno 2]") and ", line 1)" in error, text
 
 
 def test_an_interrupted_fan_out_is_a_line_per_slave(kernel):
@@ -115,7 +117,7 @@ def test_an_interrupted_fan_out_is_a_line_per_slave(kernel):
     kernel.km.interrupt_kernel()
     reply = kernel.kc.get_shell_msg(timeout=10)
     assert reply["parent_header"]["msg_id"] == msg_id
-    texts, deadline = [], time.monotonic() + 10
+    texts, areas, deadline = [], {}, time.monotonic() + 10
     while time.monotonic() < deadline:
         msg = kernel.kc.get_iopub_msg(timeout=max(0.1, deadline - time.monotonic()))
         if msg["parent_header"].get("msg_id") != msg_id:
@@ -124,9 +126,11 @@ def test_an_interrupted_fan_out_is_a_line_per_slave(kernel):
             break
         if msg["msg_type"] == "stream":
             texts.append(msg["content"]["text"])
+        elif msg["msg_type"] in ("display_data", "update_display_data"):
+            areas[(msg["content"].get("transient") or {}).get("display_id")] = msg["content"]["data"]["text/plain"]
         elif msg["msg_type"] == "error":
             texts.extend(msg["content"]["traceback"])
-    text = ANSI.sub("", "\n".join(texts))
+    text = ANSI.sub("", "\n".join(texts + list(areas.values())))
     assert reply["content"]["ename"] == "KeyboardInterrupt"
     assert "[box-a] interrupted" in text and "[box-b] interrupted" in text, text
     # SHALL be a short summary: it was about 5 kB of tracebacks (issue 12)

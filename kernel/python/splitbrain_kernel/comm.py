@@ -36,10 +36,10 @@ LOG_LINES = 20
 def _log_of(slave):
     """(last lines, path) of the agent's log when the kernel can read it: the log of an agent this
     kernel spawned. A remote agent's log stays on its machine (see labextension/README.md)."""
-    workdir = getattr(slave, "_workdir", None)
-    if not workdir:
+    agent = getattr(slave, "_agent", None)  # the splitbrain._spawn.Agent of a spawned slave
+    if agent is None:
         return [], None
-    path = os.path.join(workdir, "agent.log")
+    path = str(agent.log_path)
     try:
         with _io.open(path, encoding="utf-8", errors="replace") as f:
             lines = f.read().splitlines()

@@ -7,10 +7,11 @@ Only the cell's own thread publishes: the slaves' threads append to their area's
 cell's thread renders what changed (at most every ``INTERVAL`` seconds per area)."""
 
 import time
-import traceback
 import uuid
 
 from IPython.display import display, update_display
+
+from . import tracebacks
 
 INTERVAL = 0.1
 # A running slave's line is redrawn this often even without new output, so its clock moves.
@@ -56,7 +57,7 @@ class Area:
         if output:
             text += output if output.endswith("\n") else output + "\n"
         if self.error is not None and not isinstance(self.error, KeyboardInterrupt):
-            text += "".join(traceback.format_exception_only(self.error))
+            text += tracebacks.summary(self.name, self.error)
         elif self.value is not None:
             text += f"-> {self.value!r}\n"
         return text
