@@ -282,6 +282,7 @@ json worker::call(const request& r) {
 json worker::run(const request& r) {
     const std::string& src = splitcore::string_field(r.header, "src");
     const std::string& name = splitcore::string_field(r.header, "name");
+    if (src.find('\0') != std::string::npos) throw splitcore::error(errc::bad_request, "field \"src\" holds a NUL");
     py_ref globals = py_ref::checked(PyDict_New());
     if (PyDict_SetItemString(globals.get(), "__builtins__", PyEval_GetBuiltins()) < 0) throw python_error();
     py_ref module_name = py_ref::checked(PyUnicode_FromString("__splitbrain_run__"));

@@ -3,10 +3,11 @@ time goes — the figures that decide between a direct client↔worker connectio
 thread that reads its socket itself.
 
 Usage: python wakeups.py [--calls N] [--smoke]
-Counts context switches (voluntary + involuntary, /proc/<pid>/task/<tid>/status) of every thread of
+Counts voluntary context switches (/proc/<pid>/task/<tid>/status) of every thread of
 the client (this process), the agent's supervisor and the session's worker over N `os.getcwd()`
 calls, and of the pyzmq CURVE RPC peer (bench/face/rpc_zmq_server.py) over N of its `getcwd`. A
-thread that sleeps on a socket and is woken by a message counts one voluntary switch per wake-up.
+thread that sleeps on a socket and is woken by a message counts one voluntary switch per wake-up
+(involuntary switches, preemption by the machine's load, are left out).
 Then the breakdown, from medians measured here, interleaved:
   ping        client → supervisor → client           (client + wire + supervisor)
   getcwd      client → supervisor → worker → back    (+ worker hop + the Python operation)
@@ -30,7 +31,7 @@ import benchkit  # noqa: E402
 
 
 def switches(pid: int) -> dict[str, int]:
-    """Thread name (comm) and tid → context switches so far, for every thread of *pid*."""
+    """Thread name (comm) and tid → voluntary context switches so far, for every thread of *pid*."""
     out = {}
     for task in pathlib.Path(f"/proc/{pid}/task").iterdir():
         try:
@@ -38,7 +39,7 @@ def switches(pid: int) -> dict[str, int]:
             fields = dict(line.split(":\t", 1) for line in (task / "status").read_text().splitlines() if ":\t" in line)
         except OSError:
             continue  # the thread ended meanwhile
-        out[f"{comm}/{task.name}"] = int(fields["voluntary_ctxt_switches"]) + int(fields["nonvoluntary_ctxt_switches"])
+        out[f"{comm}/{task.name}"] = int(fields["voluntary_ctxt_switches"])
     return out
 
 
@@ -116,7 +117,7 @@ def main():
 
     if args.smoke:
         print("SMOKE RUN: these figures measure nothing")
-    print(f"bench/wire wake-ups: context switches per round trip over {calls} calls (threads named by comm/tid)")
+    print(f"bench/wire wake-ups: voluntary context switches per round trip over {calls} calls (threads named by comm/tid)")
     print_counts("splitbrain os.getcwd()", ours)
     print_counts("splitbrain ping (answered by the supervisor)", ping)
     print_counts("pyzmq DEALER→ROUTER CURVE getcwd", theirs)
