@@ -9,7 +9,7 @@ checked here, before anything is sent:
 - builtins are the slave's builtins;
 - closure variables and other globals cross as values if they are plain data, or as references if
   they are that slave's own remote objects;
-- anything else (a local function, class or object) is ``[splitbrain.not_shippable]``, naming them all.
+- anything else (a local function, class or object) is the error ``not_shippable``, naming them all.
 
 The bytecode of the function is read (``dis``) only to find which globals it loads."""
 
