@@ -20,6 +20,6 @@ def test_bench_face_smoke_measures_every_peer():
         assert re.search(rf"^  {side:<10} W7 .* N=1 RT=", done.stderr, re.M), (side, done.stderr[-3000:])
     assert re.search(r"^  raw_curve  rtt .* N=\d+", done.stderr, re.M), done.stderr[-3000:]
     table = done.stdout.split("bench/face against the explicit-RPC peers")[1]
-    assert re.search(r"^  W1 .*execnet [\d.]+× +[\d.]+× rtt$", table, re.M), table
+    assert re.search(r"^  W1 .*(execnet|zmq|rpyc) [\d.]+× +[\d.]+× rtt$", table, re.M), table
     assert re.search(r"^  splitbrain W7 .* RT=1$", done.stderr, re.M)  # subprocess.run(...).returncode: 1 round trip
     assert "W6run splitbrain / local" in table
