@@ -91,6 +91,7 @@ worker::worker() {
     m_handler["setattr"] = &worker::setattr;
     m_handler["delattr"] = &worker::delattr;
     m_handler["call"] = &worker::call;
+    m_handler["run"] = &worker::run;
     m_handler["getitem"] = &worker::getitem;
     m_handler["setitem"] = &worker::setitem;
     m_handler["delitem"] = &worker::delitem;
@@ -273,6 +274,47 @@ json worker::call(const request& r) {
             target = attribute(target.get(), step.get_ref<const std::string&>());
         }
     }
+    return call_with(r, target.get());
+}
+
+// box.run: the function is defined from its source in a namespace of its own (its modules imported,
+// its free variables bound as globals), then called as `call` calls.
+json worker::run(const request& r) {
+    const std::string& src = splitcore::string_field(r.header, "src");
+    const std::string& name = splitcore::string_field(r.header, "name");
+    if (src.find('\0') != std::string::npos) throw splitcore::error(errc::bad_request, "field \"src\" holds a NUL");
+    py_ref globals = py_ref::checked(PyDict_New());
+    if (PyDict_SetItemString(globals.get(), "__builtins__", PyEval_GetBuiltins()) < 0) throw python_error();
+    py_ref module_name = py_ref::checked(PyUnicode_FromString("__splitbrain_run__"));
+    if (PyDict_SetItemString(globals.get(), "__name__", module_name.get()) < 0) throw python_error();
+    for (const char* field : {"mods", "free"}) {
+        const json* given = splitcore::optional_field(r.header, field);
+        if (given == nullptr || given->is_null()) continue;
+        py_ref names = r.in.decode(*given);
+        if (!PyDict_Check(names.get())) {
+            throw splitcore::error(errc::bad_request,
+                                   std::string("field \"") + field + "\" must be a {\"$d\": [...]} map");
+        }
+        Py_ssize_t pos = 0;
+        PyObject *key, *value;
+        while (PyDict_Next(names.get(), &pos, &key, &value)) {
+            py_ref bound = py_ref::borrow(value);
+            if (std::string(field) == "mods") bound = py_ref::checked(PyImport_Import(value));
+            if (PyDict_SetItem(globals.get(), key, bound.get()) < 0) throw python_error();
+        }
+    }
+    const std::string filename = "<box.run " + name + ">";
+    py_ref code = py_ref::checked(Py_CompileString(src.c_str(), filename.c_str(), Py_file_input));
+    py_ref defined = py_ref::checked(PyEval_EvalCode(code.get(), globals.get(), globals.get()));
+    PyObject* function = PyDict_GetItemString(globals.get(), name.c_str());
+    if (function == nullptr || !PyCallable_Check(function)) {
+        throw splitcore::error(errc::bad_request, "field \"src\" does not define a function \"" + name + "\"");
+    }
+    py_ref target = py_ref::borrow(function);
+    return call_with(r, target.get());
+}
+
+json worker::call_with(const request& r, PyObject* target) {
     py_ref args;
     if (const json* a = splitcore::optional_field(r.header, "a"); a != nullptr && !a->is_null()) {
         if (!a->is_array()) throw splitcore::error(errc::bad_request, "field \"a\" must be a list of values");
@@ -287,7 +329,7 @@ json worker::call(const request& r) {
             throw splitcore::error(errc::bad_request, "field \"k\" must be a {\"$d\": [...]} map");
     }
     if (!kwargs) kwargs = py_ref::checked(PyDict_New());
-    py_ref call = py_ref::checked(PyTuple_Pack(3, target.get(), args.get(), kwargs.get()));
+    py_ref call = py_ref::checked(PyTuple_Pack(3, target, args.get(), kwargs.get()));
     if (PyDict_SetItemString(m_main.get(), "__splitbrain_call__", call.get()) < 0) throw python_error();
     py_ref result = py_ref::steal(PyEval_EvalCode(m_call.get(), m_main.get(), m_main.get()));
     std::optional<python_error> failed;

@@ -55,6 +55,8 @@ private:
     splitcore::json setattr(const request&);
     splitcore::json delattr(const request&);
     splitcore::json call(const request&);
+    splitcore::json run(const request&);
+    splitcore::json call_with(const request&, PyObject* target);
     splitcore::json getitem(const request&);
     splitcore::json setitem(const request&);
     splitcore::json delitem(const request&);

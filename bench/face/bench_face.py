@@ -1,8 +1,10 @@
-"""bench/face (issue 4 point 11): W1…W9 through `splitbrain` (inside `with box:`) and through RPyC
-classic, in the same run, with each ratio against its goal.
+"""bench/face (issue 4 point 11, issue 11 point 1): W1…W9 through `splitbrain` (inside `with box:`),
+RPyC classic, execnet (a popen gateway, one channel), a pyzmq DEALER/ROUTER RPC with CURVE, and raw
+C++ ZeroMQ with CURVE (splitbrain-bench-wire), in the same run, with each ratio against its goal
+and against the best peer.
 
-Usage: python bench_face.py [--smoke] [--json] [--skip rpyc|splitbrain|local] [--only W1,W9]
-                            [--rpyc-stock]
+Usage: python bench_face.py [--smoke] [--json] [--skip rpyc|execnet|zmq|raw|splitbrain|local]
+                            [--only W1,W9] [--rpyc-stock]
 Needs the splitbrain package on PYTHONPATH and SPLITBRAIN_AGENT (run.sh sets both from
 SPLITBRAIN_BUILD_DIR). Figures are medians with the 10th–90th percentile spread, N repetitions and
 RT round trips per repetition where counted (splitbrain: Slave.requests; RPyC: requests it waits
@@ -68,6 +70,7 @@ WORKLOADS = [
     Workload("W5r", "read 64 MiB in 1 MiB chunks", "≥ 20×", reps=10, budget_s=3, rpyc_reps=2, issue_rpyc=19),
     Workload("W5w", "write 64 MiB in 1 MiB chunks", "≥ 20×", reps=10, budget_s=3, rpyc_reps=2),
     Workload("W6", "listdir + stat of 2,000 files", "≤ 0.25", reps=20, budget_s=4, rpyc_reps=3, issue_rpyc=3.6),
+    Workload("W6run", "W6 through box.run (local: the same function)", "≤ 1.5", reps=20, budget_s=4),
     Workload("W7", 'subprocess.run(["true"])', "≤ 0.5", reps=300, issue_rpyc=2.8e-3),
     Workload("W8", "connect to first call", "≤ 2", reps=20, budget_s=6, issue_rpyc=4.7e-3),
     Workload("W9", "remote FileNotFoundError caught locally", "≤ 0.5", issue_rpyc=1.1e-3),
@@ -149,6 +152,57 @@ def rpyc_side(stack: contextlib.ExitStack, fx: Fixture, stock: bool) -> Side:
     return Side("rpyc", fns, round_trips=lambda fn: None if fn is w8 else counter.per_call(fn, 1))
 
 
+def rpc_side(stack: contextlib.ExitStack, fx: Fixture, name: str, peer_class) -> Side | None:
+    """An explicit-RPC peer (peers.py): the workloads as one remote function per step."""
+    try:
+        peer = peer_class()
+    except Exception as e:  # a peer that cannot start is reported, the others still run
+        print(f"{name}: cannot start ({type(e).__name__}: {e})", file=sys.stderr)
+        return None
+    stack.callback(peer.close)
+    p = fx.paths
+    u = workloads.RpcUser(peer.call)
+    w8 = peer.connect_and_call  # one bound method, so that round_trips can tell it apart
+    fns = {
+        "W1": lambda: u.w1(p), "W2": lambda: u.w2(p), "W3": lambda: u.w3(p),
+        "W4r": lambda: u.w4_read(p), "W4w": lambda: u.w4_write(p, fx.data),
+        "W5r": lambda: u.w5_read(p), "W5w": lambda: u.w5_write(p, fx.data),
+        "W6": lambda: u.w6(p), "W7": lambda: u.w7(p), "W8": w8, "W9": lambda: u.w9(p),
+    }
+
+    def round_trips(fn):
+        if fn is w8:
+            return None
+        before = peer.requests
+        fn()
+        return peer.requests - before
+
+    return Side(name, fns, round_trips=round_trips)
+
+
+def raw_curve_figures(smoke: bool) -> dict[str, Figure]:
+    """Raw C++ ZeroMQ DEALER → ROUTER with CURVE (bench/wire's splitbrain-bench-wire, no agent),
+    run between the workloads so that it meets the same load."""
+    import bench_wire
+    if not bench_wire.bench_exe().exists():
+        print(f"raw: {bench_wire.bench_exe()} not built; skipped", file=sys.stderr)
+        return {}
+    figs = bench_wire.run_cpp(["--smoke"] if smoke else [])
+    raw = {}
+    for key, name in (("rtt", "raw_curve.rtt"), ("read", "raw_curve.read_1x64MiB"),
+                      ("write", "raw_curve.write_1x64MiB"), ("read_chunks", "raw_curve.read_64x1MiB"),
+                      ("write_chunks", "raw_curve.write_64x1MiB")):
+        if name in figs:
+            raw[key] = figs[name]
+            print(f"  raw_curve  {key:<12} {figs[name].describe()}", file=sys.stderr, flush=True)
+    return raw
+
+
+# Which raw C++ CURVE figure each workload compares with: a round trip, or the bulk transfer.
+RAW_FOR = {"W4r": "read", "W4w": "write", "W5r": "read_chunks", "W5w": "write_chunks"}
+PEERS = ("execnet", "zmq", "rpyc")
+
+
 def plain_fns(fx: Fixture) -> dict:
     """The user's plain-Python code: on the slave inside `with box:`, on this machine outside."""
     p = fx.paths
@@ -157,6 +211,7 @@ def plain_fns(fx: Fixture) -> dict:
         "W4r": lambda: workloads.sb_w4_read(p), "W4w": lambda: workloads.sb_w4_write(p, fx.data),
         "W5r": lambda: workloads.sb_w5_read(p), "W5w": lambda: workloads.sb_w5_write(p, fx.data),
         "W6": lambda: workloads.sb_w6(p), "W7": lambda: workloads.sb_w7(p), "W9": lambda: workloads.sb_w9(p),
+        "W6run": lambda: workloads.w6_on_slave(p.files_dir),
     }
 
 
@@ -195,6 +250,7 @@ def splitbrain_side(stack: contextlib.ExitStack, fx: Fixture) -> Side | None:
 
     fns = plain_fns(fx)
     fns["W8"] = w8
+    fns["W6run"] = lambda: box.run(workloads.w6_on_slave, fx.paths.files_dir)
     return Side("splitbrain", fns, context=lambda: box, round_trips=round_trips, setups={"W8": w8_settle})
 
 
@@ -258,12 +314,78 @@ def print_report(rp: dict[str, Figure], sb: dict[str, Figure], lo: dict[str, Fig
         print("goals missed: " + ", ".join(missed))
 
 
+# Issue 11's goals: (workload, against, bound); "≤": splitbrain time / theirs, "≥": throughput ratio.
+ISSUE11_GOALS = [
+    ("W1", "raw", "≤ 1.5"), ("W1", "execnet", "≤ 1.2"), ("W9", "execnet", "≤ 1.2"), ("W3", "execnet", "≤ 2"),
+    ("W6run", "local", "≤ 1.5"), ("W4r", "raw", "≥ 0.6"), ("W4w", "raw", "≥ 0.6"), ("W5r", "execnet", "≥ 1"), ("W5w", "execnet", "≥ 1"),
+]
+
+
+def speed_ratio(sb: Figure, other: Figure) -> float:
+    """How many times slower splitbrain is: time / time, or for throughput figures theirs / ours."""
+    return sb.median / other.median
+
+
+def print_peer_report(results: dict[str, dict[str, Figure]], raw: dict[str, Figure], smoke: bool):
+    """Issue 11 point 1: every workload against the best peer of this run and against raw C++ ZeroMQ
+    with CURVE (a round trip, or the same bulk transfer), as time ratios (> 1: splitbrain slower)."""
+    sb = results["splitbrain"]
+    print("bench/face against the explicit-RPC peers (issue 11; time ratios, > 1 means splitbrain is slower)")
+    print(f"  {'':<4} {'splitbrain':>12} " + " ".join(f"{p:>12}" for p in PEERS)
+          + f" {'best peer':>18} {'raw CURVE':>20}")
+    for w in WORKLOADS:
+        s = sb.get(w.key)
+        if not (s and s.n):
+            print(f"  {w.key:<4} splitbrain not measured")
+            continue
+        cells, best = [], None
+        for p in PEERS:
+            f = results[p].get(w.key)
+            if f and f.n:
+                cells.append(f"{speed_ratio(s, f):11.2f}×")
+                if best is None or f.median < results[best][w.key].median:
+                    best = p
+            else:
+                cells.append(f"{'—':>12}")
+        best_text = f"{best} {speed_ratio(s, results[best][w.key]):.2f}×" if best else "—"
+        r = raw.get(RAW_FOR.get(w.key, "rtt"))
+        if r and r.n and w.key != "W8":
+            rs = r.median * (s.nbytes / r.nbytes if r.nbytes and s.nbytes else 1)
+            raw_text = f"{s.median / rs:.2f}× {'rtt' if not r.nbytes else 'bulk'}"
+        else:
+            raw_text = "—"
+        shown = f"{s.rate(s.median):7.1f} MB/s" if s.nbytes else benchkit.fmt_time(s.median)
+        print(f"  {w.key:<4} {shown:>12} " + " ".join(cells) + f" {best_text:>18} {raw_text:>20}")
+    print("  (cells: splitbrain time / that peer's time; raw CURVE: / one raw round trip, or / the same bytes)")
+    print("issue 11 goals in this run")
+    for key, against, goal in ISSUE11_GOALS:
+        s = sb.get(key)
+        o = raw.get(RAW_FOR.get(key, "rtt")) if against == "raw" else results[against].get(key)
+        if not (s and s.n and o and o.n):
+            print(f"  {key:<4} against {against}: not measured")
+            continue
+        if goal.startswith("≥"):
+            value = s.rate(s.median) / (o.rate(o.median) if o.nbytes else s.rate(o.median))
+            ok = value >= float(goal.split()[1])
+        else:
+            value = s.median / o.median
+            ok = value <= float(goal.split()[1])
+        print(benchkit.ratio_line(f"{key:<4} splitbrain / {against}" + (" (throughput)" if goal[0] == "≥" else ""),
+                                  value, goal, ok))
+    w8 = sb.get("W8")
+    if w8 and w8.n:
+        print(benchkit.ratio_line("W8   connect to first call, ms", w8.median * 1e3, "≤ 5", w8.median <= 5e-3))
+    if smoke:
+        print("  (smoke run: these ratios measure nothing)")
+
+
 def main():
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--smoke", action="store_true",
                         help="each workload once, 4 MiB instead of 64 MiB; checks the bench runs")
     parser.add_argument("--json", action="store_true", help="print the figures as JSON lines too")
-    parser.add_argument("--skip", action="append", default=[], choices=["rpyc", "splitbrain", "local"])
+    parser.add_argument("--skip", action="append", default=[],
+                        choices=["rpyc", "execnet", "zmq", "raw", "splitbrain", "local"])
     parser.add_argument("--only", help="comma-separated workloads to run, e.g. W1,W4r,W9")
     parser.add_argument("--rpyc-stock", action="store_true",
                         help="RPyC exactly as shipped (Nagle on): os.stat() then stalls 40 ms per call")
@@ -277,7 +399,8 @@ def main():
 
     t0 = time.monotonic()
     fx = Fixture(args.smoke)
-    results: dict[str, dict[str, Figure]] = {"splitbrain": {}, "rpyc": {}, "local": {}}
+    results: dict[str, dict[str, Figure]] = {"splitbrain": {}, "rpyc": {}, "execnet": {}, "zmq": {}, "local": {}}
+    raw: dict[str, Figure] = {}
     try:
         with contextlib.ExitStack() as stack:
             sides = []
@@ -287,22 +410,35 @@ def main():
                     sides.append(side)
             if "rpyc" not in args.skip:
                 sides.append(rpyc_side(stack, fx, args.rpyc_stock))
+            import peers
+            for name, peer_class in (("execnet", peers.ExecnetPeer), ("zmq", peers.ZmqPeer)):
+                if name not in args.skip:
+                    side = rpc_side(stack, fx, name, peer_class)
+                    if side:
+                        sides.append(side)
             if "local" not in args.skip:
                 sides.append(Side("local", plain_fns(fx)))
-            # Workload by workload, every side back to back: the machine's load drifts slowly.
+            # Workload by workload, every side back to back: the machine's load drifts slowly. Raw
+            # C++ ZeroMQ runs halfway, between the latency and the bulk workloads.
             for w in WORKLOADS:
+                if w.key == "W4r" and "raw" not in args.skip:
+                    raw = raw_curve_figures(args.smoke)
                 for side in sides:
                     fig = measure_workload(w, side, fx, args.smoke)
                     if fig:
                         results[side.name][w.key] = fig
+            if not raw and "raw" not in args.skip:
+                raw = raw_curve_figures(args.smoke)
             extra = routed_overhead(args.smoke)
     finally:
         fx.close()
     sb, rp, lo = results["splitbrain"], results["rpyc"], results["local"]
     print_report(rp, sb, lo, extra, args.smoke)
+    print_peer_report(results, raw, args.smoke)
     print(f"(bench/face ran {time.monotonic() - t0:.0f} s)")
     if args.json:
-        benchkit.print_json_figures(list(sb.values()) + list(rp.values()))
+        benchkit.print_json_figures([f for side in PEERS + ("splitbrain",) for f in results[side].values()]
+                                    + list(raw.values()))
 
 
 if __name__ == "__main__":

@@ -70,6 +70,12 @@ def sb_w6(p):
         os.stat(os.path.join(p.files_dir, name))
 
 
+def w6_on_slave(files_dir):
+    """W6 as one function, for `box.run` (issue 11 point 6): the same loop, run where the files are."""
+    for name in os.listdir(files_dir):
+        os.stat(os.path.join(files_dir, name))
+
+
 def sb_w7(p):
     subprocess.run(["true"])
 
@@ -136,6 +142,61 @@ class RpycUser:
     def w9(self, p):
         try:
             self.open(p.missing)
+        except FileNotFoundError:
+            pass
+        else:
+            raise AssertionError("W9: the missing file opened")
+
+
+# ---- explicit RPC (execnet, pyzmq): one remote function per step, as their users write it ----
+
+class RpcUser:
+    """What a user of an explicit-RPC tool writes: `call(name, *args)` runs one of rpc_ops.Ops's
+    operations remotely (one round trip) and returns its result or raises its error locally."""
+
+    def __init__(self, call):
+        self.call = call
+
+    def w1(self, p):
+        self.call("getcwd")
+
+    def w2(self, p):
+        self.call("join", "a", "b")
+
+    def w3(self, p):
+        self.call("write_text", p.small, TEXT_4K)
+        assert self.call("read_text", p.small) == TEXT_4K
+
+    def w4_read(self, p):
+        return self.call("read_bytes", p.bulk)
+
+    def w4_write(self, p, data):
+        self.call("write_bytes", p.bulk_out, data)
+
+    def w5_read(self, p):
+        chunks = []
+        h = self.call("open", p.bulk, "rb")
+        while chunk := self.call("read", h, MiB):
+            chunks.append(chunk)
+        self.call("close", h)
+        return chunks
+
+    def w5_write(self, p, data):
+        h = self.call("open", p.bulk_out, "wb")
+        for i in range(0, len(data), MiB):
+            self.call("write", h, data[i:i + MiB])
+        self.call("close", h)
+
+    def w6(self, p):
+        for name in self.call("listdir", p.files_dir):
+            self.call("stat", os.path.join(p.files_dir, name))  # the path joined locally, as its user would
+
+    def w7(self, p):
+        self.call("run", ["true"])
+
+    def w9(self, p):
+        try:
+            self.call("read_text", p.missing)
         except FileNotFoundError:
             pass
         else:

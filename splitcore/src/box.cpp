@@ -2,7 +2,9 @@
 
 #include <cstring>
 #include <mutex>
+#include <optional>
 #include <string>
+#include <vector>
 
 namespace splitcore {
 namespace {
@@ -24,9 +26,53 @@ bool is_struct_sequence(PyObject* obj) {
     return dict != nullptr && PyDict_GetItemString(dict, "n_sequence_fields") != nullptr;
 }
 
+// Plain records that cross by value (docs/protocol.md, "$o"): an explicit list, so that no class
+// with behaviour of its own is copied by accident. Each is rebuilt on the receiver as that side's
+// own type, `type(**fields)`; one whose fields are not all plain data goes by reference.
+struct record_type {
+    const char* qualified;  // the type's module.__qualname__, as the sender sees it
+    const char* module;     // where the receiver finds it ...
+    const char* attribute;  // ... under this name
+    std::vector<const char*> fields;
+};
+const std::vector<record_type>& record_types() {
+    static const std::vector<record_type> types = {
+        {"subprocess.CompletedProcess", "subprocess", "CompletedProcess", {"args", "returncode", "stdout", "stderr"}},
+        {"shutil.usage", "shutil", "_ntuple_diskusage", {"total", "used", "free"}},  // shutil.disk_usage()
+    };
+    return types;
+}
+
+const record_type* record_of(PyObject* obj) {
+    PyTypeObject* type = Py_TYPE(obj);
+    if (!(type->tp_flags & Py_TPFLAGS_HEAPTYPE)) return nullptr;  // all of them are classes written in Python
+    for (const record_type& record : record_types()) {
+        const char* short_name = std::strrchr(record.qualified, '.') + 1;
+        if (std::strcmp(type->tp_name, short_name) == 0 && qualified_name(type) == record.qualified) return &record;
+    }
+    return nullptr;
+}
+
+bool is_plain_at(PyObject* obj, int depth, bool frozen_only = false);
+
+// The record's fields in table order, if all of them are plain data; else empty.
+std::optional<std::vector<py_ref>> record_fields(PyObject* obj, const record_type& record, int depth) {
+    std::vector<py_ref> fields;
+    for (const char* field : record.fields) {
+        py_ref value = py_ref::steal(PyObject_GetAttrString(obj, field));
+        if (!value) {
+            PyErr_Clear();
+            return std::nullopt;
+        }
+        if (!is_plain_at(value.get(), depth + 1, false)) return std::nullopt;
+        fields.push_back(std::move(value));
+    }
+    return fields;
+}
+
 // Plain data crosses by value; with frozen_only, only what cannot change after it crossed (no
 // bytearray, list, dict or set) counts.
-bool is_plain_at(PyObject* obj, int depth, bool frozen_only = false) {
+bool is_plain_at(PyObject* obj, int depth, bool frozen_only) {
     if (obj == Py_None || PyBool_Check(obj) || PyLong_Check(obj) || PyFloat_Check(obj) || PyUnicode_Check(obj) ||
         PyBytes_Check(obj) || PyComplex_CheckExact(obj)) {
         return true;
@@ -59,6 +105,9 @@ bool is_plain_at(PyObject* obj, int depth, bool frozen_only = false) {
         }
         return true;
     }
+    if (const record_type* record = frozen_only ? nullptr : record_of(obj)) {
+        return record_fields(obj, *record, depth).has_value();
+    }
     return false;
 }
 
@@ -84,7 +133,8 @@ bool is_decimal(const std::string& text) {
 // sequences and are side-effect free.
 py_ref struct_sequence_module(const std::string& name) {
     if (PyObject* loaded = PyDict_GetItemString(PyImport_GetModuleDict(), name.c_str())) return py_ref::borrow(loaded);
-    static const char* const importable[] = {"os", "posix", "time", "pwd", "grp", "resource", "signal", "spwd"};
+    static const char* const importable[] = {"os",       "posix",  "time", "pwd",        "grp",
+                                             "resource", "signal", "spwd", "subprocess", "shutil"};
     for (const char* allowed : importable) {
         if (name == allowed) {
             py_ref module = py_ref::steal(PyImport_ImportModule(allowed));
@@ -185,6 +235,15 @@ json encoder::encode_struct_sequence(PyObject* value, int depth) {
                 {"x", {{"$d", std::move(extras)}}}};
 }
 
+json encoder::encode_record(PyObject* value, int depth) {
+    const record_type* record = record_of(value);
+    std::optional<std::vector<py_ref>> fields = record ? record_fields(value, *record, depth) : std::nullopt;
+    if (!fields) return m_hooks.box_reference(value);
+    json items = json::array();
+    for (const py_ref& field : *fields) items.push_back(encode_at(field.get(), depth + 1));
+    return json{{"$o", record->qualified}, {"f", std::move(items)}};
+}
+
 json encoder::encode_at(PyObject* value, int depth) {
     m_estimate += 9;  // the CBOR head of one item, at most
     if (value == Py_None) return nullptr;
@@ -244,6 +303,7 @@ json encoder::encode_at(PyObject* value, int depth) {
     if (PyAnySet_CheckExact(value) && is_plain_at(value, depth)) {
         return json{{PyFrozenSet_CheckExact(value) ? "$fs" : "$s", encode_items(value, depth)}};
     }
+    if (record_of(value)) return encode_record(value, depth);
     return m_hooks.box_reference(value);
 }
 
@@ -375,9 +435,41 @@ py_ref decoder::decode_struct_sequence(const json& value, int depth) {
     return py_ref::checked(PyObject_CallFunctionObjArgs(type.get(), fields.get(), extras.get(), nullptr));
 }
 
+py_ref decoder::decode_record(const json& value, int depth) {
+    const json& name = value.at("$o");
+    if (!name.is_string() || !value.contains("f")) bad_value("\"$o\" needs a record type name and \"f\"");
+    const record_type* record = nullptr;
+    for (const record_type& known : record_types()) {
+        if (name.get_ref<const std::string&>() == known.qualified) record = &known;
+    }
+    if (record == nullptr) bad_value("\"$o\" names " + name.get<std::string>() + ", which is not a plain record type");
+    const json& items = tagged_array(value, "f");
+    if (items.size() != record->fields.size()) {
+        bad_value("\"$o\" " + name.get<std::string>() + " needs " + std::to_string(record->fields.size()) + " fields");
+    }
+    py_ref fields = py_ref::checked(PyDict_New());
+    for (std::size_t i = 0; i < items.size(); ++i) {
+        py_ref item = decode_at(items[i], depth + 1);
+        if (PyDict_SetItemString(fields.get(), record->fields[i], item.get()) < 0) throw python_error();
+    }
+    // This side's own type (on the client, decoding runs outside any slave's context, so a routed
+    // module answers with the local one).
+    py_ref type;
+    if (py_ref module = struct_sequence_module(record->module)) {
+        type = py_ref::steal(PyObject_GetAttrString(module.get(), record->attribute));
+        PyErr_Clear();
+    }
+    if (!type || !PyType_Check(type.get())) {
+        return py_ref::checked(PySequence_Tuple(py_ref::checked(PyDict_Values(fields.get())).get()));
+    }
+    py_ref empty = py_ref::checked(PyTuple_New(0));
+    return py_ref::checked(PyObject_Call(type.get(), empty.get(), fields.get()));
+}
+
 py_ref decoder::decode_tagged(const json& value, int depth) {
     if (value.contains("$r")) return m_hooks.unbox_reference(value);
     if (value.contains("$q")) return decode_struct_sequence(value, depth);
+    if (value.contains("$o")) return decode_record(value, depth);
     if (value.size() != 1) bad_value("a tagged value must have exactly one key");
     const auto entry = value.begin();
     const std::string& tag = entry.key();

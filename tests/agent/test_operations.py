@@ -70,6 +70,44 @@ def test_struct_sequences_cross_by_value_with_their_type(client):
     assert fields[0] == os.stat("/").st_mode and extras["st_mtime_ns"] == os.stat("/").st_mtime_ns
 
 
+def test_plain_records_cross_by_value_with_their_fields(client):
+    subprocess_ = client.module("subprocess")
+    assert client.value(subprocess_, ["true"], path=["run"]) == ("$o", "subprocess.CompletedProcess",
+                                                                 [["true"], 0, None, None])
+    record = {"$o": "subprocess.CompletedProcess", "f": [["x"], 3, b"out", None]}
+    reply = client.request("call", o=client.module("builtins").wire(), path=["repr"], a=[record])
+    assert reply["ok"], reply.get("e")
+    assert reply["r"] == "CompletedProcess(args=['x'], returncode=3, stdout=b'out')"
+
+
+def test_an_unknown_record_type_is_a_bad_request(client):
+    reply = client.request("call", o=client.module("builtins").wire(), path=["repr"],
+                           a=[{"$o": "os.system", "f": []}])
+    assert not reply["ok"] and reply["e"]["code"] == "bad_request"
+    assert "os.system, which is not a plain record type" in reply["e"]["msg"]
+
+
+def test_run_defines_the_function_from_source_and_calls_it(client, tmp_path):
+    (tmp_path / "d").mkdir()
+    (tmp_path / "d" / "a").write_text("x")
+    src = "\n\ndef listing(d, suffix=''):\n    return sorted(n + suffix + SEP for n in os.listdir(d))\n"
+    reply = client.request("run", src=src, name="listing", mods={"$d": ["os", "os"]}, free={"$d": ["SEP", "|"]},
+                           a=[str(tmp_path / "d")], k={"$d": ["suffix", "!"]})
+    assert reply["ok"], reply.get("e")
+    assert reply["r"] == ["a!|"]
+
+
+def test_run_reports_errors_with_the_functions_own_lines(client):
+    reply = client.request("run", src="\n\ndef f():\n    raise KeyError('k')\n", name="f")
+    assert not reply["ok"] and reply["e"]["type"] == "builtins.KeyError"
+    assert 'File "<box.run f>", line 4, in f' in reply["e"]["tb"]
+    reply = client.request("run", src="x = 1\n", name="f")
+    assert not reply["ok"] and reply["e"]["code"] == "bad_request"
+    assert "does not define a function \"f\"" in reply["e"]["msg"]
+    reply = client.request("run", src="def f(:\n", name="f")
+    assert not reply["ok"] and reply["e"]["type"] == "builtins.SyntaxError"
+
+
 def test_int_enums_cross_as_their_int_value(client):
     socket_ = client.module("socket")
     assert client.ok("getattr", o=socket_.wire(), name="AF_INET") == 2

@@ -61,6 +61,8 @@ def unbox(value, frames):
         return Ref(value)
     if "$q" in value:
         return ("$q", value["$q"], tuple(unbox(value["v"], frames)), unbox(value["x"], frames))
+    if "$o" in value:
+        return ("$o", value["$o"], [unbox(v, frames) for v in value["f"]])
     (tag, inner), = value.items()
     if tag == "$i":
         return int(inner)

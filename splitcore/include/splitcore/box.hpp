@@ -51,6 +51,7 @@ private:
     nlohmann::json encode_bytes(PyObject* bytes);
     nlohmann::json encode_buffer(const char* data, std::size_t size, PyObject* owner);
     nlohmann::json encode_struct_sequence(PyObject* value, int depth);
+    nlohmann::json encode_record(PyObject* value, int depth);
     nlohmann::json encode_items(PyObject* iterable, int depth);
 
     box_hooks& m_hooks;
@@ -69,6 +70,7 @@ private:
     py_ref decode_tagged(const nlohmann::json& value, int depth);
     py_ref decode_frames(const nlohmann::json& spec);
     py_ref decode_struct_sequence(const nlohmann::json& value, int depth);
+    py_ref decode_record(const nlohmann::json& value, int depth);
 
     py_ref decode_spilled(const nlohmann::json& index, int depth);
 

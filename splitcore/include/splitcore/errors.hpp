@@ -33,6 +33,7 @@ enum class errc {
     wrong_slave,
     slave_only_module,
     context,
+    not_shippable,
     // names, targets, keys, the registry, spawning
     unknown_slave,
     unknown_agent_key,
@@ -80,6 +81,7 @@ inline constexpr std::string_view error_names[] = {
     "wrong_slave",
     "slave_only_module",
     "context",
+    "not_shippable",
     "unknown_slave",
     "unknown_agent_key",
     "bad_target",

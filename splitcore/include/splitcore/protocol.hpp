@@ -58,6 +58,8 @@ inline constexpr operation operations[] = {
     {"setattr", tier::main_thread, "o, name, v", "null"},
     {"delattr", tier::main_thread, "o, name", "null"},
     {"call", tier::main_thread, "o, path (names walked first), a (args), k ({$d} kwargs); all but o optional", "VALUE"},
+    {"run", tier::main_thread, "src (a def), name, mods ({$d} name: module), free ({$d} name: VALUE), a, k",
+     "VALUE of name(*a, **k)"},
     {"getitem", tier::main_thread, "o, k", "VALUE"},
     {"setitem", tier::main_thread, "o, k, v", "null"},
     {"delitem", tier::main_thread, "o, k", "null"},

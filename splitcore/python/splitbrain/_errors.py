@@ -88,6 +88,7 @@ TYPES = {
     "wrong_slave": TypeError,
     "slave_only_module": SlaveOnlyModuleError,
     "context": RuntimeError,
+    "not_shippable": TypeError,
     "unknown_slave": LookupError,
     "unknown_agent_key": ValueError,
     "bad_target": ValueError,

@@ -209,6 +209,16 @@ class Slave:
         self._conn.flush()
         return self._conn.request("stats")
 
+    def run(self, fn, /, *args, **kwargs):
+        """``fn(*args, **kwargs)`` on this slave in one round trip; *fn* travels as source (see _run)."""
+        from . import _run  # imported on first use: ast, dis and inspect cost at import time
+        return _run.run(self, fn, args, kwargs)
+
+    def remote(self, fn):
+        """Decorator: ``@box.remote`` makes *fn* run on this slave, as ``box.run(fn, ...)`` does."""
+        from . import _run
+        return _run.remote(self, fn)
+
     def cancel_all(self):
         """Interrupt every remote call a thread is waiting for (KeyboardInterrupt there and here)."""
         if not self._closed:

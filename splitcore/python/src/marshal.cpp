@@ -152,7 +152,7 @@ json build_header(PyObject* op, PyObject* fields, splitcore::encoder& encoder) {
                 array.push_back(encoder.encode(PySequence_Fast_GET_ITEM(items.get(), i)));
             }
             header["a"] = std::move(array);
-        } else if (field == "kw") {
+        } else if (field == "kw" || field == "free" || field == "mods") {  // name → VALUE, each boxed alone
             if (value == Py_None) continue;
             if (!PyDict_Check(value)) throw python_error::make(PyExc_TypeError, "keyword arguments must be a dict");
             json pairs = json::array();
@@ -162,7 +162,7 @@ json build_header(PyObject* op, PyObject* fields, splitcore::encoder& encoder) {
                 pairs.push_back(plain_json(k));
                 pairs.push_back(encoder.encode(v));
             }
-            header["k"] = json{{"$d", std::move(pairs)}};
+            header[field == "kw" ? std::string("k") : std::string(field)] = json{{"$d", std::move(pairs)}};
         } else {
             header[std::string(field)] = plain_json(value);
         }
