@@ -498,8 +498,9 @@ void supervisor::hello(const zmq::message_t& routing_id, const std::string& clie
         }
     }
     if (!resumed) {
-        const auto owned = std::count_if(m_sessions.begin(), m_sessions.end(),
-                                         [&](const auto& entry) { return entry.second.client_key == client_key && !entry.second.lost; });
+        const auto owned = std::count_if(m_sessions.begin(), m_sessions.end(), [&](const auto& entry) {
+            return entry.second.client_key == client_key && !entry.second.lost;
+        });
         if (static_cast<std::size_t>(owned) >= m_options.max_sessions_per_key) {
             throw splitcore::error(errc::too_many_sessions,
                                    (client_key.empty() ? std::string("this client") : "key " + client_key) +

@@ -131,8 +131,8 @@ private:
     int m_signal_fd = -1;
     bool m_stopping = false;
 
-    std::map<std::string, session> m_sessions;              // by token
-    std::map<std::string, worker> m_workers;                // by worker id
+    std::map<std::string, session> m_sessions;  // by token
+    std::map<std::string, worker> m_workers;    // by worker id
     std::map<pid_t, std::string> m_worker_of_pid;
     std::map<pid_t, clock::time_point> m_doomed;  // worker process groups sent SIGTERM; SIGKILL after the deadline
     std::optional<std::string> m_spare;

@@ -192,28 +192,28 @@ void channel::read_monitor() {
         std::lock_guard<std::mutex> lock(m_mutex);
         const link_failure before = m_link_failure;
         switch (event) {
-        case ZMQ_EVENT_CONNECTED:
-            if (m_link_failure == link_failure::nothing_listening) m_link_failure = link_failure::none;
-            break;
-        case ZMQ_EVENT_DISCONNECTED:
-            m_reconnect_scheduled = true;
-            break;
-        case ZMQ_EVENT_CONNECT_RETRIED:
-            if (!std::exchange(m_reconnect_scheduled, false)) m_link_failure = link_failure::nothing_listening;
-            break;
-        case ZMQ_EVENT_HANDSHAKE_SUCCEEDED:
-            m_link_failure = link_failure::none;
-            ++m_handshakes;
-            break;
-        case ZMQ_EVENT_HANDSHAKE_FAILED_AUTH:
-            m_link_failure = link_failure::key_refused;
-            break;
-        case ZMQ_EVENT_HANDSHAKE_FAILED_NO_DETAIL:
-        case ZMQ_EVENT_HANDSHAKE_FAILED_PROTOCOL:
-            if (m_link_failure != link_failure::key_refused) m_link_failure = link_failure::key_mismatch;
-            break;
-        default:
-            break;
+            case ZMQ_EVENT_CONNECTED:
+                if (m_link_failure == link_failure::nothing_listening) m_link_failure = link_failure::none;
+                break;
+            case ZMQ_EVENT_DISCONNECTED:
+                m_reconnect_scheduled = true;
+                break;
+            case ZMQ_EVENT_CONNECT_RETRIED:
+                if (!std::exchange(m_reconnect_scheduled, false)) m_link_failure = link_failure::nothing_listening;
+                break;
+            case ZMQ_EVENT_HANDSHAKE_SUCCEEDED:
+                m_link_failure = link_failure::none;
+                ++m_handshakes;
+                break;
+            case ZMQ_EVENT_HANDSHAKE_FAILED_AUTH:
+                m_link_failure = link_failure::key_refused;
+                break;
+            case ZMQ_EVENT_HANDSHAKE_FAILED_NO_DETAIL:
+            case ZMQ_EVENT_HANDSHAKE_FAILED_PROTOCOL:
+                if (m_link_failure != link_failure::key_refused) m_link_failure = link_failure::key_mismatch;
+                break;
+            default:
+                break;
         }
         if (m_link_failure != link_failure::none && (m_link_failure != before || event != ZMQ_EVENT_CONNECTED)) {
             m_link_failed = channel_clock::now();
@@ -223,7 +223,11 @@ void channel::read_monitor() {
 
 std::uint64_t channel::handshakes() {
     std::unique_lock<std::mutex> lock(m_mutex);
-    if (!m_socket_busy && !m_closed) {  // else the thread that polls reads the monitor
+    const auto now = channel_clock::now();
+    // Else the thread that polls reads the monitor, or it was read a moment ago: this is asked
+    // at every routed attribute lookup.
+    if (!m_socket_busy && !m_closed && now - m_monitor_read > std::chrono::milliseconds(50)) {
+        m_monitor_read = now;
         m_socket_busy = true;
         lock.unlock();
         read_monitor();
@@ -236,23 +240,23 @@ std::uint64_t channel::handshakes() {
 error channel::link_error() const {
     const std::string where = m_options.name + " (" + m_options.address + ")";
     switch (m_link_failure) {
-    case link_failure::nothing_listening:
-        return error(errc::nothing_listening, "nothing listens on " + m_options.address + " (the connection to " +
-                                                  m_options.name +
-                                                  " was refused); is splitbrain-agent running there, on that port?");
-    case link_failure::key_refused:
-        return error(errc::key_refused, where + " refused this client's key " + m_options.public_key +
-                                            "; add it to the agent's --authorized-keys file");
-    case link_failure::key_mismatch:
-        return error(errc::agent_key_mismatch,
-                     where + " ended the handshake: " +
-                         (m_options.server_key ? "it does not hold the agent key " + *m_options.server_key +
-                                                     " this client pins; compare `splitbrain-agent pubkey` there "
-                                                     "with the registry entry or connection file"
-                                               : std::string("it expects CURVE, and this client connects in plain "
-                                                             "text; give the agent's public key")));
-    case link_failure::none:
-        break;
+        case link_failure::nothing_listening:
+            return error(errc::nothing_listening,
+                         "nothing listens on " + m_options.address + " (the connection to " + m_options.name +
+                             " was refused); is splitbrain-agent running there, on that port?");
+        case link_failure::key_refused:
+            return error(errc::key_refused, where + " refused this client's key " + m_options.public_key +
+                                                "; add it to the agent's --authorized-keys file");
+        case link_failure::key_mismatch:
+            return error(errc::agent_key_mismatch,
+                         where + " ended the handshake: " +
+                             (m_options.server_key ? "it does not hold the agent key " + *m_options.server_key +
+                                                         " this client pins; compare `splitbrain-agent pubkey` there "
+                                                         "with the registry entry or connection file"
+                                                   : std::string("it expects CURVE, and this client connects in plain "
+                                                                 "text; give the agent's public key")));
+        case link_failure::none:
+            break;
     }
     return unreachable();
 }
@@ -260,11 +264,11 @@ error channel::link_error() const {
 error channel::unreachable() const {
     if (m_resumed > m_last_heard && m_stalled_for >= m_options.liveness &&
         channel_clock::now() - m_resumed < m_options.liveness * 2) {
-        return error(errc::client_stalled,
-                     "this process stopped reading from " + m_options.name + " (" + m_options.address + ") for " +
-                         seconds_text(m_stalled_for / 100 * 100) +
-                         " s (stopped, or blocked writing output), and nothing came in the " +
-                         seconds_text(m_options.liveness) + " s after; the call may still have run there");
+        return error(errc::client_stalled, "this process stopped reading from " + m_options.name + " (" +
+                                               m_options.address + ") for " + seconds_text(m_stalled_for / 100 * 100) +
+                                               " s (stopped, or blocked writing output), and nothing came in the " +
+                                               seconds_text(m_options.liveness) +
+                                               " s after; the call may still have run there");
     }
     return error(errc::agent_unreachable, m_options.name + " (" + m_options.address + ") did not answer for " +
                                               seconds_text(m_options.liveness) +

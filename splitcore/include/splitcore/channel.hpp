@@ -33,7 +33,7 @@ struct channel_options {
     std::optional<std::string> server_key;  // the agent's Z85 public key; empty: plain text (loopback only)
     std::string public_key;                 // the client's Z85 key pair, used with server_key
     std::string secret_key;
-    std::string session;                         // the session token, sent in every message: a reconnect keeps the session
+    std::string session;  // the session token, sent in every message: a reconnect keeps the session
     std::chrono::milliseconds liveness{5000};    // silence while waiting that counts as a dead agent
     std::chrono::milliseconds ping_after{1000};  // silence while waiting before we ask "are you there?"
     std::chrono::milliseconds keepalive{5000};   // ping this often while idle, so the session is kept
@@ -120,12 +120,13 @@ private:
     // What the socket's monitor said about the link, as the reason a wait fails at once.
     enum class link_failure { none, nothing_listening, key_refused, key_mismatch };
     link_failure m_link_failure = link_failure::none;
-    bool m_reconnect_scheduled = false;  // a DISCONNECTED came: the next CONNECT_RETRIED is no refusal
-    time_point m_link_failed;            // when the monitor reported m_link_failure (drained before each send)
-    time_point m_last_listened;          // when a thread last came back from polling the socket
-    time_point m_resumed;                // when listening resumed after a waiting request was not listened for
+    bool m_reconnect_scheduled = false;          // a DISCONNECTED came: the next CONNECT_RETRIED is no refusal
+    time_point m_link_failed;                    // when the monitor reported m_link_failure (drained before each send)
+    time_point m_last_listened;                  // when a thread last came back from polling the socket
+    time_point m_resumed;                        // when listening resumed after a waiting request was not listened for
     std::chrono::milliseconds m_stalled_for{0};  // how long that was
     std::uint64_t m_handshakes = 0;
+    time_point m_monitor_read;  // when handshakes() last read the monitor
     [[nodiscard]] error link_error() const;
     std::uint64_t m_next_id = 1;
     std::unordered_map<std::uint64_t, time_point> m_waiting;  // id → when it was sent

@@ -266,13 +266,7 @@ py_ref connection_closed(connection_object* self, void*) {
 py_ref connection_handshakes(connection_object* self, void*) {
     connection_state& state = state_of(self);
     if (!state.channel) return py_ref::checked(PyLong_FromLong(0));
-    std::shared_ptr<splitcore::channel> channel = state.channel;
-    std::uint64_t count;
-    {
-        splitcore::gil_release unlocked;
-        count = channel->handshakes();
-    }
-    return py_ref::checked(PyLong_FromUnsignedLongLong(count));
+    return py_ref::checked(PyLong_FromUnsignedLongLong(state.channel->handshakes()));  // never blocks
 }
 
 py_ref connection_requests(connection_object* self, void*) {
