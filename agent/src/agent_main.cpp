@@ -57,6 +57,9 @@ serve options:
   --grace SECS             a session whose client is silent this long ends, and its worker
                            with it; a client reconnecting sooner resumes it (default 60)
   --max-message BYTES      the largest message accepted (default 1073741824)
+  --max-sessions-per-key N
+                           sessions (each one worker process) a client key may hold at once;
+                           a hello past them is refused as too_many_sessions (default 16)
   --exit-with PID          shut down (as on SIGTERM) once process PID has ended, even if it was
                            killed: splitbrain.spawn() ties its private agent to its interpreter
   --worker PATH            the splitbrain-worker executable (default: beside this program)
@@ -192,6 +195,8 @@ int serve(const std::vector<std::string>& args) {
         else if (flag == "--grace")
             opts.grace = std::chrono::milliseconds(static_cast<long long>(parse_number(flag, value()) * 1000));
         else if (flag == "--max-message") opts.max_message = static_cast<std::int64_t>(parse_number(flag, value()));
+        else if (flag == "--max-sessions-per-key")
+            opts.max_sessions_per_key = static_cast<std::size_t>(parse_number(flag, value()));
         else if (flag == "--exit-with") opts.parent_pid = static_cast<pid_t>(parse_number(flag, value()));
         else bad_usage("unknown option '" + args[i] + "'");
     }

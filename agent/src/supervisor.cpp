@@ -40,6 +40,10 @@ std::string printable(const std::string& text) {
     return out;
 }
 
+// What a session holds for a client that is away (or not reading), output included; its replies
+// are held whatever their size.
+constexpr std::size_t max_held_bytes = std::size_t(64) << 20;
+
 std::string short_token(const std::string& token) { return printable(token.substr(0, 12)); }
 
 std::string describe_status(int status) {
@@ -139,10 +143,20 @@ supervisor::supervisor(options opts) : m_options(std::move(opts)) {
         m_frontend.set(zmq::sockopt::curve_server, 1);
         m_frontend.set(zmq::sockopt::curve_secretkey, m_keys->secret_key);
     }
-    m_frontend.set(zmq::sockopt::router_handover, 1);
-    m_frontend.set(zmq::sockopt::heartbeat_ivl, 1000);
-    m_frontend.set(zmq::sockopt::heartbeat_timeout, 5000);
-    m_frontend.set(zmq::sockopt::heartbeat_ttl, 10000);
+    // Routing ids are ours: clients do not set one, the ROUTER assigns one per connection, and a
+    // peer that claims an id already in use is refused rather than handed the route.
+    m_frontend.set(zmq::sockopt::router_handover, 0);
+    m_frontend.set(zmq::sockopt::router_mandatory, 1);
+    // No ZMTP heartbeat: a fixed heartbeat timeout dropped the connection of a client that was
+    // only stopped (Ctrl-Z) or cut off for a few seconds, with the replies in its buffers. The
+    // client's liveness governs: its pings, and the session's grace period. TCP keepalive ends
+    // connections to hosts that are gone; a reply whose connection is gone waits in the session
+    // (deliver()) until its client sends again.
+    m_frontend.set(zmq::sockopt::heartbeat_ivl, 0);
+    m_frontend.set(zmq::sockopt::tcp_keepalive, 1);
+    m_frontend.set(zmq::sockopt::tcp_keepalive_idle, 30);
+    m_frontend.set(zmq::sockopt::tcp_keepalive_intvl, 10);
+    m_frontend.set(zmq::sockopt::tcp_keepalive_cnt, 3);
     // --max-message is checked frame by frame in receive_client(), with a reply. libzmq's own
     // per-frame limit drops the connection without one, so it is only a backstop far above.
     const std::int64_t backstop =
@@ -267,6 +281,7 @@ int supervisor::run() {
                 if (m_frontend.get(zmq::sockopt::events) & ZMQ_POLLIN) handle_client();
                 else break;
             }
+            for (auto& [token, s] : m_sessions) flush_held(s);  // a full pipe that drained meanwhile
             reap_silent_sessions();
             kill_stubborn_workers();
             ensure_spare();
@@ -343,13 +358,65 @@ void supervisor::handle_zap() {
 
 void supervisor::reply_error(const zmq::message_t& routing_id, std::uint64_t id, splitcore::errc error_code,
                              const std::string& detail) {
-    splitcore::send_message(m_frontend, routing_id,
-                            splitcore::error_reply(id, splitcore::error_value(error_code, detail)));
+    reply_to(routing_id, splitcore::error_reply(id, splitcore::error_value(error_code, detail)));
 }
 
-void supervisor::reply_error(const std::string& routing_id, std::uint64_t id, splitcore::errc error_code,
-                             const std::string& detail) {
-    reply_error(frame_of(routing_id), id, error_code, detail);
+void supervisor::reply_to(const zmq::message_t& routing_id, const json& header) {
+    parts message;
+    message.emplace_back(routing_id.data(), routing_id.size());
+    message.push_back(splitcore::encode_header(header));
+    (void)try_send_client(message);  // that connection is gone or not reading: it asks again
+}
+
+bool supervisor::try_send_client(parts& message) {
+    // ZMQ_ROUTER_MANDATORY: an unknown route (the connection dropped) or a full pipe is an error
+    // here, not a message silently thrown away. Only the first part can meet either.
+    for (;;) {
+        if (zmq_msg_send(message[0].handle(), m_frontend.handle(), ZMQ_DONTWAIT | ZMQ_SNDMORE) >= 0) break;
+        if (zmq_errno() == EINTR) continue;
+        if (zmq_errno() == EAGAIN || zmq_errno() == EHOSTUNREACH) return false;
+        throw zmq::error_t();
+    }
+    for (std::size_t i = 1; i < message.size(); ++i) {
+        for (;;) {
+            if (zmq_msg_send(message[i].handle(), m_frontend.handle(), i + 1 < message.size() ? ZMQ_SNDMORE : 0) >= 0) {
+                break;
+            }
+            if (zmq_errno() != EINTR) throw zmq::error_t();
+        }
+    }
+    return true;
+}
+
+void supervisor::deliver(session& s, parts message, bool output) {
+    message[0] = frame_of(s.routing_id);
+    if (s.held.empty() && try_send_client(message)) return;
+    if (s.held.empty()) log("session " + short_token(s.token) + ": its client is not reachable; holding its replies");
+    std::size_t size = 0;
+    for (const auto& part : message) size += part.size();
+    if (output && s.held_bytes + size > max_held_bytes) {
+        ++s.output_dropped;  // replies are always kept; output past the bound is not
+        return;
+    }
+    s.held_bytes += size;
+    s.held.push_back(std::move(message));
+}
+
+void supervisor::flush_held(session& s) {
+    while (!s.held.empty()) {
+        parts& message = s.held.front();
+        message[0] = frame_of(s.routing_id);
+        std::size_t size = 0;
+        for (const auto& part : message) size += part.size();
+        if (!try_send_client(message)) return;
+        s.held_bytes -= std::min(s.held_bytes, size);
+        s.held.pop_front();
+    }
+    if (s.output_dropped != 0) {
+        log("session " + short_token(s.token) + ": " + std::to_string(s.output_dropped) +
+            " output events dropped while its client was away (over 64 MiB held)");
+        s.output_dropped = 0;
+    }
 }
 
 std::optional<supervisor::parts> supervisor::receive_client(std::int64_t& oversized) {
@@ -417,25 +484,37 @@ void supervisor::handle_client() {
                                                          "\" in protocol version 1 (see docs/protocol.md)");
         }
 
-        const auto route = m_session_of_route.find(routing_id.to_string());
+        // Every request names its session; only the key that opened the session may name it. The
+        // connection it came on becomes the session's route: after a transparent reconnect (a new
+        // connection, a new routing id assigned by our ROUTER) the first message over it, queued
+        // ones included, moves the replies there. A routing id never identifies a session.
         session* current = nullptr;
-        if (route != m_session_of_route.end()) {
-            if (auto found = m_sessions.find(route->second); found != m_sessions.end()) current = &found->second;
+        if (const json* named = splitcore::optional_field(header, "session"); named && named->is_string()) {
+            if (auto found = m_sessions.find(named->get<std::string>());
+                found != m_sessions.end() && found->second.client_key == client_key) {
+                current = &found->second;
+            }
         }
-        // The routing id is the client's to choose: only the key that opened a session may use it.
-        if (current && current->client_key != client_key) current = nullptr;
-        if (current) current->last_seen = clock::now();
+        if (current) {
+            current->last_seen = clock::now();
+            current->routing_id = routing_id.to_string();
+            flush_held(*current);  // replies that waited for their client to come back
+        }
 
         if (op->answered_by == splitcore::tier::supervisor) {
             static_assert(splitcore::op::count(splitcore::tier::supervisor) == 1, "the supervisor answers ping only");
-            splitcore::send_message(m_frontend, routing_id, splitcore::ok_reply(id, nullptr));
+            reply_to(routing_id, splitcore::ok_reply(id, nullptr));
             return;
         }
         if (op == &splitcore::op::hello) {
             hello(routing_id, client_key, id, std::move(header), message);
             return;
         }
-        if (!current) throw splitcore::error(errc::no_session, "no session: send \"hello\" first");
+        if (!current) {
+            throw splitcore::error(errc::no_session,
+                                   "no session: send \"hello\" first, and name its token in field \"session\" of every "
+                                   "request (a session is only its own client key's)");
+        }
         if (current->lost) {
             throw splitcore::error(errc::session_lost,
                                    "the session's worker on " + hostname() +
@@ -444,7 +523,7 @@ void supervisor::handle_client() {
         if (op == &splitcore::op::bye) current->bye_id = id;
         forward_to_worker(*current, id, std::move(message));
     } catch (const splitcore::error& e) {
-        splitcore::send_message(m_frontend, routing_id, splitcore::error_reply(id, splitcore::error_value(e)));
+        reply_to(routing_id, splitcore::error_reply(id, splitcore::error_value(e)));
     } catch (const std::runtime_error& e) {  // e.g. fork failed: the agent is short of resources
         log(std::string("cannot serve a request: ") + e.what());
         reply_error(routing_id, id, errc::session_lost,
@@ -471,6 +550,15 @@ void supervisor::hello(const zmq::message_t& routing_id, const std::string& clie
         }
     }
     if (!resumed) {
+        const auto owned = std::count_if(m_sessions.begin(), m_sessions.end(), [&](const auto& entry) {
+            return entry.second.client_key == client_key && !entry.second.lost;
+        });
+        if (static_cast<std::size_t>(owned) >= m_options.max_sessions_per_key) {
+            throw splitcore::error(errc::too_many_sessions,
+                                   (client_key.empty() ? std::string("this client") : "key " + client_key) +
+                                       " already has " + std::to_string(owned) + " sessions on " + hostname() +
+                                       "; close one (Slave.close()) or raise --max-sessions-per-key");
+        }
         if (!m_spare) m_spare = spawn_worker();
         const std::string worker_id = *m_spare;
         m_spare.reset();
@@ -489,14 +577,7 @@ void supervisor::hello(const zmq::message_t& routing_id, const std::string& clie
         log("session " + short_token(token) + " resumed");
     }
     session& s = m_sessions[token];
-    const std::string route = routing_id.to_string();
-    if (s.routing_id != route) {
-        if (auto old = m_session_of_route.find(s.routing_id); old != m_session_of_route.end() && old->second == token) {
-            m_session_of_route.erase(old);
-        }
-        s.routing_id = route;
-    }
-    m_session_of_route[route] = token;
+    s.routing_id = routing_id.to_string();
     s.last_seen = clock::now();
     header["resumed"] = resumed;
     message[1] = splitcore::encode_header(header);
@@ -539,8 +620,7 @@ void supervisor::handle_worker() {
     if (s == m_sessions.end()) return;
     const std::uint64_t id = header.contains("id") ? splitcore::as_uint(header["id"]).value_or(0) : 0;
     if (id != 0) s->second.pending.erase(id);
-    message[0] = frame_of(s->second.routing_id);
-    splitcore::send_parts(m_frontend, message);
+    deliver(s->second, std::move(message), header.contains("ev"));
     if (id != 0 && id == s->second.bye_id) {
         log("session " + short_token(s->first) + " closed by the client");
         w.session.clear();  // the worker exits by itself after "bye"
@@ -552,9 +632,13 @@ void supervisor::lose_session(session& s, const std::string& why) {
     s.lost = true;
     log("session " + short_token(s.token) + " lost: its worker " + why);
     for (const std::uint64_t id : s.pending) {
-        reply_error(s.routing_id, id, errc::session_lost,
-                    "the session's worker on " + hostname() + " " + why +
-                        "; its objects are gone. Reconnect to start a new session");
+        parts reply;
+        reply.emplace_back();
+        reply.push_back(splitcore::encode_header(splitcore::error_reply(
+            id, splitcore::error_value(errc::session_lost, "the session's worker on " + hostname() + " " + why +
+                                                               "; its objects are gone. Reconnect to start a new "
+                                                               "session"))));
+        deliver(s, std::move(reply));
     }
     s.pending.clear();
 }
@@ -563,10 +647,6 @@ void supervisor::end_session(const std::string& token, const char* why) {
     const auto found = m_sessions.find(token);
     if (found == m_sessions.end()) return;
     if (why) log("session " + short_token(token) + " " + why);
-    if (auto route = m_session_of_route.find(found->second.routing_id);
-        route != m_session_of_route.end() && route->second == token) {
-        m_session_of_route.erase(route);
-    }
     if (auto w = m_workers.find(found->second.worker_id); w != m_workers.end() && w->second.session == token) {
         terminate_worker(w->first);
     }
@@ -613,8 +693,10 @@ void supervisor::handle_signals() {
                 if (bye_id != 0 && WIFEXITED(status) && WEXITSTATUS(status) == 0) {
                     // The worker ended as asked; its reply may still be on the way, and that is fine.
                     if (s->second.pending.count(bye_id)) {
-                        splitcore::send_message(m_frontend, frame_of(s->second.routing_id),
-                                                splitcore::ok_reply(bye_id, nullptr));
+                        parts reply;
+                        reply.emplace_back();
+                        reply.push_back(splitcore::encode_header(splitcore::ok_reply(bye_id, nullptr)));
+                        deliver(s->second, std::move(reply));
                     }
                     log("session " + short_token(s->first) + " closed by the client");
                     w.session.clear();

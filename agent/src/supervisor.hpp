@@ -33,6 +33,7 @@ struct options {
     bool insecure = false;
     std::chrono::milliseconds grace{60000};
     std::int64_t max_message = std::int64_t(1) << 30;
+    std::size_t max_sessions_per_key = 16;
     pid_t parent_pid = 0;  // --exit-with PID: stop when that process is gone (0: never)
 };
 
@@ -62,10 +63,13 @@ private:
 
     struct session {
         std::string token;
-        std::string routing_id;
+        std::string routing_id;  // of the connection the last request naming this session came on
         std::string client_key;  // Z85 of the client's CURVE key; empty when insecure
         std::string worker_id;
         std::set<std::uint64_t> pending;
+        std::deque<parts> held;  // replies and output its client's connection could not take yet
+        std::size_t held_bytes = 0;
+        std::uint64_t output_dropped = 0;
         std::uint64_t bye_id = 0;
         clock::time_point last_seen;
         bool lost = false;
@@ -95,7 +99,12 @@ private:
     void forward_to_worker(session& s, std::uint64_t id, parts message);
     void reply_error(const zmq::message_t& routing_id, std::uint64_t id, splitcore::errc code,
                      const std::string& detail);
-    void reply_error(const std::string& routing_id, std::uint64_t id, splitcore::errc code, const std::string& detail);
+    // A reply to the connection a request came on; dropped if that connection cannot take it.
+    void reply_to(const zmq::message_t& routing_id, const splitcore::json& header);
+    [[nodiscard]] bool try_send_client(parts& message);
+    // A session's message goes to its route, or waits in `held` until the client is back.
+    void deliver(session& s, parts message, bool output = false);
+    void flush_held(session& s);
     void lose_session(session& s, const std::string& why);
     void end_session(const std::string& token, const char* why);
 
@@ -129,9 +138,8 @@ private:
     int m_janitor = -1;  // write end of the janitor's pipe (see start_janitor)
     bool m_stopping = false;
 
-    std::map<std::string, session> m_sessions;              // by token
-    std::map<std::string, std::string> m_session_of_route;  // routing id -> token
-    std::map<std::string, worker> m_workers;                // by worker id
+    std::map<std::string, session> m_sessions;  // by token
+    std::map<std::string, worker> m_workers;    // by worker id
     std::map<pid_t, std::string> m_worker_of_pid;
     std::map<pid_t, clock::time_point> m_doomed;  // worker process groups sent SIGTERM; SIGKILL after the deadline
     std::optional<std::string> m_spare;

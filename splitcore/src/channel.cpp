@@ -1,5 +1,6 @@
 #include "splitcore/channel.hpp"
 
+#include <netdb.h>
 #include <sys/eventfd.h>
 #include <unistd.h>
 
@@ -35,6 +36,22 @@ void collect_references(const nlohmann::json& value, std::vector<std::uint64_t>&
     }
 }
 
+// Throws unknown_host for a tcp:// address whose host is a name that does not resolve.
+void resolve_host(const std::string& name, const std::string& address) {
+    if (address.rfind("tcp://", 0) != 0) return;
+    std::string host = address.substr(6, address.rfind(':') - 6);
+    if (host.size() >= 2 && host.front() == '[' && host.back() == ']') host = host.substr(1, host.size() - 2);
+    if (host.empty() || host == "*") return;
+    addrinfo hints{};
+    hints.ai_socktype = SOCK_STREAM;
+    addrinfo* found = nullptr;
+    const int rc = ::getaddrinfo(host.c_str(), nullptr, &hints, &found);
+    if (found != nullptr) ::freeaddrinfo(found);
+    if (rc == 0) return;
+    throw error(errc::unknown_host, "no such host " + host + " (" + address + ", the address of " + name +
+                                        "): " + ::gai_strerror(rc) + "; check the name, or use an IP address");
+}
+
 std::string seconds_text(std::chrono::milliseconds ms) {
     char text[32];
     if (ms.count() % 1000 == 0) {
@@ -52,17 +69,17 @@ channel::channel(channel_options options)
     // A ping must have time to come back before the agent counts as gone.
     m_options.ping_after = std::min(m_options.ping_after, m_options.liveness / 3);
     m_socket.set(zmq::sockopt::linger, 0);
-    if (!m_options.session.empty()) {
-        m_socket.set(zmq::sockopt::routing_id, zmq::buffer(m_options.session));
-    }
+    // No ZMQ_ROUTING_ID: the agent's ROUTER assigns one per connection, and every message names
+    // its session instead (see docs/protocol.md, "Sessions").
     // With no connection (agent down, our key refused) a send would block for ever: give up after
     // the liveness timeout, as for a silent agent.
     m_socket.set(zmq::sockopt::sndtimeo, static_cast<int>(m_options.liveness.count()));
     m_socket.set(zmq::sockopt::reconnect_ivl, 100);
     m_socket.set(zmq::sockopt::reconnect_ivl_max, 1000);
-    m_socket.set(zmq::sockopt::heartbeat_ivl, 1000);
-    m_socket.set(zmq::sockopt::heartbeat_timeout, static_cast<int>(m_options.liveness.count()));
-    m_socket.set(zmq::sockopt::heartbeat_ttl, static_cast<int>(m_options.liveness.count()));
+    // No ZMTP heartbeats: our pings while waiting are the liveness check, and a heartbeat timeout
+    // would drop a connection (and the replies in its buffers) only because this process was
+    // stopped or busy for a while. TCP holds what was sent until we read it.
+    m_socket.set(zmq::sockopt::heartbeat_ivl, 0);
     if (m_options.server_key) {
         m_socket.set(zmq::sockopt::curve_serverkey, *m_options.server_key);
         m_socket.set(zmq::sockopt::curve_publickey, m_options.public_key);
@@ -71,12 +88,17 @@ channel::channel(channel_options options)
     static std::atomic<unsigned> monitors{0};
     const std::string monitor_address = "inproc://splitbrain-channel-monitor-" + std::to_string(++monitors);
     if (zmq_socket_monitor(m_socket.handle(), monitor_address.c_str(),
-                           ZMQ_EVENT_HANDSHAKE_FAILED_AUTH | ZMQ_EVENT_HANDSHAKE_SUCCEEDED) != 0) {
+                           ZMQ_EVENT_CONNECTED | ZMQ_EVENT_CONNECT_RETRIED | ZMQ_EVENT_DISCONNECTED |
+                               ZMQ_EVENT_HANDSHAKE_FAILED_NO_DETAIL | ZMQ_EVENT_HANDSHAKE_FAILED_PROTOCOL |
+                               ZMQ_EVENT_HANDSHAKE_FAILED_AUTH | ZMQ_EVENT_HANDSHAKE_SUCCEEDED) != 0) {
         throw zmq::error_t();
     }
     m_monitor = zmq::socket_t(shared_context(), zmq::socket_type::pair);
     m_monitor.set(zmq::sockopt::linger, 0);
     m_monitor.connect(monitor_address);
+    // libzmq resolves a host name in its IO thread and retries for ever: a name that does not
+    // resolve is known now, and said now.
+    resolve_host(m_options.name, m_options.address);
     m_socket.connect(m_options.address);
 
     m_wake_fd = ::eventfd(0, EFD_NONBLOCK | EFD_CLOEXEC);
@@ -84,7 +106,7 @@ channel::channel(channel_options options)
         throw std::system_error(errno, std::generic_category(), "eventfd");
     }
     const auto now = channel_clock::now();
-    m_last_heard = m_last_sent = m_last_ping = now;
+    m_last_heard = m_last_sent = m_last_ping = m_last_listened = now;
     if (m_options.keepalive.count() > 0) {
         m_keepalive = std::thread([this] { keepalive_loop(); });
     }
@@ -154,23 +176,100 @@ void channel::send_now(const nlohmann::json& header, std::vector<zmq::message_t>
 
 // Pings are best effort: never wait for room to send one.
 void channel::try_ping(std::uint64_t id) {
-    zmq::message_t ping = encode_header(nlohmann::json{{"op", "ping"}, {"id", id}});
+    zmq::message_t ping = encode_header(nlohmann::json{{"op", "ping"}, {"id", id}, {"session", m_options.session}});
     (void)m_socket.send(ping, zmq::send_flags::dontwait);
 }
 
-// Monitor events are two frames: {uint16 event, uint32 value} and the endpoint.
+// Monitor events are two frames: {uint16 event, uint32 value} and the endpoint. A refused connect
+// is a CONNECT_RETRIED that no DISCONNECTED announced; a handshake the agent cut short without a
+// word (no ERROR command, as a refused key gets) is a CURVE server that could not read our HELLO:
+// it does not hold the secret half of the key we pin.
 void channel::read_monitor() {
     while (auto parts = recv_parts(m_monitor, zmq::recv_flags::dontwait)) {
         if (parts->empty() || parts->front().size() < sizeof(std::uint16_t)) continue;
         std::uint16_t event;
         std::memcpy(&event, parts->front().data(), sizeof event);
-        const bool refused = event == ZMQ_EVENT_HANDSHAKE_FAILED_AUTH;
         std::lock_guard<std::mutex> lock(m_mutex);
-        m_refused = refused;
+        const link_failure before = m_link_failure;
+        switch (event) {
+            case ZMQ_EVENT_CONNECTED:
+                if (m_link_failure == link_failure::nothing_listening) m_link_failure = link_failure::none;
+                break;
+            case ZMQ_EVENT_DISCONNECTED:
+                m_reconnect_scheduled = true;
+                break;
+            case ZMQ_EVENT_CONNECT_RETRIED:
+                if (!std::exchange(m_reconnect_scheduled, false)) m_link_failure = link_failure::nothing_listening;
+                break;
+            case ZMQ_EVENT_HANDSHAKE_SUCCEEDED:
+                m_link_failure = link_failure::none;
+                ++m_handshakes;
+                break;
+            case ZMQ_EVENT_HANDSHAKE_FAILED_AUTH:
+                m_link_failure = link_failure::key_refused;
+                break;
+            case ZMQ_EVENT_HANDSHAKE_FAILED_NO_DETAIL:
+            case ZMQ_EVENT_HANDSHAKE_FAILED_PROTOCOL:
+                if (m_link_failure != link_failure::key_refused) m_link_failure = link_failure::key_mismatch;
+                break;
+            default:
+                break;
+        }
+        if (m_link_failure != link_failure::none && (m_link_failure != before || event != ZMQ_EVENT_CONNECTED)) {
+            m_link_failed = channel_clock::now();
+        }
     }
 }
 
+std::uint64_t channel::handshakes() {
+    std::unique_lock<std::mutex> lock(m_mutex);
+    const auto now = channel_clock::now();
+    // Else the thread that polls reads the monitor, or it was read a moment ago: this is asked
+    // at every routed attribute lookup.
+    if (!m_socket_busy && !m_closed && now - m_monitor_read > std::chrono::milliseconds(50)) {
+        m_monitor_read = now;
+        m_socket_busy = true;
+        lock.unlock();
+        read_monitor();
+        lock.lock();
+        release_socket(lock);
+    }
+    return m_handshakes;
+}
+
+error channel::link_error() const {
+    const std::string where = m_options.name + " (" + m_options.address + ")";
+    switch (m_link_failure) {
+        case link_failure::nothing_listening:
+            return error(errc::nothing_listening,
+                         "nothing listens on " + m_options.address + " (the connection to " + m_options.name +
+                             " was refused); is splitbrain-agent running there, on that port?");
+        case link_failure::key_refused:
+            return error(errc::key_refused, where + " refused this client's key " + m_options.public_key +
+                                                "; add it to the agent's --authorized-keys file");
+        case link_failure::key_mismatch:
+            return error(errc::agent_key_mismatch,
+                         where + " ended the handshake: " +
+                             (m_options.server_key ? "it does not hold the agent key " + *m_options.server_key +
+                                                         " this client pins; compare `splitbrain-agent pubkey` there "
+                                                         "with the registry entry or connection file"
+                                                   : std::string("it expects CURVE, and this client connects in plain "
+                                                                 "text; give the agent's public key")));
+        case link_failure::none:
+            break;
+    }
+    return unreachable();
+}
+
 error channel::unreachable() const {
+    if (m_resumed > m_last_heard && m_stalled_for >= m_options.liveness &&
+        channel_clock::now() - m_resumed < m_options.liveness * 2) {
+        return error(errc::client_stalled, "this process stopped reading from " + m_options.name + " (" +
+                                               m_options.address + ") for " + seconds_text(m_stalled_for / 100 * 100) +
+                                               " s (stopped, or blocked writing output), and nothing came in the " +
+                                               seconds_text(m_options.liveness) +
+                                               " s after; the call may still have run there");
+    }
     return error(errc::agent_unreachable, m_options.name + " (" + m_options.address + ") did not answer for " +
                                               seconds_text(m_options.liveness) +
                                               " s; is splitbrain-agent running there?");
@@ -179,9 +278,13 @@ error channel::unreachable() const {
 std::uint64_t channel::send(nlohmann::json header, std::vector<zmq::message_t> frames) {
     std::unique_lock<std::mutex> lock(m_mutex);
     acquire_socket(lock);
+    lock.unlock();
+    read_monitor();  // so that what it says next happened after this request was sent
+    lock.lock();
     // Numbered once the socket is ours, so ids go out in order: output is attributed by it.
     const std::uint64_t id = m_next_id++;
     header["id"] = id;
+    header["session"] = m_options.session;
     const auto now = channel_clock::now();
     m_waiting.emplace(id, now);
     m_last_sent = now;
@@ -203,6 +306,7 @@ std::uint64_t channel::post(nlohmann::json header, std::vector<zmq::message_t> f
     std::unique_lock<std::mutex> lock(m_mutex);
     const std::uint64_t id = m_next_id++;
     header["id"] = id;
+    header["session"] = m_options.session;
     acquire_socket(lock);
     m_last_sent = channel_clock::now();
     lock.unlock();
@@ -225,7 +329,8 @@ void channel::cancel(std::uint64_t id) {
     m_last_sent = channel_clock::now();
     lock.unlock();
     // Never blocks: an interrupt must return promptly even when the agent cannot be reached.
-    zmq::message_t header = encode_header(nlohmann::json{{"op", "cancel"}, {"target", id}, {"id", cancel_id}});
+    zmq::message_t header = encode_header(
+        nlohmann::json{{"op", "cancel"}, {"target", id}, {"id", cancel_id}, {"session", m_options.session}});
     try {
         (void)m_socket.send(header, zmq::send_flags::dontwait);
     } catch (...) {
@@ -368,17 +473,25 @@ std::optional<message> channel::wait(std::uint64_t id, channel_clock::time_point
         if (m_closed) {
             throw error(errc::closed, "the connection to " + m_options.name + " is closed");
         }
-        if (m_refused) {
-            forget(id);
-            throw error(errc::key_refused, m_options.name + " (" + m_options.address + ") refused this client's key " +
-                                               m_options.public_key + "; add it to the agent's --authorized-keys file");
-        }
         auto waiting = m_waiting.find(id);
         if (waiting == m_waiting.end()) {
             throw error(errc::bad_request, "no request " + std::to_string(id) + " is waiting for a reply");
         }
+        // A failure the monitor reported after this request was sent is known: say it now. (A
+        // failing link reports again at each reconnect, at least once a second.)
+        if (m_link_failure != link_failure::none && m_link_failed > waiting->second) {
+            forget(id);
+            throw link_error();
+        }
         auto now = channel_clock::now();
-        const auto silent_since = std::max(m_last_heard, waiting->second);
+        // Time nobody here listened (this process stopped, or its caller blocked writing output)
+        // is not the agent's silence: it gets the liveness timeout again from when we listen again.
+        if (waiting->second < m_last_listened && now - m_last_listened > m_options.ping_after * 2) {
+            m_resumed = now;
+            m_stalled_for = std::chrono::duration_cast<std::chrono::milliseconds>(now - m_last_listened);
+        }
+        m_last_listened = std::max(m_last_listened, now);
+        const auto silent_since = std::max({m_last_heard, waiting->second, m_resumed});
         const auto give_up = silent_since + m_options.liveness;
         if (now >= give_up) {
             fail_unreachable(id, lock);
@@ -404,6 +517,7 @@ std::optional<message> channel::wait(std::uint64_t id, channel_clock::time_point
         std::vector<message> arrived;
         bool interrupted = false;
         try {
+            read_monitor();  // what happened while nobody polled, before a state is trusted
             if (ping != 0) try_ping(ping);
             const auto timeout = std::chrono::duration_cast<milliseconds>(wake_at - now) + milliseconds(1);
             zmq::pollitem_t items[] = {
@@ -433,7 +547,13 @@ std::optional<message> channel::wait(std::uint64_t id, channel_clock::time_point
             throw;
         }
         lock.lock();
-        dispatch(arrived, channel_clock::now());
+        m_last_listened = channel_clock::now();
+        if (m_last_listened - wake_at > m_options.ping_after * 2) {
+            // The poll overslept: this process was stopped (Ctrl-Z, a debugger) meanwhile.
+            m_resumed = m_last_listened;
+            m_stalled_for = std::chrono::duration_cast<std::chrono::milliseconds>(m_last_listened - now);
+        }
+        dispatch(arrived, m_last_listened);
         release_socket(lock);
         if (interrupted && m_replies.count(id) == 0 && m_events.empty() && m_events_for.count(id) == 0) {
             return std::nullopt;
@@ -458,6 +578,7 @@ void channel::keepalive_loop() {
         lock.unlock();
         std::vector<message> arrived;
         try {
+            read_monitor();
             read_available(arrived);  // replies nobody waits for, output printed after a call returned
             try_ping(ping);
         } catch (const std::exception&) {

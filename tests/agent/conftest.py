@@ -67,11 +67,12 @@ class Reply(dict):
 
 
 class Client:
-    """A DEALER speaking protocol version 1, session token as routing id."""
+    """A DEALER speaking protocol version 1: every request names the session token. The agent's
+    ROUTER assigns the routing id unless *routing_id* sets one (as an attacker may)."""
 
     _context = zmq.Context.instance()
 
-    def __init__(self, agent, *, session=None, public=None, secret=None, hello=True):
+    def __init__(self, agent, *, session=None, public=None, secret=None, hello=True, routing_id=None):
         self.agent = agent
         self.session = session or secrets.token_hex(16)
         self.events = []
@@ -79,7 +80,8 @@ class Client:
         self.ids = itertools.count(1)
         self.socket = self._context.socket(zmq.DEALER)
         self.socket.setsockopt(zmq.LINGER, 0)
-        self.socket.setsockopt(zmq.ROUTING_ID, bytes.fromhex(self.session))
+        if routing_id is not None:
+            self.socket.setsockopt(zmq.ROUTING_ID, routing_id)
         if agent.public_key is not None:
             self.socket.curve_serverkey = agent.public_key.encode()
             self.socket.curve_publickey = public or agent.client_public
@@ -88,7 +90,7 @@ class Client:
         self.info = self.request("hello", session=self.session)["r"] if hello else None
 
     def send(self, header, frames=()):
-        self.socket.send_multipart([cbor2.dumps(header), *frames])
+        self.socket.send_multipart([cbor2.dumps({"session": self.session, **header}), *frames])
 
     def receive(self, timeout=10.0):
         """Next message as (header, frames); None on timeout."""

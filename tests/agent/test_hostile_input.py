@@ -70,7 +70,7 @@ def test_malformed_headers_get_bad_request_with_id_0(client, raw):
 ], ids=lambda value: repr(value)[:60] if isinstance(value, dict) else value)
 def test_wrong_fields_get_a_coded_error_reply(client, header, code):
     client.module("os")  # oid 1 exists, so errors are about the field, not the object
-    reply = error_of(client, cbor2.dumps(header))
+    reply = error_of(client, cbor2.dumps({"session": client.session, **header}))
     assert reply["id"] == (header["id"] if isinstance(header.get("id"), int) and header["id"] > 0 else 0)
     assert reply["e"]["code"] == code, reply["e"]
     assert reply["e"]["type"] == "splitbrain.ProtocolError"
@@ -99,7 +99,7 @@ def test_a_message_over_max_message_is_refused(tmp_path):
 def test_frames_that_do_not_match_the_header_are_refused(client):
     copy = client.module("copy")
     header = {"id": 3, "op": "call", "o": copy.wire(), "path": ["copy"], "a": [{"$F": [0, 2, 10]}]}
-    reply = error_of(client, cbor2.dumps(header), [b"12345"])
+    reply = error_of(client, cbor2.dumps({"session": client.session, **header}), [b"12345"])
     assert reply["e"]["code"] == "bad_request"
     assert_alive(client)
 
@@ -108,19 +108,20 @@ def test_operations_before_hello_get_no_session(agent):
     client = agent.client(hello=False)
     reply = client.request("import", name="os")
     assert reply["e"]["code"] == "no_session"
-    assert reply["e"]["msg"] == '[splitbrain.no_session] no session: send "hello" first'
+    assert reply["e"]["msg"] == ('[splitbrain.no_session] no session: send "hello" first, and name its token in '
+                                 'field "session" of every request (a session is only its own client key\'s)')
     assert client.request("ping")["ok"]
     client.close()
 
 
 def test_invalid_utf8_and_wrong_value_types_are_errors_not_crashes(client):
     builtins = client.module("builtins")
-    bad_text = cbor2.dumps({"id": 3, "op": "call", "o": builtins.wire(), "path": ["len"], "a": ["x"]})
+    bad_text = cbor2.dumps({"session": client.session, "id": 3, "op": "call", "o": builtins.wire(), "path": ["len"], "a": ["x"]})
     bad_text = bad_text.replace(b"\x61x", b"\x61\xff")
     reply = error_of(client, bad_text)
     assert reply["id"] == 3
     assert reply["e"]["type"] in ("builtins.UnicodeDecodeError", "splitbrain.ProtocolError")
-    unhashable = {"id": 4, "op": "call", "o": builtins.wire(), "path": ["len"], "a": [{"$s": [[1]]}]}
+    unhashable = {"session": client.session, "id": 4, "op": "call", "o": builtins.wire(), "path": ["len"], "a": [{"$s": [[1]]}]}
     assert error_of(client, cbor2.dumps(unhashable))["e"]["type"] == "builtins.TypeError"
     assert_alive(client)
 

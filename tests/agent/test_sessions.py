@@ -209,24 +209,94 @@ def test_background_children_of_a_worker_end_with_its_session(tmp_path, ending):
         agent.stop()
 
 
-def test_a_request_from_another_client_key_on_the_sessions_routing_id_gets_no_session(tmp_path):
+def test_issue_10_a_second_key_claiming_the_victims_routing_id_gets_none_of_its_replies(tmp_path):
+    """SHALL send replies only to the connection that the session's CURVE key opened: another
+    authorized key that connects with the routing id the victim's client used to choose (its
+    session token) and re-sends hello gets neither the victim's reply nor its route."""
+    public, secret = zmq.curve_keypair()
+    agent = Agent(tmp_path / "a", authorized=[public.decode()])
+    try:
+        victim = agent.client()
+        builtins_ = victim.module("builtins")
+        secret_call = next(victim.ids)
+        victim.send({"id": secret_call, "op": "call", "o": builtins_.wire(), "path": ["exec"],
+                     "a": ["import time; time.sleep(1.0); print('SECRET-DATA-OF-VICTIM')"]})
+        # The attacker: a raw pyzmq DEALER with its own authorized key and the victim's token as
+        # routing id; its hello opens its own session under the victim's token as routing id.
+        attacker = agent.client(public=public, secret=secret, routing_id=bytes.fromhex(victim.session), hello=False)
+        assert attacker.request("hello", session=attacker.session)["ok"]
+        stolen = attacker.request("stats", session=victim.session)
+        assert stolen["e"]["code"] == "no_session", stolen
+        reply = victim.wait_reply(secret_call, timeout=10)
+        assert reply["ok"], reply
+        assert victim.output() == b"SECRET-DATA-OF-VICTIM\n"
+        assert victim.ok("stats")["objects"] >= 1  # later calls of the victim work: its route is its own
+        # Nothing of the victim's reached the attacker.
+        leaked = []
+        while (message := attacker.receive(timeout=0.5)) is not None:
+            leaked.append(message)
+        assert not leaked, leaked
+        victim.close(), attacker.close()
+    finally:
+        agent.stop()
+
+
+def test_issue_10_a_request_naming_another_keys_session_gets_no_session_and_changes_nothing(tmp_path):
     public, secret = zmq.curve_keypair()
     agent = Agent(tmp_path / "a", authorized=[public.decode()])
     try:
         owner = agent.client()
         fractions = owner.module("fractions")
         third = owner.value(fractions, 1, 3, path=["Fraction"])
-        # Same routing id, another (authorized) key: it takes the route over, not the session.
-        intruder = agent.client(session=owner.session, public=public, secret=secret, hello=False)
-        reply = intruder.request("repr", o=third.wire())
-        assert reply["e"]["code"] == "no_session", reply
-        assert intruder.request("ping")["ok"]
-        intruder.close()
-        owner.close()  # libzmq's handover dropped its connection; the owner reconnects
-        # The owner's objects are untouched and its hello resumes the session.
-        again = agent.client(session=owner.session)
-        assert again.info["resumed"] is True
-        assert again.ok("repr", o=third.wire()) == "Fraction(1, 3)"
-        again.close()
+        intruder = agent.client(public=public, secret=secret, session=owner.session, hello=False)
+        for op, fields in (("repr", {"o": third.wire()}), ("release", {"ids": [third.oid]}), ("bye", {})):
+            reply = intruder.request(op, **fields)
+            assert reply["e"]["code"] == "no_session", reply
+        assert intruder.request("ping")["ok"]  # the supervisor answers ping for anyone authorized
+        # The owner's session, objects and route are untouched.
+        assert owner.ok("repr", o=third.wire()) == "Fraction(1, 3)"
+        assert owner.ok("stats")["objects"] >= 1
+        intruder.close(), owner.close()
     finally:
         agent.stop()
+
+
+def test_issue_10_sessions_per_client_key_are_limited(tmp_path):
+    """SHALL refuse a hello past --max-sessions-per-key with too_many_sessions, and start no worker for it."""
+    agent = Agent(tmp_path / "a", extra=["--max-sessions-per-key", "3"])
+    try:
+        clients = [agent.client() for _ in range(3)]
+        workers = len(agent.workers())
+        extra = agent.client(hello=False)
+        refused = [extra.request("hello", session=extra.session + str(i)) for i in range(57)]
+        for reply in refused:
+            assert reply["e"]["code"] == "too_many_sessions", reply
+        assert refused[0]["e"]["msg"] == (
+            f"[splitbrain.too_many_sessions] key {agent.client_public.decode()} already has 3 sessions on "
+            f"{os.uname().nodename}; close one (Slave.close()) or raise --max-sessions-per-key")
+        assert len(agent.workers()) == workers
+        # Closing one makes room again; resuming an open session is not a new one.
+        assert clients[0].request("bye")["ok"]
+        assert extra.request("hello", session=extra.session)["ok"]
+        assert clients[1].request("hello", session=clients[1].session)["r"]["resumed"] is True
+        for client in (*clients, extra):
+            client.close()
+    finally:
+        agent.stop()
+
+
+def test_issue_10_a_reply_whose_connection_is_gone_waits_until_its_client_is_back(agent):
+    """SHALL keep a reply whose client connection is gone until the client sends again, on any
+    connection of its key (issue 10, point 2): no reply is lost across a reconnect."""
+    first = agent.client()
+    time_ = first.module("time")
+    call = next(first.ids)
+    first.send({"id": call, "op": "call", "o": time_.wire(), "path": ["sleep"], "a": [0.5]})
+    first.close()  # the connection goes before the reply is made
+    agent.wait_for_log(r"its client is not reachable; holding its replies")
+    again = agent.client(session=first.session, hello=False)
+    assert again.request("ping")["ok"]  # any message naming the session brings the held replies
+    reply = again.wait_reply(call, timeout=5)
+    assert reply["ok"] and reply["r"] is None
+    assert again.ok("stats")["objects"] >= 1
+    again.close()

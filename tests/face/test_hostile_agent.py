@@ -35,6 +35,7 @@ class HostileAgent:
             if not poller.poll(50):
                 continue
             routing_id, head, *frames = self.socket.recv_multipart()
+            self.routing_id = routing_id  # the client's connection, as our ROUTER named it
             request = cbor2.loads(head)
             if request["op"] == "hello":
                 reply = [cbor2.dumps({"id": request["id"], "ok": True, "r": HELLO})]
@@ -109,12 +110,11 @@ def test_replies_to_unknown_ids_and_malformed_events_are_ignored(hostile, capsys
     agent, box = hostile
 
     def noisy(request):
-        agent.socket.send_multipart([agent_routing_id[0], cbor2.dumps({"id": 999999, "ok": True, "r": 1})])
-        agent.socket.send_multipart([agent_routing_id[0], cbor2.dumps({"ev": "out", "fd": "x", "d": 5})])
-        agent.socket.send_multipart([agent_routing_id[0], cbor2.dumps({"ev": "out", "fd": 1, "d": b"kept\n"})])
+        agent.socket.send_multipart([agent.routing_id, cbor2.dumps({"id": 999999, "ok": True, "r": 1})])
+        agent.socket.send_multipart([agent.routing_id, cbor2.dumps({"ev": "out", "fd": "x", "d": 5})])
+        agent.socket.send_multipart([agent.routing_id, cbor2.dumps({"ev": "out", "fd": 1, "d": b"kept\n"})])
         return [cbor2.dumps({"id": request["id"], "ok": True, "r": "after noise"})]
 
-    agent_routing_id = [box._session]
     agent.script.append(noisy)
     assert call(box) == "after noise"
     assert capsys.readouterr().out == "kept\n"

@@ -1,5 +1,5 @@
-"""The channel's routing id is the session token: a client that reconnects with it (a new socket,
-as after a network drop) gets its session back, objects included. A session whose worker died is
+"""Every message names its session token: a client that reconnects with it (a new socket, as after
+a network drop) gets its session back, objects included. A session whose worker died is
 lost, and says so."""
 
 import os
@@ -17,9 +17,9 @@ def test_a_client_reconnecting_with_its_session_token_resumes_its_session(fresh_
     kept = fresh_box.modules.io.BytesIO(b"kept across the reconnect")
     public, secret = splitbrain.client_keys()
     again = _core.Connection(fresh_box.name, fresh_box.address, fresh_box.public_key, public, secret,
-                             fresh_box._session, 5.0, fresh_box)
+                             fresh_box._session.encode(), 5.0, fresh_box)
     try:
-        info = again.request("hello", {"session": fresh_box._session.hex()})
+        info = again.request("hello", {"session": fresh_box._session})
         assert info["resumed"] is True
         assert info["pid"] == fresh_box.pid  # the same worker
         assert again.request("call", {"o": kept._sb_oid, "path": ["getvalue"], "a": ()}) == b"kept across the reconnect"
@@ -29,11 +29,11 @@ def test_a_client_reconnecting_with_its_session_token_resumes_its_session(fresh_
 
 def test_a_new_session_token_gets_a_new_worker(fresh_box):
     public, secret = splitbrain.client_keys()
-    token = os.urandom(16)
-    other = _core.Connection("other", fresh_box.address, fresh_box.public_key, public, secret, token,
+    token = os.urandom(16).hex()
+    other = _core.Connection("other", fresh_box.address, fresh_box.public_key, public, secret, token.encode(),
                              5.0, fresh_box)
     try:
-        info = other.request("hello", {"session": token.hex()})
+        info = other.request("hello", {"session": token})
         assert info["resumed"] is False
         assert info["pid"] != fresh_box.pid
     finally:
@@ -83,3 +83,95 @@ def test_issue_8_a_call_pending_when_its_worker_is_killed_raises_session_lost(fr
         killer.join()
     assert "killed by SIGKILL" in str(caught.value)
     assert fresh_box.state == "session lost"
+
+
+def test_issue_10_a_segfaulting_worker_raises_session_lost(fresh_box):
+    """SHALL raise SessionLost for a worker that dies of a segfault, say so in Slave.state, and keep
+    raising it for later calls of that session."""
+    ctypes = fresh_box.modules.ctypes
+    with pytest.raises(splitbrain.SessionLost) as caught:
+        ctypes.string_at(0)
+    assert caught.value.code == "session_lost"
+    assert "killed by SIGSEGV" in str(caught.value)
+    assert fresh_box.state == "session lost"
+    with pytest.raises(splitbrain.SessionLost):
+        fresh_box.modules.os.getcwd()
+    assert fresh_box.state == "session lost"
+
+
+def _free_port():
+    import socket
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def test_issue_10_after_an_agent_restart_the_same_slave_opens_a_new_session_by_itself(tmp_path):
+    """SHALL (issue 10, point 6) recover from a restart of the agent on the same address with the
+    same keys: old proxies raise SessionLost, new calls work, Slave.state says what happened."""
+    from splitbrain import _spawn
+    our_key, _ = splitbrain.client_keys()
+    listen = f"tcp://127.0.0.1:{_free_port()}"
+    agent = _spawn.Agent(tmp_path / "agent", authorized=[our_key], listen=listen)
+    box = None
+    try:
+        box = splitbrain.connect(str(agent.connection_file), name="restarting")
+        old = box.modules.io.BytesIO(b"from before")
+        old_pid = box.pid
+        assert box.modules.os.getpid() == old_pid
+        agent.stop()
+        agent = _spawn.Agent(tmp_path / "agent", authorized=[our_key], listen=listen)
+        assert agent.address == box.address
+        # Once the link is back, the next call opens a new session: first through the module, then in a context.
+        wait_until(lambda: box._conn.handshakes > 1, timeout=10, what="the link to the restarted agent")
+        pid = box.modules.os.getpid()
+        assert pid != old_pid and pid == box.pid
+        assert box.state == "new session: the agent had lost the old one (restarted, or the session expired)"
+        assert box.sessions == 2
+        with pytest.raises(splitbrain.SessionLost) as caught:
+            old.getvalue()
+        assert "objects from before the restart are gone" in str(caught.value)
+        with box:
+            import os as routed_os
+            assert routed_os.getpid() == pid
+        fresh = box.modules.io.BytesIO(b"after")
+        assert fresh.getvalue() == b"after"
+        del old  # releasing a proxy of the old session sends nothing
+        assert box.stats()["objects"] >= 1
+    finally:
+        if box is not None:
+            box.close()
+        agent.stop()
+
+
+def test_issue_10_a_call_on_an_old_proxy_first_after_a_restart_raises_session_lost_then_calls_work(tmp_path):
+    from splitbrain import _spawn
+    our_key, _ = splitbrain.client_keys()
+    listen = f"tcp://127.0.0.1:{_free_port()}"
+    agent = _spawn.Agent(tmp_path / "agent", authorized=[our_key], listen=listen)
+    box = None
+    try:
+        box = splitbrain.connect(str(agent.connection_file), name="restarting-2")
+        old = box.modules.io.BytesIO(b"from before")
+        agent.stop()
+        agent = _spawn.Agent(tmp_path / "agent", authorized=[our_key], listen=listen)
+
+        def old_call_fails_with_session_lost():
+            try:
+                old.getvalue()
+            except splitbrain.SessionLost as e:
+                return e
+            except splitbrain.AgentUnreachable:
+                return None  # the restarted agent is not reached yet
+            raise AssertionError("a proxy of the old session still answered")
+        caught = wait_until(old_call_fails_with_session_lost, timeout=10, what="SessionLost from an old proxy")
+        assert "objects from before the restart are gone" in str(caught)
+        assert box.state == "session lost"
+        assert box.modules.os.getpid() == box.pid  # the next call opens the new session
+        assert box.state.startswith("new session")
+        with pytest.raises(splitbrain.SessionLost):
+            old.getvalue()
+    finally:
+        if box is not None:
+            box.close()
+        agent.stop()

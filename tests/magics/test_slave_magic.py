@@ -350,9 +350,10 @@ def test_an_unreachable_slave_fails_only_its_own_part_of_a_fan_out(kernel, dead_
     text = fan_out_text(out)
     blocks = fan_out_blocks(text)
     assert f"ran on {a_pid}" in blocks["box-a"]
-    # SHALL (issue 12): a failed slave's state line names its error id.
-    assert f"[{dead_box}] failed (agent_unreachable) in " in text
-    assert "AgentUnreachable: " in blocks[dead_box], blocks[dead_box]
+    # SHALL (issue 12): a failed slave's state line names its error id; (issue 10) a port that
+    # refuses connections is said to be one, at once.
+    assert f"[{dead_box}] failed (nothing_listening) in " in text
+    assert "NothingListening: " in blocks[dead_box], blocks[dead_box]
     assert result(kernel.ok("reached")) == f"{{'box-a': {a_pid}}}"
     assert elapsed < 15, f"the unreachable agent held the cell {elapsed:.1f} s"
 

@@ -73,10 +73,10 @@ def test_an_error_carries_its_id_and_its_type_from_the_one_table():
 
 
 def test_the_cpp_half_raises_through_the_same_table():
-    # The channel's splitcore::error{agent_unreachable}, raised at the C++ boundary: nothing
-    # answers on a loopback port.
+    # The channel's splitcore::error{nothing_listening}, raised at the C++ boundary: nothing
+    # listens on a loopback port; its type is a subclass of AgentUnreachable, through the table.
     with pytest.raises(splitbrain.AgentUnreachable) as caught:
         splitbrain.connect("tcp://127.0.0.1:9?key=none", name="nowhere", timeout=0.5)
-    assert caught.value.code == "agent_unreachable"
-    assert str(caught.value).startswith("[splitbrain.agent_unreachable] nowhere (tcp://127.0.0.1:9) did not "
-                                        "answer for 0.5 s")
+    assert type(caught.value) is splitbrain.NothingListening
+    assert caught.value.code == "nothing_listening"
+    assert str(caught.value).startswith("[splitbrain.nothing_listening] nothing listens on tcp://127.0.0.1:9 ")

@@ -33,7 +33,7 @@ struct channel_options {
     std::optional<std::string> server_key;  // the agent's Z85 public key; empty: plain text (loopback only)
     std::string public_key;                 // the client's Z85 key pair, used with server_key
     std::string secret_key;
-    std::string session;                         // 16 raw bytes, the routing id: a reconnect keeps the session
+    std::string session;  // the session token, sent in every message: a reconnect keeps the session
     std::chrono::milliseconds liveness{5000};    // silence while waiting that counts as a dead agent
     std::chrono::milliseconds ping_after{1000};  // silence while waiting before we ask "are you there?"
     std::chrono::milliseconds keepalive{5000};   // ping this often while idle, so the session is kept
@@ -80,6 +80,10 @@ public:
     // A reply its caller will not read: its references join the orphans.
     void discard(const message& reply);
 
+    // Handshakes that succeeded so far: more than one means the link was re-established (the
+    // agent restarted, or the network came back), and the session may be gone.
+    [[nodiscard]] std::uint64_t handshakes();
+
     void close();
 
     [[nodiscard]] const channel_options& options() const noexcept { return m_options; }
@@ -113,7 +117,17 @@ private:
     bool m_socket_busy = false;
     int m_senders_waiting = 0;
     bool m_closed = false;
-    bool m_refused = false;  // the last handshake was refused (ZAP denied our key)
+    // What the socket's monitor said about the link, as the reason a wait fails at once.
+    enum class link_failure { none, nothing_listening, key_refused, key_mismatch };
+    link_failure m_link_failure = link_failure::none;
+    bool m_reconnect_scheduled = false;          // a DISCONNECTED came: the next CONNECT_RETRIED is no refusal
+    time_point m_link_failed;                    // when the monitor reported m_link_failure (drained before each send)
+    time_point m_last_listened;                  // when a thread last came back from polling the socket
+    time_point m_resumed;                        // when listening resumed after a waiting request was not listened for
+    std::chrono::milliseconds m_stalled_for{0};  // how long that was
+    std::uint64_t m_handshakes = 0;
+    time_point m_monitor_read;  // when handshakes() last read the monitor
+    [[nodiscard]] error link_error() const;
     std::uint64_t m_next_id = 1;
     std::unordered_map<std::uint64_t, time_point> m_waiting;  // id → when it was sent
     std::unordered_map<std::uint64_t, message> m_replies;

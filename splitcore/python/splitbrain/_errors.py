@@ -10,7 +10,7 @@ import builtins
 from . import _core
 
 __all__ = [
-    "AgentUnreachable", "KeyRefused", "ProtocolError", "RemoteError", "SessionLost", "SlaveClosed",
+    "AgentKeyMismatch", "AgentUnreachable", "ClientStalled", "KeyRefused", "NothingListening", "UnknownHost", "ProtocolError", "RemoteError", "SessionLost", "SlaveClosed",
     "SlaveOnlyModuleError", "SpawnError",
 ]
 
@@ -21,6 +21,22 @@ class AgentUnreachable(ConnectionError):
 
 class KeyRefused(AgentUnreachable):
     """The agent refused this client's key during the CURVE handshake (``key_refused``)."""
+
+
+class AgentKeyMismatch(AgentUnreachable):
+    """The server at the address does not hold the agent key this client pins (``agent_key_mismatch``)."""
+
+
+class NothingListening(AgentUnreachable):
+    """Nothing listens on the agent's address: the connection was refused (``nothing_listening``)."""
+
+
+class UnknownHost(AgentUnreachable):
+    """The agent's host name does not resolve (``unknown_host``)."""
+
+
+class ClientStalled(AgentUnreachable):
+    """This process itself did not run for the liveness timeout while it waited (``client_stalled``)."""
 
 
 class SlaveClosed(ConnectionError):
@@ -79,8 +95,13 @@ TYPES = {
     "bad_object": ProtocolError,
     "no_session": ProtocolError,
     "session_lost": SessionLost,
+    "too_many_sessions": ProtocolError,
     "agent_unreachable": AgentUnreachable,
     "key_refused": KeyRefused,
+    "agent_key_mismatch": AgentKeyMismatch,
+    "nothing_listening": NothingListening,
+    "unknown_host": UnknownHost,
+    "client_stalled": ClientStalled,
     "closed": SlaveClosed,
     "timeout": TimeoutError,
     "transport": ConnectionError,

@@ -12,7 +12,7 @@ import time
 import weakref
 
 from . import _context, _core, _registry, _spawn
-from ._errors import AgentUnreachable, KeyRefused, error, exception_from_reply
+from ._errors import AgentUnreachable, SessionLost, error, exception_from_reply
 from ._proxy import RemoteCallable, RemoteMethod, RemoteModule, RemoteObject, path_like_text
 
 __all__ = ["Slave", "connect", "forget", "known_slaves", "slave", "slaves", "spawn"]
@@ -48,6 +48,43 @@ class _Modules:
         return f"<modules of {self._slave.name}>"
 
 
+_RENEWED = "new session: the agent had lost the old one (restarted, or the session expired)"
+
+
+class _LostConnection:
+    """The connection of proxies from a session the agent no longer has: every use says so."""
+
+    __slots__ = ("_message",)
+
+    def __init__(self, message):
+        self._message = message
+
+    def release(self, oid, count):
+        pass  # the objects are gone with their session
+
+    def __getattr__(self, name):
+        if name.startswith("__"):
+            raise AttributeError(name)
+        raise error("session_lost", self._message)
+
+
+class _LostSession:
+    """What a proxy of a lost session is bound to instead of its Slave."""
+
+    def __init__(self, slave, message):
+        self.name = slave.name
+        self.slave = slave
+        self._methods = dict(slave._methods)
+        self._conn = _LostConnection(message)
+
+    def _module(self, name):
+        raise error("session_lost", self._conn._message)
+
+    @property
+    def modules(self):
+        raise error("session_lost", self._conn._message)
+
+
 class Slave:
     """A connection to one agent: a machine whose os, subprocess, open, sockets, serial ports and
     VISA instruments a block of code can use.
@@ -74,25 +111,35 @@ class Slave:
         self._decoders = {1: codecs.getincrementaldecoder("utf-8")("replace"),
                           2: codecs.getincrementaldecoder("utf-8")("replace")}
         self._closed = False
+        self._stale = False              # the agent answered no_session: renew before the next use
+        self.sessions = 0                # sessions opened so far: more than 1 after a restart of the agent
+        self._open_session()
+        self._handshakes = self._conn.handshakes  # when the session was last known good
+        self.state = "connected"
+        self.modules = _Modules(self)
+
+    def _open_session(self):
         client_public = client_secret = None
-        if public_key is not None:
+        if self.public_key is not None:
             client_public, client_secret = _registry.client_keys()
-        self._session = os.urandom(16)
-        self._conn = _core.Connection(name, address, public_key, client_public, client_secret,
-                                      self._session, float(timeout), self)
+        session = os.urandom(16).hex()  # the session token, in every message we send
+        conn = _core.Connection(self.name, self.address, self.public_key, client_public, client_secret,
+                                session.encode(), float(self.timeout), self)
         try:
-            info = self._conn.request("hello", {"session": self._session.hex()})
+            info = conn.request("hello", {"session": session})
         except AgentUnreachable as exc:
-            self._conn.close()
+            conn.close()
             self.state = "unreachable"
-            if public_key is not None and not isinstance(exc, KeyRefused):
+            if self.public_key is not None and type(exc) is AgentUnreachable:
                 exc.add_note(f"If the agent is running, check that this client's public key "
                              f"{client_public} is in its --authorized-keys file, and that "
-                             f"{public_key} is its public key.")
+                             f"{self.public_key} is its public key.")
             raise
         except BaseException:
-            self._conn.close()
+            conn.close()
             raise
+        self._session, self._conn = session, conn
+        self.sessions += 1
         self.platform = info.get("platform")
         self.python = info.get("python")
         self.hostname = info.get("hostname")
@@ -100,14 +147,43 @@ class Slave:
         self.sep = info.get("sep")
         self.flavour = info.get("flavour")
         self.executable = info.get("executable")
-        self.state = "connected"
-        self.modules = _Modules(self)
+
+    def _check_session(self):
+        """Opens a new session if the agent lost ours (it restarted): after a reconnect the session
+        is asked about once; a no_session answer anywhere marks it stale."""
+        if not self._stale and self._conn.handshakes != self._handshakes:
+            handshakes = self._conn.handshakes
+            try:
+                self._conn.request("stats")
+            except SessionLost:
+                pass  # marked stale by _error
+            except Exception:
+                return  # unreachable, or worse: the call that follows says what
+            self._handshakes = handshakes
+        if self._stale and not self._closed:
+            self._renew()
+
+    def _renew(self):
+        lost = _LostSession(self, f"{self.name} ({self.address}) no longer has the session its objects lived in "
+                                  f"(the agent restarted, or the session expired); objects from before the "
+                                  f"restart are gone, new calls open a new session")
+        old = self._conn
+        self._open_session()  # raises (and keeps the old state) if the agent cannot be reached
+        for proxy in list(self._proxies.values()):
+            object.__setattr__(proxy, "_sb_slave", lost)
+        self._proxies = weakref.WeakValueDictionary()
+        self._modules.clear()
+        old.close()
+        self._stale = False
+        self._handshakes = self._conn.handshakes
+        self.state = _RENEWED
 
     # -- context -----------------------------------------------------------------------------------
 
     def __enter__(self):
         if self._closed:
             raise error("closed", f"{self.name} is closed")
+        self._check_session()
         _context.push(self)
         return self
 
@@ -120,6 +196,7 @@ class Slave:
     # -- what proxies and routed modules use --------------------------------------------------------
 
     def _module(self, name):
+        self._check_session()
         module = self._modules.get(name)
         if module is None:
             if self._closed:
@@ -161,6 +238,8 @@ class Slave:
             owner = obj._sb_slave
             if owner is self:
                 return obj._sb_oid
+            if isinstance(owner, _LostSession) and owner.slave is self:
+                raise error("session_lost", owner._conn._message)
             raise error("wrong_slave", f"a remote {obj._sb_type} of {owner.name} cannot be passed to "
                                        f"{self.name}; objects stay on the slave they came from")
         text = path_like_text(obj)
@@ -183,7 +262,17 @@ class Slave:
 
     def _error(self, info):
         exc = exception_from_reply(self.name, info)
-        if getattr(exc, "code", None) == "session_lost":
+        code = getattr(exc, "code", None)
+        if code == "no_session" and not self._closed:
+            # We had a session: the agent lost it (a restart, an expiry). Say so; the next use of
+            # this Slave opens a new one.
+            self._stale = True
+            self.state = "session lost"
+            exc = error("session_lost", f"{self.name} ({self.address}) no longer has this session (the agent "
+                                        f"restarted, or the session expired); objects from before the restart "
+                                        f"are gone, the next call opens a new session")
+            exc.slave = self.name
+        elif code == "session_lost":
             self.state = "session lost"
         return exc
 

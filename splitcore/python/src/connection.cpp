@@ -263,6 +263,12 @@ py_ref connection_closed(connection_object* self, void*) {
     return py_ref::checked(PyBool_FromLong(!state_of(self).channel));
 }
 
+py_ref connection_handshakes(connection_object* self, void*) {
+    connection_state& state = state_of(self);
+    if (!state.channel) return py_ref::checked(PyLong_FromLong(0));
+    return py_ref::checked(PyLong_FromUnsignedLongLong(state.channel->handshakes()));  // never blocks
+}
+
 py_ref connection_requests(connection_object* self, void*) {
     return py_ref::checked(PyLong_FromUnsignedLongLong(state_of(self).requests));
 }
@@ -366,6 +372,8 @@ PyGetSetDef connection_getset[] = {
     {"closed", reinterpret_cast<getter>(boundary<connection_closed>), nullptr, "True once close() ran.", nullptr},
     {"requests", reinterpret_cast<getter>(boundary<connection_requests>), nullptr,
      "Messages sent so far (each request is one round trip; posts are not waited for).", nullptr},
+    {"handshakes", reinterpret_cast<getter>(boundary<connection_handshakes>), nullptr,
+     "Handshakes with the agent that succeeded so far: more than 1 after a reconnect.", nullptr},
     {"pending_releases", reinterpret_cast<getter>(boundary<connection_pending_releases>), nullptr,
      "Number of releases queued and not yet sent.", nullptr},
     {nullptr, nullptr, nullptr, nullptr, nullptr},
