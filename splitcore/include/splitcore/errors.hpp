@@ -33,6 +33,7 @@ enum class errc {
     wrong_slave,
     slave_only_module,
     context,
+    not_on_a_slave,
     // names, targets, keys, the registry, spawning
     unknown_slave,
     unknown_agent_key,
@@ -79,6 +80,7 @@ inline constexpr std::string_view error_names[] = {
     "wrong_slave",
     "slave_only_module",
     "context",
+    "not_on_a_slave",
     "unknown_slave",
     "unknown_agent_key",
     "bad_target",

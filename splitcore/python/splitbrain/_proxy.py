@@ -151,6 +151,13 @@ class RemoteObject:
         described = None if exc_type is None else [f"{exc_type.__module__}.{exc_type.__qualname__}", str(exc)]
         return bool(self._sb_slave._conn.request("exit", {"o": self._sb_oid, "exc": described}))
 
+    def __fspath__(self):
+        __tracebackhide__ = True
+        try:
+            return self._sb_slave._conn.request("call", {"o": self._sb_oid, "path": ["__fspath__"]})
+        except AttributeError:  # what os.fspath says of an object that is not path-like
+            raise TypeError(f"expected str, bytes or os.PathLike object, not remote {self._sb_type}") from None
+
     def __reduce__(self):
         raise error("not_transferable", f"{self!r} lives on {self._sb_slave.name}; remote objects cannot be "
                                         "pickled")
@@ -198,14 +205,62 @@ for _dunder in ("__neg__", "__pos__", "__abs__", "__invert__", "__int__", "__flo
 
 
 class RemoteCallable(RemoteObject):
-    """A callable object on a slave (a function, class, bound method)."""
+    """A callable object on a slave (a function, class, bound method).
 
-    __slots__ = ()
+    A remote class answers ``isinstance``/``issubclass`` (Python asks the type of the class, this
+    one): with an object or class of the same slave, the slave answers (one round trip, then
+    remembered per remote type); with a local one, the master's twin of the class (same module and
+    qualname, see _classes) does, and without a twin the answer is False.
+    """
+
+    __slots__ = ("_sb_lineage", "_sb_checks")
 
     def __call__(self, *args, **kwargs):
         __tracebackhide__ = True
         return self._sb_slave._conn.request(
             "call", {"o": self._sb_oid, "a": args, "kw": kwargs or None})
+
+
+    def _sb_check(self, function, other, key):
+        __tracebackhide__ = True
+        lineage = getattr(self, "_sb_lineage", None)
+        if lineage is None:
+            raise TypeError(f"{function}() arg 2 must be a type, a tuple of types, or a union, not remote "
+                            f"{self._sb_type}")
+        if isinstance(other, RemoteMethod):
+            other = other._sb_resolve()
+        if isinstance(other, RemoteObject):
+            if other._sb_slave is not self._sb_slave:
+                return False
+            try:
+                checks = self._sb_checks
+            except AttributeError:
+                checks = {}
+                object.__setattr__(self, "_sb_checks", checks)
+            key = (function, key(other))
+            found = checks.get(key)
+            if found is None:
+                found = checks[key] = bool(self._sb_slave._builtin(function)(other, self))
+            return found
+        from ._classes import twin  # noqa: PLC0415 (_classes needs _errors, which needs nothing here)
+        local = twin(*lineage[0]) if lineage else None
+        if local is None:
+            return False
+        return isinstance(other, local) if function == "isinstance" else (
+            isinstance(other, type) and issubclass(other, local))
+
+    @property
+    def __signature__(self):
+        __tracebackhide__ = True
+        return remote_signature(self)
+
+    def __instancecheck__(self, instance):
+        __tracebackhide__ = True
+        return self._sb_check("isinstance", instance, lambda other: other._sb_type)
+
+    def __subclasscheck__(self, subclass):
+        __tracebackhide__ = True
+        return self._sb_check("issubclass", subclass, lambda other: other._sb_oid)
 
 
 class RemoteMethod:
@@ -241,6 +296,11 @@ class RemoteMethod:
     def _sb_slave(self):
         return self._sb_owner._sb_slave
 
+    @property
+    def __signature__(self):
+        __tracebackhide__ = True
+        return remote_signature(self._sb_resolve())
+
     def __getattr__(self, name):
         __tracebackhide__ = True
         if name.startswith("_sb_"):
@@ -254,6 +314,14 @@ class RemoteMethod:
     def __dir__(self):
         __tracebackhide__ = True
         return dir(self._sb_resolve())
+
+    def __instancecheck__(self, instance):
+        __tracebackhide__ = True
+        return isinstance(instance, self._sb_resolve())
+
+    def __subclasscheck__(self, subclass):
+        __tracebackhide__ = True
+        return issubclass(subclass, self._sb_resolve())
 
     def __eq__(self, other):
         __tracebackhide__ = True
@@ -282,6 +350,11 @@ class RemoteModule:
         d.update(info.get("consts") or {})
         for attr in info.get("callables") or ():
             d[attr] = RemoteMethod(self, attr)
+        exceptions = info.get("exceptions") or ()
+        if exceptions:
+            from ._classes import exception_class  # noqa: PLC0415 (_classes imports _errors, as we do)
+            for attr, lineage in zip(exceptions[::2], exceptions[1::2]):
+                d[attr] = exception_class(lineage)
 
     # RemoteMethod's owner protocol
     @property
@@ -333,6 +406,49 @@ class _RemoteDoc:
 
 for _cls in (RemoteObject, RemoteCallable, RemoteMethod):
     _cls.__doc__ = _RemoteDoc(_cls.__doc__)
+
+
+# Made on the slave once per slave (our text, never the user's): a callable's signature as plain
+# data, (name, kind, has a default, repr of the default) per parameter.
+_DESCRIBE_SIGNATURE = ("lambda f: [(p.name, int(p.kind), p.default is not p.empty, repr(p.default)) "
+                       "for p in __import__('inspect').signature(f).parameters.values()]")
+_signatures = {}  # (slave name, remote oid) → inspect.Signature
+
+
+class _Default:
+    """A remote default value in a local signature: shows as the remote repr."""
+
+    __slots__ = ("_text",)
+
+    def __init__(self, text):
+        self._text = text
+
+    def __repr__(self):
+        return self._text
+
+
+def remote_signature(proxy):
+    """The inspect.Signature of a remote callable, from one round trip (then remembered); a
+    ValueError as inspect raises when the slave cannot tell either."""
+    __tracebackhide__ = True
+    import inspect  # noqa: PLC0415 (only for introspection)
+    slave = proxy._sb_slave
+    key = (id(slave), proxy._sb_oid)
+    found = _signatures.get(key)
+    if found is None:
+        describe = slave.__dict__.get("_sb_describe_signature")
+        if describe is None:
+            describe = slave._builtin("eval")(_DESCRIBE_SIGNATURE)
+            slave.__dict__["_sb_describe_signature"] = describe
+        try:
+            described = describe(proxy)
+        except (ValueError, TypeError) as exc:
+            raise ValueError(f"no signature found for remote {proxy._sb_type}: {exc}") from None
+        found = _signatures[key] = inspect.Signature([
+            inspect.Parameter(name, inspect._ParameterKind(kind),
+                              default=_Default(default) if has_default else inspect.Parameter.empty)
+            for name, kind, has_default, default in described])
+    return found
 
 
 def path_like_text(obj):
