@@ -1,0 +1,53 @@
+"""Issue 9 point 7: processes and descriptors stay where they belong. os.fork(), os.forkpty() and
+os._exit() on a slave are a clear error instead of forking or ending the worker; the worker's own
+descriptors are out of the way of user code that closes small numbers."""
+
+import os
+
+import pytest
+
+
+# Looked up when called, inside the context (as user code does): the slave's os.
+@pytest.mark.parametrize("call", [lambda: os.fork(), lambda: os.forkpty(), lambda: os._exit(0)],
+                         ids=["os.fork", "os.forkpty", "os._exit"])
+def test_forking_or_exiting_the_worker_is_a_clear_error(linux_box, call):
+    pid_before = linux_box.pid
+    with linux_box:
+        with pytest.raises(RuntimeError, match=r"^\[splitbrain\.not_on_a_slave\] os\.(fork|forkpty|_exit)\(\)"):
+            call()
+        assert os.getpid() == pid_before  # the same worker still answers
+    assert linux_box.ping() > 0
+
+
+def test_the_error_says_what_to_use_instead(linux_box):
+    with linux_box:
+        with pytest.raises(RuntimeError, match="start processes with subprocess"):
+            os.fork()
+        with pytest.raises(RuntimeError, match=r"end the session with slave\.close\(\)"):
+            os._exit(3)
+
+
+def test_closing_every_small_descriptor_on_the_slave_leaves_the_session_working(fresh_box, tmp_path):
+    """SHALL: user code that closes or dup2s a small descriptor never hits the worker's own."""
+    with fresh_box:
+        os.closerange(3, 257)
+        assert os.getcwd()  # another call: the worker's sockets and pipes were not among them
+        fd = os.open(tmp_path / "low.txt", os.O_WRONLY | os.O_CREAT)
+        assert fd < 257  # the low numbers are the user's
+        os.dup2(fd, 5)
+        os.write(5, b"through 5")
+        os.close(5)
+        os.close(fd)
+        print("output still flows")
+        with open(tmp_path / "low.txt") as f:
+            assert f.read() == "through 5"
+    assert fresh_box.ping() > 0
+
+
+def test_the_workers_own_descriptors_are_above_1023(fresh_box):
+    with fresh_box:
+        names = os.listdir("/proc/self/fd")  # its own listing descriptor is closed again by now
+    own = sorted(int(name) for name in names if int(name) > 2)
+    low = [fd for fd in own if fd < 1024]
+    assert own, "the worker has sockets and pipes of its own"
+    assert len(low) <= 1, low  # at most the directory descriptor of the listing itself
