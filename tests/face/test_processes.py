@@ -56,3 +56,43 @@ def test_the_workers_own_sockets_pipes_and_eventfds_are_above_1023(fresh_box):
            if target.startswith(("socket:", "pipe:", "anon_inode:"))}
     assert len(own) >= 4, targets  # libzmq's sockets, eventfds and epoll, the output pipes
     assert all(fd >= 1024 for fd in own if fd > 2), own
+
+
+def test_a_remote_descriptor_works_on_its_slave_and_is_never_one_of_the_masters(linux_box, tmp_path):
+    with linux_box:
+        f = open(tmp_path / "d.bin", "wb")
+        fd = f.fileno()
+        assert fd.remote >= 3
+        assert os.fstat(fd).st_size == 0  # inside the context: the slave's own descriptor
+        f.write(b"abc")
+        f.flush()
+        assert os.fstat(f.fileno()).st_size == 3
+        assert os.read(os.open(tmp_path / "d.bin", os.O_RDONLY), 3) == b"abc"
+    with pytest.raises(OSError) as caught:
+        os.fstat(fd)  # on the master no descriptor has that number
+    assert caught.value.errno == 9
+    with pytest.raises(OSError):
+        os.fdopen(fd)
+    f.close()
+    assert "on linux-box" in repr(fd)
+
+
+def test_numpy_tofile_and_fromfile_in_a_slave_context_fail_cleanly_and_the_client_is_intact(linux_box, tmp_path):
+    numpy = pytest.importorskip("numpy")
+    local = open(tmp_path / "master.txt", "w+")  # one of the master's own descriptors
+    local.write("mine")
+    local.flush()
+    with linux_box:
+        # numpy's C code dup()s f.fileno(): the slave's descriptor is no number the master has
+        with pytest.raises(OSError) as written:
+            numpy.arange(3).tofile(str(tmp_path / "x.bin"))
+        with pytest.raises(OSError) as read:
+            numpy.fromfile(str(tmp_path / "x.bin"))
+        assert os.path.exists(tmp_path / "x.bin")  # numpy opened it on the slave, via open
+    assert written.value.errno == read.value.errno == 9
+    assert linux_box.ping() > 0
+    with linux_box:
+        assert os.getcwd()
+    local.seek(0)
+    assert local.read() == "mine"
+    local.close()

@@ -17,7 +17,7 @@ import os
 
 from ._errors import error
 
-__all__ = ["RemoteCallable", "RemoteMethod", "RemoteModule", "RemoteObject"]
+__all__ = ["RemoteCallable", "RemoteDescriptor", "RemoteMethod", "RemoteModule", "RemoteObject"]
 
 # Types of the values `getattr(obj, name)` gives for a method: calling them through a path is the
 # same as calling the bound method.
@@ -58,6 +58,8 @@ class RemoteObject:
         __tracebackhide__ = True  # IPython and pytest leave these frames out of tracebacks
         if name.startswith("_sb_"):
             raise AttributeError(name)
+        if name == "fileno":
+            return _Fileno(self)
         slave = self._sb_slave
         methods = slave._methods.get(self._sb_type)
         if methods is not None and name in methods:
@@ -217,6 +219,8 @@ class RemoteCallable(RemoteObject):
 
     def __call__(self, *args, **kwargs):
         __tracebackhide__ = True
+        if RemoteDescriptor.made:
+            args, kwargs = _slave_descriptors(self._sb_slave, args, kwargs)
         return self._sb_slave._conn.request(
             "call", {"o": self._sb_oid, "a": args, "kw": kwargs or None})
 
@@ -281,6 +285,8 @@ class RemoteMethod:
     def __call__(self, *args, **kwargs):
         __tracebackhide__ = True
         owner = self._sb_owner
+        if RemoteDescriptor.made:
+            args, kwargs = _slave_descriptors(owner._sb_slave, args, kwargs)
         return owner._sb_slave._conn.request(
             "call", {"o": owner._sb_oid, "path": self._sb_path, "a": args, "kw": kwargs or None})
 
@@ -387,6 +393,67 @@ class RemoteModule:
 
     def __repr__(self):
         return f"<remote {self._sb_slave.name}: module {self._sb_name!r}>"
+
+
+class RemoteDescriptor(int):
+    """``fileno()`` of a remote file or socket: a slave's descriptor number, which must never be
+    taken for one of the master's. As an int it is ``offset + the slave's number``, a number no
+    descriptor of the master can have (Linux allows at most 2**20 by default), so local C code that
+    takes it (numpy's ``tofile``/``fromfile``, ``os.fdopen`` outside the context) fails with
+    EBADF instead of acting on the master's own descriptors. Passed back to its slave (``os.fstat(
+    f.fileno())`` inside the context) it is the slave's number again. ``.remote`` is that number.
+    """
+
+    offset = 1 << 30
+    made = False  # set once one exists: until then calls skip looking for them
+
+    def __new__(cls, slave, number):
+        self = super().__new__(cls, cls.offset + number)
+        self.remote = number
+        self.slave = slave
+        RemoteDescriptor.made = True
+        return self
+
+    def __repr__(self):
+        return f"<descriptor {self.remote} on {self.slave.name}>"
+
+
+def _slave_descriptor(slave, value):
+    if type(value) is RemoteDescriptor:
+        if value.slave is not slave:
+            raise error("wrong_slave", f"{value!r} cannot be passed to {slave.name}; a descriptor belongs to "
+                                       f"the slave it came from")
+        return value.remote
+    return value
+
+
+def _slave_descriptors(slave, args, kwargs):
+    """args and kwargs with each RemoteDescriptor (also in a list or tuple) as its slave's number."""
+    def translate(value):
+        if type(value) in (list, tuple) and any(type(item) is RemoteDescriptor for item in value):
+            return type(value)(_slave_descriptor(slave, item) for item in value)
+        return _slave_descriptor(slave, value)
+    return tuple(translate(a) for a in args), {k: translate(v) for k, v in kwargs.items()}
+
+
+class _Fileno:
+    """``proxy.fileno``: calling it gives a :class:`RemoteDescriptor`."""
+
+    __slots__ = ("_sb_owner",)
+
+    def __init__(self, owner):
+        self._sb_owner = owner
+
+    def __call__(self):
+        __tracebackhide__ = True
+        owner = self._sb_owner
+        number = owner._sb_slave._conn.request("call", {"o": owner._sb_oid, "path": ["fileno"]})
+        if type(number) is not int:
+            return number
+        return RemoteDescriptor(owner._sb_slave, number)
+
+    def __repr__(self):
+        return f"<method fileno of remote {self._sb_owner._sb_type}>"
 
 
 class _RemoteDoc:
