@@ -24,14 +24,14 @@ from . import _core
 from ._context import activate, current, local
 from ._errors import (AgentUnreachable, KeyRefused, ProtocolError, RemoteError,
                       SessionLost, SlaveClosed, SlaveOnlyModuleError, SpawnError)
-from ._proxy import RemoteCallable, RemoteMethod, RemoteModule, RemoteObject
+from ._proxy import RemoteCallable, RemoteDescriptor, RemoteMethod, RemoteModule, RemoteObject
 from ._registry import client_keys, config_dir
 from ._routing import route, routed_names
 from ._slave import Slave, connect, forget, known_slaves, slave, slaves, spawn
 
 __all__ = [
-    "AgentUnreachable", "KeyRefused", "ProtocolError", "RemoteCallable", "RemoteError", "RemoteMethod",
-    "RemoteModule", "RemoteObject", "SessionLost", "Slave", "SlaveClosed", "SlaveOnlyModuleError",
+    "AgentUnreachable", "KeyRefused", "ProtocolError", "RemoteCallable", "RemoteDescriptor", "RemoteError",
+    "RemoteMethod", "RemoteModule", "RemoteObject", "SessionLost", "Slave", "SlaveClosed", "SlaveOnlyModuleError",
     "SpawnError", "activate", "client_keys", "config_dir", "connect", "current", "forget",
     "known_slaves", "local", "route", "routed_names", "slave", "slaves", "spawn",
 ]
