@@ -4,6 +4,7 @@
 #include <sys/resource.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <vector>
 
 namespace splitbrain::agent {
@@ -16,7 +17,8 @@ std::vector<int> placeholders;  // main thread only
 void reserve_low_descriptors() {
     rlimit limit{};
     if (::getrlimit(RLIMIT_NOFILE, &limit) == 0 && limit.rlim_cur < 4 * reserved_floor) {
-        limit.rlim_cur = limit.rlim_max == RLIM_INFINITY ? 4 * reserved_floor : std::min<rlim_t>(limit.rlim_max, 4 * reserved_floor);
+        limit.rlim_cur =
+            limit.rlim_max == RLIM_INFINITY ? 4 * reserved_floor : std::min<rlim_t>(limit.rlim_max, 4 * reserved_floor);
         (void)::setrlimit(RLIMIT_NOFILE, &limit);
     }
     for (;;) {

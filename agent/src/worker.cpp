@@ -4,6 +4,7 @@
 
 #include <unistd.h>
 
+#include <iterator>
 #include <optional>
 #include <set>
 #include <stdexcept>
@@ -92,26 +93,26 @@ PyObject* refuse(PyObject* text, PyObject* /*args*/, PyObject* /*kwargs*/) {
 }
 
 void refuse_process_calls() {
-    static PyMethodDef definition = {"refused", reinterpret_cast<PyCFunction>(reinterpret_cast<void (*)()>(&refuse)),
-                                     METH_VARARGS | METH_KEYWORDS, nullptr};
-    static const std::pair<const char*, const char*> refused[] = {
-        {"fork", "os.fork() on a slave would fork the agent's worker that serves this session; start processes with "
-                 "subprocess (Popen, run) instead"},
-        {"forkpty", "os.forkpty() (and pty.fork()) on a slave would fork the agent's worker that serves this session; "
-                    "start the program with subprocess and a pty from os.openpty() instead"},
-        {"_exit", "os._exit() on a slave would end the agent's worker that serves this session; end the session with "
-                  "slave.close(), or a child process with its own exit"},
+    static const auto function = reinterpret_cast<PyCFunction>(reinterpret_cast<void (*)()>(&refuse));
+    static PyMethodDef definitions[] = {{"fork", function, METH_VARARGS | METH_KEYWORDS, nullptr},
+                                        {"forkpty", function, METH_VARARGS | METH_KEYWORDS, nullptr},
+                                        {"_exit", function, METH_VARARGS | METH_KEYWORDS, nullptr}};
+    static const char* const texts[] = {
+        "os.fork() on a slave would fork the agent's worker that serves this session; start processes with "
+        "subprocess (Popen, run) instead",
+        "os.forkpty() (and pty.fork()) on a slave would fork the agent's worker that serves this session; start the "
+        "program with subprocess and a pty from os.openpty() instead",
+        "os._exit() on a slave would end the agent's worker that serves this session; end the session with "
+        "slave.close(), or a child process with its own exit",
     };
     for (const char* module_name : {"posix", "os"}) {
         py_ref module = py_ref::checked(PyImport_ImportModule(module_name));
-        for (const auto& [name, text] : refused) {
-            if (!PyObject_HasAttrString(module.get(), name)) continue;
-            py_ref message = py_ref::checked(PyUnicode_FromString(splitcore::tagged(errc::not_on_a_slave, text).c_str()));
-            py_ref function = py_ref::checked(PyCFunction_NewEx(&definition, message.get(), module.get()));
-            if (PyObject_SetAttrString(function.get(), "__name__", py_ref::checked(PyUnicode_FromString(name)).get()) < 0) {
-                PyErr_Clear();  // builtin functions take their name from the shared definition
-            }
-            if (PyObject_SetAttrString(module.get(), name, function.get()) < 0) throw python_error();
+        for (std::size_t i = 0; i < std::size(definitions); ++i) {
+            if (!PyObject_HasAttrString(module.get(), definitions[i].ml_name)) continue;
+            py_ref message =
+                py_ref::checked(PyUnicode_FromString(splitcore::tagged(errc::not_on_a_slave, texts[i]).c_str()));
+            py_ref refused = py_ref::checked(PyCFunction_NewEx(&definitions[i], message.get(), module.get()));
+            if (PyObject_SetAttrString(module.get(), definitions[i].ml_name, refused.get()) < 0) throw python_error();
         }
     }
 }

@@ -291,8 +291,8 @@ json decoder::changed_writables(encoder& out) {
         PyObject* now = w.buffer.get();
         const Py_ssize_t size = PyByteArray_GET_SIZE(now);
         if (size == PyBytes_GET_SIZE(w.original.get()) &&
-            std::memcmp(PyByteArray_AS_STRING(now), PyBytes_AS_STRING(w.original.get()), static_cast<std::size_t>(size)) ==
-                0) {
+            std::memcmp(PyByteArray_AS_STRING(now), PyBytes_AS_STRING(w.original.get()),
+                        static_cast<std::size_t>(size)) == 0) {
             continue;
         }
         py_ref copy = py_ref::checked(PyBytes_FromStringAndSize(PyByteArray_AS_STRING(now), size));
