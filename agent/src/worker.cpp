@@ -1,7 +1,10 @@
 #include "worker.hpp"
 
+#include "descriptors.hpp"
+
 #include <unistd.h>
 
+#include <iterator>
 #include <optional>
 #include <set>
 #include <stdexcept>
@@ -82,6 +85,38 @@ bool is_constant_name(const std::string& name) {
     return letter;
 }
 
+// os.fork(), os.forkpty() and os._exit() would fork or end this worker, the session's one
+// process: each is replaced by a function raising not_on_a_slave (its text is the function's self).
+PyObject* refuse(PyObject* text, PyObject* /*args*/, PyObject* /*kwargs*/) {
+    PyErr_SetObject(PyExc_RuntimeError, text);
+    return nullptr;
+}
+
+void refuse_process_calls() {
+    static const auto function = reinterpret_cast<PyCFunction>(reinterpret_cast<void (*)()>(&refuse));
+    static PyMethodDef definitions[] = {{"fork", function, METH_VARARGS | METH_KEYWORDS, nullptr},
+                                        {"forkpty", function, METH_VARARGS | METH_KEYWORDS, nullptr},
+                                        {"_exit", function, METH_VARARGS | METH_KEYWORDS, nullptr}};
+    static const char* const texts[] = {
+        "os.fork() on a slave would fork the agent's worker that serves this session; start processes with "
+        "subprocess (Popen, run) instead",
+        "os.forkpty() (and pty.fork()) on a slave would fork the agent's worker that serves this session; start the "
+        "program with subprocess and a pty from os.openpty() instead",
+        "os._exit() on a slave would end the agent's worker that serves this session; end the session with "
+        "slave.close(), or a child process with its own exit",
+    };
+    for (const char* module_name : {"posix", "os"}) {
+        py_ref module = py_ref::checked(PyImport_ImportModule(module_name));
+        for (std::size_t i = 0; i < std::size(definitions); ++i) {
+            if (!PyObject_HasAttrString(module.get(), definitions[i].ml_name)) continue;
+            py_ref message =
+                py_ref::checked(PyUnicode_FromString(splitcore::tagged(errc::not_on_a_slave, texts[i]).c_str()));
+            py_ref refused = py_ref::checked(PyCFunction_NewEx(&definitions[i], message.get(), module.get()));
+            if (PyObject_SetAttrString(module.get(), definitions[i].ml_name, refused.get()) < 0) throw python_error();
+        }
+    }
+}
+
 }  // namespace
 
 worker::worker() {
@@ -116,6 +151,7 @@ worker::worker() {
     // locals(), vars()) then finds one, instead of failing with "SystemError: frame does not
     // exist", and what exec defines stays for the next eval.
     m_main = py_ref::borrow(PyModule_GetDict(py_ref::checked(PyImport_AddModule("__main__")).get()));
+    refuse_process_calls();
     m_call = py_ref::checked(Py_CompileString(
         "__splitbrain_call__[0](*__splitbrain_call__[1], **__splitbrain_call__[2])", "<splitbrain>", Py_eval_input));
 }
@@ -147,7 +183,9 @@ splitcore::message worker::dispatch(const json& header, const std::vector<zmq::m
         if (found == m_handler.end()) throw splitcore::error(errc::unknown_op, "no operation \"" + op + "\"");
         splitcore::decoder in(*this, frames);
         json result = (this->*found->second)(request{header, in, out});
-        return {splitcore::ok_reply(id, std::move(result)), out.take_frames()};
+        json reply = splitcore::ok_reply(id, std::move(result));
+        if (json written = in.changed_writables(out); !written.empty()) reply["w"] = std::move(written);
+        return {std::move(reply), out.take_frames()};
     } catch (const python_error& e) {
         (void)out.take_frames();
         return {splitcore::error_reply(id, splitcore::describe_exception(e, *this)), {}};
@@ -172,7 +210,11 @@ json worker::box_reference(PyObject* obj) {
         m_objects[oid] = entry{py_ref::borrow(obj), 1};
         m_oid_of[obj] = oid;
     }
-    return json{{"$r", oid}, {"t", splitcore::qualified_name(Py_TYPE(obj))}, {"cl", PyCallable_Check(obj) != 0}};
+    json ref{{"$r", oid}, {"t", splitcore::qualified_name(Py_TYPE(obj))}, {"cl", PyCallable_Check(obj) != 0}};
+    // A class says which it is: the client then uses its own exception classes, and answers
+    // isinstance/issubclass with local objects against its own twin of the class.
+    if (PyType_Check(obj)) ref["k"] = splitcore::class_lineage(reinterpret_cast<PyTypeObject*>(obj));
+    return ref;
 }
 
 py_ref worker::unbox_reference(const json& ref) {
@@ -207,6 +249,7 @@ const std::string& worker::request::name(const char* field) const { return split
 // operations
 
 json worker::hello(const request& r) {
+    release_low_descriptors();  // a request came through the supervisor's connection: it is up
     char host[256] = {};
     ::gethostname(host, sizeof(host) - 1);
     py_ref sys = py_ref::checked(PyImport_ImportModule("sys"));
@@ -227,6 +270,7 @@ json worker::import_module(const request& r) {
     json callables = json::array();
     json constants = json::array();
     json modules = json::array();
+    json exceptions = json::array();
     // The module's own namespace, not dir(): no lazy __getattr__ runs, nothing is imported.
     PyObject* names = PyModule_Check(module.get()) ? PyModule_GetDict(module.get()) : nullptr;
     Py_ssize_t pos = 0;
@@ -236,6 +280,9 @@ json worker::import_module(const request& r) {
         const std::string name = splitcore::str_or(key, "");
         if (PyModule_Check(value)) {
             modules.push_back(name);
+        } else if (PyExceptionClass_Check(value)) {  // the client uses its own classes: none to fetch
+            exceptions.push_back(name);
+            exceptions.push_back(splitcore::class_lineage(reinterpret_cast<PyTypeObject*>(value)));
         } else if (PyCallable_Check(value)) {
             callables.push_back(name);
         } else if (is_constant_name(name) && splitcore::is_frozen_plain(value)) {
@@ -246,7 +293,8 @@ json worker::import_module(const request& r) {
     return json{{"mod", r.out.encode(module.get())},
                 {"callables", std::move(callables)},
                 {"consts", {{"$d", std::move(constants)}}},
-                {"modules", std::move(modules)}};
+                {"modules", std::move(modules)},
+                {"exceptions", std::move(exceptions)}};
 }
 
 json worker::getattr(const request& r) {

@@ -20,6 +20,7 @@
 
 #include <zmq.hpp>
 
+#include "descriptors.hpp"
 #include "interrupts.hpp"
 #include "io_thread.hpp"
 #include "log.hpp"
@@ -94,6 +95,7 @@ int main(int argc, char** argv) {
         return 2;
     }
 
+    reserve_low_descriptors();
     const int log_fd = ::fcntl(2, F_DUPFD_CLOEXEC, 3);
     set_log("splitbrain-worker", log_fd >= 0 ? log_fd : 2);
     const output_pipe out{1, redirect_to_pipe(1)};

@@ -180,6 +180,23 @@ json encoder::encode(PyObject* value) {
 
 std::vector<zmq::message_t> encoder::take_frames() { return std::exchange(m_frames, {}); }
 
+void encoder::fill_writable(std::size_t index, PyObject* bytes) {
+    if (index >= m_writable.size() || !PyBytes_Check(bytes)) bad_value("\"w\" names a buffer the request did not send");
+    PyObject* target = m_writable[index].get();
+    const char* data = PyBytes_AS_STRING(bytes);
+    const Py_ssize_t size = PyBytes_GET_SIZE(bytes);
+    if (PyByteArray_Check(target)) {  // the callee may have resized it
+        if (PyByteArray_Resize(target, size) < 0) throw python_error();
+        if (size > 0) std::memcpy(PyByteArray_AS_STRING(target), data, static_cast<std::size_t>(size));
+        return;
+    }
+    Py_buffer view;
+    if (PyObject_GetBuffer(target, &view, PyBUF_WRITABLE | PyBUF_C_CONTIGUOUS) < 0) throw python_error();
+    const std::size_t length = static_cast<std::size_t>(std::min(view.len, size));
+    std::memcpy(view.buf, data, length);
+    PyBuffer_Release(&view);
+}
+
 json encoder::encode_bytes(PyObject* bytes) {
     char* data = nullptr;
     Py_ssize_t size = 0;
@@ -278,6 +295,17 @@ json encoder::encode_at(PyObject* value, int depth) {
         return json{{"$u", encode_buffer(utf8, length, value)}};  // str's UTF-8 lives as long as it does
     }
     if (PyBytes_Check(value)) return encode_bytes(value);
+    if (m_copy_back && PyObject_CheckBuffer(value) && !PyBytes_Check(value)) {
+        Py_buffer view;
+        if (PyObject_GetBuffer(value, &view, PyBUF_WRITABLE | PyBUF_C_CONTIGUOUS) == 0) {
+            py_ref copy = py_ref::steal(PyBytes_FromStringAndSize(static_cast<const char*>(view.buf), view.len));
+            PyBuffer_Release(&view);
+            if (!copy) throw python_error();
+            m_writable.push_back(py_ref::borrow(value));
+            return json{{"$w", {m_writable.size() - 1, encode_bytes(copy.get())}}};
+        }
+        PyErr_Clear();  // read-only or not contiguous: crosses as before
+    }
     if (PyByteArray_CheckExact(value)) {
         py_ref copy =
             py_ref::checked(PyBytes_FromStringAndSize(PyByteArray_AS_STRING(value), PyByteArray_GET_SIZE(value)));
@@ -316,6 +344,22 @@ decoder::decoder(box_hooks& hooks, const std::vector<zmq::message_t>& frames)
 }
 
 py_ref decoder::decode(const json& value) { return decode_at(value, 0); }
+
+json decoder::changed_writables(encoder& out) {
+    json changed = json::array();
+    for (const writable& w : m_writable) {
+        PyObject* now = w.buffer.get();
+        const Py_ssize_t size = PyByteArray_GET_SIZE(now);
+        if (size == PyBytes_GET_SIZE(w.original.get()) &&
+            std::memcmp(PyByteArray_AS_STRING(now), PyBytes_AS_STRING(w.original.get()),
+                        static_cast<std::size_t>(size)) == 0) {
+            continue;
+        }
+        py_ref copy = py_ref::checked(PyBytes_FromStringAndSize(PyByteArray_AS_STRING(now), size));
+        changed.push_back({w.index, out.encode(copy.get())});
+    }
+    return changed;
+}
 
 py_ref decoder::decode_at(const json& value, int depth) {
     if (depth > max_value_depth) bad_value("value nests deeper than " + std::to_string(max_value_depth) + " levels");
@@ -488,6 +532,14 @@ py_ref decoder::decode_tagged(const json& value, int depth) {
         return py_ref::checked(
             PyUnicode_DecodeUTF8(PyBytes_AS_STRING(bytes.get()), PyBytes_GET_SIZE(bytes.get()), "surrogatepass"));
     }
+    if (tag == "$w") {
+        if (!inner.is_array() || inner.size() != 2 || !as_uint(inner[0])) bad_value("\"$w\" must be [index, bytes]");
+        py_ref bytes = decode_at(inner[1], depth + 1);
+        if (!PyBytes_Check(bytes.get())) bad_value("\"$w\" must hold bytes");
+        py_ref buffer = py_ref::checked(PyByteArray_FromObject(bytes.get()));
+        m_writable.push_back(writable{*as_uint(inner[0]), py_ref::borrow(buffer.get()), std::move(bytes)});
+        return buffer;
+    }
     if (tag == "$ba") {
         py_ref bytes = decode_at(inner, depth + 1);
         if (!PyBytes_Check(bytes.get())) bad_value("\"$ba\" must hold bytes");
@@ -530,6 +582,22 @@ py_ref decoder::decode_tagged(const json& value, int depth) {
 
 // ---------------------------------------------------------------------------------------------
 
+json class_lineage(PyTypeObject* type) {
+    json lineage = json::array();
+    PyObject* mro = type->tp_mro;
+    const Py_ssize_t n = mro != nullptr && PyTuple_Check(mro) ? PyTuple_GET_SIZE(mro) : 0;
+    for (Py_ssize_t i = 0; i < n; ++i) {
+        PyObject* entry = PyTuple_GET_ITEM(mro, i);
+        py_ref module = py_ref::steal(PyObject_GetAttrString(entry, "__module__"));
+        PyErr_Clear();
+        py_ref qualname = py_ref::steal(PyObject_GetAttrString(entry, "__qualname__"));
+        PyErr_Clear();
+        lineage.push_back({str_or(module.get(), "builtins"),
+                           str_or(qualname.get(), reinterpret_cast<PyTypeObject*>(entry)->tp_name)});
+    }
+    return lineage;
+}
+
 json describe_exception(const python_error& e, box_hooks& hooks) {
     PyObject* value = e.value();
     json error = {{"type", qualified_name(reinterpret_cast<PyTypeObject*>(e.type()))},
@@ -539,7 +607,9 @@ json describe_exception(const python_error& e, box_hooks& hooks) {
                   {"strerror", nullptr},
                   {"filename", nullptr},
                   {"filename2", nullptr},
-                  {"tb", nullptr}};
+                  {"tb", nullptr},
+                  {"mro", class_lineage(reinterpret_cast<PyTypeObject*>(e.type()))},
+                  {"dict", nullptr}};
     auto encode_or_repr = [&](PyObject* obj) -> json {
         encoder values(hooks);
         try {
@@ -565,6 +635,22 @@ json describe_exception(const python_error& e, box_hooks& hooks) {
                 if (attribute && attribute.get() != Py_None) error[name] = encode_or_repr(attribute.get());
                 PyErr_Clear();
             }
+        }
+        // The attributes a Python __init__ set (CalledProcessError's returncode, cmd, output,
+        // stderr): the receiver rebuilds the exception with them instead of guessing __init__'s
+        // signature. Dunders (__notes__) and what cannot travel stay here.
+        PyObject** dict_slot = _PyObject_GetDictPtr(value);
+        if (dict_slot != nullptr && *dict_slot != nullptr && PyDict_Check(*dict_slot)) {
+            json pairs = json::array();
+            py_ref underscores = py_ref::checked(PyUnicode_FromString("__"));
+            Py_ssize_t pos = 0;
+            PyObject *name, *attribute;
+            while (PyDict_Next(*dict_slot, &pos, &name, &attribute)) {
+                if (!PyUnicode_Check(name) || PyUnicode_Tailmatch(name, underscores.get(), 0, 2, -1) == 1) continue;
+                pairs.push_back(str_or(name, ""));
+                pairs.push_back(encode_or_repr(attribute));
+            }
+            error["dict"] = json{{"$d", std::move(pairs)}};
         }
     }
     py_ref traceback_module = py_ref::steal(PyImport_ImportModule("traceback"));

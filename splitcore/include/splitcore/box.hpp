@@ -46,6 +46,12 @@ public:
     nlohmann::json encode(PyObject* value);     // throws python_error
     std::vector<zmq::message_t> take_frames();  // frames 1..n of the message, in order
 
+    // Client requests: a bytearray or other writable buffer is sent as {"$w": [index, bytes]}, a
+    // copy the peer may change; fill_writable(index, bytes) then writes the peer's copy back into
+    // it (copy-in/copy-out: readinto, recv_into). Throws python_error.
+    void send_writable_buffers() noexcept { m_copy_back = true; }
+    void fill_writable(std::size_t index, PyObject* bytes);
+
 private:
     nlohmann::json encode_at(PyObject* value, int depth);
     nlohmann::json encode_bytes(PyObject* bytes);
@@ -58,12 +64,18 @@ private:
     std::size_t m_frame_size;
     std::vector<zmq::message_t> m_frames;
     std::size_t m_estimate = 0;  // rough CBOR size of the value being encoded
+    bool m_copy_back = false;
+    std::vector<py_ref> m_writable;  // the buffers sent as "$w", by index
 };
 
 class decoder {
 public:
     decoder(box_hooks& hooks, const std::vector<zmq::message_t>& frames);  // frames 1..n
     py_ref decode(const nlohmann::json& value);                            // throws python_error / error
+
+    // After the operation ran: [[index, bytes], ...] for each "$w" buffer it changed, encoded by
+    // out (the reply's "w"); empty if none changed.
+    nlohmann::json changed_writables(encoder& out);
 
 private:
     py_ref decode_at(const nlohmann::json& value, int depth);
@@ -77,9 +89,20 @@ private:
     box_hooks& m_hooks;
     const std::vector<zmq::message_t>& m_frames;
     std::vector<bool> m_spilled_used;  // each "$H" frame is decoded at most once
+    struct writable {
+        std::uint64_t index;
+        py_ref buffer;    // the bytearray the operation got
+        py_ref original;  // its bytes as they came
+    };
+    std::vector<writable> m_writable;
 };
 
-// exception → ERROR map of the protocol (type, msg, args, errno, strerror, filename(s), tb)
+// A class's MRO as [[module, qualname], ...], the class first: what the receiver needs to find the
+// same class, or to mirror its bases (docs/protocol.md, "Classes").
+[[nodiscard]] nlohmann::json class_lineage(PyTypeObject* type);
+
+// exception → ERROR map of the protocol (type, msg, args, errno, strerror, filename(s), tb, mro,
+// dict: the plain data of its __dict__)
 nlohmann::json describe_exception(const python_error& e, box_hooks& hooks);
 
 // Drops the references held by frames that libzmq has finished with. Called by encoder and decoder;

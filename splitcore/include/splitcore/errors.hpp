@@ -39,6 +39,7 @@ enum class errc {
     slave_only_module,
     context,
     not_shippable,
+    not_on_a_slave,
     // names, targets, keys, the registry, spawning
     unknown_slave,
     unknown_agent_key,
@@ -92,6 +93,7 @@ inline constexpr std::string_view error_names[] = {
     "slave_only_module",
     "context",
     "not_shippable",
+    "not_on_a_slave",
     "unknown_slave",
     "unknown_agent_key",
     "bad_target",

@@ -25,14 +25,14 @@ from ._context import activate, current, local
 from ._errors import (AgentKeyMismatch, AgentUnreachable, ClientStalled, KeyRefused, NothingListening,
                       ProtocolError, RemoteError, SessionLost, SlaveClosed, SlaveOnlyModuleError, SpawnError,
                       UnknownHost)
-from ._proxy import RemoteCallable, RemoteMethod, RemoteModule, RemoteObject
+from ._proxy import RemoteCallable, RemoteDescriptor, RemoteMethod, RemoteModule, RemoteObject
 from ._registry import client_keys, config_dir
 from ._routing import route, routed_names
 from ._slave import Slave, connect, forget, known_slaves, slave, slaves, spawn
 
 __all__ = [
     "AgentKeyMismatch", "AgentUnreachable", "ClientStalled", "KeyRefused", "NothingListening", "UnknownHost",
-    "ProtocolError", "RemoteCallable", "RemoteError", "RemoteMethod",
+    "ProtocolError", "RemoteCallable", "RemoteDescriptor", "RemoteError", "RemoteMethod",
     "RemoteModule", "RemoteObject", "SessionLost", "Slave", "SlaveClosed", "SlaveOnlyModuleError",
     "SpawnError", "activate", "client_keys", "config_dir", "connect", "current", "forget",
     "known_slaves", "local", "route", "routed_names", "slave", "slaves", "spawn",

@@ -110,6 +110,7 @@ TYPES = {
     "slave_only_module": SlaveOnlyModuleError,
     "context": RuntimeError,
     "not_shippable": TypeError,
+    "not_on_a_slave": RuntimeError,
     "unknown_slave": LookupError,
     "unknown_agent_key": ValueError,
     "bad_target": ValueError,
@@ -164,6 +165,36 @@ def _builtin_exception(type_name):
     return None
 
 
+def _rebuilt(slave_name, info, message, args):
+    """The remote exception as an instance of the local class for its type (see _classes): made
+    with ``cls.__new__(cls, *args)`` and the remote ``__dict__``'s plain data, as unpickling does,
+    instead of calling ``__init__`` with a guessed signature."""
+    from . import _classes  # noqa: PLC0415 (_classes imports this module)
+    cls = _classes.exception_class(info["mro"])
+    errno = info.get("errno")
+    if issubclass(cls, RemoteError):
+        exc = cls(message, slave=slave_name, remote_args=args, remote_traceback=info.get("tb"))
+        if isinstance(exc, OSError) and errno is not None:
+            exc.errno, exc.strerror = errno, info.get("strerror")
+            exc.filename, exc.filename2 = info.get("filename"), info.get("filename2")
+    elif issubclass(cls, OSError) and errno is not None:
+        ctor = [errno, info.get("strerror") or message, info.get("filename"), None, info.get("filename2")]
+        exc = cls.__new__(cls, *ctor)
+        if exc.errno is None:  # a subclass with its own __init__: OSError.__new__ left it to that
+            OSError.__init__(exc, *ctor)
+    else:
+        try:
+            # Built-in exceptions written in C (UnicodeDecodeError) fill their fields in __init__.
+            exc = cls(*args) if cls.__module__ == "builtins" else cls.__new__(cls, *args)
+        except Exception:  # another signature: keep the text
+            exc = cls.__new__(cls, message)
+    extra = info.get("dict")
+    if isinstance(extra, dict):
+        for name, value in extra.items():
+            exc.__dict__.setdefault(name, value)
+    return exc
+
+
 def exception_from_reply(slave_name, info):
     """The local exception for an ERROR map of the protocol (decoded by _core into a dict)."""
     type_name = info.get("type") or "builtins.Exception"
@@ -178,6 +209,8 @@ def exception_from_reply(slave_name, info):
         else:
             exc = cls(message)
         exc.code = code
+    elif info.get("mro"):
+        exc = _rebuilt(slave_name, info, message, args)
     else:
         cls = _builtin_exception(type_name)
         if cls is not None:

@@ -17,7 +17,7 @@ import os
 
 from ._errors import error
 
-__all__ = ["RemoteCallable", "RemoteMethod", "RemoteModule", "RemoteObject"]
+__all__ = ["RemoteCallable", "RemoteDescriptor", "RemoteMethod", "RemoteModule", "RemoteObject"]
 
 # Types of the values `getattr(obj, name)` gives for a method: calling them through a path is the
 # same as calling the bound method.
@@ -58,6 +58,8 @@ class RemoteObject:
         __tracebackhide__ = True  # IPython and pytest leave these frames out of tracebacks
         if name.startswith("_sb_"):
             raise AttributeError(name)
+        if name == "fileno":
+            return _Fileno(self)
         slave = self._sb_slave
         methods = slave._methods.get(self._sb_type)
         if methods is not None and name in methods:
@@ -151,6 +153,13 @@ class RemoteObject:
         described = None if exc_type is None else [f"{exc_type.__module__}.{exc_type.__qualname__}", str(exc)]
         return bool(self._sb_slave._conn.request("exit", {"o": self._sb_oid, "exc": described}))
 
+    def __fspath__(self):
+        __tracebackhide__ = True
+        try:
+            return self._sb_slave._conn.request("call", {"o": self._sb_oid, "path": ["__fspath__"]})
+        except AttributeError:  # what os.fspath says of an object that is not path-like
+            raise TypeError(f"expected str, bytes or os.PathLike object, not remote {self._sb_type}") from None
+
     def __reduce__(self):
         raise error("not_transferable", f"{self!r} lives on {self._sb_slave.name}; remote objects cannot be "
                                         "pickled")
@@ -198,14 +207,64 @@ for _dunder in ("__neg__", "__pos__", "__abs__", "__invert__", "__int__", "__flo
 
 
 class RemoteCallable(RemoteObject):
-    """A callable object on a slave (a function, class, bound method)."""
+    """A callable object on a slave (a function, class, bound method).
 
-    __slots__ = ()
+    A remote class answers ``isinstance``/``issubclass`` (Python asks the type of the class, this
+    one): with an object or class of the same slave, the slave answers (one round trip, then
+    remembered per remote type); with a local one, the master's twin of the class (same module and
+    qualname, see _classes) does, and without a twin the answer is False.
+    """
+
+    __slots__ = ("_sb_lineage", "_sb_checks")
 
     def __call__(self, *args, **kwargs):
         __tracebackhide__ = True
+        if RemoteDescriptor.made:
+            args, kwargs = _slave_descriptors(self._sb_slave, args, kwargs)
         return self._sb_slave._conn.request(
             "call", {"o": self._sb_oid, "a": args, "kw": kwargs or None})
+
+
+    def _sb_check(self, function, other, key):
+        __tracebackhide__ = True
+        lineage = getattr(self, "_sb_lineage", None)
+        if lineage is None:
+            raise TypeError(f"{function}() arg 2 must be a type, a tuple of types, or a union, not remote "
+                            f"{self._sb_type}")
+        if isinstance(other, RemoteMethod):
+            other = other._sb_resolve()
+        if isinstance(other, RemoteObject):
+            if other._sb_slave is not self._sb_slave:
+                return False
+            try:
+                checks = self._sb_checks
+            except AttributeError:
+                checks = {}
+                object.__setattr__(self, "_sb_checks", checks)
+            key = (function, key(other))
+            found = checks.get(key)
+            if found is None:
+                found = checks[key] = bool(self._sb_slave._builtin(function)(other, self))
+            return found
+        from ._classes import twin  # noqa: PLC0415 (_classes needs _errors, which needs nothing here)
+        local = twin(*lineage[0]) if lineage else None
+        if local is None:
+            return False
+        return isinstance(other, local) if function == "isinstance" else (
+            isinstance(other, type) and issubclass(other, local))
+
+    @property
+    def __signature__(self):
+        __tracebackhide__ = True
+        return remote_signature(self)
+
+    def __instancecheck__(self, instance):
+        __tracebackhide__ = True
+        return self._sb_check("isinstance", instance, lambda other: other._sb_type)
+
+    def __subclasscheck__(self, subclass):
+        __tracebackhide__ = True
+        return self._sb_check("issubclass", subclass, lambda other: other._sb_oid)
 
 
 class RemoteMethod:
@@ -226,6 +285,8 @@ class RemoteMethod:
     def __call__(self, *args, **kwargs):
         __tracebackhide__ = True
         owner = self._sb_owner
+        if RemoteDescriptor.made:
+            args, kwargs = _slave_descriptors(owner._sb_slave, args, kwargs)
         return owner._sb_slave._conn.request(
             "call", {"o": owner._sb_oid, "path": self._sb_path, "a": args, "kw": kwargs or None})
 
@@ -241,6 +302,11 @@ class RemoteMethod:
     def _sb_slave(self):
         return self._sb_owner._sb_slave
 
+    @property
+    def __signature__(self):
+        __tracebackhide__ = True
+        return remote_signature(self._sb_resolve())
+
     def __getattr__(self, name):
         __tracebackhide__ = True
         if name.startswith("_sb_"):
@@ -254,6 +320,14 @@ class RemoteMethod:
     def __dir__(self):
         __tracebackhide__ = True
         return dir(self._sb_resolve())
+
+    def __instancecheck__(self, instance):
+        __tracebackhide__ = True
+        return isinstance(instance, self._sb_resolve())
+
+    def __subclasscheck__(self, subclass):
+        __tracebackhide__ = True
+        return issubclass(subclass, self._sb_resolve())
 
     def __eq__(self, other):
         __tracebackhide__ = True
@@ -282,6 +356,11 @@ class RemoteModule:
         d.update(info.get("consts") or {})
         for attr in info.get("callables") or ():
             d[attr] = RemoteMethod(self, attr)
+        exceptions = info.get("exceptions") or ()
+        if exceptions:
+            from ._classes import exception_class  # noqa: PLC0415 (_classes imports _errors, as we do)
+            for attr, lineage in zip(exceptions[::2], exceptions[1::2]):
+                d[attr] = exception_class(lineage)
 
     # RemoteMethod's owner protocol
     @property
@@ -316,6 +395,67 @@ class RemoteModule:
         return f"<remote {self._sb_slave.name}: module {self._sb_name!r}>"
 
 
+class RemoteDescriptor(int):
+    """``fileno()`` of a remote file or socket: a slave's descriptor number, which must never be
+    taken for one of the master's. As an int it is ``offset + the slave's number``, a number no
+    descriptor of the master can have (Linux allows at most 2**20 by default), so local C code that
+    takes it (numpy's ``tofile``/``fromfile``, ``os.fdopen`` outside the context) fails with
+    EBADF instead of acting on the master's own descriptors. Passed back to its slave (``os.fstat(
+    f.fileno())`` inside the context) it is the slave's number again. ``.remote`` is that number.
+    """
+
+    offset = 1 << 30
+    made = False  # set once one exists: until then calls skip looking for them
+
+    def __new__(cls, slave, number):
+        self = super().__new__(cls, cls.offset + number)
+        self.remote = number
+        self.slave = slave
+        RemoteDescriptor.made = True
+        return self
+
+    def __repr__(self):
+        return f"<descriptor {self.remote} on {self.slave.name}>"
+
+
+def _slave_descriptor(slave, value):
+    if type(value) is RemoteDescriptor:
+        if value.slave is not slave:
+            raise error("wrong_slave", f"{value!r} cannot be passed to {slave.name}; a descriptor belongs to "
+                                       f"the slave it came from")
+        return value.remote
+    return value
+
+
+def _slave_descriptors(slave, args, kwargs):
+    """args and kwargs with each RemoteDescriptor (also in a list or tuple) as its slave's number."""
+    def translate(value):
+        if type(value) in (list, tuple) and any(type(item) is RemoteDescriptor for item in value):
+            return type(value)(_slave_descriptor(slave, item) for item in value)
+        return _slave_descriptor(slave, value)
+    return tuple(translate(a) for a in args), {k: translate(v) for k, v in kwargs.items()}
+
+
+class _Fileno:
+    """``proxy.fileno``: calling it gives a :class:`RemoteDescriptor`."""
+
+    __slots__ = ("_sb_owner",)
+
+    def __init__(self, owner):
+        self._sb_owner = owner
+
+    def __call__(self):
+        __tracebackhide__ = True
+        owner = self._sb_owner
+        number = owner._sb_slave._conn.request("call", {"o": owner._sb_oid, "path": ["fileno"]})
+        if type(number) is not int:
+            return number
+        return RemoteDescriptor(owner._sb_slave, number)
+
+    def __repr__(self):
+        return f"<method fileno of remote {self._sb_owner._sb_type}>"
+
+
 class _RemoteDoc:
     """``__doc__`` of a proxy is the remote object's (for help() and ``?``); of the class, ours."""
 
@@ -333,6 +473,49 @@ class _RemoteDoc:
 
 for _cls in (RemoteObject, RemoteCallable, RemoteMethod):
     _cls.__doc__ = _RemoteDoc(_cls.__doc__)
+
+
+# Made on the slave once per slave (our text, never the user's): a callable's signature as plain
+# data, (name, kind, has a default, repr of the default) per parameter.
+_DESCRIBE_SIGNATURE = ("lambda f: [(p.name, int(p.kind), p.default is not p.empty, repr(p.default)) "
+                       "for p in __import__('inspect').signature(f).parameters.values()]")
+_signatures = {}  # (slave name, remote oid) → inspect.Signature
+
+
+class _Default:
+    """A remote default value in a local signature: shows as the remote repr."""
+
+    __slots__ = ("_text",)
+
+    def __init__(self, text):
+        self._text = text
+
+    def __repr__(self):
+        return self._text
+
+
+def remote_signature(proxy):
+    """The inspect.Signature of a remote callable, from one round trip (then remembered); a
+    ValueError as inspect raises when the slave cannot tell either."""
+    __tracebackhide__ = True
+    import inspect  # noqa: PLC0415 (only for introspection)
+    slave = proxy._sb_slave
+    key = (id(slave), proxy._sb_oid)
+    found = _signatures.get(key)
+    if found is None:
+        describe = slave.__dict__.get("_sb_describe_signature")
+        if describe is None:
+            describe = slave._builtin("eval")(_DESCRIBE_SIGNATURE)
+            slave.__dict__["_sb_describe_signature"] = describe
+        try:
+            described = describe(proxy)
+        except (ValueError, TypeError) as exc:
+            raise ValueError(f"no signature found for remote {proxy._sb_type}: {exc}") from None
+        found = _signatures[key] = inspect.Signature([
+            inspect.Parameter(name, inspect._ParameterKind(kind),
+                              default=_Default(default) if has_default else inspect.Parameter.empty)
+            for name, kind, has_default, default in described])
+    return found
 
 
 def path_like_text(obj):

@@ -11,7 +11,7 @@ import threading
 import time
 import weakref
 
-from . import _context, _core, _registry, _spawn
+from . import _classes, _context, _core, _registry, _spawn
 from ._errors import AgentUnreachable, SessionLost, error, exception_from_reply
 from ._proxy import RemoteCallable, RemoteMethod, RemoteModule, RemoteObject, path_like_text
 
@@ -215,13 +215,18 @@ class Slave:
 
     # -- hooks of _core.Connection -------------------------------------------------------------------
 
-    def _unbox(self, oid, type_name, is_callable):
+    def _unbox(self, oid, type_name, is_callable, lineage=None):
+        if lineage is not None and _classes.is_exception_lineage(lineage):
+            self._conn.release(oid, 1)  # the local class stands for it: nothing to hold there
+            return _classes.exception_class(lineage)
         proxy = self._proxies.get(oid)
         if proxy is not None:
             proxy._sb_refs += 1
             return proxy
         cls = RemoteCallable if is_callable else RemoteObject
         proxy = object.__new__(cls)
+        if lineage is not None:
+            object.__setattr__(proxy, "_sb_lineage", lineage)
         object.__setattr__(proxy, "_sb_slave", self)
         object.__setattr__(proxy, "_sb_oid", oid)
         object.__setattr__(proxy, "_sb_type", type_name)

@@ -172,6 +172,7 @@ py_ref connection_request(connection_object* self, PyObject* const* args, Py_ssi
     std::shared_ptr<splitcore::channel> channel = open_channel(state);
     client_hooks hooks = hooks_of(state);
     splitcore::encoder encoder(hooks);
+    encoder.send_writable_buffers();
     json header = build_header(args[0], nargs > 1 ? args[1] : nullptr, encoder);
     std::vector<zmq::message_t> frames = encoder.take_frames();
     adopt_orphans(state);
@@ -187,9 +188,17 @@ py_ref connection_request(connection_object* self, PyObject* const* args, Py_ssi
     const auto ok = reply.header.find("ok");
     if (ok == reply.header.end() || !ok->is_boolean() || !ok->get<bool>()) throw_error_reply(state, reply);
     const auto result = reply.header.find("r");
-    if (result == reply.header.end()) return py_ref::borrow(Py_None);
     splitcore::decoder decoder(hooks, reply.frames);
-    return decode_result(decoder, *result);
+    py_ref value = result == reply.header.end() ? py_ref::borrow(Py_None) : decode_result(decoder, *result);
+    // The buffers the slave filled (readinto, recv_into) are the caller's: fill them before returning.
+    if (const auto written = reply.header.find("w"); written != reply.header.end() && written->is_array()) {
+        for (const json& pair : *written) {
+            if (!pair.is_array() || pair.size() != 2 || !pair[0].is_number_unsigned()) continue;
+            py_ref data = decoder.decode(pair[1]);
+            encoder.fill_writable(pair[0].get<std::size_t>(), data.get());
+        }
+    }
+    return value;
 }
 
 // post(op, fields=None) -> id

@@ -44,8 +44,26 @@ py_ref client_hooks::unbox_reference(const json& ref) {
         type != ref.end() && type->is_string() ? type->get_ref<const std::string&>().c_str() : "builtins.object"));
     PyObject* py_callable =
         callable != ref.end() && callable->is_boolean() && callable->get<bool>() ? Py_True : Py_False;
-    PyObject* args[] = {py_oid.get(), py_type.get(), py_callable};
-    return py_ref::checked(PyObject_Vectorcall(m_unbox, args, 3, nullptr));
+    const auto lineage = ref.find("k");
+    if (lineage == ref.end() || !lineage->is_array()) {
+        PyObject* args[] = {py_oid.get(), py_type.get(), py_callable};
+        return py_ref::checked(PyObject_Vectorcall(m_unbox, args, 3, nullptr));
+    }
+    // A class: its MRO as a tuple of (module, qualname) pairs of text.
+    py_ref names = py_ref::checked(PyTuple_New(static_cast<Py_ssize_t>(lineage->size())));
+    Py_ssize_t i = 0;
+    for (const auto& entry : *lineage) {
+        if (!entry.is_array() || entry.size() != 2 || !entry[0].is_string() || !entry[1].is_string()) {
+            throw splitcore::error(errc::bad_request, "a class reference's \"k\" must be [[module, qualname], ...]");
+        }
+        const auto& module = entry[0].get_ref<const std::string&>();
+        const auto& qualname = entry[1].get_ref<const std::string&>();
+        py_ref pair = py_ref::checked(Py_BuildValue("(s#s#)", module.data(), static_cast<Py_ssize_t>(module.size()),
+                                                    qualname.data(), static_cast<Py_ssize_t>(qualname.size())));
+        PyTuple_SET_ITEM(names.get(), i++, pair.release());
+    }
+    PyObject* args[] = {py_oid.get(), py_type.get(), py_callable, names.get()};
+    return py_ref::checked(PyObject_Vectorcall(m_unbox, args, 4, nullptr));
 }
 
 namespace {
@@ -219,6 +237,20 @@ py_ref error_info(splitcore::decoder& decoder, const splitcore::message& reply) 
         }
     }
     put("args", std::move(args));
+    put("dict", decode_optional(decoder, error, "dict"));
+    py_ref lineage = py_ref::checked(PyList_New(0));
+    const auto mro = error.find("mro");
+    if (mro != error.end() && mro->is_array()) {
+        for (const auto& entry : *mro) {
+            if (!entry.is_array() || entry.size() != 2 || !entry[0].is_string() || !entry[1].is_string()) continue;
+            const auto& module = entry[0].get_ref<const std::string&>();
+            const auto& qualname = entry[1].get_ref<const std::string&>();
+            py_ref pair = py_ref::checked(Py_BuildValue("(s#s#)", module.data(), static_cast<Py_ssize_t>(module.size()),
+                                                        qualname.data(), static_cast<Py_ssize_t>(qualname.size())));
+            if (PyList_Append(lineage.get(), pair.get()) < 0) throw python_error();
+        }
+    }
+    put("mro", std::move(lineage));
     return info;
 }
 
