@@ -105,7 +105,9 @@ int authorize(const std::vector<std::string>& args) {
         };
         if (args[i] == "--authorized-keys") file = value();
         else if (args[i] == "--comment") comment = value();
-        else if (args[i].rfind("-", 0) == 0 || key) bad_usage("unexpected argument '" + args[i] + "' to authorize");
+        // Z85 may start with '-': a key is a key before it is an unknown option.
+        else if (key || (args[i].rfind("-", 0) == 0 && !splitcore::is_z85_key(args[i])))
+            bad_usage("unexpected argument '" + args[i] + "' to authorize");
         else key = args[i];
     }
     if (!key) bad_usage("authorize needs the client's public key (`splitbrain key` prints it)");

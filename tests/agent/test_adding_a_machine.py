@@ -233,3 +233,16 @@ print("recipe ok")
             agent.wait(10)
         host.close()
 
+
+
+def test_issue_12_a_key_that_starts_with_a_dash_is_a_key_not_an_option(tmp_path):
+    # Z85's alphabet has '-': one client key in 85 starts with it (the README recipe met one).
+    import zmq
+    public = next(p.decode() for p, _ in iter(zmq.curve_keypair, None) if p.startswith(b"-"))
+    added = subprocess.run([str(AGENT), "authorize", public, "--authorized-keys", str(tmp_path / "ak")],
+                           capture_output=True, text=True, timeout=10)
+    assert added.returncode == 0, added.stderr
+    assert (tmp_path / "ak").read_text() == public + "\n"
+    unknown = subprocess.run([str(AGENT), "authorize", "--bogus", "--authorized-keys", str(tmp_path / "ak")],
+                             capture_output=True, text=True, timeout=10)
+    assert unknown.returncode == 2 and "unexpected argument '--bogus' to authorize" in unknown.stderr

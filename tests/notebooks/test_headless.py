@@ -64,10 +64,12 @@ def test_issue_12_a_notebook_whose_slave_is_down_fails_in_one_plain_paragraph(de
     assert "\x1b[" not in done.stderr, done.stderr[-3000:]
     # nbclient prints the cell between two rules of dashes, then the kernel's traceback
     message = done.stderr.rpartition("------------------\n")[2].strip()
-    assert "[splitbrain.agent_unreachable] dead-box (tcp://127.0.0.1:" in message, done.stderr[-3000:]
+    # SHALL say what happened (issue 10): the port refuses connections, which is known at once
+    assert "[splitbrain.nothing_listening] nothing listens on tcp://127.0.0.1:" in message, done.stderr[-3000:]
+    assert "(the connection to dead-box was refused)" in message, done.stderr[-3000:]
     paragraph = message.split("\n\n")[0]
     # SHALL be one paragraph: the error with its advice, no traceback of our machinery
-    assert paragraph.startswith("AgentUnreachable: [splitbrain.agent_unreachable]"), message
+    assert paragraph.startswith("NothingListening: [splitbrain.nothing_listening]"), message
     assert len(paragraph.splitlines()) <= 3, message
     assert not any(w in message for w in ("Traceback", "run_cell_magic", "_slave.py", "magics.py")), message
 
@@ -78,7 +80,7 @@ def test_issue_12_a_notebook_whose_slave_is_down_fails_well_within_the_liveness_
     assert done.returncode == 0, done.stderr[-3000:]
     cell = json.loads((tmp_path / "out" / "dead.ipynb").read_text())["cells"][0]
     errors = [o for o in cell["outputs"] if o["output_type"] == "error"]
-    assert errors and errors[0]["ename"] == "AgentUnreachable", cell["outputs"]
+    assert errors and errors[0]["ename"] == "NothingListening", cell["outputs"]  # an AgentUnreachable
     assert not any("\x1b[" in line for line in errors[0]["traceback"]), errors[0]["traceback"]
     took = _seconds(cell)
     # SHALL fail well within the liveness timeout: "nothing listening" is known at once
