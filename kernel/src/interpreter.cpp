@@ -143,8 +143,9 @@ void kernel_interpreter::restore_standard_streams() {
 nl::json kernel_interpreter::execute_request_impl(int execution_counter, const std::string& code, bool silent,
                                                   bool store_history, nl::json user_expressions, bool allow_stdin) {
     nl::json reply;
-    colour_tracebacks(allow_stdin);
     try {
+        // Inside the try: an interrupt (or a shutdown's) that lands here is the cell's.
+        colour_tracebacks(allow_stdin);
         return xpyt::interpreter::execute_request_impl(execution_counter, code, silent, store_history,
                                                        std::move(user_expressions), allow_stdin);
     } catch (py::error_already_set& e) {
@@ -169,6 +170,7 @@ void kernel_interpreter::colour_tracebacks(bool interactive) {
         py::module_::import("_splitbrain_kernel.startup").attr("colour_tracebacks")(m_ipython_shell, interactive);
         m_tracebacks_coloured = interactive;
     } catch (py::error_already_set& e) {
+        if (e.matches(PyExc_KeyboardInterrupt)) throw;  // meant for the cell about to run
         std::cerr << splitcore::tagged(splitcore::errc::kernel_internal_error,
                                        std::string("cannot switch the traceback colours: ") + e.what())
                   << std::endl;
