@@ -106,22 +106,44 @@ def _free_port():
         return s.getsockname()[1]
 
 
-def test_issue_10_after_an_agent_restart_the_same_slave_opens_a_new_session_by_itself(tmp_path):
+class RestartableAgent:
+    """A private agent on a fixed loopback port and key directory, so that it can be restarted on the
+    same address with the same keys, as a real agent is after a reboot."""
+
+    def __init__(self, workdir):
+        from splitbrain import _spawn
+        self._spawn = _spawn
+        self.workdir = workdir
+        self.our_key, _ = splitbrain.client_keys()
+        self.listen = f"tcp://127.0.0.1:{_free_port()}"
+        self.agent = self._start()
+
+    def _start(self):
+        return self._spawn.Agent(self.workdir, authorized=[self.our_key], listen=self.listen)
+
+    def restart(self):
+        self.agent.stop()
+        self.agent = self._start()
+        return self.agent
+
+
+@pytest.fixture
+def restartable(tmp_path):
+    a = RestartableAgent(tmp_path / "agent")
+    yield a
+    a.agent.stop()
+
+
+def test_issue_10_after_an_agent_restart_the_same_slave_opens_a_new_session_by_itself(restartable):
     """SHALL (issue 10, point 6) recover from a restart of the agent on the same address with the
     same keys: old proxies raise SessionLost, new calls work, Slave.state says what happened."""
-    from splitbrain import _spawn
-    our_key, _ = splitbrain.client_keys()
-    listen = f"tcp://127.0.0.1:{_free_port()}"
-    agent = _spawn.Agent(tmp_path / "agent", authorized=[our_key], listen=listen)
     box = None
     try:
-        box = splitbrain.connect(str(agent.connection_file), name="restarting")
+        box = splitbrain.connect(str(restartable.agent.connection_file), name="restarting")
         old = box.modules.io.BytesIO(b"from before")
         old_pid = box.pid
         assert box.modules.os.getpid() == old_pid
-        agent.stop()
-        agent = _spawn.Agent(tmp_path / "agent", authorized=[our_key], listen=listen)
-        assert agent.address == box.address
+        assert restartable.restart().address == box.address
         # Once the link is back, the next call opens a new session: first through the module, then in a context.
         wait_until(lambda: box._conn.handshakes > 1, timeout=10, what="the link to the restarted agent")
         pid = box.modules.os.getpid()
@@ -141,20 +163,14 @@ def test_issue_10_after_an_agent_restart_the_same_slave_opens_a_new_session_by_i
     finally:
         if box is not None:
             box.close()
-        agent.stop()
 
 
-def test_issue_10_a_call_on_an_old_proxy_first_after_a_restart_raises_session_lost_then_calls_work(tmp_path):
-    from splitbrain import _spawn
-    our_key, _ = splitbrain.client_keys()
-    listen = f"tcp://127.0.0.1:{_free_port()}"
-    agent = _spawn.Agent(tmp_path / "agent", authorized=[our_key], listen=listen)
+def test_issue_10_a_call_on_an_old_proxy_first_after_a_restart_raises_session_lost_then_calls_work(restartable):
     box = None
     try:
-        box = splitbrain.connect(str(agent.connection_file), name="restarting-2")
+        box = splitbrain.connect(str(restartable.agent.connection_file), name="restarting-2")
         old = box.modules.io.BytesIO(b"from before")
-        agent.stop()
-        agent = _spawn.Agent(tmp_path / "agent", authorized=[our_key], listen=listen)
+        restartable.restart()
 
         def old_call_fails_with_session_lost():
             try:
@@ -174,4 +190,3 @@ def test_issue_10_a_call_on_an_old_proxy_first_after_a_restart_raises_session_lo
     finally:
         if box is not None:
             box.close()
-        agent.stop()

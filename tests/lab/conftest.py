@@ -56,6 +56,22 @@ def browser():
         chromium.close()
 
 
+# The fixtures that hold an open notebook page, by test module; a failed test leaves a screenshot of it.
+PAGE_FIXTURES = ("page", "scratch", "quickstart", "lab_instruments")
+
+
+@pytest.fixture(autouse=True)
+def screenshot_on_failure(request):
+    yield
+    report = getattr(request.node, "report_call", None)
+    if report is None or not report.failed:
+        return
+    name = next((n for n in PAGE_FIXTURES if n in request.fixturenames), None)
+    if name is not None:
+        screenshots = request.getfixturevalue("screenshots")
+        request.getfixturevalue(name).page.screenshot(path=str(screenshots / f"failed-{request.node.name}.png"))
+
+
 @pytest.fixture(scope="module")
 def screenshots():
     folder = BUILD_DIR / "screenshots"

@@ -35,16 +35,6 @@ def scratch(lab, browser, kernelspec):
     opened.page.close()
 
 
-@pytest.fixture(autouse=True)
-def screenshot_on_failure(request, screenshots):
-    yield
-    report = getattr(request.node, "report_call", None)
-    opened = next((request.getfixturevalue(name) for name in ("scratch", "quickstart", "lab_instruments")
-                   if name in request.fixturenames), None)
-    if report is not None and report.failed and opened is not None:
-        opened.page.screenshot(path=str(screenshots / f"failed-{request.node.name}.png"))
-
-
 def interrupt_and_expect_keyboard_interrupt(opened, index):
     expect(opened.prompt(index)).to_have_text("[*]:", timeout=UI_TIMEOUT_MS)
     opened.wait_for_kernel("busy")

@@ -32,15 +32,6 @@ def page(lab, browser, kernelspec):
     opened.page.close()
 
 
-@pytest.fixture(autouse=True)
-def screenshot_on_failure(request, screenshots):
-    yield
-    report = getattr(request.node, "report_call", None)
-    if report is not None and report.failed and "page" in request.fixturenames:
-        request.getfixturevalue("page").page.screenshot(
-            path=str(screenshots / f"failed-{request.node.name}.png"))
-
-
 def active_slave(opened):
     return opened.page.locator(".jp-StatusBar-Widget .jp-splitbrain-ActiveSlave-name")
 
