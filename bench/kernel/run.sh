@@ -5,6 +5,7 @@
 #   run.sh [KERNEL ARGS] [-- SLAVE ARGS]   both; KERNEL ARGS to bench_kernel.py, SLAVE ARGS to bench_slave.py
 #   run.sh kernel [ARGS]                   bench_kernel.py only
 #   run.sh slave [ARGS]                    bench_slave.py only
+#   run.sh stress [ARGS]                   stress_interrupt.py only (not part of the default run)
 set -euo pipefail
 here=$(cd "$(dirname "$0")" && pwd)
 root=$(cd "$here/../.." && pwd)
@@ -13,6 +14,7 @@ export JUPYTER_PATH="$SPLITBRAIN_BUILD_DIR/share/jupyter"
 python="$root/.venv/bin/python"
 case "${1:-}" in
     kernel) shift; exec "$python" "$here/bench_kernel.py" "$@" ;;
+    stress) shift; exec "$python" "$here/stress_interrupt.py" "$@" ;;
     slave) shift; exec "$python" "$here/bench_slave.py" "$@" ;;
 esac
 kernel_args=() slave_args=()

@@ -1,5 +1,8 @@
 #include "pybind11/pybind11.h"
 
+#include <pthread.h>
+
+#include <csignal>
 #include <cstdio>
 #include <cstdlib>
 #include <cstring>
@@ -105,6 +108,16 @@ int main(int argc, char* argv[]) {
             return 2;
         }
     }
+
+    // SIGINT stays blocked on this thread, and so in every thread started from it, until the
+    // IPython shell exists (kernel_server::warm_up_once): an interrupt that comes earlier, before
+    // CPython's handler is installed, while Python initialises or while the kernel imports and
+    // creates its shell, would kill the process or raise KeyboardInterrupt in start-up code. It
+    // stays pending and reaches the idle kernel afterwards, which consumes it.
+    sigset_t interrupt;
+    sigemptyset(&interrupt);
+    sigaddset(&interrupt, SIGINT);
+    pthread_sigmask(SIG_BLOCK, &interrupt, nullptr);
 
     // xeus announces itself on std::clog; the kernel's stderr is kept for problems.
     std::clog.setstate(std::ios_base::failbit);

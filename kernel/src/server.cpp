@@ -362,13 +362,12 @@ void kernel_server::handle_shell_message(zmq::multipart_t& wire_msg) {
         warm_up_once();
     }
     // An interrupt that was sent before this request but is handled only now (it raced the
-    // message) belongs to the idle kernel, not to this request.
+    // message) belongs to the idle kernel, not to this request. Consumed whether or not it woke
+    // us: a cell's asyncio loop may have had the wakeup fd when it landed.
     char pending[64];
-    if (::read(m_signal_pipe[0], pending, sizeof(pending)) > 0) {
-        while (::read(m_signal_pipe[0], pending, sizeof(pending)) > 0) {
-        }
-        consume_idle_interrupt();
+    while (::read(m_signal_pipe[0], pending, sizeof(pending)) > 0) {
     }
+    consume_idle_interrupt();
     flush_output();
     m_output.set_parent(msg->header());
     if (!m_run.begin_request()) {
@@ -389,13 +388,20 @@ void kernel_server::warm_up_once() {
     }
     std::function<void()> warm_up = std::move(m_warm_up);
     m_warm_up = nullptr;
+    // SIGINT is blocked since main() (again here, for a server started otherwise): blocking it
+    // only now would leave a window in which an interrupt's flag is already set, and the
+    // shell's first Python line would raise KeyboardInterrupt. A flag set anyway (a signal that
+    // reached a thread of Python's) is the idle kernel's: consumed before, not during.
     sigset_t interrupt;
-    sigset_t previous;
     sigemptyset(&interrupt);
     sigaddset(&interrupt, SIGINT);
-    pthread_sigmask(SIG_BLOCK, &interrupt, &previous);
+    pthread_sigmask(SIG_BLOCK, &interrupt, nullptr);
+    consume_idle_interrupt();
     warm_up();
-    pthread_sigmask(SIG_SETMASK, &previous, nullptr);
+    // A pending interrupt is delivered now, before pthread_sigmask returns, and consumed at once:
+    // left pending, it would raise KeyboardInterrupt in whatever Python the server calls next.
+    pthread_sigmask(SIG_UNBLOCK, &interrupt, nullptr);
+    consume_idle_interrupt();
 }
 
 bool kernel_server::reject_bad_request(const xeus::xmessage& msg, xeus::channel c) {
@@ -451,13 +457,21 @@ void kernel_server::consume_idle_interrupt() {
 }
 
 // Main thread only (CPython's rule for signal.set_wakeup_fd).
+// An interrupt that lands meanwhile (the kernel is idle) raises KeyboardInterrupt in the call: it
+// is consumed, and the call made again.
 void kernel_server::set_signal_wakeup(bool enabled) {
     PyGILState_STATE state = PyGILState_Ensure();
-    try {
-        pybind11::module_::import("signal").attr("set_wakeup_fd")(enabled ? m_signal_pipe[1] : -1,
-                                                                  pybind11::arg("warn_on_full_buffer") = false);
-    } catch (const pybind11::error_already_set& e) {
-        std::cerr << splitcore::tagged(splitcore::errc::kernel_signal_wakeup, e.what()) << std::endl;
+    for (int attempt = 0; attempt < 3; ++attempt) {
+        try {
+            pybind11::module_::import("signal").attr("set_wakeup_fd")(enabled ? m_signal_pipe[1] : -1,
+                                                                      pybind11::arg("warn_on_full_buffer") = false);
+            break;
+        } catch (const pybind11::error_already_set& e) {
+            if (!e.matches(PyExc_KeyboardInterrupt)) {
+                std::cerr << splitcore::tagged(splitcore::errc::kernel_signal_wakeup, e.what()) << std::endl;
+                break;
+            }
+        }
     }
     PyGILState_Release(state);
 }

@@ -52,9 +52,11 @@ namespace splitbrain {
 // Start-up. `warm_up` (the interpreter's slow part: creating the IPython shell) runs once on the
 // main thread: before the first shell request that is not a kernel_info_request, or as soon as
 // the requests that arrived with the first are answered. So the first kernel_info_reply does not
-// wait for it, and nothing that needs it comes before it. SIGINT is blocked meanwhile: an
-// interrupt then would otherwise break the shell's creation; it is delivered afterwards, to the
-// cell that waited for the shell or, idle, consumed.
+// wait for it, and nothing that needs it comes before it. SIGINT is blocked on the main thread
+// from main() until the shell exists (and so in every thread started meanwhile): an interrupt
+// then would otherwise kill the process, or break Python's initialisation or the shell's
+// creation; it is delivered afterwards and consumed, as an idle kernel's. Every request starts
+// by consuming an interrupt that came before it.
 class kernel_server final : public xeus::xserver {
 public:
     kernel_server(zmq::context_t& context, const xeus::xconfiguration& config, nl::json::error_handler_t eh,
