@@ -14,7 +14,8 @@ stderr. The moment is drawn, per start, from one of three windows:
              instead of SIGINT; the cell is sent once its interrupt_reply came
 
 The interrupt is always sent before the cell, so the cell must not see it. Prints the counts
-by window and outcome; exit status 1 when any start failed.
+by window and outcome; exit status 1 when any start failed. A start whose kernel could not bind a
+port (jupyter_client chose it free, another process took it meanwhile) is made again and counted.
 
     .venv/bin/python bench/kernel/stress_interrupt.py [--starts 200] [--jobs 2] [--seed S] [--json]
 
@@ -36,6 +37,7 @@ import time
 
 ROOT = pathlib.Path(__file__).resolve().parents[2]
 WINDOWS = ("start", "after-info", "message")
+PORT_RACES = []  # starts made again because a port jupyter_client chose was taken meanwhile
 # What must never appear on a kernel's stderr (as tests/kernel/conftest.py).
 CRASH_MARKERS = ("terminate called", "Fatal Python error", "Segmentation fault", "core dumped",
                  "Aborted", "Exception ignored", "Traceback", "[splitbrain.")
@@ -51,7 +53,13 @@ def reply_to(channel_get, msg_id, deadline):
 def one_start(window, delay, workdir, deadline_s=30.0, kernel_name="splitbrain"):
     """Returns (outcome, detail): outcome "ok" or what went wrong, detail with the end of the
     kernel's stderr when it is not."""
-    outcome, detail = start_and_run(window, delay, workdir, deadline_s, kernel_name)
+    for attempt in range(3):
+        outcome, detail = start_and_run(window, delay, workdir, deadline_s, kernel_name)
+        # jupyter_client picks free ports and the kernel binds them later: another process may
+        # take one meanwhile. Not the kernel's doing, and before any interrupt mattered: again.
+        if "Address already in use" not in (workdir / "kernel.stderr").read_text(errors="replace"):
+            break
+        PORT_RACES.append(workdir.name)
     if outcome != "ok" and outcome != "stderr":
         text = (workdir / "kernel.stderr").read_text(errors="replace").strip()
         if text:
@@ -176,11 +184,13 @@ def main():
     elapsed = time.monotonic() - began
     failed = sum(n for (w, o), n in counts.items() if o != "ok")
     result = {"seed": seed, "starts": len(plan), "failed": failed, "seconds": round(elapsed, 1),
+              "port_races_retried": len(PORT_RACES),
               "counts": {f"{w}/{o}": n for (w, o), n in sorted(counts.items())}, "failures": failures}
     if args.json:
         print(json.dumps(result, indent=2))
     else:
-        print(f"{len(plan)} starts in {elapsed:.0f} s (seed {seed}): {failed} failed")
+        print(f"{len(plan)} starts in {elapsed:.0f} s (seed {seed}): {failed} failed"
+              f" ({len(PORT_RACES)} made again after a port race)")
         for (w, o), n in sorted(counts.items()):
             print(f"  {w:<11} {o:<22} {n}")
     return 1 if failed else 0

@@ -93,6 +93,11 @@ void kernel_interpreter::start_shell() {
     }
     m_shell_started = true;
     try {
+        {
+            // Before xeus-python imports IPython: what the first cell does not need waits for its use.
+            py::gil_scoped_acquire acquire;
+            py::module_::import("_splitbrain_kernel.deferred").attr("install")();
+        }
         xpyt::interpreter::configure_impl();
 
         py::gil_scoped_acquire acquire;

@@ -158,3 +158,20 @@ def test_an_interrupt_right_after_the_first_kernel_info_reply_leaves_a_working_k
             km.shutdown_kernel()
         assert process.wait(timeout=30) == 0
     assert_clean_stderr(stderr_path.read_text())
+
+
+def test_cells_their_threads_and_their_child_processes_leave_sigint_unblocked(kernel):
+    """The kernel blocks SIGINT while it starts (main.cpp): none of that may outlive the start."""
+    code = (
+        "import subprocess, threading\n"
+        "def blocked(status):\n"
+        "    return int(status.split('SigBlk:')[1].split()[0], 16) & (1 << 1)\n"  # SIGINT is signal 2
+        "seen = [blocked(open('/proc/thread-self/status').read())]\n"
+        "thread = threading.Thread(target=lambda: seen.append(blocked(open('/proc/thread-self/status').read())))\n"
+        "thread.start(); thread.join()\n"
+        "seen.append(blocked(subprocess.run(['cat', '/proc/self/status'], capture_output=True, text=True).stdout))\n"
+        "print(seen)\n"
+    )
+    reply, outputs = kernel.execute(code)
+    assert reply["status"] == "ok", reply
+    assert outputs == [("stream", {"name": "stdout", "text": "[0, 0, 0]\n"})]

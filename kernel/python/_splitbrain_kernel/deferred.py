@@ -1,0 +1,143 @@
+"""What the kernel's first cell does not need, imported when first used (issue 11, point 7).
+
+`import IPython` imports IPython.terminal.embed for the one name IPython.embed: the terminal
+shell, its debugger, its application and prompt_toolkit with wcwidth, about a third of
+IPython's import, which a kernel never runs (xeus-python's shell is IPython.core's). install()
+(called before xeus-python imports IPython) makes that module deferred: its module object exists
+as usual (sys.modules, IPython.terminal.embed), is executed the first time anything of it is
+used, and is the real module from then on. `IPython.embed` and `from IPython import embed` give the
+real function (its import happens then). Nothing else changes: the modules the deferred one
+would import are imported by whatever else needs them, as before.
+"""
+import importlib.abc
+import importlib.machinery
+import sys
+import threading
+import types
+
+DEFERRED = "IPython.terminal.embed"
+_lock = threading.RLock()
+_state = {"shim_handed_out": False}
+
+
+def _load(module):
+    """Executes the deferred module in its own module object, once; returns it."""
+    with _lock:
+        if type(module) is not _DeferredModule:
+            return module
+        loader = module.__spec__.loader.real
+        module.__class__ = types.ModuleType
+        module.__spec__.loader = loader
+        module.__loader__ = loader
+        try:
+            loader.exec_module(module)
+        except BaseException:
+            # As a failed import: gone from sys.modules, imported anew next time.
+            sys.modules.pop(DEFERRED, None)
+            parent = sys.modules.get(DEFERRED.rpartition(".")[0])
+            if parent is not None and parent.__dict__.get("embed") is module:
+                del parent.__dict__["embed"]
+            raise
+        ipython = sys.modules.get("IPython")
+        if ipython is not None:
+            if ipython.__dict__.get("embed") is _embed:
+                ipython.__dict__["embed"] = module.embed
+            if type(ipython) is _IPythonModule:
+                ipython.__class__ = types.ModuleType
+        return module
+
+
+def _embed(*args, **kwargs):
+    # What IPython/__init__.py's `from .terminal.embed import embed` binds in IPython's namespace;
+    # attribute access (IPython.embed) gives the real function, this only vars(IPython) shows.
+    return _load(sys.modules[DEFERRED]).embed(*args, **kwargs)
+
+
+class _DeferredModule(types.ModuleType):
+    """IPython.terminal.embed before its first use."""
+
+    @property
+    def embed(self):
+        with _lock:
+            if not _state["shim_handed_out"]:  # IPython/__init__.py's own `from ... import embed`
+                _state["shim_handed_out"] = True
+                return _embed
+        return _load(self).embed
+
+    @embed.setter
+    def embed(self, value):
+        _load(self).embed = value
+
+    def __getattr__(self, name):
+        if name == "__path__":  # asked by `from M import x`: a module, not a package
+            raise AttributeError(name)
+        return getattr(_load(self), name)
+
+    def __setattr__(self, name, value):
+        if name.startswith("__") and name.endswith("__"):  # the import system's bookkeeping
+            return super().__setattr__(name, value)
+        setattr(_load(self), name, value)
+
+    def __delattr__(self, name):
+        delattr(_load(self), name)
+
+    def __dir__(self):
+        return dir(_load(self))
+
+
+class _IPythonModule(types.ModuleType):
+    """IPython while IPython.terminal.embed is deferred: IPython.embed is the real function."""
+
+    @property
+    def embed(self):
+        return _load(sys.modules[DEFERRED]).embed
+
+    @embed.setter
+    def embed(self, value):
+        self.__class__ = types.ModuleType
+        self.embed = value
+
+    @embed.deleter
+    def embed(self):
+        self.__class__ = types.ModuleType
+        del self.embed
+
+
+class _DeferringLoader(importlib.abc.Loader):
+    def __init__(self, real):
+        self.real = real
+
+    def create_module(self, spec):
+        return None  # a plain module, as the real loader would make
+
+    def exec_module(self, module):
+        module.__class__ = _DeferredModule
+        ipython = sys.modules.get("IPython")
+        if ipython is not None and type(ipython) is types.ModuleType:
+            ipython.__class__ = _IPythonModule
+
+
+class _Finder(importlib.abc.MetaPathFinder):
+    def find_spec(self, fullname, path, target=None):
+        if fullname != DEFERRED:
+            return None
+        uninstall()  # one module, once
+        spec = importlib.machinery.PathFinder.find_spec(fullname, path, target)
+        if spec is None or spec.loader is None or not hasattr(spec.loader, "exec_module"):
+            return spec
+        spec.loader = _DeferringLoader(spec.loader)
+        return spec
+
+
+_finder = _Finder()
+
+
+def install():
+    """Defers IPython.terminal.embed; does nothing if IPython is imported already."""
+    if "IPython" not in sys.modules and _finder not in sys.meta_path:
+        sys.meta_path.insert(0, _finder)
+
+
+def uninstall():
+    if _finder in sys.meta_path:
+        sys.meta_path.remove(_finder)

@@ -1,0 +1,39 @@
+"""The kernel's first cell (issue 11, point 7): what it does not need is imported when first used,
+and nothing a cell can see differs."""
+
+TERMINAL_ONLY = ("prompt_toolkit", "IPython.terminal.interactiveshell", "IPython.terminal.ipapp")
+
+
+def test_the_first_cell_runs_without_the_terminal_shell_imported(start_kernel):
+    kernel = start_kernel()
+    reply, outputs = kernel.execute(
+        "import sys\n"
+        f"print([name for name in {TERMINAL_ONLY!r} if name in sys.modules])")
+    assert reply["status"] == "ok"
+    assert outputs == [("stream", {"name": "stdout", "text": "[]\n"})]
+    # a first traceback and the magics do not need it either
+    reply, _ = kernel.execute("1/0")
+    assert reply["ename"] == "ZeroDivisionError"
+    reply, outputs = kernel.execute("%time y = 2\n"
+                                    f"print([name for name in {TERMINAL_ONLY!r} if name in sys.modules])")
+    assert reply["status"] == "ok"
+    text = "".join(content["text"] for kind, content in outputs if kind == "stream")
+    assert "Wall time" in text and text.endswith("\n[]\n"), text
+    assert kernel.shutdown() == 0
+
+
+def test_the_deferred_module_is_the_real_one_when_used(start_kernel):
+    kernel = start_kernel()
+    reply, outputs = kernel.execute(
+        "import sys, types, IPython\n"
+        "from IPython import embed\n"
+        "import IPython.terminal.embed as module\n"
+        "from IPython.terminal.embed import InteractiveShellEmbed\n"
+        "print(embed is IPython.embed is module.embed is vars(IPython)['embed'],\n"
+        "      embed.__module__, type(module) is types.ModuleType, type(IPython) is types.ModuleType,\n"
+        "      module is sys.modules['IPython.terminal.embed'] is IPython.terminal.embed,\n"
+        "      InteractiveShellEmbed.__module__, 'prompt_toolkit' in sys.modules)")
+    assert reply["status"] == "ok", reply
+    assert outputs == [("stream", {"name": "stdout",
+                                   "text": "True IPython.terminal.embed True True True IPython.terminal.embed True\n"})]
+    assert kernel.shutdown() == 0
