@@ -1,8 +1,10 @@
 #include "io_thread.hpp"
 
 #include <fcntl.h>
+#include <poll.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <cerrno>
 #include <cstring>
 #include <stdexcept>
@@ -48,7 +50,9 @@ void io_thread::run() {
         };
         int count = 2;
         int pipe_of_item[4] = {-1, -1, -1, -1};
-        for (int i = 0; i < 2; ++i) {
+        // Back-pressure: while the client has not acknowledged enough output, the pipes are not
+        // read; once they fill, the slave's writers block until it has.
+        for (int i = 0; i < 2 && has_credit(); ++i) {
             if (m_pipes[i].read_end < 0) continue;
             pipe_of_item[count] = i;
             items[count++] = {nullptr, m_pipes[i].read_end, ZMQ_POLLIN, 0};
@@ -64,28 +68,77 @@ void io_thread::run() {
             }
         }
         if (items[1].revents & ZMQ_POLLIN) {
-            auto reply = splitcore::recv_parts(main);
-            drain(supervisor);
-            const json header = splitcore::decode_header((*reply)[0]);
-            if (header.value("ev", "") == "quit") return;
-            splitcore::send_parts(supervisor, *reply);
+            while (auto reply = splitcore::recv_parts(main, zmq::recv_flags::dontwait)) {
+                m_replies.push_back(std::move(*reply));
+            }
         }
         if (items[0].revents & ZMQ_POLLIN) {
             while (auto request = splitcore::recv_parts(supervisor, zmq::recv_flags::dontwait)) {
                 route_request(supervisor, main, *request);
             }
         }
+        if (send_replies(supervisor)) return;
     }
 }
 
-void io_thread::drain(zmq::socket_ref supervisor) {
-    for (auto& pipe : m_pipes) forward_output(supervisor, pipe, true);
+bool io_thread::send_replies(zmq::socket_ref supervisor) {
+    // A call's output goes before its reply: a reply waits while output written before it cannot
+    // be sent yet.
+    while (!m_replies.empty()) {
+        const json header = splitcore::decode_header(m_replies.front().at(0));
+        // After "bye" nobody acknowledges: the output the window allows goes, then the worker ends.
+        if (header.value("ev", "") == "quit") return (void)drain(supervisor), true;
+        if (!drain(supervisor)) return false;
+        parts reply = std::move(m_replies.front());
+        m_replies.pop_front();
+        if (const json* id = splitcore::optional_field(header, "id")) {
+            if (auto queued = m_queued.find(splitcore::as_uint(*id).value_or(0)); queued != m_queued.end()) {
+                m_queued_bytes -= queued->second;
+                m_queued.erase(queued);
+            }
+        }
+        splitcore::send_parts(supervisor, reply);
+    }
+    return false;
 }
 
-// One read, or (until_empty) everything the pipe holds right now.
+bool io_thread::admit(zmq::socket_ref supervisor, std::uint64_t id, const parts& request) {
+    std::size_t size = 0;
+    for (const auto& part : request) size += part.size();
+    if (!m_queued.empty() && m_queued_bytes + size > max_queued_bytes) {
+        splitcore::send_message(
+            supervisor,
+            splitcore::error_reply(
+                id, splitcore::error_value(
+                        splitcore::errc::queue_full,
+                        "the session already has " + std::to_string(m_queued.size()) + " requests of " +
+                            std::to_string(m_queued_bytes >> 20) + " MiB waiting to run, and this one of " +
+                            std::to_string(size >> 20) + " MiB would pass the bound of " +
+                            std::to_string(max_queued_bytes >> 20) +
+                            " MiB; it was not run. Wait for earlier calls to finish, or send less at once")));
+        return false;
+    }
+    m_queued_bytes += size;
+    m_queued[id] += size;
+    return true;
+}
+
+bool io_thread::drain(zmq::socket_ref supervisor) {
+    for (auto& pipe : m_pipes) forward_output(supervisor, pipe, true);
+    if (has_credit()) return true;
+    // The window closed during the drain: the pipes may hold more; poll says whether they do.
+    for (auto& pipe : m_pipes) {
+        if (pipe.read_end < 0) continue;
+        pollfd item{pipe.read_end, POLLIN, 0};
+        if (::poll(&item, 1, 0) > 0) return false;
+    }
+    return true;
+}
+
+// One read, or (until_empty) everything the pipe holds right now, as far as the output window allows.
 void io_thread::forward_output(zmq::socket_ref supervisor, output_pipe& pipe, bool until_empty) {
     char buffer[65536];
-    while (pipe.read_end >= 0) {
+    while (pipe.read_end >= 0 && has_credit()) {
         const ssize_t n = ::read(pipe.read_end, buffer, sizeof(buffer));
         if (n < 0 && errno == EINTR) continue;
         if (n == 0) {
@@ -95,7 +148,9 @@ void io_thread::forward_output(zmq::socket_ref supervisor, output_pipe& pipe, bo
             return;
         }
         if (n < 0) return;
-        splitcore::send_message(supervisor, splitcore::output_event(pipe.fd, buffer, static_cast<std::size_t>(n)));
+        m_sent += static_cast<std::uint64_t>(n) + splitcore::output_event_cost;
+        splitcore::send_message(supervisor,
+                                splitcore::output_event(pipe.fd, buffer, static_cast<std::size_t>(n), m_sent));
         if (!until_empty) return;
     }
 }
@@ -106,8 +161,14 @@ void io_thread::route_request(zmq::socket_ref supervisor, zmq::socket_ref main, 
         const json header = splitcore::decode_header(request.at(0));
         id = splitcore::request_id(header);
         const std::string& op = splitcore::string_field(header, "op");
-        static_assert(splitcore::op::count(splitcore::tier::io_thread) == 1, "the IO thread answers cancel only");
+        static_assert(splitcore::op::count(splitcore::tier::io_thread) == 2, "the IO thread answers cancel and ack");
+        if (op == splitcore::op::ack.name) {
+            m_acked = std::max(m_acked, std::min(splitcore::uint_field(header, "at"), m_sent));
+            splitcore::send_message(supervisor, splitcore::ok_reply(id, nullptr));
+            return;
+        }
         if (op != splitcore::op::cancel.name) {
+            if (!admit(supervisor, id, request)) return;
             // The session's own life (hello, bye, release) is not the client's to cancel.
             if (op != splitcore::op::hello.name && op != splitcore::op::bye.name && op != splitcore::op::release.name) {
                 m_interrupts.queue(id);

@@ -3,12 +3,16 @@
 // drains the pipes before passing on each reply, so a call's output always precedes its reply.
 #pragma once
 
+#include <cstdint>
+#include <deque>
+#include <map>
 #include <string>
 #include <vector>
 
 #include <zmq.hpp>
 
 #include "interrupts.hpp"
+#include "splitcore/protocol.hpp"
 
 namespace splitbrain::agent {
 
@@ -32,16 +36,34 @@ public:
     // Throws zmq::error_t if a socket fails.
     void run();
 
+    // What a session may have queued for its main thread (requests passed on and not yet replied
+    // to); a request that would go past it, while another is queued, is refused with queue_full.
+    static constexpr std::size_t max_queued_bytes = std::size_t(64) << 20;
+
 private:
-    void drain(zmq::socket_ref supervisor);
+    using parts = std::vector<zmq::message_t>;
+
+    // True when every pipe is empty; false when the output window closed first (see has_credit).
+    bool drain(zmq::socket_ref supervisor);
     void forward_output(zmq::socket_ref supervisor, output_pipe& pipe, bool until_empty);
     void route_request(zmq::socket_ref supervisor, zmq::socket_ref main, std::vector<zmq::message_t>& request);
+    // Output the client has not acknowledged stays under splitcore::output_window.
+    [[nodiscard]] bool has_credit() const { return m_sent - m_acked < splitcore::output_window; }
+    // Sends the main thread's replies that the output before them no longer holds back; true after "quit".
+    bool send_replies(zmq::socket_ref supervisor);
+    // Refuses a request that would queue more than max_queued_bytes; else counts it until its reply.
+    bool admit(zmq::socket_ref supervisor, std::uint64_t id, const parts& request);
 
     zmq::context_t& m_context;
     std::string m_endpoint;
     std::string m_id;
     output_pipe m_pipes[2];
     interrupt_state& m_interrupts;
+    std::uint64_t m_sent = 0;   // the "at" of the last output event sent
+    std::uint64_t m_acked = 0;  // the highest "at" the client acknowledged
+    std::deque<parts> m_replies;                // from the main thread, behind output not yet sent
+    std::map<std::uint64_t, std::size_t> m_queued;  // request id -> its bytes, until its reply
+    std::size_t m_queued_bytes = 0;
 };
 
 }  // namespace splitbrain::agent

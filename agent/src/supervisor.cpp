@@ -40,10 +40,6 @@ std::string printable(const std::string& text) {
     return out;
 }
 
-// What a session holds for a client that is away (or not reading), output included; its replies
-// are held whatever their size.
-constexpr std::size_t max_held_bytes = std::size_t(64) << 20;
-
 std::string short_token(const std::string& token) { return printable(token.substr(0, 12)); }
 
 std::string describe_status(int status) {
@@ -388,16 +384,14 @@ bool supervisor::try_send_client(parts& message) {
     return true;
 }
 
-void supervisor::deliver(session& s, parts message, bool output) {
+void supervisor::deliver(session& s, parts message, bool) {
     message[0] = frame_of(s.routing_id);
     if (s.held.empty() && try_send_client(message)) return;
     if (s.held.empty()) log("session " + short_token(s.token) + ": its client is not reachable; holding its replies");
+    // Nothing is dropped: the output held is bounded by the worker's window (output_window), which
+    // does not open again before the client acknowledges what it wrote.
     std::size_t size = 0;
     for (const auto& part : message) size += part.size();
-    if (output && s.held_bytes + size > max_held_bytes) {
-        ++s.output_dropped;  // replies are always kept; output past the bound is not
-        return;
-    }
     s.held_bytes += size;
     s.held.push_back(std::move(message));
 }
@@ -411,11 +405,6 @@ void supervisor::flush_held(session& s) {
         if (!try_send_client(message)) return;
         s.held_bytes -= std::min(s.held_bytes, size);
         s.held.pop_front();
-    }
-    if (s.output_dropped != 0) {
-        log("session " + short_token(s.token) + ": " + std::to_string(s.output_dropped) +
-            " output events dropped while its client was away (over 64 MiB held)");
-        s.output_dropped = 0;
     }
 }
 
@@ -493,6 +482,8 @@ void supervisor::handle_client() {
             if (auto found = m_sessions.find(named->get<std::string>());
                 found != m_sessions.end() && found->second.client_key == client_key) {
                 current = &found->second;
+            } else if (!m_expired.empty()) {
+                tell_expired(routing_id, named->get<std::string>(), client_key);
             }
         }
         if (current) {
@@ -654,20 +645,46 @@ void supervisor::end_session(const std::string& token, const char* why) {
 }
 
 void supervisor::reap_silent_sessions() {
+    // A live client is never silent for the grace period, busy or idle: it pings while it waits for
+    // a reply, acknowledges the output it writes (at least once a second while output flows), pings
+    // while its caller is blocked writing, and pings every few seconds while idle. A session expires
+    // only when its client sent nothing at all for the grace period: it is gone, or stopped.
     const auto now = clock::now();
     std::vector<std::string> silent;
-    // A client waiting for a reply pings, but one whose hello waits on a slow worker start may not
-    // yet: sessions with calls in flight get a much longer limit, not none (their client may be dead).
-    const auto busy_grace = std::max<clock::duration>(m_options.grace * 10, std::chrono::minutes(10));
     for (const auto& [token, s] : m_sessions) {
-        if (now - s.last_seen > (s.pending.empty() ? clock::duration(m_options.grace) : busy_grace)) {
-            silent.push_back(token);
-        }
+        if (now - s.last_seen > m_options.grace) silent.push_back(token);
     }
     for (const auto& token : silent) {
-        end_session(
-            token, ("expired after " + seconds_text(m_options.grace) + " s without a message from its client").c_str());
+        session& s = m_sessions[token];
+        const auto quiet = std::chrono::duration_cast<std::chrono::milliseconds>(now - s.last_seen);
+        remember_expired(s);
+        const std::string why = "expired: its client sent nothing for " + seconds_text(quiet) + " s (--grace " +
+                                seconds_text(m_options.grace) + " s), with " + std::to_string(s.pending.size()) +
+                                (s.pending.size() == 1 ? " call" : " calls") + " pending";
+        end_session(token, why.c_str());
     }
+}
+
+void supervisor::remember_expired(const session& s) {
+    if (s.pending.empty()) return;
+    constexpr std::size_t max_remembered = 1000;
+    if (m_expired.size() >= max_remembered) m_expired.erase(m_expired.begin());
+    m_expired[s.token] = expired{s.client_key, {s.pending.begin(), s.pending.end()}, clock::now()};
+}
+
+void supervisor::tell_expired(const zmq::message_t& routing_id, const std::string& token,
+                              const std::string& client_key) {
+    const auto found = m_expired.find(token);
+    if (found == m_expired.end() || found->second.client_key != client_key) return;
+    // The client came back after its session expired: each call it still waits for gets its fate.
+    for (const std::uint64_t id : found->second.pending) {
+        reply_error(routing_id, id, errc::session_lost,
+                    "the session expired on " + hostname() + " while this process sent nothing for longer than the "
+                    "agent's --grace (" + seconds_text(m_options.grace) +
+                    " s; stopped, or cut off); the call was ended and its objects are gone. The next call opens "
+                    "a new session");
+    }
+    m_expired.erase(found);
 }
 
 void supervisor::handle_signals() {

@@ -69,7 +69,6 @@ private:
         std::set<std::uint64_t> pending;
         std::deque<parts> held;  // replies and output its client's connection could not take yet
         std::size_t held_bytes = 0;
-        std::uint64_t output_dropped = 0;
         std::uint64_t bye_id = 0;
         clock::time_point last_seen;
         bool lost = false;
@@ -93,6 +92,15 @@ private:
     void handle_worker();
     void handle_signals();
     void reap_silent_sessions();
+    // A session that expired with calls pending is remembered (a bounded number of them): when its
+    // client comes back, each of those calls is answered session_lost instead of waited for in vain.
+    struct expired {
+        std::string client_key;
+        std::vector<std::uint64_t> pending;
+        clock::time_point when;
+    };
+    void remember_expired(const session& s);
+    void tell_expired(const zmq::message_t& routing_id, const std::string& token, const std::string& client_key);
 
     void hello(const zmq::message_t& routing_id, const std::string& client_key, std::uint64_t id,
                splitcore::json header, parts& message);
@@ -143,6 +151,7 @@ private:
     std::map<pid_t, std::string> m_worker_of_pid;
     std::map<pid_t, clock::time_point> m_doomed;  // worker process groups sent SIGTERM; SIGKILL after the deadline
     std::optional<std::string> m_spare;
+    std::map<std::string, expired> m_expired;  // by token
     std::uint64_t m_next_worker = 1;
     clock::time_point m_spare_not_before{};
     std::chrono::seconds m_spare_backoff{0};

@@ -390,6 +390,7 @@ void channel::discard(const message& reply) {
 
 std::vector<message> channel::take_events() {
     std::lock_guard<std::mutex> lock(m_mutex);
+    for (const auto& event : m_events) note_taken(event);
     std::vector<message> events(std::make_move_iterator(m_events.begin()), std::make_move_iterator(m_events.end()));
     m_events.clear();
     return events;
@@ -449,7 +450,10 @@ std::optional<message> channel::wait(std::uint64_t id, channel_clock::time_point
     auto take_own_events = [&] {
         auto own = m_events_for.find(id);
         if (own == m_events_for.end()) return false;
-        for (auto& event : own->second) events.push_back(std::move(event));
+        for (auto& event : own->second) {
+            note_taken(event);
+            events.push_back(std::move(event));
+        }
         m_events_for.erase(own);
         return true;
     };
@@ -459,6 +463,7 @@ std::optional<message> channel::wait(std::uint64_t id, channel_clock::time_point
         }
         if (!m_events.empty()) {
             for (auto& event : m_events) {
+                note_taken(event);
                 events.push_back(std::move(event));
             }
             m_events.clear();
@@ -512,13 +517,18 @@ std::optional<message> channel::wait(std::uint64_t id, channel_clock::time_point
             m_last_ping = m_last_sent = now;
         }
         const auto wake_at = std::min({until, give_up, ping ? now + m_options.ping_after : ping_at});
+        // What was handed out before this thread listens again has been written: acknowledge it.
+        const std::uint64_t ack_at = ack_due(now) ? m_output_taken : 0;
+        const std::uint64_t ack_id = ack_at != 0 ? m_next_id++ : 0;
         lock.unlock();
 
         std::vector<message> arrived;
         bool interrupted = false;
+        bool ack_sent = false;
         try {
             read_monitor();  // what happened while nobody polled, before a state is trusted
             if (ping != 0) try_ping(ping);
+            if (ack_at != 0) ack_sent = try_ack(ack_id, ack_at);
             const auto timeout = std::chrono::duration_cast<milliseconds>(wake_at - now) + milliseconds(1);
             zmq::pollitem_t items[] = {
                 {m_socket.handle(), 0, ZMQ_POLLIN, 0},
@@ -548,6 +558,7 @@ std::optional<message> channel::wait(std::uint64_t id, channel_clock::time_point
         }
         lock.lock();
         m_last_listened = channel_clock::now();
+        if (ack_sent) acked(ack_at, now);
         if (m_last_listened - wake_at > m_options.ping_after * 2) {
             // The poll overslept: this process was stopped (Ctrl-Z, a debugger) meanwhile.
             m_resumed = m_last_listened;
@@ -564,12 +575,34 @@ std::optional<message> channel::wait(std::uint64_t id, channel_clock::time_point
 void channel::keepalive_loop() {
     std::unique_lock<std::mutex> lock(m_mutex);
     while (!m_closed) {
-        m_changed.wait_for(lock, m_options.keepalive / 2);
+        m_changed.wait_for(lock, std::min(m_options.keepalive / 2, m_options.ping_after));
         if (m_closed) {
             break;
         }
         const auto now = channel_clock::now();
-        if (m_socket_busy || m_senders_waiting > 0 || !m_waiting.empty() || now - m_last_sent < m_options.keepalive) {
+        if (m_socket_busy || m_senders_waiting > 0) {
+            continue;
+        }
+        if (!m_waiting.empty()) {
+            keep_session_while_blocked(lock, now);
+            continue;
+        }
+        if (ack_due(now)) {
+            // Output a call wrote just before it returned: nobody listens again soon to say so.
+            m_socket_busy = true;
+            const std::uint64_t ack_id = m_next_id++;
+            const std::uint64_t at = m_output_taken;
+            lock.unlock();
+            bool sent = false;
+            try {
+                sent = try_ack(ack_id, at);
+            } catch (const std::exception&) {
+            }
+            lock.lock();
+            if (sent) acked(at, now);
+            release_socket(lock);
+        }
+        if (now - m_last_sent < m_options.keepalive) {
             continue;
         }
         m_socket_busy = true;
@@ -588,6 +621,47 @@ void channel::keepalive_loop() {
         dispatch(arrived, channel_clock::now());
         release_socket(lock);
     }
+}
+
+void channel::note_taken(const message& event) {
+    if (const auto at = event.header.find("at"); at != event.header.end() && at->is_number_unsigned()) {
+        m_output_taken = std::max(m_output_taken, at->get<std::uint64_t>());
+    }
+}
+
+bool channel::ack_due(time_point now) const {
+    if (m_output_taken <= m_output_acked) return false;
+    // Often enough that the window never closes on a client that keeps up, and at least once per
+    // ping interval: while output flows nothing else is sent, and these are the session's sign of life.
+    return m_output_taken - m_output_acked >= output_ack_every || now - m_last_ack >= m_options.ping_after;
+}
+
+bool channel::try_ack(std::uint64_t id, std::uint64_t at) {
+    zmq::message_t ack =
+        encode_header(nlohmann::json{{"op", op::ack.name}, {"at", at}, {"id", id}, {"session", m_options.session}});
+    return m_socket.send(ack, zmq::send_flags::dontwait).has_value();
+}
+
+void channel::acked(std::uint64_t at, time_point now) {
+    m_output_acked = std::max(m_output_acked, at);
+    m_last_ack = m_last_sent = now;
+}
+
+// A caller waits for a reply but nobody listens (it blocks writing output: a pager, a full pipe):
+// that is not a client gone, so the session hears from us. A ping only; what arrives stays in the
+// socket for the caller, and the output it has not written is not acknowledged.
+void channel::keep_session_while_blocked(std::unique_lock<std::mutex>& lock, time_point now) {
+    if (now - m_last_listened < m_options.ping_after * 2 || now - m_last_sent < m_options.ping_after) return;
+    m_socket_busy = true;
+    const std::uint64_t ping = m_next_id++;
+    m_last_sent = now;
+    lock.unlock();
+    try {
+        try_ping(ping);
+    } catch (const std::exception&) {
+    }
+    lock.lock();
+    release_socket(lock);
 }
 
 }  // namespace splitcore

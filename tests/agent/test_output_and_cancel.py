@@ -39,7 +39,7 @@ def test_output_is_live_while_the_call_runs(client):
     client.send({"id": request_id, "op": "call", "o": subprocess_.wire(), "path": ["run"],
                  "a": [["sh", "-c", "echo started; sleep 2; echo finished"]]})
     header, _ = client.receive(timeout=1.5)  # well before the call can end
-    assert header == {"ev": "out", "fd": 1, "d": b"started\n"}
+    assert header == {"ev": "out", "fd": 1, "d": b"started\n", "at": len(b"started\n") + 512}
     assert client.wait_reply(request_id)["ok"]
     assert client.output(1) == b"finished\n"
 

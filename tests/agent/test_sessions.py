@@ -95,7 +95,8 @@ def test_a_silent_session_expires_after_the_grace_period(tmp_path):
     try:
         client = agent.client()
         pid = client.info["pid"]
-        agent.wait_for_log(r"session \w+ expired after 0.5", timeout=5)
+        agent.wait_for_log(r"session \w+ expired: its client sent nothing for [0-9.]+ s \(--grace 0\.5 s\), "
+                           r"with 0 calls pending", timeout=5)
         wait_until(lambda: not os.path.exists(f"/proc/{pid}"), what="the expired worker to exit")
         assert client.request("stats")["e"]["code"] == "no_session"
         client.close()

@@ -103,6 +103,15 @@ private:
     void dispatch(std::vector<message>& arrived, time_point now);
     void wake_reader();
     void keepalive_loop();
+    // Flow control (docs/protocol.md, "Output and back-pressure"): output handed to a caller counts
+    // as written when that caller (or any) next listens; the agent sends no more than
+    // output_window past what was acknowledged.
+    void note_taken(const message& event);
+    [[nodiscard]] bool ack_due(time_point now) const;
+    // Sends {"op": "ack", "at": at} without waiting for room (the socket is the caller's); true if sent.
+    bool try_ack(std::uint64_t id, std::uint64_t at);
+    void acked(std::uint64_t at, time_point now);
+    void keep_session_while_blocked(std::unique_lock<std::mutex>& lock, time_point now);
     [[nodiscard]] std::uint64_t running_request() const;
     void forget(std::uint64_t id);
     [[noreturn]] void fail_unreachable(std::uint64_t id, std::unique_lock<std::mutex>& lock);
@@ -137,6 +146,9 @@ private:
     time_point m_last_heard;
     time_point m_last_sent;
     time_point m_last_ping;
+    std::uint64_t m_output_taken = 0;  // the highest "at" of output events handed to a caller
+    std::uint64_t m_output_acked = 0;  // the highest "at" acknowledged to the agent
+    time_point m_last_ack;
 
     std::thread m_keepalive;
 };

@@ -76,6 +76,7 @@ inline constexpr operation operations[] = {
     {"exit", tier::main_thread, "o, exc: null or [type name, message]", "bool"},
     {"release", tier::main_thread, "ids: [[oid, count], ...]", "null"},
     {"cancel", tier::io_thread, "target: a request id", "bool: the target was running or queued and is interrupted"},
+    {"ack", tier::io_thread, "at: the \"at\" of the last output event the client has written", "null"},
     {"stats", tier::main_thread, "none", "{objects: live objects held for the client}"},
     {"bye", tier::main_thread, "none", "null; the session ends"},
 };
@@ -108,6 +109,7 @@ inline constexpr const operation& hello = named("hello");
 inline constexpr const operation& ping = named("ping");
 inline constexpr const operation& release = named("release");
 inline constexpr const operation& cancel = named("cancel");
+inline constexpr const operation& ack = named("ack");
 inline constexpr const operation& bye = named("bye");
 }  // namespace op
 
@@ -119,6 +121,17 @@ inline constexpr const operation& bye = named("bye");
 // Reply headers. A request whose id cannot be read is answered with id 0.
 [[nodiscard]] json ok_reply(std::uint64_t id, json result);
 [[nodiscard]] json error_reply(std::uint64_t id, json error);
-[[nodiscard]] json output_event(int fd, const char* data, std::size_t size);
+// Flow control of output (docs/protocol.md, "Output and back-pressure"). Each output event costs its
+// bytes plus output_event_cost (what one message costs to hold, whatever its size); its "at" is the
+// session's total cost of output sent up to and including it. The worker sends no more output while
+// the cost sent exceeds the last "at" its client acknowledged (op "ack") by output_window: it stops
+// reading the pipes, and the slave's writers block when they fill. A client acknowledges after
+// writing, at the latest every output_ack_every units or once its liveness ping interval passed.
+inline constexpr std::uint64_t output_window = std::uint64_t(8) << 20;
+inline constexpr std::uint64_t output_ack_every = output_window / 8;
+inline constexpr std::uint64_t output_event_cost = 512;
+
+// {"ev": "out", "fd": fd, "d": bytes, "at": at}
+[[nodiscard]] json output_event(int fd, const char* data, std::size_t size, std::uint64_t at);
 
 }  // namespace splitcore
