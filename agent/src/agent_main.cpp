@@ -63,6 +63,8 @@ serve options:
   --exit-with PID          shut down (as on SIGTERM) once process PID has ended, even if it was
                            killed: splitbrain.spawn() ties its private agent to its interpreter
   --worker PATH            the splitbrain-worker executable (default: beside this program)
+  --no-zygote              start each worker as a new process (a Python start-up each) instead
+                           of forking it from a worker that initialised Python once
   -h, --help               this text
   --version                the version
 
@@ -194,6 +196,7 @@ int serve(const std::vector<std::string>& args) {
         else if (flag == "--python") opts.python = value();
         else if (flag == "--worker") opts.worker = value();
         else if (flag == "--insecure" && !inline_value) opts.insecure = true;
+        else if (flag == "--no-zygote" && !inline_value) opts.zygote = false;
         else if (flag == "--grace")
             opts.grace = std::chrono::milliseconds(static_cast<long long>(parse_number(flag, value()) * 1000));
         else if (flag == "--max-message") opts.max_message = static_cast<std::int64_t>(parse_number(flag, value()));

@@ -127,6 +127,8 @@ supervisor::supervisor(options opts) : m_options(std::move(opts)) {
     }
     m_private_dir = pattern;  // mkdtemp makes it 0700
     start_janitor();
+    // Workers forked by the zygote are re-parented here (zygote.hpp): we wait for them as for our own.
+    ::prctl(PR_SET_CHILD_SUBREAPER, 1);
     m_backend_endpoint = "ipc://" + (m_private_dir / "workers").string();
 
     m_frontend = zmq::socket_t(m_context, zmq::socket_type::router);
@@ -260,6 +262,8 @@ int supervisor::run() {
             {nullptr, m_signal_fd, ZMQ_POLLIN, 0},
         };
         if (m_zap) items.push_back({m_zap.handle(), 0, ZMQ_POLLIN, 0});
+        const std::size_t zygote_item = items.size();
+        if (m_zygote_fd >= 0) items.push_back({nullptr, m_zygote_fd, ZMQ_POLLIN, 0});
         const int ready = zmq_poll(items.data(), static_cast<int>(items.size()), 500);
         if (ready < 0) {
             if (zmq_errno() == EINTR) continue;
@@ -267,6 +271,7 @@ int supervisor::run() {
         }
         try {
             if (m_zap && (items[3].revents & ZMQ_POLLIN)) handle_zap();
+            if (zygote_item < items.size() && (items[zygote_item].revents & ZMQ_POLLIN)) read_zygote();
             // Worker messages before deaths: a worker's last replies must not be overtaken by its SIGCHLD.
             for (int i = 0; i < 256 && (items[1].revents & ZMQ_POLLIN); ++i) {
                 if (m_backend.get(zmq::sockopt::events) & ZMQ_POLLIN) handle_worker();
@@ -563,7 +568,10 @@ void supervisor::hello(const zmq::message_t& routing_id, const std::string& clie
             (client_key.empty() ? std::string(")") : ", client key " + client_key + ")"));
         // Starting the next spare (a Python start-up, ~50 ms of CPU) right now would compete with
         // this session's hello and first imports on a small machine; it starts a moment later.
-        m_spare_not_before = std::max(m_spare_not_before, clock::now() + std::chrono::milliseconds(300));
+        // A fork of the zygote costs a few milliseconds, not a start-up: it starts at once.
+        if (!zygote_ready()) {
+            m_spare_not_before = std::max(m_spare_not_before, clock::now() + std::chrono::milliseconds(300));
+        }
     } else {
         log("session " + short_token(token) + " resumed");
     }
@@ -602,6 +610,9 @@ void supervisor::handle_worker() {
     }
     if (header.value("ev", "") == "ready") {
         w.ready = true;
+        // The zygote starts once the first worker is up: two Python start-ups at once would slow
+        // down the first session's.
+        if (m_options.zygote && !m_zygote_failed) start_zygote();
         m_spare_backoff = std::chrono::seconds(0);
         for (auto& queued : w.queued) splitcore::send_parts(m_backend, queued);
         w.queued.clear();
@@ -696,6 +707,10 @@ void supervisor::handle_signals() {
     int status = 0;
     pid_t pid;
     while ((pid = ::waitpid(-1, &status, WNOHANG)) > 0) {
+        if (pid == m_zygote_pid) {
+            zygote_ended(status);
+            continue;
+        }
         const auto by_pid = m_worker_of_pid.find(pid);
         if (by_pid == m_worker_of_pid.end()) continue;
         const std::string worker_id = by_pid->second;
@@ -740,6 +755,7 @@ void supervisor::handle_signals() {
 
 std::string supervisor::spawn_worker() {
     const std::string id = "w" + std::to_string(m_next_worker++);
+    if (auto forked = fork_from_zygote(id)) return *forked;
     std::vector<std::string> args = {m_options.worker.string(), "--connect", m_backend_endpoint, "--id", id};
     if (!m_options.python.empty()) {
         args.push_back("--python");
@@ -812,6 +828,8 @@ void supervisor::kill_stubborn_workers() {
 }
 
 void supervisor::shutdown_workers() {
+    stop_zygote();
+    if (m_zygote_pid > 0) m_worker_of_pid[m_zygote_pid] = "zygote";  // waited for as the workers are
     std::vector<pid_t> groups;
     for (const auto& [pid, id] : m_worker_of_pid) groups.push_back(pid);
     for (const pid_t group : groups) ::kill(-group, SIGTERM);

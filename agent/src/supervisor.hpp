@@ -35,6 +35,7 @@ struct options {
     std::int64_t max_message = std::int64_t(1) << 30;
     std::size_t max_sessions_per_key = 16;
     pid_t parent_pid = 0;  // --exit-with PID: stop when that process is gone (0: never)
+    bool zygote = true;    // workers are forks of a zygote (supervisor_zygote.cpp); --no-zygote: exec'd
 };
 
 // The address a client should use for `endpoint` (what the socket bound): a wildcard host
@@ -129,6 +130,19 @@ private:
     void kill_stubborn_workers();
     void shutdown_workers();
 
+    // The zygote (supervisor_zygote.cpp, zygote.hpp): a worker process that initialised Python
+    // once and forks the workers. Each returns at once; none throws.
+    void start_zygote();
+    // A worker forked by the zygote, registered as spawn_worker() registers one; nullopt when
+    // there is no ready zygote (spawn_worker() then execs one).
+    std::optional<std::string> fork_from_zygote(const std::string& id);
+    // SIGCHLD for the zygote: started again if it had been ready.
+    void zygote_ended(int status);
+    void stop_zygote();
+    // Its "ready" (or its end of the socket closing), when poll says the socket is readable.
+    void read_zygote();
+    [[nodiscard]] bool zygote_ready() const noexcept { return m_zygote_ready; }
+
     options m_options;
     std::optional<splitcore::key_pair> m_keys;
     std::set<std::string> m_authorized;
@@ -156,6 +170,10 @@ private:
     clock::time_point m_spare_not_before{};
     std::chrono::seconds m_spare_backoff{0};
     std::map<std::string, std::pair<clock::time_point, std::uint64_t>> m_refusals;  // key -> last log, attempts since
+    pid_t m_zygote_pid = -1;
+    int m_zygote_fd = -1;  // our end of its SOCK_SEQPACKET control socket
+    bool m_zygote_ready = false;
+    bool m_zygote_failed = false;  // it ended before it was ready (a wrong --python): not started again
 };
 
 }  // namespace splitbrain::agent

@@ -1,5 +1,7 @@
 // splitbrain-worker: one client session of the agent. Started by the supervisor:
 //   splitbrain-worker --connect ipc://DIR/workers --id wN [--python VENV_OR_EXE]   (or --version)
+// or, as the zygote that forks the workers (zygote.hpp):
+//   splitbrain-worker --connect ipc://DIR/workers --zygote FD [--python VENV_OR_EXE]
 //
 // Two threads. The main thread embeds CPython and executes one operation at a time (it must be
 // the main thread: Python runs signal handlers, and so raises KeyboardInterrupt, only there):
@@ -11,6 +13,7 @@
 #include <unistd.h>
 
 #include <csignal>
+#include <cstdlib>
 #include <exception>
 #include <filesystem>
 #include <optional>
@@ -26,6 +29,7 @@
 #include "log.hpp"
 #include "serve_loop.hpp"
 #include "worker.hpp"
+#include "zygote.hpp"
 
 namespace {
 
@@ -78,6 +82,7 @@ void skip_popen_sigint_wait() {
 int main(int argc, char** argv) {
     using namespace splitbrain::agent;
     std::string endpoint, id, python = SPLITBRAIN_DEFAULT_PYTHON;
+    int zygote_fd = -1;
     if (argc == 2 && std::string_view(argv[1]) == "--version") {
         const char message[] = "splitbrain-worker " SPLITBRAIN_VERSION "\n";
         (void)!::write(1, message, sizeof(message) - 1);
@@ -88,8 +93,9 @@ int main(int argc, char** argv) {
         if (flag == "--connect") endpoint = argv[i + 1];
         else if (flag == "--id") id = argv[i + 1];
         else if (flag == "--python") python = argv[i + 1];
+        else if (flag == "--zygote") zygote_fd = std::atoi(argv[i + 1]);
     }
-    if (endpoint.empty() || id.empty()) {
+    if (endpoint.empty() || (id.empty() && zygote_fd < 0)) {
         const char message[] = "splitbrain-worker: started by splitbrain-agent only (--connect ENDPOINT --id ID)\n";
         (void)!::write(2, message, sizeof(message) - 1);
         return 2;
@@ -97,7 +103,26 @@ int main(int argc, char** argv) {
 
     reserve_low_descriptors();
     const int log_fd = ::fcntl(2, F_DUPFD_CLOEXEC, 3);
-    set_log("splitbrain-worker", log_fd >= 0 ? log_fd : 2);
+    set_log(zygote_fd >= 0 ? "splitbrain-zygote" : "splitbrain-worker", log_fd >= 0 ? log_fd : 2);
+    std::optional<worker> operations;
+    if (zygote_fd >= 0) {
+        // Python and the operations once, here; each session's worker is a fork of this process
+        // and goes on below as an exec'd worker does, with the id the supervisor gave it.
+        const int control = ::fcntl(zygote_fd, F_DUPFD_CLOEXEC, reserved_floor);
+        ::close(zygote_fd);
+        reserve_low_descriptors();  // the descriptor it held, too
+        if (control < 0) return 1;
+        start_python(python_executable(python));
+        skip_popen_sigint_wait();
+        try {
+            operations.emplace();
+        } catch (const std::exception& e) {
+            log(std::string("cannot start: ") + e.what());
+            return 1;
+        }
+        id = serve_as_zygote(control);
+        set_log("splitbrain-worker", log_fd >= 0 ? log_fd : 2);
+    }
     const output_pipe out{1, redirect_to_pipe(1)};
     const output_pipe err{2, redirect_to_pipe(2)};
 
@@ -113,16 +138,17 @@ int main(int argc, char** argv) {
     requests.set(zmq::sockopt::rcvhwm, 0);
     requests.bind(requests_endpoint);
 
-    start_python(python_executable(python));
+    if (!operations) start_python(python_executable(python));
     interrupt_state interrupts(::pthread_self());
     interrupts.install();
-    skip_popen_sigint_wait();
-    std::optional<worker> operations;
-    try {
-        operations.emplace();
-    } catch (const std::exception& e) {
-        log(std::string("cannot start: ") + e.what());
-        return 1;
+    if (!operations) {
+        skip_popen_sigint_wait();
+        try {
+            operations.emplace();
+        } catch (const std::exception& e) {
+            log(std::string("cannot start: ") + e.what());
+            return 1;
+        }
     }
 
     io_thread io_loop(context, endpoint, id, out, err, interrupts);

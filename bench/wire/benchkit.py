@@ -235,7 +235,7 @@ class Agent:
     public key and *authorized* authorized."""
 
     def __init__(self, workdir: pathlib.Path, insecure: bool = False, timeout: float = 30,
-                 authorized: tuple[str, ...] = ()):
+                 authorized: tuple[str, ...] = (), extra: tuple[str, ...] = ()):
         splitbrain_package()  # not at import: bench_face takes hold of the real modules first
         from splitbrain import _spawn
         exe = str(agent_exe())
@@ -246,7 +246,7 @@ class Agent:
         keys = [(self.client_keys / "agent.pub").read_text().strip(), *authorized]
         venv = os.environ.get("SPLITBRAIN_VENV", str(ROOT / ".venv"))
         self.agent = _spawn.Agent(workdir, authorized=keys, insecure=insecure, python=venv, binary=exe,
-                                  timeout=timeout)
+                                  timeout=timeout, extra=list(extra))
         self.keys = self.agent.key_dir
         self.connection_file = self.agent.connection_file
         self.address = self.agent.address

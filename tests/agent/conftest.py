@@ -42,16 +42,25 @@ class Agent(_spawn.Agent):
         return wait_until(lambda: re.search(pattern, self.log()), timeout, f"/{pattern}/ in the agent log")
 
     def workers(self):
-        """pids of this agent's worker processes (spare included; not its janitor)."""
+        """pids of this agent's worker processes (spare included; not its janitor nor its zygote)."""
         out = subprocess.run(["pgrep", "-P", str(self.process.pid)], capture_output=True, text=True).stdout
-        return [int(pid) for pid in out.split() if not self._is_janitor(int(pid))]
+        return [int(pid) for pid in out.split() if self._comm(int(pid)) not in ("sb-janitor", "sb-zygote")]
 
     @staticmethod
-    def _is_janitor(pid):
+    def _comm(pid):
         try:
-            return open(f"/proc/{pid}/comm").read().strip() == "sb-janitor"
+            return open(f"/proc/{pid}/comm").read().strip()
         except FileNotFoundError:
-            return False
+            return None
+
+    @classmethod
+    def _is_janitor(cls, pid):
+        return cls._comm(pid) == "sb-janitor"
+
+    def zygote(self):
+        """pid of the agent's zygote (the process that forks the workers), or None."""
+        out = subprocess.run(["pgrep", "-P", str(self.process.pid)], capture_output=True, text=True).stdout
+        return next((int(pid) for pid in out.split() if self._comm(int(pid)) == "sb-zygote"), None)
 
     def janitor(self):
         """pid of the agent's janitor (the process that cleans up after a killed agent), or None."""
