@@ -3,12 +3,14 @@
 // drains the pipes before passing on each reply, so a call's output always precedes its reply.
 #pragma once
 
+#include <cstdint>
 #include <string>
 #include <vector>
 
 #include <zmq.hpp>
 
 #include "interrupts.hpp"
+#include "splitcore/wire.hpp"
 
 namespace splitbrain::agent {
 
@@ -36,6 +38,7 @@ private:
     void drain(zmq::socket_ref supervisor);
     void forward_output(zmq::socket_ref supervisor, output_pipe& pipe, bool until_empty);
     void route_request(zmq::socket_ref supervisor, zmq::socket_ref main, std::vector<zmq::message_t>& request);
+    bool refuse_if_late(zmq::socket_ref supervisor, const splitcore::json& header, std::uint64_t id);
 
     zmq::context_t& m_context;
     std::string m_endpoint;
