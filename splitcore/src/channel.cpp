@@ -452,6 +452,11 @@ void channel::dispatch(std::vector<message>& arrived, time_point now) {
             continue;
         }
         const auto key = id->get<std::uint64_t>();
+        if (auto known = header.find("known");
+            known != header.end() && *known == false && key > m_session_gone_before) {
+            if (m_session_gone_before == 0) m_acknowledged_before_loss = m_acknowledged;
+            m_session_gone_before = key;
+        }
         m_acknowledged = std::max(m_acknowledged, key);
         if (m_waiting.count(key) != 0) {
             m_replies.insert_or_assign(key, std::move(message));
@@ -511,6 +516,19 @@ std::optional<message> channel::wait(std::uint64_t id, channel_clock::time_point
         auto waiting = m_waiting.find(id);
         if (waiting == m_waiting.end()) {
             throw error(errc::bad_request, "no request " + std::to_string(id) + " is waiting for a reply");
+        }
+        // The agent answered a ping sent after this request without knowing our session (it
+        // restarted, or the session expired): no reply will come.
+        if (id < m_session_gone_before) {
+            const bool reached = m_acknowledged_before_loss >= id;
+            forget(id);
+            throw error(errc::session_lost,
+                        m_options.name + " (" + m_options.address +
+                            ") no longer has this session (the agent restarted, or the session expired), so no reply "
+                            "will come; " +
+                            (reached ? "the call had reached it and may have run there"
+                                     : "the call was not delivered before, and did not run") +
+                            ". Objects from before are gone; the next call opens a new session");
         }
         // A failure the monitor reported after this request was sent is known: say it now. (A
         // failing link reports again at each reconnect, at least once a second.)

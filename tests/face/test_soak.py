@@ -64,6 +64,13 @@ def live_processes(argv_prefix):
     return found
 
 
+def stacks(threads):
+    import traceback
+    frames = sys._current_frames()
+    return "".join(f"\n{t.name}:\n" + "".join(traceback.format_stack(frames[t.ident])) for t in threads
+                   if t.ident in frames)
+
+
 class Client(threading.Thread):
     """Calls until told to stop; every call's outcome is recorded, none is lost."""
 
@@ -158,7 +165,10 @@ def test_issue_10_a_soak_accounts_for_every_call_and_leaks_nothing(tmp_path):
             client.start()
         canceller = random.Random(7)
 
+        events = []
+
         def phase(seconds):  # random cancels meanwhile
+            events.append((time.monotonic(), seconds))
             until = time.monotonic() + seconds
             while time.monotonic() < until:
                 time.sleep(canceller.uniform(0.2, 0.6))
@@ -181,7 +191,7 @@ def test_issue_10_a_soak_accounts_for_every_call_and_leaks_nothing(tmp_path):
         wait_until(lambda: all(any(t > restarted and outcome == "ok" and op != "connect"
                                    for t, op, outcome in c.outcomes) for c in clients),
                    20, "every client to work again after the restart",
-                   diagnose=lambda: f": {[c.outcomes[-3:] for c in clients]}")
+                   diagnose=lambda: f": {[c.outcomes[-3:] for c in clients]}{stacks(clients)}\nphases: {events}")
         supervisor_rss = rss(agent.process.pid)
         stop.set()
         for client in clients:

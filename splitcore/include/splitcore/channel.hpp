@@ -144,6 +144,10 @@ private:
     // there, in order. A request above it that we give up on was not delivered, and is dropped late.
     std::uint64_t m_acknowledged = 0;
     std::optional<std::int64_t> m_agent_offset_us;  // agent clock - ours, never more (see agent_clock)
+    // A ping answered "known": false (the agent restarted, the session expired): requests below it wait
+    // in vain. What the agent had acknowledged until then says which of them had reached it.
+    std::uint64_t m_session_gone_before = 0;
+    std::uint64_t m_acknowledged_before_loss = 0;
     time_point m_last_heard;
     time_point m_last_sent;
     time_point m_last_ping;
