@@ -527,7 +527,8 @@ std::optional<message> channel::wait(std::uint64_t id, channel_clock::time_point
                             ") no longer has this session (the agent restarted, or the session expired), so no reply "
                             "will come; " +
                             (reached ? "the call had reached it and may have run there"
-                                     : "the call was not delivered before, and did not run") +
+                                     : "whether the call had reached it is unknown (nothing sent after it was "
+                                       "answered before), so it may have run there") +
                             ". Objects from before are gone; the next call opens a new session");
         }
         // A failure the monitor reported after this request was sent is known: say it now. (A
