@@ -1,7 +1,9 @@
 #include "interrupts.hpp"
 
 #include <sched.h>
+#include <sys/prctl.h>
 
+#include "leftovers.hpp"
 #include "log.hpp"
 #include "splitcore/py_ref.hpp"
 
@@ -67,6 +69,10 @@ void interrupt_state::queue(std::uint64_t id) {
 bool interrupt_state::cancel(std::uint64_t target) {
     std::lock_guard<std::mutex> lock(m_mutex);
     if (target != 0 && m_running == target) {
+        if (!m_adopting) {
+            m_adopting = ::prctl(PR_SET_CHILD_SUBREAPER, 1) == 0;
+            m_children_at_cancel = children_of_main_thread();
+        }
         ++m_sent;
         m_raised_before = m_raised.load();
         const bool interrupted = ::pthread_kill(m_main_thread, SIGINT) == 0;
@@ -81,6 +87,19 @@ bool interrupt_state::cancel(std::uint64_t target) {
         return true;
     }
     return false;
+}
+
+std::set<pid_t> interrupt_state::children_at_cancel() {
+    std::lock_guard<std::mutex> lock(m_mutex);
+    return m_children_at_cancel;
+}
+
+void interrupt_state::stop_adopting_orphans() {
+    std::lock_guard<std::mutex> lock(m_mutex);
+    if (!m_adopting) return;
+    ::prctl(PR_SET_CHILD_SUBREAPER, 0);
+    m_adopting = false;
+    m_children_at_cancel.clear();
 }
 
 bool interrupt_state::resignal_unheard() {

@@ -13,6 +13,7 @@
 #include <chrono>
 #include <cstdint>
 #include <map>
+#include <set>
 #include <mutex>
 
 namespace splitbrain::agent {
@@ -40,6 +41,13 @@ public:
     // How often resignal_unheard() should be called while it returns true.
     static constexpr std::chrono::milliseconds resignal_after{40};
 
+    // Main thread, after a request ended: the children of the main thread when a cancel signalled
+    // it (empty if none did). While a cancel is under way the worker is a child subreaper, so the
+    // orphans of the cancelled call come to it, not to init (see leftovers.hpp).
+    [[nodiscard]] std::set<pid_t> children_at_cancel();
+    // Main thread: the cancelled call is cleaned up; orphans go to init again.
+    void stop_adopting_orphans();
+
     // Main thread: request id starts; false if it was cancelled while it waited (it must not run).
     [[nodiscard]] bool start(std::uint64_t id);
     // Main thread: the request has ended. A SIGINT sent for it lands, and its KeyboardInterrupt is
@@ -64,6 +72,8 @@ private:
     std::atomic<std::uint64_t> m_delivered{0};          // SIGINTs that reached on_sigint
     std::atomic<std::uint64_t> m_raised{0};             // KeyboardInterrupts raised by Python's handler
     struct sigaction m_python_sigint {};                // Python's C handler, run by on_sigint
+    bool m_adopting = false;                            // a child subreaper; guarded by m_mutex
+    std::set<pid_t> m_children_at_cancel;               // guarded by m_mutex
 };
 
 }  // namespace splitbrain::agent

@@ -6,6 +6,8 @@
 
 #include <algorithm>
 #include <cerrno>
+#include <chrono>
+#include <cstdio>
 #include <cstring>
 #include <stdexcept>
 
@@ -155,6 +157,27 @@ void io_thread::forward_output(zmq::socket_ref supervisor, output_pipe& pipe, bo
     }
 }
 
+// A request that comes after its "until" (the agent's clock, as the client read it at hello) is
+// one its client may have given up on and told "it did not run": it never runs.
+bool io_thread::refuse_if_late(zmq::socket_ref supervisor, const json& header, std::uint64_t id) {
+    const json* until = splitcore::optional_field(header, "until");
+    if (until == nullptr || !until->is_number_unsigned()) return false;
+    const auto now =
+        std::chrono::duration_cast<std::chrono::microseconds>(std::chrono::steady_clock::now().time_since_epoch())
+            .count();
+    const auto deadline = until->get<std::uint64_t>();
+    if (static_cast<std::uint64_t>(now) <= deadline) return false;
+    char late[32];
+    std::snprintf(late, sizeof late, "%.1f", static_cast<double>(static_cast<std::uint64_t>(now) - deadline) / 1e6);
+    splitcore::send_message(
+        supervisor, splitcore::error_reply(id, splitcore::error_value(splitcore::error(
+                                                   splitcore::errc::arrived_late,
+                                                   "request " + std::to_string(id) + " reached the agent " + late +
+                                                       " s after its client may have given up on it (a link cut, "
+                                                       "or the agent stopped); it did not run"))));
+    return true;
+}
+
 void io_thread::route_request(zmq::socket_ref supervisor, zmq::socket_ref main, std::vector<zmq::message_t>& request) {
     std::uint64_t id = 0;
     try {
@@ -168,6 +191,7 @@ void io_thread::route_request(zmq::socket_ref supervisor, zmq::socket_ref main, 
             return;
         }
         if (op != splitcore::op::cancel.name) {
+            if (refuse_if_late(supervisor, header, id)) return;
             if (!admit(supervisor, id, request)) return;
             // The session's own life (hello, bye, release) is not the client's to cancel.
             if (op != splitcore::op::hello.name && op != splitcore::op::bye.name && op != splitcore::op::release.name) {

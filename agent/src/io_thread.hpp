@@ -13,6 +13,7 @@
 
 #include "interrupts.hpp"
 #include "splitcore/protocol.hpp"
+#include "splitcore/wire.hpp"
 
 namespace splitbrain::agent {
 
@@ -53,6 +54,7 @@ private:
     bool send_replies(zmq::socket_ref supervisor);
     // Refuses a request that would queue more than max_queued_bytes; else counts it until its reply.
     bool admit(zmq::socket_ref supervisor, std::uint64_t id, const parts& request);
+    bool refuse_if_late(zmq::socket_ref supervisor, const splitcore::json& header, std::uint64_t id);
 
     zmq::context_t& m_context;
     std::string m_endpoint;

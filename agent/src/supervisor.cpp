@@ -499,7 +499,10 @@ void supervisor::handle_client() {
 
         if (op->answered_by == splitcore::tier::supervisor) {
             static_assert(splitcore::op::count(splitcore::tier::supervisor) == 1, "the supervisor answers ping only");
-            reply_to(routing_id, splitcore::ok_reply(id, nullptr));
+            json pong = splitcore::ok_reply(id, nullptr);
+            // A client waiting across our restart (or its session's expiry) learns that no reply will come.
+            if (!current && splitcore::optional_field(header, "session")) pong["known"] = false;
+            reply_to(routing_id, pong);
             return;
         }
         if (op == &splitcore::op::hello) {

@@ -4,6 +4,7 @@
 
 #include <unistd.h>
 
+#include <chrono>
 #include <iterator>
 #include <optional>
 #include <set>
@@ -248,6 +249,15 @@ const std::string& worker::request::name(const char* field) const { return split
 // ---------------------------------------------------------------------------------------------
 // operations
 
+namespace {
+// The steady clock the IO thread checks a request's "until" against (the client learns it here).
+std::uint64_t agent_clock_us() {
+    return static_cast<std::uint64_t>(
+        std::chrono::duration_cast<std::chrono::microseconds>(std::chrono::steady_clock::now().time_since_epoch())
+            .count());
+}
+}  // namespace
+
 json worker::hello(const request& r) {
     release_low_descriptors();  // a request came through the supervisor's connection: it is up
     char host[256] = {};
@@ -262,7 +272,8 @@ json worker::hello(const request& r) {
                 {"hostname", host},
                 {"sep", splitcore::str_or(attribute(os.get(), "sep").get(), "/")},
                 {"flavour", splitcore::str_or(attribute(os.get(), "name").get(), "posix") == "nt" ? "nt" : "posix"},
-                {"executable", splitcore::str_or(attribute(sys.get(), "executable").get(), "")}};
+                {"executable", splitcore::str_or(attribute(sys.get(), "executable").get(), "")},
+                {"clock", agent_clock_us()}};
 }
 
 json worker::import_module(const request& r) {

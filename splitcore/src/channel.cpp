@@ -170,7 +170,8 @@ void channel::send_now(const nlohmann::json& header, std::vector<zmq::message_t>
         send_message(m_socket, header, std::move(frames));
     } catch (const zmq::error_t& e) {
         if (e.num() != EAGAIN) throw;
-        throw unreachable();
+        const error silent = unreachable();
+        throw error(silent.code(), std::string(silent.detail()) + " The call was not sent: it did not run.");
     }
 }
 
@@ -288,6 +289,7 @@ std::uint64_t channel::send(nlohmann::json header, std::vector<zmq::message_t> f
     const auto now = channel_clock::now();
     m_waiting.emplace(id, now);
     m_last_sent = now;
+    stamp_deadline(header, now);
     lock.unlock();
     try {
         send_now(header, frames);
@@ -340,6 +342,25 @@ void channel::cancel(std::uint64_t id) {
     }
     lock.lock();
     release_socket(lock);
+}
+
+namespace {
+std::int64_t microseconds_of(channel_clock::time_point t) {
+    return std::chrono::duration_cast<std::chrono::microseconds>(t.time_since_epoch()).count();
+}
+}  // namespace
+
+// Read after the reply arrived, the agent's time is at most its time now: the offset errs low,
+// so "until" is never later than the moment we may give up (the agent drops, rather than runs late).
+void channel::agent_clock(std::uint64_t agent_now_us) {
+    std::lock_guard<std::mutex> lock(m_mutex);
+    m_agent_offset_us = static_cast<std::int64_t>(agent_now_us) - microseconds_of(channel_clock::now());
+}
+
+void channel::stamp_deadline(nlohmann::json& header, time_point sent) const {
+    if (!m_agent_offset_us) return;
+    const std::int64_t until = microseconds_of(sent + m_options.liveness) + *m_agent_offset_us;
+    if (until > 0) header["until"] = static_cast<std::uint64_t>(until);
 }
 
 void channel::abandon(std::uint64_t id) {
@@ -417,6 +438,7 @@ void channel::dispatch(std::vector<message>& arrived, time_point now) {
         const auto& header = message.header;
         if (header.contains("ev")) {
             if (const std::uint64_t owner = running_request(); owner != 0) {
+                m_acknowledged = std::max(m_acknowledged, owner);
                 m_events_for[owner].push_back(std::move(message));
                 continue;
             }
@@ -431,6 +453,12 @@ void channel::dispatch(std::vector<message>& arrived, time_point now) {
             continue;
         }
         const auto key = id->get<std::uint64_t>();
+        if (auto known = header.find("known");
+            known != header.end() && *known == false && key > m_session_gone_before) {
+            if (m_session_gone_before == 0) m_acknowledged_before_loss = m_acknowledged;
+            m_session_gone_before = key;
+        }
+        m_acknowledged = std::max(m_acknowledged, key);
         if (m_waiting.count(key) != 0) {
             m_replies.insert_or_assign(key, std::move(message));
         } else {
@@ -439,9 +467,21 @@ void channel::dispatch(std::vector<message>& arrived, time_point now) {
     }
 }
 
+// Says whether the request had reached the agent, so that the caller knows if a retry could do
+// the thing twice.
 void channel::fail_unreachable(std::uint64_t id, std::unique_lock<std::mutex>&) {
     forget(id);
-    throw unreachable();
+    const error silent = unreachable();
+    std::string detail(silent.detail());
+    if (silent.code() != errc::agent_unreachable) {
+        // client_stalled says for itself that the call may have run
+    } else if (m_acknowledged >= id) {
+        detail += " The call reached " + m_options.name + " and may still be running there.";
+    } else if (m_agent_offset_us) {
+        detail += " The call was not delivered (" + m_options.name +
+                  " acknowledged nothing sent after it), and is dropped if it arrives later: it did not run.";
+    }
+    throw error(silent.code(), detail);
 }
 
 std::optional<message> channel::wait(std::uint64_t id, channel_clock::time_point until, std::vector<message>& events) {
@@ -481,6 +521,20 @@ std::optional<message> channel::wait(std::uint64_t id, channel_clock::time_point
         auto waiting = m_waiting.find(id);
         if (waiting == m_waiting.end()) {
             throw error(errc::bad_request, "no request " + std::to_string(id) + " is waiting for a reply");
+        }
+        // The agent answered a ping sent after this request without knowing our session (it
+        // restarted, or the session expired): no reply will come.
+        if (id < m_session_gone_before) {
+            const bool reached = m_acknowledged_before_loss >= id;
+            forget(id);
+            throw error(errc::session_lost,
+                        m_options.name + " (" + m_options.address +
+                            ") no longer has this session (the agent restarted, or the session expired), so no reply "
+                            "will come; " +
+                            (reached ? "the call had reached it and may have run there"
+                                     : "whether the call had reached it is unknown (nothing sent after it was "
+                                       "answered before), so it may have run there") +
+                            ". Objects from before are gone; the next call opens a new session");
         }
         // A failure the monitor reported after this request was sent is known: say it now. (A
         // failing link reports again at each reconnect, at least once a second.)

@@ -124,7 +124,9 @@ def test_issue_10_a_silent_agent_is_agent_unreachable_after_the_liveness_timeout
         assert 0.9 < time.monotonic() - start < 2.5
         assert type(caught.value) is splitbrain.AgentUnreachable
         assert str(caught.value) == (f"[splitbrain.agent_unreachable] stopped ({box.address}) did not answer for "
-                                     f"1 s; is splitbrain-agent running there?")
+                                     f"1 s; is splitbrain-agent running there? The call was not delivered "
+                                     f"(stopped acknowledged nothing sent after it), and is dropped if it "
+                                     f"arrives later: it did not run.")
     finally:
         os.killpg(group, signal.SIGCONT)
         box.close()

@@ -190,3 +190,31 @@ def test_issue_10_a_call_on_an_old_proxy_first_after_a_restart_raises_session_lo
     finally:
         if box is not None:
             box.close()
+
+
+def test_issue_10_a_call_waiting_across_an_agent_restart_fails_with_session_lost_and_says_it_may_have_run(restartable):
+    """The restarted agent answers our pings but has no reply for us: the waiting call learns so
+    from a ping ("known": false) instead of waiting for ever, and says it had reached the agent."""
+    import threading
+    import time
+    box = None
+    try:
+        box = splitbrain.connect(str(restartable.agent.connection_file), name="restarting-3", timeout=2.0)
+        box.modules.os.getpid()
+        restarter = threading.Timer(1.5, restartable.restart)  # after a ping or two answered: it had reached the agent
+        restarter.start()
+        start = time.monotonic()
+        try:
+            with pytest.raises(splitbrain.SessionLost) as caught:
+                box.modules.time.sleep(60)
+        finally:
+            restarter.join()
+        assert time.monotonic() - start < 20
+        assert str(caught.value) == (
+            f"[splitbrain.session_lost] restarting-3 ({box.address}) no longer has this session (the agent "
+            f"restarted, or the session expired), so no reply will come; the call had reached it and may have run "
+            f"there. Objects from before are gone; the next call opens a new session")
+        assert box.modules.os.getpid() == box.pid  # a new session
+    finally:
+        if box is not None:
+            box.close()

@@ -80,6 +80,11 @@ public:
     // A reply its caller will not read: its references join the orphans.
     void discard(const message& reply);
 
+    // The agent's steady clock (microseconds) as `hello` read it. From then on every request carries
+    // "until": the moment on that clock after which we may have given up on it, so that a request
+    // still in transit then (a link cut, a stopped agent) is dropped on arrival, never run late.
+    void agent_clock(std::uint64_t agent_now_us);
+
     // Handshakes that succeeded so far: more than one means the link was re-established (the
     // agent restarted, or the network came back), and the session may be gone.
     [[nodiscard]] std::uint64_t handshakes();
@@ -115,6 +120,7 @@ private:
     [[nodiscard]] std::uint64_t running_request() const;
     void forget(std::uint64_t id);
     [[noreturn]] void fail_unreachable(std::uint64_t id, std::unique_lock<std::mutex>& lock);
+    void stamp_deadline(nlohmann::json& header, time_point sent) const;
 
     channel_options m_options;
     zmq::socket_t m_socket;
@@ -143,6 +149,14 @@ private:
     std::deque<message> m_events;  // output while no request was running (background processes)
     std::unordered_map<std::uint64_t, std::vector<message>> m_events_for;  // request id → its output
     std::vector<std::uint64_t> m_orphans;  // references in replies nobody reads, one per occurrence
+    // The highest id the agent answered, or ran (its output came): it received every message up to
+    // there, in order. A request above it that we give up on was not delivered, and is dropped late.
+    std::uint64_t m_acknowledged = 0;
+    std::optional<std::int64_t> m_agent_offset_us;  // agent clock - ours, never more (see agent_clock)
+    // A ping answered "known": false (the agent restarted, the session expired): requests below it wait
+    // in vain. What the agent had acknowledged until then says which of them had reached it.
+    std::uint64_t m_session_gone_before = 0;
+    std::uint64_t m_acknowledged_before_loss = 0;
     time_point m_last_heard;
     time_point m_last_sent;
     time_point m_last_ping;

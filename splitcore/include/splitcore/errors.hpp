@@ -71,6 +71,7 @@ enum class errc {
     kernel_threads_left_running,
     // flow control
     queue_full,
+    arrived_late,
 };
 
 // Every id's name, indexed by errc.
@@ -122,9 +123,10 @@ inline constexpr std::string_view error_names[] = {
     "kernel_orphaned",
     "kernel_threads_left_running",
     "queue_full",
+    "arrived_late",
 };
 inline constexpr std::size_t error_count = sizeof(error_names) / sizeof(error_names[0]);
-static_assert(error_count == static_cast<std::size_t>(errc::queue_full) + 1,
+static_assert(error_count == static_cast<std::size_t>(errc::arrived_late) + 1,
               "error_names must name every errc, in order");
 
 [[nodiscard]] constexpr std::string_view name(errc code) noexcept {

@@ -51,7 +51,7 @@ struct operation {
 inline constexpr operation operations[] = {
     {"hello", tier::main_thread,
      "session: the client's token (the supervisor attaches the connection to it and adds resumed)",
-     "{resumed, pid, platform, python, hostname, sep, flavour, executable}"},
+     "{resumed, pid, platform, python, hostname, sep, flavour, executable, clock}"},
     {"ping", tier::supervisor, "none", "null"},
     {"import", tier::main_thread, "name: a module", "{mod: REF, callables: [names], consts: {$d}, modules: [names]}"},
     {"getattr", tier::main_thread, "o, name", "VALUE"},

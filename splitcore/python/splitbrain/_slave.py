@@ -138,6 +138,8 @@ class Slave:
         except BaseException:
             conn.close()
             raise
+        if isinstance(info.get("clock"), int):
+            conn.agent_clock(info["clock"])  # so that a request the link delays past our give-up never runs
         self._session, self._conn = session, conn
         self.sessions += 1
         self.platform = info.get("platform")

@@ -46,21 +46,37 @@ struct connection_object {
     connection_state* state;
 };
 
-// Output events go to the owner's _output(fd, bytes); a failing writer must not lose the reply.
-void deliver_events(connection_state& state, std::vector<splitcore::message>& events) {
+// A failure of the writer is reported and forgotten (it must not lose the reply), except the
+// KeyboardInterrupt of a Ctrl-C that landed while it wrote: that one is the caller's.
+void writer_failed(std::optional<python_error>& interrupt, connection_state& state) {
+    if (!PyErr_ExceptionMatches(PyExc_KeyboardInterrupt)) {
+        PyErr_WriteUnraisable(state.output.get());
+    } else if (interrupt) {
+        PyErr_Clear();  // a second Ctrl-C while the rest is written: the first one stands
+    } else {
+        interrupt.emplace();
+    }
+}
+
+// Output events go to the owner's _output(fd, bytes). Every event is written even after an
+// interrupt; the interrupt is returned, for the caller to act on as on one during the wait.
+[[nodiscard]] std::optional<python_error> deliver_events(connection_state& state,
+                                                         std::vector<splitcore::message>& events) {
+    std::optional<python_error> interrupt;
     for (auto& event : events) {
         try {
             std::optional<output_chunk> chunk = output_of(event);
             if (!chunk) continue;
             PyObject* args[] = {chunk->fd.get(), chunk->data.get()};
             py_ref done = py_ref::steal(PyObject_Vectorcall(state.output.get(), args, 2, nullptr));
-            if (!done) PyErr_WriteUnraisable(state.output.get());
+            if (!done) writer_failed(interrupt, state);
         } catch (const python_error& e) {
             e.restore();
-            PyErr_WriteUnraisable(state.output.get());
+            writer_failed(interrupt, state);
         }
     }
     events.clear();
+    return interrupt;
 }
 
 client_hooks hooks_of(connection_state& state) { return client_hooks(state.box.get(), state.unbox.get()); }
@@ -121,17 +137,23 @@ splitcore::message await_reply(connection_state& state, splitcore::channel& chan
             reply =
                 channel.wait(id, std::min(deadline, splitcore::channel_clock::now() + signal_check_interval), events);
         }
-        if (!events.empty()) deliver_events(state, events);
-        if (reply) return std::move(*reply);
-        if (splitcore::channel_clock::now() >= deadline) {
+        std::optional<python_error> interrupted;
+        if (!events.empty()) interrupted = deliver_events(state, events);
+        if (reply && !interrupted) return std::move(*reply);
+        if (reply) {
+            channel.discard(*reply);  // it came with the output the Ctrl-C landed in: the caller gets the interrupt
+            throw *interrupted;
+        }
+        if (!interrupted && splitcore::channel_clock::now() >= deadline) {
             channel.abandon(id);
             throw_timeout(channel, timeout);
         }
-        if (PyErr_CheckSignals() == 0) continue;
+        if (!interrupted && PyErr_CheckSignals() == 0) continue;
 
-        // Interrupted: the remote call gets KeyboardInterrupt; we keep ours. Its reply, and the
-        // output before it, are awaited briefly so the session is quiet again afterwards.
-        python_error interrupt;
+        // Interrupted (while waiting, or while its output was written): the remote call gets
+        // KeyboardInterrupt; we keep ours. Its reply, and the output before it, are awaited
+        // briefly so the session is quiet again afterwards.
+        python_error interrupt = interrupted ? *interrupted : python_error();
         try {
             {
                 splitcore::gil_release unlocked;
@@ -144,7 +166,7 @@ splitcore::message await_reply(connection_state& state, splitcore::channel& chan
                     splitcore::gil_release unlocked;
                     late = channel.wait(id, until, events);
                 }
-                if (!events.empty()) deliver_events(state, events);
+                if (!events.empty() && deliver_events(state, events)) break;  // Ctrl-C again: stop waiting
                 if (late) {
                     channel.discard(*late);  // the caller gets KeyboardInterrupt, not this reply
                     break;
@@ -236,6 +258,15 @@ py_ref connection_flush(connection_object* self, PyObject*) {
     return py_ref::borrow(Py_None);
 }
 
+// agent_clock(microseconds): the agent's clock from hello's reply; later requests carry "until".
+py_ref connection_agent_clock(connection_object* self, PyObject* arg) {
+    const unsigned long long agent_now = PyLong_AsUnsignedLongLong(arg);
+    splitcore::throw_if_error();
+    connection_state& state = state_of(self);
+    if (state.channel) state.channel->agent_clock(agent_now);
+    return py_ref::borrow(Py_None);
+}
+
 py_ref connection_cancel_all(connection_object* self, PyObject*) {
     connection_state& state = state_of(self);
     if (!state.channel) return py_ref::borrow(Py_None);
@@ -252,7 +283,7 @@ py_ref connection_drain(connection_object* self, PyObject*) {
     connection_state& state = state_of(self);
     if (!state.channel) return py_ref::borrow(Py_None);
     std::vector<splitcore::message> events = state.channel->take_events();
-    deliver_events(state, events);
+    if (std::optional<python_error> interrupt = deliver_events(state, events)) throw *interrupt;
     return py_ref::borrow(Py_None);
 }
 
@@ -370,6 +401,9 @@ PyMethodDef connection_methods[] = {
     {"release", method(boundary<connection_release>), METH_FASTCALL,
      "release(oid, count): queue a release, sent in a batch later (or by flush())."},
     {"flush", method(boundary<connection_flush>), METH_NOARGS, "Send the queued releases now."},
+    {"agent_clock", method(boundary<connection_agent_clock>), METH_O,
+     "agent_clock(microseconds): the agent's steady clock from hello's reply. Later requests carry the moment "
+     "on it after which we may have given up on them: arriving later (a link cut), they are dropped, not run."},
     {"cancel_all", method(boundary<connection_cancel_all>), METH_NOARGS,
      "Ask the agent to interrupt every call that a thread is waiting for."},
     {"drain", method(boundary<connection_drain>), METH_NOARGS, "Write output that arrived while no call was waiting."},
