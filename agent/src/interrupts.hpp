@@ -14,6 +14,7 @@
 #include <cstdint>
 #include <map>
 #include <mutex>
+#include <vector>
 
 namespace splitbrain::agent {
 
@@ -54,6 +55,8 @@ private:
     const pthread_t m_main_thread;
     std::mutex m_mutex;
     std::uint64_t m_running = 0;  // request id, 0 when idle; guarded by m_mutex
+    // Calls whose callback waits while m_running, nested in them, runs; innermost last; guarded by m_mutex
+    std::vector<std::uint64_t> m_outer;
     std::uint64_t m_sent = 0;     // SIGINTs sent to the main thread; guarded by m_mutex
     // Requests forwarded to the main thread and not yet started -> cancelled before they started.
     std::map<std::uint64_t, bool> m_queued;  // guarded by m_mutex

@@ -109,7 +109,9 @@ void io_thread::route_request(zmq::socket_ref supervisor, zmq::socket_ref main, 
         static_assert(splitcore::op::count(splitcore::tier::io_thread) == 1, "the IO thread answers cancel only");
         if (op != splitcore::op::cancel.name) {
             // The session's own life (hello, bye, release) is not the client's to cancel.
-            if (op != splitcore::op::hello.name && op != splitcore::op::bye.name && op != splitcore::op::release.name) {
+            // Nor a callback's answer, which the call waiting for it takes without starting a request.
+            if (op != splitcore::op::hello.name && op != splitcore::op::bye.name && op != splitcore::op::release.name &&
+                op != splitcore::op::answer.name) {
                 m_interrupts.queue(id);
             }
             splitcore::send_parts(main, request);

@@ -69,6 +69,8 @@ enum class errc {
     kernel_signal_wakeup,
     kernel_orphaned,
     kernel_threads_left_running,
+    // callbacks: the master's objects used on a slave
+    callback_unavailable,
 };
 
 // Every id's name, indexed by errc.
@@ -119,9 +121,10 @@ inline constexpr std::string_view error_names[] = {
     "kernel_signal_wakeup",
     "kernel_orphaned",
     "kernel_threads_left_running",
+    "callback_unavailable",
 };
 inline constexpr std::size_t error_count = sizeof(error_names) / sizeof(error_names[0]);
-static_assert(error_count == static_cast<std::size_t>(errc::kernel_threads_left_running) + 1,
+static_assert(error_count == static_cast<std::size_t>(errc::callback_unavailable) + 1,
               "error_names must name every errc, in order");
 
 [[nodiscard]] constexpr std::string_view name(errc code) noexcept {

@@ -78,6 +78,8 @@ inline constexpr operation operations[] = {
     {"cancel", tier::io_thread, "target: a request id", "bool: the target was running or queued and is interrupted"},
     {"stats", tier::main_thread, "none", "{objects: live objects held for the client}"},
     {"bye", tier::main_thread, "none", "null; the session ends"},
+    {"answer", tier::main_thread, "cb: the callback request's number, ok, r (VALUE) or e (ERROR)",
+     "null; taken by the call waiting for it (a callback of the master's object)"},
 };
 
 namespace op {
@@ -109,6 +111,7 @@ inline constexpr const operation& ping = named("ping");
 inline constexpr const operation& release = named("release");
 inline constexpr const operation& cancel = named("cancel");
 inline constexpr const operation& bye = named("bye");
+inline constexpr const operation& answer = named("answer");
 }  // namespace op
 
 // The ERROR map of a failure with an id: type "splitbrain.ProtocolError", msg, args, code (the
