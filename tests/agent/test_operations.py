@@ -360,10 +360,15 @@ def test_an_answer_no_callback_waits_for_is_a_bad_request(client):
 
 
 def test_a_local_reference_used_after_its_call_is_callback_unavailable(client):
-    kept = client.value(client.module("builtins"), path=["list"])
+    kept = client.value(client.module("collections"), path=["deque"])
     client.ok("call", o=kept.wire(), path=["append"], a=[{"$l": 5, "t": "builtins.function", "cl": True, "p": []}])
-    thread = Ref(client.ok("call", o=client.module("threading").wire(), path=["Thread"],
-                           k={"$d": ["target", {"$l": 5, "t": "builtins.function", "cl": True, "p": []}]}))
+    request_id = next(client.ids)
+    client.send({"id": request_id, "op": "call", "o": client.module("threading").wire(), "path": ["Thread"],
+                 "k": {"$d": ["target", {"$l": 5, "t": "builtins.function", "cl": True, "p": []}]}})
+    # Thread() reads the target's __name__: a callback during the call, answered
+    reply, callbacks, _ = _serve_callbacks(client, request_id, lambda h: {"ok": True, "r": "work"})
+    assert [(c["op"], c["name"]) for c in callbacks] == [("getattr", "__name__")]
+    thread = Ref(reply["r"])
     # Held by the list: the thread on the slave calls it outside any call of the main thread.
     client.ok("call", o=thread.wire(), path=["start"])
     client.ok("call", o=thread.wire(), path=["join"], a=[10])
