@@ -138,8 +138,8 @@ PyObject* ask(PyObject* self, PyObject* const* args, Py_ssize_t nargs) {
     return nullptr;
 }
 
-PyMethodDef ask_definition = {"ask", reinterpret_cast<PyCFunction>(reinterpret_cast<void (*)()>(&ask)),
-                              METH_FASTCALL, "ask(op, proxy, name, args, kwargs): one callback to the master"};
+PyMethodDef ask_definition = {"ask", reinterpret_cast<PyCFunction>(reinterpret_cast<void (*)()>(&ask)), METH_FASTCALL,
+                              "ask(op, proxy, name, args, kwargs): one callback to the master"};
 
 [[noreturn]] void unavailable(const std::string& detail) {
     throw python_error::make(PyExc_RuntimeError, splitcore::tagged(errc::callback_unavailable, detail));
@@ -248,7 +248,8 @@ py_ref worker::unbox_local(const json& ref) {
         names = py_ref::checked(PyTuple_New(static_cast<Py_ssize_t>(protocols->size())));
         Py_ssize_t i = 0;
         for (const json& name : *protocols) {
-            py_ref text = py_ref::checked(PyUnicode_FromString(name.is_string() ? name.get<std::string>().c_str() : ""));
+            py_ref text =
+                py_ref::checked(PyUnicode_FromString(name.is_string() ? name.get<std::string>().c_str() : ""));
             PyTuple_SET_ITEM(names.get(), i++, text.release());
         }
     }
@@ -256,8 +257,8 @@ py_ref worker::unbox_local(const json& ref) {
     py_ref py_eid = py_ref::checked(PyLong_FromUnsignedLongLong(*eid));
     py_ref py_type = py_ref::checked(PyUnicode_FromString(
         type != nullptr && type->is_string() ? type->get<std::string>().c_str() : "builtins.object"));
-    PyObject* callable = is_callable != nullptr && is_callable->is_boolean() && is_callable->get<bool>() ? Py_True
-                                                                                                        : Py_False;
+    PyObject* callable =
+        is_callable != nullptr && is_callable->is_boolean() && is_callable->get<bool>() ? Py_True : Py_False;
     PyObject* args[] = {py_eid.get(), py_type.get(), callable, names.get()};
     return py_ref::checked(PyObject_Vectorcall(make.get(), args, 4, nullptr));
 }
@@ -291,24 +292,28 @@ json worker::take_local_releases() {
 void worker::refuse_callbacks_in_child(PyObject* kwargs) const {
     PyObject* preexec = PyDict_GetItemString(kwargs, "preexec_fn");
     if (preexec == nullptr || !is_local(preexec)) return;
-    unavailable("preexec_fn= runs in the child process on the slave, between fork and exec, where a function of "
-                "the master cannot be called back; do that set-up in the child itself (start_new_session=True, "
-                "process_group=, user=, umask=, or a shell command)");
+    unavailable(
+        "preexec_fn= runs in the child process on the slave, between fork and exec, where a function of "
+        "the master cannot be called back; do that set-up in the child itself (start_new_session=True, "
+        "process_group=, user=, umask=, or a shell command)");
 }
 
 py_ref worker::callback(const std::string& op, PyObject* target, PyObject* name, PyObject* args, PyObject* kwargs) {
     if (::getpid() != m_pid) {
-        unavailable("a function or object of the master was used in a child process of the slave's worker (after "
-                    "a fork); only the worker's main thread, during the call that received it, can call back");
+        unavailable(
+            "a function or object of the master was used in a child process of the slave's worker (after "
+            "a fork); only the worker's main thread, during the call that received it, can call back");
     }
     if (!::pthread_equal(::pthread_self(), m_main_thread)) {
-        unavailable("a function or object of the master was used from another thread on the slave; only the call "
-                    "that received it, on the worker's main thread, can call back to the master");
+        unavailable(
+            "a function or object of the master was used from another thread on the slave; only the call "
+            "that received it, on the worker's main thread, can call back to the master");
     }
     if (m_serving.empty()) {
-        unavailable("a function or object of the master was used on the slave after the call that received it "
-                    "returned (kept by atexit.register, a registry or a thread there); pass it again in each call, "
-                    "or run that code on the master");
+        unavailable(
+            "a function or object of the master was used on the slave after the call that received it "
+            "returned (kept by atexit.register, a registry or a thread there); pass it again in each call, "
+            "or run that code on the master");
     }
     if (m_callback_depth >= max_callback_depth) {
         unavailable("callbacks to the master nest deeper than " + std::to_string(max_callback_depth) +

@@ -55,8 +55,6 @@ private:
     const pthread_t m_main_thread;
     std::mutex m_mutex;
     std::uint64_t m_running = 0;  // request id, 0 when idle; guarded by m_mutex
-    // Calls whose callback waits while m_running, nested in them, runs; innermost last; guarded by m_mutex
-    std::vector<std::uint64_t> m_outer;
     std::uint64_t m_sent = 0;     // SIGINTs sent to the main thread; guarded by m_mutex
     // Requests forwarded to the main thread and not yet started -> cancelled before they started.
     std::map<std::uint64_t, bool> m_queued;  // guarded by m_mutex
@@ -67,6 +65,9 @@ private:
     std::atomic<std::uint64_t> m_delivered{0};          // SIGINTs that reached on_sigint
     std::atomic<std::uint64_t> m_raised{0};             // KeyboardInterrupts raised by Python's handler
     struct sigaction m_python_sigint {};                // Python's C handler, run by on_sigint
+
+    // Calls whose callback waits while m_running, nested in them, runs; innermost last; guarded by m_mutex
+    std::vector<std::uint64_t> m_outer;
 };
 
 }  // namespace splitbrain::agent

@@ -134,7 +134,8 @@ splitcore::message await_answer(serving& s, json header, std::vector<zmq::messag
         // Before taking a request: a cancel ends the wait, and what came after it waits for the loop.
         if (PyErr_CheckSignals() < 0) throw splitcore::python_error();
         if (!(item.revents & ZMQ_POLLIN)) continue;
-        std::optional<std::vector<zmq::message_t>> request = splitcore::recv_parts(s.requests, zmq::recv_flags::dontwait);
+        std::optional<std::vector<zmq::message_t>> request =
+            splitcore::recv_parts(s.requests, zmq::recv_flags::dontwait);
         if (!request || request->empty()) continue;
         json next;
         try {

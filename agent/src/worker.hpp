@@ -117,8 +117,8 @@ private:
     bool m_finished = false;
 
     // callbacks.cpp
-    splitcore::py_ref m_local_module;     // _splitbrain_local: make(), LocalObject, released
-    splitcore::py_ref m_local_base;       // its LocalObject class
+    splitcore::py_ref m_local_module;  // _splitbrain_local: make(), LocalObject, released
+    splitcore::py_ref m_local_base;    // its LocalObject class
     transport m_transport;
     std::vector<std::uint64_t> m_serving;  // ids of the requests being served, the innermost last
     std::uint64_t m_callbacks = 0;         // callback requests sent so far: each one's "cb"

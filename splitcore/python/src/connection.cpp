@@ -37,9 +37,11 @@ constexpr std::size_t release_batch = 64;
 struct connection_state {
     std::shared_ptr<splitcore::channel> channel;  // null once closed; callers hold their own copy
     py_ref box, unbox, output, error;             // the owner's hooks
-    py_ref local, callback, keep_error, release_local;  // ... for local objects by reference (callbacks)
     json releases = json::array();                // [[oid, count], ...] not yet sent; GIL-guarded
     unsigned long long requests = 0;              // messages sent (requests, posts, release batches)
+
+    // The owner's hooks for local objects by reference and the callbacks on them.
+    py_ref local, callback, keep_error, release_local;
 };
 
 struct connection_object {
@@ -86,8 +88,8 @@ void release_locals(connection_state& state, const json& header) {
                 !pair[1].is_number_unsigned()) {
                 continue;
             }
-            py_ref item = py_ref::checked(Py_BuildValue("(KK)", pair[0].get<unsigned long long>(),
-                                                        pair[1].get<unsigned long long>()));
+            py_ref item = py_ref::checked(
+                Py_BuildValue("(KK)", pair[0].get<unsigned long long>(), pair[1].get<unsigned long long>()));
             if (PyList_Append(pairs.get(), item.get()) < 0) throw python_error();
         }
         py_ref done = py_ref::checked(PyObject_CallOneArg(state.release_local.get(), pairs.get()));

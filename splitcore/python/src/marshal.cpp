@@ -47,7 +47,9 @@ json client_hooks::box_reference(PyObject* obj) {
 }
 
 py_ref client_hooks::unbox_exception(const json& error) {
-    if (!error.is_object() || m_error == nullptr) throw splitcore::error(errc::bad_request, "\"$e\" must hold an ERROR");
+    if (!error.is_object() || m_error == nullptr) {
+        throw splitcore::error(errc::bad_request, "\"$e\" must hold an ERROR");
+    }
     static const std::vector<zmq::message_t> no_frames;  // an ERROR's values never use frames
     splitcore::decoder decoder(*this, no_frames);
     splitcore::message carrier{json{{"e", error}}, {}};
