@@ -257,3 +257,19 @@ def test_a_callback_kept_by_the_slave_works_in_later_calls_and_comes_back_as_its
     remote_partial = linux_box.modules.functools.partial(note, 5)
     assert remote_partial() == 10  # called back during a later call
     assert calls == [1, 2, 5]
+
+
+def test_callbacks_nested_too_deep_are_a_clear_error(linux_box):
+    call = linux_box.modules.operator.call
+    depth = []
+
+    def recurse():
+        depth.append(1)
+        return call(recurse)  # each level: a call to the slave whose callback calls it again
+
+    with pytest.raises(RuntimeError) as caught:
+        call(recurse)
+    assert "[splitbrain.callback_unavailable] callbacks to the master nest deeper than 32 (a callback that " \
+           "calls the slave, whose code calls back, ...)" in str(caught.value)
+    assert len(depth) == 32
+    assert linux_box.modules.builtins.sum([1, 2]) == 3
