@@ -3,6 +3,8 @@
 #include <sched.h>
 #include <sys/prctl.h>
 
+#include <algorithm>
+
 #include "leftovers.hpp"
 #include "log.hpp"
 #include "splitcore/py_ref.hpp"
@@ -68,7 +70,8 @@ void interrupt_state::queue(std::uint64_t id) {
 
 bool interrupt_state::cancel(std::uint64_t target) {
     std::lock_guard<std::mutex> lock(m_mutex);
-    if (target != 0 && m_running == target) {
+    const bool outer = target != 0 && std::find(m_outer.begin(), m_outer.end(), target) != m_outer.end();
+    if (target != 0 && (m_running == target || outer)) {  // an outer call: its nested one unwinds into it
         if (!m_adopting) {
             m_adopting = ::prctl(PR_SET_CHILD_SUBREAPER, 1) == 0;
             m_children_at_cancel = children_of_main_thread();
@@ -126,7 +129,10 @@ bool interrupt_state::start(std::uint64_t id) {
         cancelled = waiting->second;
         m_queued.erase(waiting);
     }
-    if (!cancelled) m_running = id;
+    if (!cancelled) {
+        if (m_running != 0) m_outer.push_back(m_running);  // a nested request, served while a callback waits
+        m_running = id;
+    }
     return !cancelled;
 }
 
@@ -135,6 +141,10 @@ void interrupt_state::finish() {
     {
         std::lock_guard<std::mutex> lock(m_mutex);
         m_running = 0;
+        if (!m_outer.empty()) {  // back in the call whose callback waits
+            m_running = m_outer.back();
+            m_outer.pop_back();
+        }
         sent = m_sent;
     }
     // A SIGINT sent just before the request ended may not have landed yet: wait for it (each

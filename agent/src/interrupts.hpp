@@ -15,6 +15,7 @@
 #include <map>
 #include <set>
 #include <mutex>
+#include <vector>
 
 namespace splitbrain::agent {
 
@@ -74,6 +75,9 @@ private:
     struct sigaction m_python_sigint {};                // Python's C handler, run by on_sigint
     bool m_adopting = false;                            // a child subreaper; guarded by m_mutex
     std::set<pid_t> m_children_at_cancel;               // guarded by m_mutex
+
+    // Calls whose callback waits while m_running, nested in them, runs; innermost last; guarded by m_mutex
+    std::vector<std::uint64_t> m_outer;
 };
 
 }  // namespace splitbrain::agent

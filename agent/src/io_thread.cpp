@@ -194,7 +194,9 @@ void io_thread::route_request(zmq::socket_ref supervisor, zmq::socket_ref main, 
             if (refuse_if_late(supervisor, header, id)) return;
             if (!admit(supervisor, id, request)) return;
             // The session's own life (hello, bye, release) is not the client's to cancel.
-            if (op != splitcore::op::hello.name && op != splitcore::op::bye.name && op != splitcore::op::release.name) {
+            // Nor a callback's answer, which the call waiting for it takes without starting a request.
+            if (op != splitcore::op::hello.name && op != splitcore::op::bye.name && op != splitcore::op::release.name &&
+                op != splitcore::op::answer.name) {
                 m_interrupts.queue(id);
             }
             splitcore::send_parts(main, request);

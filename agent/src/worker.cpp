@@ -145,6 +145,7 @@ worker::worker() {
     m_handler["release"] = &worker::release;
     m_handler["stats"] = &worker::stats;
     m_handler["bye"] = &worker::bye;
+    m_handler["answer"] = &worker::answer;
     check_handlers();
 
     // Calls run as a line typed at the slave's prompt: a frame whose globals and locals are
@@ -153,6 +154,7 @@ worker::worker() {
     // exist", and what exec defines stays for the next eval.
     m_main = py_ref::borrow(PyModule_GetDict(py_ref::checked(PyImport_AddModule("__main__")).get()));
     refuse_process_calls();
+    install_local_objects();
     m_call = py_ref::checked(Py_CompileString(
         "__splitbrain_call__[0](*__splitbrain_call__[1], **__splitbrain_call__[2])", "<splitbrain>", Py_eval_input));
 }
@@ -175,6 +177,13 @@ void worker::check_handlers() const {
 }
 
 splitcore::message worker::dispatch(const json& header, const std::vector<zmq::message_t>& frames) {
+    splitcore::message reply = dispatch_one(header, frames);
+    // Proxies of the master's objects that died meanwhile ride on the reply (callbacks.cpp).
+    if (json released = take_local_releases(); !released.empty()) reply.header["rl"] = std::move(released);
+    return reply;
+}
+
+splitcore::message worker::dispatch_one(const json& header, const std::vector<zmq::message_t>& frames) {
     std::uint64_t id = 0;
     splitcore::encoder out(*this);
     try {
@@ -183,6 +192,11 @@ splitcore::message worker::dispatch(const json& header, const std::vector<zmq::m
         const auto found = m_handler.find(op);
         if (found == m_handler.end()) throw splitcore::error(errc::unknown_op, "no operation \"" + op + "\"");
         splitcore::decoder in(*this, frames);
+        m_serving.push_back(id);  // a callback made during this request belongs to it
+        struct served {
+            std::vector<std::uint64_t>& ids;
+            ~served() { ids.pop_back(); }
+        } done{m_serving};
         json result = (this->*found->second)(request{header, in, out});
         json reply = splitcore::ok_reply(id, std::move(result));
         if (json written = in.changed_writables(out); !written.empty()) reply["w"] = std::move(written);
@@ -202,6 +216,19 @@ splitcore::message worker::dispatch(const json& header, const std::vector<zmq::m
 // object table
 
 json worker::box_reference(PyObject* obj) {
+    if (is_local(obj)) {  // the master's own object goes back as itself
+        py_ref eid = py_ref::checked(PyObject_GetAttrString(obj, "_sb_eid"));
+        const unsigned long long value = PyLong_AsUnsignedLongLong(eid.get());
+        splitcore::throw_if_error();
+        return json{{"$l", value}};
+    }
+    if (PyExceptionInstance_Check(obj)) {  // by value, as the client raises ours: onerror= gets an OSError
+        PyErr_SetObject(reinterpret_cast<PyObject*>(Py_TYPE(obj)), obj);
+        const python_error instance;
+        json error = splitcore::describe_exception(instance, *this);
+        error.erase("tb");  // it was not raised here
+        return json{{"$e", std::move(error)}};
+    }
     std::uint64_t oid;
     if (const auto known = m_oid_of.find(obj); known != m_oid_of.end()) {
         oid = known->second;
@@ -388,6 +415,7 @@ json worker::call_with(const request& r, PyObject* target) {
             throw splitcore::error(errc::bad_request, "field \"k\" must be a {\"$d\": [...]} map");
     }
     if (!kwargs) kwargs = py_ref::checked(PyDict_New());
+    refuse_callbacks_in_child(kwargs.get());
     py_ref call = py_ref::checked(PyTuple_Pack(3, target, args.get(), kwargs.get()));
     if (PyDict_SetItemString(m_main.get(), "__splitbrain_call__", call.get()) < 0) throw python_error();
     py_ref result = py_ref::steal(PyEval_EvalCode(m_call.get(), m_main.get(), m_main.get()));

@@ -4,7 +4,12 @@
 
 #include <Python.h>
 
+#include <pthread.h>
+#include <sys/types.h>
+#include <unistd.h>
+
 #include <cstdint>
+#include <functional>
 #include <map>
 #include <string>
 #include <string_view>
@@ -36,6 +41,17 @@ public:
 
     nlohmann::json box_reference(PyObject* obj) override;
     splitcore::py_ref unbox_reference(const nlohmann::json& ref) override;
+    splitcore::py_ref unbox_local(const nlohmann::json& ref) override;
+
+    // Callbacks (callbacks.cpp): how a callback request reaches the client and its answer comes back
+    // while the call runs; serve_loop.cpp sets it (it serves nested requests meanwhile). The answer's
+    // header and frames; throws python_error (KeyboardInterrupt: the call was cancelled).
+    using transport = std::function<splitcore::message(splitcore::json header, std::vector<zmq::message_t> frames)>;
+    void set_transport(transport send_and_wait) { m_transport = std::move(send_and_wait); }
+    // A use of a proxy of the master's object `target` ("call", "getattr", "setattr", "delattr",
+    // "method", "iter", "next"): one round trip to the client. Throws python_error.
+    splitcore::py_ref callback(const std::string& op, PyObject* target, PyObject* name, PyObject* args,
+                               PyObject* kwargs);
 
 private:
     struct request {
@@ -75,8 +91,17 @@ private:
     splitcore::json stats(const request&);
     splitcore::json bye(const request&);
 
+    splitcore::json answer(const request&);
+    splitcore::message dispatch_one(const splitcore::json& header, const std::vector<zmq::message_t>& frames);
+
     splitcore::json take_items(PyObject* iterator, const request& r, bool& done);
     void check_handlers() const;
+
+    // callbacks.cpp: the Python side of the master's objects by reference (module _splitbrain_local)
+    void install_local_objects();
+    [[nodiscard]] bool is_local(PyObject* obj) const;
+    [[nodiscard]] splitcore::json take_local_releases();  // [[eid, count], ...] of proxies that died
+    void refuse_callbacks_in_child(PyObject* kwargs) const;
 
     std::map<std::string, handler, std::less<>> m_handler;
 
@@ -90,6 +115,16 @@ private:
     splitcore::py_ref m_main;  // __main__.__dict__: globals and locals of every call
     splitcore::py_ref m_call;  // code: __splitbrain_call__[0](*[1], **[2]), run in m_main
     bool m_finished = false;
+
+    // callbacks.cpp
+    splitcore::py_ref m_local_module;  // _splitbrain_local: make(), LocalObject, released
+    splitcore::py_ref m_local_base;    // its LocalObject class
+    transport m_transport;
+    std::vector<std::uint64_t> m_serving;  // ids of the requests being served, the innermost last
+    std::uint64_t m_callbacks = 0;         // callback requests sent so far: each one's "cb"
+    int m_callback_depth = 0;              // callbacks waiting for their answer, nested
+    pthread_t m_main_thread = ::pthread_self();
+    pid_t m_pid = ::getpid();
 };
 
 }  // namespace splitbrain::agent

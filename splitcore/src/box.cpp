@@ -147,6 +147,14 @@ py_ref struct_sequence_module(const std::string& name) {
 
 }  // namespace
 
+py_ref box_hooks::unbox_local(const json& /*ref*/) {
+    bad_value("\"$l\" (an object of the client's export table) is not accepted here");
+}
+
+py_ref box_hooks::unbox_exception(const json& /*error*/) {
+    bad_value("\"$e\" (an exception by value) is not accepted here");
+}
+
 void drain_deferred_decrefs() {
     std::vector<PyObject*> owners;
     {
@@ -328,7 +336,7 @@ json encoder::encode_at(PyObject* value, int depth) {
         }
         return json{{"$d", std::move(items)}};
     }
-    if (PyAnySet_CheckExact(value) && is_plain_at(value, depth)) {
+    if (PyAnySet_CheckExact(value) && (m_sets_by_value || is_plain_at(value, depth))) {
         return json{{PyFrozenSet_CheckExact(value) ? "$fs" : "$s", encode_items(value, depth)}};
     }
     if (record_of(value)) return encode_record(value, depth);
@@ -512,6 +520,8 @@ py_ref decoder::decode_record(const json& value, int depth) {
 
 py_ref decoder::decode_tagged(const json& value, int depth) {
     if (value.contains("$r")) return m_hooks.unbox_reference(value);
+    if (value.contains("$l")) return m_hooks.unbox_local(value);
+    if (value.contains("$e")) return m_hooks.unbox_exception(value.at("$e"));
     if (value.contains("$q")) return decode_struct_sequence(value, depth);
     if (value.contains("$o")) return decode_record(value, depth);
     if (value.size() != 1) bad_value("a tagged value must have exactly one key");
@@ -652,6 +662,14 @@ json describe_exception(const python_error& e, box_hooks& hooks) {
             }
             error["dict"] = json{{"$d", std::move(pairs)}};
         }
+        // An exception that crossed from the other side in a callback's answer carries the token
+        // of the original there: it goes back as that very exception (docs/protocol.md, "Callbacks").
+        py_ref origin = py_ref::steal(PyObject_GetAttrString(value, "__splitbrain_origin__"));
+        if (origin && PyLong_Check(origin.get())) {
+            const unsigned long long token = PyLong_AsUnsignedLongLong(origin.get());
+            if (!PyErr_Occurred()) error["origin"] = token;
+        }
+        PyErr_Clear();
     }
     py_ref traceback_module = py_ref::steal(PyImport_ImportModule("traceback"));
     if (traceback_module) {

@@ -437,7 +437,14 @@ void channel::dispatch(std::vector<message>& arrived, time_point now) {
         m_last_heard = now;
         const auto& header = message.header;
         if (header.contains("ev")) {
-            if (const std::uint64_t owner = running_request(); owner != 0) {
+            std::uint64_t owner = running_request();
+            // A callback request names its call: while a callback runs, a nested call is the one
+            // running there, but an outer call's request is still that outer call's.
+            if (const auto call = header.find("for"); call != header.end() && call->is_number_unsigned() &&
+                                                      m_waiting.count(call->get<std::uint64_t>()) != 0) {
+                owner = call->get<std::uint64_t>();
+            }
+            if (owner != 0) {
                 m_acknowledged = std::max(m_acknowledged, owner);
                 m_events_for[owner].push_back(std::move(message));
                 continue;

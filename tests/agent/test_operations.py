@@ -1,6 +1,7 @@
 """Every operation of docs/protocol.md against a real agent, and the by-value table end to end."""
 import math
 import os
+import time
 
 import cbor2
 import pytest
@@ -298,3 +299,80 @@ def test_bye_ends_the_session(agent):
     wait_until(lambda: not os.path.exists(f"/proc/{pid}"), what="the worker to exit")
     assert client.request("stats")["e"]["code"] == "no_session"
     client.close()
+
+
+def _serve_callbacks(client, request_id, answer):
+    """Answers the callback requests of request_id with answer(header) -> answer fields, until its
+    reply comes; returns (reply, callback requests, replies to the answers)."""
+    callbacks, answered = [], []
+    while True:
+        message = client.receive(10)
+        assert message is not None, f"no reply to request {request_id}"
+        header, _ = message
+        if header.get("ev") == "cb":
+            callbacks.append(header)
+            answer_id = next(client.ids)
+            client.send({"id": answer_id, "op": "answer", "cb": header["cb"], **answer(header)})
+            continue
+        if "ev" in header:
+            continue
+        if header.get("id") == request_id:
+            return header, callbacks, answered
+        answered.append(header)
+
+
+def test_a_local_reference_is_called_back_during_the_call_and_released_on_its_reply(client):
+    builtins = client.module("builtins")
+    request_id = next(client.ids)
+    key = {"$l": 7, "t": "builtins.function", "cl": True, "p": []}
+    client.send({"id": request_id, "op": "call", "o": builtins.wire(), "path": ["sorted"], "a": [[3, 1, 2]],
+                 "k": {"$d": ["key", key]}})
+    reply, callbacks, answered = _serve_callbacks(client, request_id, lambda h: {"ok": True, "r": -h["a"][0]})
+    assert reply["ok"] and reply["r"] == [3, 2, 1]
+    assert [(c["op"], c["for"], c["l"], c["a"]) for c in callbacks] == [
+        ("call", request_id, {"$l": 7}, [3]), ("call", request_id, {"$l": 7}, [1]), ("call", request_id, {"$l": 7}, [2])]
+    assert [a["ok"] for a in answered] == [True] * 3  # every answer gets a reply
+    assert reply["rl"] == [[7, 1]]  # the proxy died with the call: released on its reply
+
+
+def test_an_error_answer_raises_in_the_call_with_its_class_args_and_origin(client):
+    builtins = client.module("builtins")
+    request_id = next(client.ids)
+    key = {"$l": 3, "t": "builtins.function", "cl": True, "p": []}
+    client.send({"id": request_id, "op": "call", "o": builtins.wire(), "path": ["sorted"], "a": [[1, 2]],
+                 "k": {"$d": ["key", key]}})
+    error = {"type": "mine.Oops", "msg": "oops", "args": ["oops", 2], "mro": [["mine", "Oops"],
+             ["builtins", "LookupError"], ["builtins", "Exception"]], "origin": 41}
+    reply, callbacks, _ = _serve_callbacks(client, request_id, lambda h: {"ok": False, "e": error})
+    assert len(callbacks) == 1
+    assert reply["ok"] is False
+    assert reply["e"]["type"] == "builtins.LookupError"  # the nearest class the slave has
+    assert reply["e"]["args"] == ["oops", 2]
+    assert reply["e"]["origin"] == 41
+
+
+def test_an_answer_no_callback_waits_for_is_a_bad_request(client):
+    reply = client.request("answer", cb=999, ok=True, r=None)
+    assert reply["ok"] is False
+    assert reply["e"]["code"] == "bad_request"
+    assert reply["e"]["msg"] == ("[splitbrain.bad_request] no callback 999 waits for this answer (it was "
+                                 "interrupted, or has been answered)")
+
+
+def test_a_local_reference_used_after_its_call_is_callback_unavailable(client):
+    kept = client.value(client.module("collections"), path=["deque"])
+    client.ok("call", o=kept.wire(), path=["append"], a=[{"$l": 5, "t": "builtins.function", "cl": True, "p": []}])
+    request_id = next(client.ids)
+    client.send({"id": request_id, "op": "call", "o": client.module("threading").wire(), "path": ["Thread"],
+                 "k": {"$d": ["target", {"$l": 5, "t": "builtins.function", "cl": True, "p": []}]}})
+    # Thread() reads the target's __name__: a callback during the call, answered
+    reply, callbacks, _ = _serve_callbacks(client, request_id, lambda h: {"ok": True, "r": "work"})
+    assert [(c["op"], c["name"]) for c in callbacks] == [("getattr", "__name__")]
+    thread = Ref(reply["r"])
+    # Held by the list: the thread on the slave calls it outside any call of the main thread.
+    client.ok("call", o=thread.wire(), path=["start"])
+    client.ok("call", o=thread.wire(), path=["join"], a=[10])
+    deadline = time.monotonic() + 10
+    while not any(b"callback_unavailable" in e.get("d", b"") for e in client.events):
+        assert time.monotonic() < deadline, client.events
+        client.ok("stats")

@@ -26,6 +26,12 @@ struct box_hooks {
     // a {"$r": …} map arrived: return a new reference (worker: table lookup, unknown →
     // error{errc::bad_object}; client: make a proxy)
     virtual py_ref unbox_reference(const nlohmann::json& ref) = 0;
+    // a {"$l": eid, ...} map arrived: an object of the client's export table (a master's object by
+    // reference). Worker: its proxy; client: the object itself. By default refused (bad_request).
+    virtual py_ref unbox_local(const nlohmann::json& ref);
+    // a {"$e": ERROR} arrived: an exception instance by value (the worker sends them so: an
+    // onerror= callback gets a FileNotFoundError). By default refused (bad_request).
+    virtual py_ref unbox_exception(const nlohmann::json& error);
 };
 
 // Containers nested deeper than this go by reference (encoding) or are refused (decoding).
@@ -50,6 +56,10 @@ public:
     // copy the peer may change; fill_writable(index, bytes) then writes the peer's copy back into
     // it (copy-in/copy-out: readinto, recv_into). Throws python_error.
     void send_writable_buffers() noexcept { m_copy_back = true; }
+    // A set or frozenset crosses by value even when its elements are references (each element boxed
+    // alone, as a tuple's are): the receiver gets a set of its own objects, so set operations and
+    // comparisons work there (`{os.open, os.stat} <= os.supports_dir_fd`). The client's side.
+    void send_sets_by_value() noexcept { m_sets_by_value = true; }
     void fill_writable(std::size_t index, PyObject* bytes);
 
 private:
@@ -65,6 +75,7 @@ private:
     std::vector<zmq::message_t> m_frames;
     std::size_t m_estimate = 0;  // rough CBOR size of the value being encoded
     bool m_copy_back = false;
+    bool m_sets_by_value = false;
     std::vector<py_ref> m_writable;  // the buffers sent as "$w", by index
 };
 

@@ -72,6 +72,8 @@ enum class errc {
     // flow control
     queue_full,
     arrived_late,
+    // callbacks: the master's objects used on a slave
+    callback_unavailable,
 };
 
 // Every id's name, indexed by errc.
@@ -124,9 +126,10 @@ inline constexpr std::string_view error_names[] = {
     "kernel_threads_left_running",
     "queue_full",
     "arrived_late",
+    "callback_unavailable",
 };
 inline constexpr std::size_t error_count = sizeof(error_names) / sizeof(error_names[0]);
-static_assert(error_count == static_cast<std::size_t>(errc::arrived_late) + 1,
+static_assert(error_count == static_cast<std::size_t>(errc::callback_unavailable) + 1,
               "error_names must name every errc, in order");
 
 [[nodiscard]] constexpr std::string_view name(errc code) noexcept {

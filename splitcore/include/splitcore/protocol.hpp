@@ -79,6 +79,8 @@ inline constexpr operation operations[] = {
     {"ack", tier::io_thread, "at: the \"at\" of the last output event the client has written", "null"},
     {"stats", tier::main_thread, "none", "{objects: live objects held for the client}"},
     {"bye", tier::main_thread, "none", "null; the session ends"},
+    {"answer", tier::main_thread, "cb: the callback request's number, ok, r (VALUE) or e (ERROR)",
+     "null; taken by the call waiting for it (a callback of the master's object)"},
 };
 
 namespace op {
@@ -111,6 +113,7 @@ inline constexpr const operation& release = named("release");
 inline constexpr const operation& cancel = named("cancel");
 inline constexpr const operation& ack = named("ack");
 inline constexpr const operation& bye = named("bye");
+inline constexpr const operation& answer = named("answer");
 }  // namespace op
 
 // The ERROR map of a failure with an id: type "splitbrain.ProtocolError", msg, args, code (the

@@ -118,6 +118,7 @@ TYPES = {
     "bad_registry": ValueError,
     "spawn_failed": SpawnError,
     "arrived_late": AgentUnreachable,
+    "callback_unavailable": RuntimeError,
 }
 _core.set_error_types(TYPES)
 

@@ -14,6 +14,7 @@ Round trips are the cost, so:
 """
 
 import os
+import pathlib
 
 from ._errors import error
 
@@ -519,8 +520,9 @@ def remote_signature(proxy):
 
 
 def path_like_text(obj):
-    """A local os.PathLike object as the text a slave can use, or None."""
-    if isinstance(obj, os.PathLike):
+    """A local path (pathlib's, os.DirEntry) as the text a slave can use, or None. Other objects with
+    __fspath__ cross by reference: the slave calls their __fspath__ (and anything else) back."""
+    if isinstance(obj, (pathlib.PurePath, os.DirEntry)):
         path = os.fspath(obj)
         if isinstance(path, str):
             return path

@@ -146,9 +146,9 @@ def open(file, mode="r", buffering=-1, encoding=None, errors=None, newline=None,
     slave = current_slave.get()
     if slave is None:
         return _io.open(file, mode, buffering, encoding, errors, newline, closefd, opener)
-    if opener is not None:
-        raise error("not_transferable", "open(opener=...) cannot be sent to a slave")
     kwargs = {}
+    if opener is not None:  # called back on the master: its os.open(...) inside the context acts on the slave
+        kwargs["opener"] = opener
     if buffering != -1:
         kwargs["buffering"] = buffering
     if encoding is not None:

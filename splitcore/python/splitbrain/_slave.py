@@ -11,7 +11,7 @@ import threading
 import time
 import weakref
 
-from . import _classes, _context, _core, _registry, _spawn
+from . import _classes, _context, _core, _local, _registry, _spawn
 from ._errors import AgentUnreachable, SessionLost, error, exception_from_reply
 from ._proxy import RemoteCallable, RemoteMethod, RemoteModule, RemoteObject, path_like_text
 
@@ -110,6 +110,7 @@ class Slave:
         self._proxies = weakref.WeakValueDictionary()
         self._decoders = {1: codecs.getincrementaldecoder("utf-8")("replace"),
                           2: codecs.getincrementaldecoder("utf-8")("replace")}
+        self._exports = _local.Exports()  # local objects the slave holds by reference (callbacks)
         self._closed = False
         self._stale = False              # the agent answered no_session: renew before the next use
         self.sessions = 0                # sessions opened so far: more than 1 after a restart of the agent
@@ -175,6 +176,7 @@ class Slave:
             object.__setattr__(proxy, "_sb_slave", lost)
         self._proxies = weakref.WeakValueDictionary()
         self._modules.clear()
+        self._exports.clear()  # the old session's proxies of them are gone with it
         old.close()
         self._stale = False
         self._handshakes = self._conn.handshakes
@@ -252,10 +254,19 @@ class Slave:
         text = path_like_text(obj)
         if text is not None:
             return text
-        raise error("not_transferable",
-                    f"a local {type(obj).__module__}.{type(obj).__qualname__} cannot be sent to {self.name}: "
-                    f"only plain data (None, bool, int, float, complex, str, bytes and tuples, lists, dicts "
-                    f"and sets of them) and {self.name}'s own remote objects cross")
+        return self._exports.export(obj)  # by reference: its uses there are callbacks to here
+
+    def _local(self, eid):
+        return self._exports.get(eid)
+
+    def _callback(self, op, target, name, args, kwargs):
+        return _local.serve(op, target, name, args, kwargs)
+
+    def _keep_error(self, exc):
+        return self._exports.keep_error(exc)
+
+    def _release_local(self, pairs):
+        self._exports.release(pairs)
 
     def _output(self, fd, data):
         text = self._decoders[2 if fd == 2 else 1].decode(data)
@@ -268,6 +279,11 @@ class Slave:
         stream.flush()
 
     def _error(self, info):
+        origin = info.get("origin")
+        if origin is not None:  # raised by a callback here: the caller gets that very exception
+            original = self._exports.take_error(origin)
+            if original is not None:
+                return original
         exc = exception_from_reply(self.name, info)
         code = getattr(exc, "code", None)
         if code == "no_session" and not self._closed:
@@ -348,6 +364,7 @@ class Slave:
             pass
         self._conn.close()
         self._modules.clear()
+        self._exports.clear()
         self._stop_agent()
 
     def _stop_agent(self):

@@ -39,12 +39,17 @@ struct connection_state {
     py_ref box, unbox, output, error;             // the owner's hooks
     json releases = json::array();                // [[oid, count], ...] not yet sent; GIL-guarded
     unsigned long long requests = 0;              // messages sent (requests, posts, release batches)
+
+    // The owner's hooks for local objects by reference and the callbacks on them.
+    py_ref local, callback, keep_error, release_local;
 };
 
 struct connection_object {
     PyObject_HEAD
     connection_state* state;
 };
+
+void serve_callback(connection_state& state, const splitcore::message& event);
 
 // A failure of the writer is reported and forgotten (it must not lose the reply), except the
 // KeyboardInterrupt of a Ctrl-C that landed while it wrote: that one is the caller's.
@@ -58,12 +63,17 @@ void writer_failed(std::optional<python_error>& interrupt, connection_state& sta
     }
 }
 
-// Output events go to the owner's _output(fd, bytes). Every event is written even after an
+// Output events go to the owner's _output(fd, bytes); callback requests ({"ev": "cb"}) are served
+// here, on the thread that waits for their call. Every event is written even after an
 // interrupt; the interrupt is returned, for the caller to act on as on one during the wait.
 [[nodiscard]] std::optional<python_error> deliver_events(connection_state& state,
                                                          std::vector<splitcore::message>& events) {
     std::optional<python_error> interrupt;
     for (auto& event : events) {
+        if (event.header.value("ev", "") == "cb") {
+            serve_callback(state, event);
+            continue;
+        }
         try {
             std::optional<output_chunk> chunk = output_of(event);
             if (!chunk) continue;
@@ -79,7 +89,89 @@ void writer_failed(std::optional<python_error>& interrupt, connection_state& sta
     return interrupt;
 }
 
-client_hooks hooks_of(connection_state& state) { return client_hooks(state.box.get(), state.unbox.get()); }
+client_hooks hooks_of(connection_state& state) {
+    return client_hooks(state.box.get(), state.unbox.get(), state.local.get(), state.error.get());
+}
+
+// "rl": [[eid, count], ...] on a worker's message: its proxies of our local objects that died.
+void release_locals(connection_state& state, const json& header) {
+    const auto found = header.find("rl");
+    if (found == header.end() || !found->is_array() || found->empty()) return;
+    try {
+        py_ref pairs = py_ref::checked(PyList_New(0));
+        for (const json& pair : *found) {
+            if (!pair.is_array() || pair.size() != 2 || !pair[0].is_number_unsigned() ||
+                !pair[1].is_number_unsigned()) {
+                continue;
+            }
+            py_ref item = py_ref::checked(
+                Py_BuildValue("(KK)", pair[0].get<unsigned long long>(), pair[1].get<unsigned long long>()));
+            if (PyList_Append(pairs.get(), item.get()) < 0) throw python_error();
+        }
+        py_ref done = py_ref::checked(PyObject_CallOneArg(state.release_local.get(), pairs.get()));
+    } catch (const python_error& e) {
+        e.restore();
+        PyErr_WriteUnraisable(state.release_local.get());
+    }
+}
+
+// A callback request of the worker, {"ev": "cb", "cb": n, "for": id, "op", "l": {"$l": eid}, "name",
+// "a", "k"}: the owner's _callback(op, target, name, args, kwargs) runs it here, on the master, and
+// the answer goes back as an "answer" request (docs/protocol.md, "Callbacks"). An exception it raises
+// is kept by the owner (_keep_error gives its token, "origin"), so that when it comes back out of the
+// remote call the caller gets that very exception.
+void serve_callback(connection_state& state, const splitcore::message& event) {
+    std::shared_ptr<splitcore::channel> channel = state.channel;
+    if (!channel) return;  // closed: the worker's wait ends with the session
+    release_locals(state, event.header);
+    client_hooks hooks = hooks_of(state);
+    splitcore::encoder out(hooks);
+    out.send_sets_by_value();
+    json answer{{"op", "answer"}, {"cb", event.header.value("cb", json(0))}};
+    try {
+        py_ref target, name, args, kwargs;
+        {
+            master_scope master;
+            splitcore::decoder in(hooks, event.frames);
+            target = in.decode(splitcore::field(event.header, "l"));
+            const json* raw_name = splitcore::optional_field(event.header, "name");
+            name = raw_name != nullptr && !raw_name->is_null() ? in.decode(*raw_name) : py_ref::borrow(Py_None);
+            const json* raw_args = splitcore::optional_field(event.header, "a");
+            args = raw_args != nullptr && !raw_args->is_null() ? in.decode(*raw_args) : py_ref::borrow(Py_None);
+            const json* raw_kwargs = splitcore::optional_field(event.header, "k");
+            kwargs = raw_kwargs != nullptr && !raw_kwargs->is_null() ? in.decode(*raw_kwargs) : py_ref::borrow(Py_None);
+        }
+        py_ref op = py_ref::checked(PyUnicode_FromString(splitcore::string_field(event.header, "op").c_str()));
+        PyObject* call_args[] = {op.get(), target.get(), name.get(), args.get(), kwargs.get()};
+        py_ref result = py_ref::checked(PyObject_Vectorcall(state.callback.get(), call_args, 5, nullptr));
+        answer["ok"] = true;
+        answer["r"] = out.encode(result.get());
+    } catch (const python_error& e) {
+        (void)out.take_frames();
+        answer["ok"] = false;
+        answer["e"] = splitcore::describe_exception(e, hooks);
+        py_ref token = py_ref::steal(PyObject_CallOneArg(state.keep_error.get(), e.value() ? e.value() : Py_None));
+        if (token && PyLong_Check(token.get())) answer["e"]["origin"] = PyLong_AsUnsignedLongLong(token.get());
+        PyErr_Clear();
+    } catch (const splitcore::error& e) {
+        (void)out.take_frames();
+        answer["ok"] = false;
+        answer["e"] = splitcore::error_value(e);
+    } catch (const std::exception& e) {  // a malformed callback request
+        PyErr_Clear();
+        (void)out.take_frames();
+        answer["ok"] = false;
+        answer["e"] = splitcore::error_value(splitcore::errc::bad_request, e.what());
+    }
+    std::vector<zmq::message_t> frames = out.take_frames();
+    ++state.requests;
+    try {
+        splitcore::gil_release unlocked;
+        channel->post(std::move(answer), std::move(frames));
+    } catch (const std::exception&) {
+        // unreachable or closed: the call that waits says so
+    }
+}
 
 // An error reply becomes the exception the owner's _error(dict) makes, thrown.
 [[noreturn]] void throw_error_reply(connection_state& state, const splitcore::message& reply) {
@@ -195,6 +287,7 @@ py_ref connection_request(connection_object* self, PyObject* const* args, Py_ssi
     client_hooks hooks = hooks_of(state);
     splitcore::encoder encoder(hooks);
     encoder.send_writable_buffers();
+    encoder.send_sets_by_value();
     json header = build_header(args[0], nargs > 1 ? args[1] : nullptr, encoder);
     std::vector<zmq::message_t> frames = encoder.take_frames();
     adopt_orphans(state);
@@ -206,6 +299,7 @@ py_ref connection_request(connection_object* self, PyObject* const* args, Py_ssi
         id = channel->send(std::move(header), std::move(frames));
     }
     splitcore::message reply = await_reply(state, *channel, id, timeout);
+    release_locals(state, reply.header);
     master_scope master;
     const auto ok = reply.header.find("ok");
     if (ok == reply.header.end() || !ok->is_boolean() || !ok->get<bool>()) throw_error_reply(state, reply);
@@ -342,6 +436,10 @@ int connection_init(connection_object* self, PyObject* args, PyObject* kwargs) {
     state.unbox = py_ref::checked(PyObject_GetAttrString(hooks, "_unbox"));
     state.output = py_ref::checked(PyObject_GetAttrString(hooks, "_output"));
     state.error = py_ref::checked(PyObject_GetAttrString(hooks, "_error"));
+    state.local = py_ref::checked(PyObject_GetAttrString(hooks, "_local"));
+    state.callback = py_ref::checked(PyObject_GetAttrString(hooks, "_callback"));
+    state.keep_error = py_ref::checked(PyObject_GetAttrString(hooks, "_keep_error"));
+    state.release_local = py_ref::checked(PyObject_GetAttrString(hooks, "_release_local"));
     splitcore::channel_options options;
     options.name = name;
     options.address = address;
@@ -363,6 +461,10 @@ int connection_traverse(connection_object* self, visitproc visit, void* arg) {
         Py_VISIT(self->state->unbox.get());
         Py_VISIT(self->state->output.get());
         Py_VISIT(self->state->error.get());
+        Py_VISIT(self->state->local.get());
+        Py_VISIT(self->state->callback.get());
+        Py_VISIT(self->state->keep_error.get());
+        Py_VISIT(self->state->release_local.get());
     }
     return 0;
 }
@@ -373,6 +475,10 @@ int connection_clear(connection_object* self) {
         self->state->unbox.reset();
         self->state->output.reset();
         self->state->error.reset();
+        self->state->local.reset();
+        self->state->callback.reset();
+        self->state->keep_error.reset();
+        self->state->release_local.reset();
     }
     return 0;
 }

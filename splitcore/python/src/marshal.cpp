@@ -29,7 +29,39 @@ json client_hooks::box_reference(PyObject* obj) {
         if (text == nullptr) throw python_error();
         return json(std::string(text, static_cast<std::size_t>(size)));
     }
+    if (PyTuple_Check(answer.get()) && PyTuple_GET_SIZE(answer.get()) == 4) {  // a local object by reference
+        PyObject* items = answer.get();
+        const unsigned long long eid = PyLong_AsUnsignedLongLong(PyTuple_GET_ITEM(items, 0));
+        splitcore::throw_if_error();
+        json protocols = json::array();
+        py_ref names = py_ref::checked(PySequence_Fast(PyTuple_GET_ITEM(items, 3), "protocols must be a sequence"));
+        for (Py_ssize_t i = 0; i < PySequence_Fast_GET_SIZE(names.get()); ++i) {
+            protocols.push_back(splitcore::str_or(PySequence_Fast_GET_ITEM(names.get(), i), ""));
+        }
+        return json{{"$l", eid},
+                    {"t", splitcore::str_or(PyTuple_GET_ITEM(items, 1), "builtins.object")},
+                    {"cl", PyObject_IsTrue(PyTuple_GET_ITEM(items, 2)) == 1},
+                    {"p", std::move(protocols)}};
+    }
     throw splitcore::error(errc::not_transferable, "the box hook returned neither an object id nor text");
+}
+
+py_ref client_hooks::unbox_exception(const json& error) {
+    if (!error.is_object() || m_error == nullptr) {
+        throw splitcore::error(errc::bad_request, "\"$e\" must hold an ERROR");
+    }
+    static const std::vector<zmq::message_t> no_frames;  // an ERROR's values never use frames
+    splitcore::decoder decoder(*this, no_frames);
+    splitcore::message carrier{json{{"e", error}}, {}};
+    py_ref info = error_info(decoder, carrier);
+    return py_ref::checked(PyObject_CallOneArg(m_error, info.get()));
+}
+
+py_ref client_hooks::unbox_local(const json& ref) {
+    const auto& eid = ref.at("$l");
+    if (!eid.is_number_unsigned()) throw splitcore::error(errc::bad_request, "a \"$l\" is not an unsigned integer");
+    py_ref py_eid = py_ref::checked(PyLong_FromUnsignedLongLong(eid.get<std::uint64_t>()));
+    return py_ref::checked(PyObject_CallOneArg(m_local, py_eid.get()));
 }
 
 py_ref client_hooks::unbox_reference(const json& ref) {
@@ -251,6 +283,10 @@ py_ref error_info(splitcore::decoder& decoder, const splitcore::message& reply) 
         }
     }
     put("mro", std::move(lineage));
+    const auto origin = error.find("origin");
+    put("origin", origin != error.end() && origin->is_number_unsigned()
+                      ? py_ref::checked(PyLong_FromUnsignedLongLong(origin->get<std::uint64_t>()))
+                      : py_ref::borrow(Py_None));
     return info;
 }
 

@@ -17,16 +17,23 @@ namespace splitbrain_core {
 
 // References as the owner (the Python Slave) makes them: _box(obj) -> an object id (a proxy of
 // this slave) or text (a local path-like object); _unbox(oid, type name, callable) -> a proxy.
+// _box may also return (eid, type name, callable, protocols): a local object exported by reference,
+// {"$l": eid, "t", "cl", "p"}; _local(eid) gives the exported object back when a "$l" arrives.
 class client_hooks final : public splitcore::box_hooks {
 public:
-    client_hooks(PyObject* box, PyObject* unbox) noexcept : m_box(box), m_unbox(unbox) {}
+    client_hooks(PyObject* box, PyObject* unbox, PyObject* local, PyObject* error) noexcept
+        : m_box(box), m_unbox(unbox), m_local(local), m_error(error) {}
 
     nlohmann::json box_reference(PyObject* obj) override;
     splitcore::py_ref unbox_reference(const nlohmann::json& ref) override;
+    splitcore::py_ref unbox_local(const nlohmann::json& ref) override;
+    splitcore::py_ref unbox_exception(const nlohmann::json& error) override;  // _error(info) makes it
 
 private:
     PyObject* m_box;    // borrowed from the connection, which outlives every request
     PyObject* m_unbox;  // likewise
+    PyObject* m_local;  // likewise
+    PyObject* m_error;  // likewise
 };
 
 // The request header. Python-side field names map to the protocol's: "o" (an object id) becomes
