@@ -69,6 +69,7 @@ enum class errc {
     kernel_signal_wakeup,
     kernel_orphaned,
     kernel_threads_left_running,
+    local_io_in_slave_context,
 };
 
 // Every id's name, indexed by errc.
@@ -119,9 +120,10 @@ inline constexpr std::string_view error_names[] = {
     "kernel_signal_wakeup",
     "kernel_orphaned",
     "kernel_threads_left_running",
+    "local_io_in_slave_context",
 };
 inline constexpr std::size_t error_count = sizeof(error_names) / sizeof(error_names[0]);
-static_assert(error_count == static_cast<std::size_t>(errc::kernel_threads_left_running) + 1,
+static_assert(error_count == static_cast<std::size_t>(errc::local_io_in_slave_context) + 1,
               "error_names must name every errc, in order");
 
 [[nodiscard]] constexpr std::string_view name(errc code) noexcept {

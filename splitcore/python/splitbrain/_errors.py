@@ -117,6 +117,7 @@ TYPES = {
     "bad_key": ValueError,
     "bad_registry": ValueError,
     "spawn_failed": SpawnError,
+    "local_io_in_slave_context": RuntimeError,
 }
 _core.set_error_types(TYPES)
 

@@ -313,6 +313,20 @@ class RemoteMethod:
             raise AttributeError(name)
         return getattr(self._sb_resolve(), name)
 
+    def __setattr__(self, name, value):  # `mock.patch.object(subprocess.Popen, "_wait")` sets it there
+        __tracebackhide__ = True
+        if name.startswith("_sb_"):
+            object.__setattr__(self, name, value)
+        else:
+            setattr(self._sb_resolve(), name, value)
+
+    def __delattr__(self, name):
+        __tracebackhide__ = True
+        if name.startswith("_sb_"):
+            object.__delattr__(self, name)
+        else:
+            delattr(self._sb_resolve(), name)
+
     def __repr__(self):
         __tracebackhide__ = True
         return repr(self._sb_resolve())

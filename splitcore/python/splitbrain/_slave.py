@@ -11,7 +11,7 @@ import threading
 import time
 import weakref
 
-from . import _classes, _context, _core, _registry, _spawn
+from . import _byname, _classes, _context, _core, _registry, _spawn
 from ._errors import AgentUnreachable, SessionLost, error, exception_from_reply
 from ._proxy import RemoteCallable, RemoteMethod, RemoteModule, RemoteObject, path_like_text
 
@@ -247,6 +247,9 @@ class Slave:
                 raise error("session_lost", owner._conn._message)
             raise error("wrong_slave", f"a remote {obj._sb_type} of {owner.name} cannot be passed to "
                                        f"{self.name}; objects stay on the slave they came from")
+        twin = _byname.counterpart(self, obj)
+        if twin is not None:
+            return self._box(twin)
         text = path_like_text(obj)
         if text is not None:
             return text
