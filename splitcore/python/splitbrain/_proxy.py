@@ -386,7 +386,12 @@ class RemoteModule:
         if name.startswith("_sb_"):
             raise AttributeError(name)
         if name in self._sb_submodules:
-            module = self._sb_slave._module(f"{self._sb_name}.{name}")
+            try:
+                module = self._sb_slave._module(f"{self._sb_name}.{name}")
+            except ImportError:  # a module the module imported (subprocess.os), not a submodule
+                value = getattr(self._sb_proxy, name)
+                module_name = getattr(value, "__name__", None) if isinstance(value, type(os)) else None
+                return self._sb_slave._module(module_name) if module_name else value
             self.__dict__[name] = module
             return module
         return getattr(self._sb_proxy, name)

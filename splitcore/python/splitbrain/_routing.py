@@ -74,7 +74,13 @@ def _route_getattr(slave, name, routed, attr):
                 raise AttributeError(f"module {name!r} (only on a slave) has no attribute {attr!r} here") from None
             return getattr(real, attr)
         return getattr(_load_real(name, routed), attr)
-    module = slave._module(name)
+    try:
+        module = slave._module(name)
+    except ImportError:
+        if attr.startswith("__") and attr.endswith("__"):
+            # introspection (getattr(m, "__warningregistry__", None) over sys.modules) must not see it
+            raise AttributeError(f"module {name!r} (not on {slave.name}) has no attribute {attr!r}") from None
+        raise
     if attr == "__dict__":  # the remote module's own namespace, not the local proxy's
         return slave._builtin("vars")(module._sb_proxy)
     return getattr(module, attr)

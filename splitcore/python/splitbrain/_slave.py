@@ -219,6 +219,11 @@ class Slave:
         if lineage is not None and _classes.is_exception_lineage(lineage):
             self._conn.release(oid, 1)  # the local class stands for it: nothing to hold there
             return _classes.exception_class(lineage)
+        if lineage and tuple(lineage[0])[0] == "builtins":  # str, bytes, int...: the same class here
+            local = _classes.twin(*lineage[0])
+            if local is not None:
+                self._conn.release(oid, 1)
+                return local
         proxy = self._proxies.get(oid)
         if proxy is not None:
             proxy._sb_refs += 1
