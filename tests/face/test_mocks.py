@@ -71,3 +71,31 @@ def test_setting_an_attribute_of_a_remote_class_reaches_it(linux_box):
         del popen.splitbrain_probe
         assert not hasattr(linux_box.modules.subprocess.Popen, "splitbrain_probe")
     assert splitbrain.current() is None
+
+
+def test_a_mock_sent_to_a_slave_is_refused_not_sent_as_its_fspath_text(linux_box):
+    import os
+    with linux_box:
+        patcher = unittest.mock.patch("os.chdir", side_effect=AssertionError("no chdir"))
+        try:
+            patcher.start()
+        except TypeError as refused:
+            assert "[splitbrain.not_transferable]" in str(refused)
+        else:  # sent by reference (issue 9 point 3): then it is the mock there, not a str
+            try:
+                assert not isinstance(linux_box.modules.os.chdir, str)
+            finally:
+                patcher.stop()
+        assert callable(os.chdir) and not isinstance(linux_box.modules.os.chdir, str)
+        os.chdir(os.getcwd())
+
+
+def test_a_builtin_class_sent_to_a_slave_is_refused_and_the_session_lives_on(linux_box):
+    import os
+    popen = linux_box.modules.subprocess.Popen._sb_resolve()
+    try:
+        popen[bytes]
+    except TypeError as refused:  # no class crosses by value yet
+        assert "[splitbrain.not_transferable]" in str(refused)
+    with linux_box:
+        assert os.getpid() == linux_box.pid

@@ -43,6 +43,8 @@ def counterpart(slave, obj):
         return None
     if not isinstance(module_name, str) or not isinstance(qualname, str) or "<" in qualname:
         return None
+    if module_name == "builtins" and isinstance(obj, type):
+        return None  # str, bytes...: a slave gives them back as ours, so there is no remote one to name
     module = _stdlib_module(module_name)
     if module is None:
         return None

@@ -14,6 +14,7 @@ Round trips are the cost, so:
 """
 
 import os
+import sys
 
 from ._errors import error
 
@@ -538,7 +539,11 @@ def remote_signature(proxy):
 
 
 def path_like_text(obj):
-    """A local os.PathLike object as the text a slave can use, or None."""
+    """A local os.PathLike object as the text a slave can use, or None. Not a mock: a MagicMock
+    has every magic method, `__fspath__` too, and `mock.patch("os.chdir")` must not put a str there."""
+    mock = sys.modules.get("unittest.mock")
+    if mock is not None and isinstance(obj, mock.NonCallableMock):
+        return None
     if isinstance(obj, os.PathLike):
         path = os.fspath(obj)
         if isinstance(path, str):

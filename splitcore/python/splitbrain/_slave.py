@@ -253,7 +253,7 @@ class Slave:
             raise error("wrong_slave", f"a remote {obj._sb_type} of {owner.name} cannot be passed to "
                                        f"{self.name}; objects stay on the slave they came from")
         twin = _byname.counterpart(self, obj)
-        if twin is not None:
+        if isinstance(twin, (RemoteObject, RemoteMethod)):  # not a builtin class, which comes back as ours
             return self._box(twin)
         text = path_like_text(obj)
         if text is not None:
