@@ -21,7 +21,7 @@ using splitcore::python_error;
 // What install_audit() set. Made once and never destroyed (the hook outlives the interpreter's
 // teardown of module state).
 struct audit_state {
-    py_ref callback;                        // (slave, event, args) -> None, or raises
+    py_ref callback;                         // (slave, event, args) -> None, or raises
     std::unordered_set<std::string> events;  // the watched event names
     bool installed = false;
 };
