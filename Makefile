@@ -1,5 +1,5 @@
 # The two commands of the README. Both set everything up first (scripts/setup.sh is idempotent).
-.PHONY: lab test setup build bench clean
+.PHONY: lab test setup build bench fidelity clean
 
 lab: setup
 	./scripts/lab.sh
@@ -14,6 +14,10 @@ build: setup
 
 bench: setup
 	./scripts/bench.sh
+
+# CPython's tests of the routed modules, plainly and inside a slave's context (tests/fidelity).
+fidelity: setup
+	cd build && ctest --output-on-failure -V -R '^fidelity$$'
 
 clean:
 	rm -rf build

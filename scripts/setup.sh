@@ -13,6 +13,7 @@ debian_packages=(
   socat iproute2 chromium
   clang libclang-rt-14-dev clang-format-14
   nodejs
+  libpython3.11-testsuite
 )
 missing=()
 for p in "${debian_packages[@]}"; do

@@ -202,16 +202,18 @@ def test_a_local_library_imported_inside_a_context_runs_its_import_time_code_loc
 def test_a_standard_module_imported_after_splitbrain_keeps_the_real_modules_inside(linux_box):
     done = run_python("""
         import sys, splitbrain
-        assert "linecache" not in sys.modules and "tarfile" not in sys.modules
-        import tarfile                       # after splitbrain, outside any context
+        assert "linecache" not in sys.modules and "shlex" not in sys.modules and "tarfile" not in sys.modules
+        import shlex, tarfile                # after splitbrain, outside any context
         box = splitbrain.spawn("stdlib")
         with box:
             import linecache                 # after splitbrain, inside a context
-        print(type(tarfile.os).__name__, type(linecache.os).__name__, type(sys.modules["os"]).__name__)
+        print(type(shlex.os).__name__, type(linecache.os).__name__, type(sys.modules["os"]).__name__,
+              type(tarfile.os).__name__, tarfile.bltn_open is splitbrain._routing.open)
         box.close()
     """)
     assert done.returncode == 0, done.stderr
-    assert done.stdout.split() == ["module", "module", "RoutedModule"]
+    # tarfile opens and stats the user's files with what it bound at import: those stay routed
+    assert done.stdout.split() == ["module", "module", "RoutedModule", "RoutedModule", "True"]
 
 
 def test_source_lines_inside_a_context_are_the_masters_and_cost_no_round_trip(tmp_path):

@@ -74,6 +74,7 @@ enum class errc {
     arrived_late,
     // callbacks: the master's objects used on a slave
     callback_unavailable,
+    local_io_in_slave_context,
 };
 
 // Every id's name, indexed by errc.
@@ -127,9 +128,10 @@ inline constexpr std::string_view error_names[] = {
     "queue_full",
     "arrived_late",
     "callback_unavailable",
+    "local_io_in_slave_context",
 };
 inline constexpr std::size_t error_count = sizeof(error_names) / sizeof(error_names[0]);
-static_assert(error_count == static_cast<std::size_t>(errc::callback_unavailable) + 1,
+static_assert(error_count == static_cast<std::size_t>(errc::local_io_in_slave_context) + 1,
               "error_names must name every errc, in order");
 
 [[nodiscard]] constexpr std::string_view name(errc code) noexcept {

@@ -22,6 +22,7 @@ routed modules are the real local ones (plus a few tens of nanoseconds per attri
 
 from . import _core
 from ._context import activate, current, local
+from ._audit import strict
 from ._errors import (AgentKeyMismatch, AgentUnreachable, ClientStalled, KeyRefused, NothingListening,
                       ProtocolError, RemoteError, SessionLost, SlaveClosed, SlaveOnlyModuleError, SpawnError,
                       UnknownHost)
@@ -35,7 +36,7 @@ __all__ = [
     "ProtocolError", "RemoteCallable", "RemoteDescriptor", "RemoteError", "RemoteMethod",
     "RemoteModule", "RemoteObject", "SessionLost", "Slave", "SlaveClosed", "SlaveOnlyModuleError",
     "SpawnError", "activate", "client_keys", "config_dir", "connect", "current", "forget",
-    "known_slaves", "local", "route", "routed_names", "slave", "slaves", "spawn",
+    "known_slaves", "local", "route", "routed_names", "slave", "slaves", "spawn", "strict",
 ]
 
 __version__ = "0.1.0"
@@ -43,3 +44,7 @@ __version__ = "0.1.0"
 from . import _routing  # noqa: E402  (installed last: everything above must hold the real modules)
 
 _routing.install()
+
+from . import _audit  # noqa: E402
+
+_audit.install()

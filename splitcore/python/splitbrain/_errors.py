@@ -119,6 +119,7 @@ TYPES = {
     "spawn_failed": SpawnError,
     "arrived_late": AgentUnreachable,
     "callback_unavailable": RuntimeError,
+    "local_io_in_slave_context": RuntimeError,
 }
 _core.set_error_types(TYPES)
 

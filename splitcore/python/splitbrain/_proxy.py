@@ -15,6 +15,7 @@ Round trips are the cost, so:
 
 import os
 import pathlib
+import sys
 
 from ._errors import error
 
@@ -314,6 +315,20 @@ class RemoteMethod:
             raise AttributeError(name)
         return getattr(self._sb_resolve(), name)
 
+    def __setattr__(self, name, value):  # `mock.patch.object(subprocess.Popen, "_wait")` sets it there
+        __tracebackhide__ = True
+        if name.startswith("_sb_"):
+            object.__setattr__(self, name, value)
+        else:
+            setattr(self._sb_resolve(), name, value)
+
+    def __delattr__(self, name):
+        __tracebackhide__ = True
+        if name.startswith("_sb_"):
+            object.__delattr__(self, name)
+        else:
+            delattr(self._sb_resolve(), name)
+
     def __repr__(self):
         __tracebackhide__ = True
         return repr(self._sb_resolve())
@@ -373,7 +388,12 @@ class RemoteModule:
         if name.startswith("_sb_"):
             raise AttributeError(name)
         if name in self._sb_submodules:
-            module = self._sb_slave._module(f"{self._sb_name}.{name}")
+            try:
+                module = self._sb_slave._module(f"{self._sb_name}.{name}")
+            except ImportError:  # a module the module imported (subprocess.os), not a submodule
+                value = getattr(self._sb_proxy, name)
+                module_name = getattr(value, "__name__", None) if isinstance(value, type(os)) else None
+                return self._sb_slave._module(module_name) if module_name else value
             self.__dict__[name] = module
             return module
         return getattr(self._sb_proxy, name)

@@ -74,7 +74,16 @@ def _route_getattr(slave, name, routed, attr):
                 raise AttributeError(f"module {name!r} (only on a slave) has no attribute {attr!r} here") from None
             return getattr(real, attr)
         return getattr(_load_real(name, routed), attr)
-    return getattr(slave._module(name), attr)
+    try:
+        module = slave._module(name)
+    except ImportError:
+        if attr.startswith("__") and attr.endswith("__"):
+            # introspection (getattr(m, "__warningregistry__", None) over sys.modules) must not see it
+            raise AttributeError(f"module {name!r} (not on {slave.name}) has no attribute {attr!r}") from None
+        raise
+    if attr == "__dict__":  # the remote module's own namespace, not the local proxy's
+        return slave._builtin("vars")(module._sb_proxy)
+    return getattr(module, attr)
 
 
 def _route_setattr(slave, name, routed, attr, value):
@@ -241,9 +250,20 @@ def route(name):
         return routed
 
 
+# Standard-library modules that act on the user's files with names they bound at import: those
+# names keep (or get) the routed value, so `tarfile.open("x.tar", "w")` or `logging.FileHandler("run.log")`
+# inside a slave's context act there (FileHandler makes its path absolute with `os`). Other
+# standard-library names stay real (tokenize's `open`, for tracebacks).
+_KEEP_ROUTED = {"tarfile": ("bltn_open", "os"), "bz2": ("_builtin_open",), "logging": ("os",), "zipfile": ("os",),
+                "filecmp": ("os",)}
+
+
 def _unroute_namespace(namespace):
     """Puts the real modules (and the real ``open``) back where *namespace* holds routed ones."""
+    keep = _KEEP_ROUTED.get(namespace.get("__name__"), ())
     for key, value in list(namespace.items()):
+        if key in keep:
+            continue
         if type(value) is _core.RoutedModule:
             real = _core.routed_real(value)
             if real is not None:
@@ -298,6 +318,14 @@ def install():
         _patch_globals(dict(_by_real))
         builtins.open = open
         io.open = open
+        for module_name, keys in _KEEP_ROUTED.items():  # imported before splitbrain
+            namespace = getattr(sys.modules.get(module_name), "__dict__", {})
+            for key in keys:
+                value = namespace.get(key)
+                if value is _io.open:
+                    namespace[key] = open
+                elif value is not None and id(value) in _by_real:
+                    namespace[key] = _by_real[id(value)]
         if not any(isinstance(f, _SlaveFinder) for f in sys.meta_path):
             sys.meta_path.insert(0, _SlaveFinder())
 

@@ -11,7 +11,7 @@ import threading
 import time
 import weakref
 
-from . import _classes, _context, _core, _local, _registry, _spawn
+from . import _byname, _classes, _context, _core, _local, _registry, _spawn
 from ._errors import AgentUnreachable, SessionLost, error, exception_from_reply
 from ._proxy import RemoteCallable, RemoteMethod, RemoteModule, RemoteObject, path_like_text
 
@@ -223,6 +223,11 @@ class Slave:
         if lineage is not None and _classes.is_exception_lineage(lineage):
             self._conn.release(oid, 1)  # the local class stands for it: nothing to hold there
             return _classes.exception_class(lineage)
+        if lineage and tuple(lineage[0])[0] == "builtins":  # str, bytes, int...: the same class here
+            local = _classes.twin(*lineage[0])
+            if local is not None:
+                self._conn.release(oid, 1)
+                return local
         proxy = self._proxies.get(oid)
         if proxy is not None:
             proxy._sb_refs += 1
@@ -251,6 +256,9 @@ class Slave:
                 raise error("session_lost", owner._conn._message)
             raise error("wrong_slave", f"a remote {obj._sb_type} of {owner.name} cannot be passed to "
                                        f"{self.name}; objects stay on the slave they came from")
+        twin = _byname.counterpart(self, obj)
+        if isinstance(twin, (RemoteObject, RemoteMethod)):  # not a builtin class, which comes back as ours
+            return self._box(twin)
         text = path_like_text(obj)
         if text is not None:
             return text

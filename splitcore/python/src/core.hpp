@@ -88,5 +88,7 @@ void add_object(PyObject* module, const char* name, PyObject* value);
 // Add the Connection type and the routed module type with its functions to the module.
 void add_connection_type(PyObject* module);
 void add_routed_types(PyObject* module);
+// install_audit (audit.cpp).
+void add_audit_functions(PyObject* module);
 
 }  // namespace splitbrain_core

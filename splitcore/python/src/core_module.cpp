@@ -146,6 +146,7 @@ py_ref make_module() {
     add_object(module.get(), "error_ids", error_ids().get());
     add_connection_type(module.get());
     add_routed_types(module.get());
+    add_audit_functions(module.get());
     return module;
 }
 

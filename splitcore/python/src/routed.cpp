@@ -70,7 +70,9 @@ PyObject* routed_getattro(PyObject* self, PyObject* attr) {
     py_ref slave = active_slave();
     if (!slave && f.real) return PyObject_GetAttr(f.real.get(), attr);
 
-    if (is_dunder(attr)) {  // the import system's and introspection's questions stay local
+    // The import system's and introspection's questions stay local; a slave's `os.__dict__` (what
+    // unittest.mock reads the original from) is that slave's.
+    if (is_dunder(attr) && !(slave && PyUnicode_CompareWithASCIIString(attr, "__dict__") == 0)) {
         if (f.real) return PyObject_GetAttr(f.real.get(), attr);
         py_ref own = py_ref::steal(PyObject_GenericGetAttr(self, attr));
         if (own || !PyErr_ExceptionMatches(PyExc_AttributeError)) return own.release();
