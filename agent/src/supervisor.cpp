@@ -709,13 +709,16 @@ void supervisor::handle_signals() {
     while (m_backend.get(zmq::sockopt::events) & ZMQ_POLLIN) handle_worker();
     int status = 0;
     pid_t pid;
-    while ((pid = ::waitpid(-1, &status, WNOHANG)) > 0) {
+    while ((pid = next_exit(status)) > 0) {
         if (pid == m_zygote_pid) {
             zygote_ended(status);
             continue;
         }
         const auto by_pid = m_worker_of_pid.find(pid);
-        if (by_pid == m_worker_of_pid.end()) continue;
+        if (by_pid == m_worker_of_pid.end()) {
+            if (!m_zygote_forks.empty()) m_unclaimed_exits[pid] = {status, clock::now()};  // a fork's, maybe
+            continue;
+        }
         const std::string worker_id = by_pid->second;
         m_worker_of_pid.erase(by_pid);
         tell_janitor('-', pid);
@@ -793,6 +796,7 @@ std::string supervisor::spawn_worker() {
 }
 
 void supervisor::ensure_spare() {
+    check_zygote_forks();
     if (m_stopping || m_spare || clock::now() < m_spare_not_before) return;
     m_spare = spawn_worker();
 }

@@ -133,14 +133,21 @@ private:
     // The zygote (supervisor_zygote.cpp, zygote.hpp): a worker process that initialised Python
     // once and forks the workers. Each returns at once; none throws.
     void start_zygote();
-    // A worker forked by the zygote, registered as spawn_worker() registers one; nullopt when
-    // there is no ready zygote (spawn_worker() then execs one).
+    // Asks the zygote for worker `id` and registers it with its pid still unknown (read_zygote()
+    // learns it: the supervisor never waits for a fork); nullopt when there is no ready zygote
+    // (spawn_worker() then execs one).
     std::optional<std::string> fork_from_zygote(const std::string& id);
+    void zygote_fork_failed(const std::string& id, const std::string& why);
+    // Forks the zygote did not answer in time fail; exits nobody claimed for long are forgotten.
+    void check_zygote_forks();
+    // The next ended child: one whose pid the zygote told us after it ended, else waitpid's.
+    pid_t next_exit(int& status);
     // SIGCHLD for the zygote: started again if it had been ready.
     void zygote_ended(int status);
     void stop_zygote();
     // Its "ready" (or its end of the socket closing), when poll says the socket is readable.
-    void read_zygote();
+    // (replay: and handles the exits of workers whose pid it learnt only after they ended.)
+    void read_zygote(bool replay = true);
     [[nodiscard]] bool zygote_ready() const noexcept { return m_zygote_ready; }
 
     options m_options;
@@ -174,6 +181,9 @@ private:
     int m_zygote_fd = -1;  // our end of its SOCK_SEQPACKET control socket
     bool m_zygote_ready = false;
     bool m_zygote_failed = false;  // it ended before it was ready (a wrong --python): not started again
+    std::map<std::string, clock::time_point> m_zygote_forks;  // worker id -> when asked; its pid not known yet
+    std::map<pid_t, std::pair<int, clock::time_point>> m_unclaimed_exits;  // while forks are pending
+    std::deque<std::pair<pid_t, int>> m_replayed_exits;
 };
 
 }  // namespace splitbrain::agent
