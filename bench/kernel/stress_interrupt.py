@@ -38,9 +38,15 @@ import time
 ROOT = pathlib.Path(__file__).resolve().parents[2]
 WINDOWS = ("start", "after-info", "message")
 PORT_RACES = []  # starts made again because a port jupyter_client chose was taken meanwhile
-# What must never appear on a kernel's stderr (as tests/kernel/conftest.py).
+# What must never appear on a kernel's stderr (as tests/kernel/conftest.py), and any error id.
 CRASH_MARKERS = ("terminate called", "Fatal Python error", "Segmentation fault", "core dumped",
-                 "Aborted", "Exception ignored", "Traceback", "[splitbrain.")
+                 "Aborted", "Exception ignored", "Traceback")
+
+
+def error_id_prefix():
+    """How every error id starts, as the one builder writes it."""
+    from splitbrain._errors import message
+    return message("kernel_failed", "").partition("kernel_failed")[0]
 
 
 def reply_to(channel_get, msg_id, deadline):
@@ -130,7 +136,7 @@ def start_and_run(window, delay, workdir, deadline_s, kernel_name):
     if status != 0:
         return "bad exit status", str(status)
     text = stderr_path.read_text()
-    for marker in CRASH_MARKERS:
+    for marker in CRASH_MARKERS + (error_id_prefix(),):
         if marker in text:
             return "stderr", text[-2000:]
     return "ok", ""
@@ -147,7 +153,9 @@ def main():
 
     build_dir = os.environ.get("SPLITBRAIN_BUILD_DIR", str(ROOT / "build"))
     os.environ.setdefault("JUPYTER_PATH", str(pathlib.Path(build_dir) / "share" / "jupyter"))
-    os.environ.setdefault("PYTHONPATH", str(pathlib.Path(build_dir) / "python"))  # the kernel's Python half
+    if "PYTHONPATH" not in os.environ:  # the kernel's Python half, and splitbrain's error ids here
+        os.environ["PYTHONPATH"] = str(pathlib.Path(build_dir) / "python")
+        sys.path.insert(0, os.environ["PYTHONPATH"])
     seed = args.seed if args.seed is not None else random.randrange(1 << 30)
     rng = random.Random(seed)
     windows = [w for w in args.windows.split(",") if w]
