@@ -59,9 +59,9 @@ private:
     std::string m_id;
     output_pipe m_pipes[2];
     interrupt_state& m_interrupts;
-    std::uint64_t m_sent = 0;   // the "at" of the last output event sent
-    std::uint64_t m_acked = 0;  // the highest "at" the client acknowledged
-    std::deque<parts> m_replies;                // from the main thread, behind output not yet sent
+    std::uint64_t m_sent = 0;                       // the "at" of the last output event sent
+    std::uint64_t m_acked = 0;                      // the highest "at" the client acknowledged
+    std::deque<parts> m_replies;                    // from the main thread, behind output not yet sent
     std::map<std::uint64_t, std::size_t> m_queued;  // request id -> its bytes, until its reply
     std::size_t m_queued_bytes = 0;
 };
