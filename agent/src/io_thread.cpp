@@ -1,7 +1,7 @@
 #include "io_thread.hpp"
 
 #include <fcntl.h>
-#include <poll.h>
+#include <sys/ioctl.h>
 #include <unistd.h>
 
 #include <algorithm>
@@ -71,7 +71,16 @@ void io_thread::run() {
         }
         if (items[1].revents & ZMQ_POLLIN) {
             while (auto reply = splitcore::recv_parts(main, zmq::recv_flags::dontwait)) {
-                m_replies.push_back(std::move(*reply));
+                // What the pipes hold now was written before the reply: it goes first (and only
+                // it: a background writer that never stops does not hold the reply back).
+                held_reply held{std::move(*reply), {m_read[0], m_read[1]}};
+                for (int i = 0; i < 2; ++i) {
+                    int queued = 0;
+                    if (m_pipes[i].read_end >= 0 && ::ioctl(m_pipes[i].read_end, FIONREAD, &queued) == 0) {
+                        held.owed[i] += static_cast<std::uint64_t>(queued);
+                    }
+                }
+                m_replies.push_back(std::move(held));
             }
         }
         if (items[0].revents & ZMQ_POLLIN) {
@@ -87,11 +96,11 @@ bool io_thread::send_replies(zmq::socket_ref supervisor) {
     // A call's output goes before its reply: a reply waits while output written before it cannot
     // be sent yet.
     while (!m_replies.empty()) {
-        const json header = splitcore::decode_header(m_replies.front().at(0));
+        const json header = splitcore::decode_header(m_replies.front().message.at(0));
         // After "bye" nobody acknowledges: the output the window allows goes, then the worker ends.
         if (header.value("ev", "") == "quit") return (void)drain(supervisor), true;
         if (!drain(supervisor)) return false;
-        parts reply = std::move(m_replies.front());
+        parts reply = std::move(m_replies.front().message);
         m_replies.pop_front();
         if (const json* id = splitcore::optional_field(header, "id")) {
             if (auto queued = m_queued.find(splitcore::as_uint(*id).value_or(0)); queued != m_queued.end()) {
@@ -126,13 +135,14 @@ bool io_thread::admit(zmq::socket_ref supervisor, std::uint64_t id, const parts&
 }
 
 bool io_thread::drain(zmq::socket_ref supervisor) {
-    for (auto& pipe : m_pipes) forward_output(supervisor, pipe, true);
-    if (has_credit()) return true;
-    // The window closed during the drain: the pipes may hold more; poll says whether they do.
-    for (auto& pipe : m_pipes) {
-        if (pipe.read_end < 0) continue;
-        pollfd item{pipe.read_end, POLLIN, 0};
-        if (::poll(&item, 1, 0) > 0) return false;
+    const std::uint64_t* owed = m_replies.empty() ? nullptr : m_replies.front().owed;
+    for (int i = 0; i < 2; ++i) {
+        while (m_pipes[i].read_end >= 0 && has_credit() && (owed == nullptr || m_read[i] < owed[i])) {
+            const std::uint64_t before = m_read[i];
+            forward_output(supervisor, m_pipes[i], false);
+            if (m_read[i] == before) break;  // empty (EAGAIN) or closed
+        }
+        if (owed != nullptr && m_pipes[i].read_end >= 0 && m_read[i] < owed[i]) return false;
     }
     return true;
 }
@@ -150,6 +160,7 @@ void io_thread::forward_output(zmq::socket_ref supervisor, output_pipe& pipe, bo
             return;
         }
         if (n < 0) return;
+        m_read[&pipe - m_pipes] += static_cast<std::uint64_t>(n);
         m_sent += static_cast<std::uint64_t>(n) + splitcore::output_event_cost;
         splitcore::send_message(supervisor,
                                 splitcore::output_event(pipe.fd, buffer, static_cast<std::size_t>(n), m_sent));

@@ -44,7 +44,7 @@ public:
 private:
     using parts = std::vector<zmq::message_t>;
 
-    // True when every pipe is empty; false when the output window closed first (see has_credit).
+    // True once the output the front reply owes is sent; false while the output window holds it back.
     bool drain(zmq::socket_ref supervisor);
     void forward_output(zmq::socket_ref supervisor, output_pipe& pipe, bool until_empty);
     void route_request(zmq::socket_ref supervisor, zmq::socket_ref main, std::vector<zmq::message_t>& request);
@@ -61,9 +61,14 @@ private:
     std::string m_id;
     output_pipe m_pipes[2];
     interrupt_state& m_interrupts;
-    std::uint64_t m_sent = 0;   // the "at" of the last output event sent
-    std::uint64_t m_acked = 0;  // the highest "at" the client acknowledged
-    std::deque<parts> m_replies;                // from the main thread, behind output not yet sent
+    std::uint64_t m_sent = 0;                       // the "at" of the last output event sent
+    std::uint64_t m_read[2] = {0, 0};  // bytes read from each pipe
+    std::uint64_t m_acked = 0;                      // the highest "at" the client acknowledged
+    struct held_reply {
+        parts message;
+        std::uint64_t owed[2];  // m_read of each pipe once the output written before the reply is read
+    };
+    std::deque<held_reply> m_replies;                    // from the main thread, behind output not yet sent
     std::map<std::uint64_t, std::size_t> m_queued;  // request id -> its bytes, until its reply
     std::size_t m_queued_bytes = 0;
 };

@@ -691,13 +691,12 @@ void supervisor::tell_expired(const zmq::message_t& routing_id, const std::strin
     const auto found = m_expired.find(token);
     if (found == m_expired.end() || found->second.client_key != client_key) return;
     // The client came back after its session expired: each call it still waits for gets its fate.
-    for (const std::uint64_t id : found->second.pending) {
-        reply_error(routing_id, id, errc::session_lost,
-                    "the session expired on " + hostname() + " while this process sent nothing for longer than the "
-                    "agent's --grace (" + seconds_text(m_options.grace) +
-                    " s; stopped, or cut off); the call was ended and its objects are gone. The next call opens "
-                    "a new session");
-    }
+    const std::string detail = "the session expired on " + hostname() +
+                               " while this process sent nothing for longer than the agent's --grace (" +
+                               seconds_text(m_options.grace) +
+                               " s; stopped, or cut off); the call was ended and its objects are gone. The next "
+                               "call opens a new session";
+    for (const std::uint64_t id : found->second.pending) reply_error(routing_id, id, errc::session_lost, detail);
     m_expired.erase(found);
 }
 

@@ -9,6 +9,7 @@
 #include <cstdio>
 #include <cstring>
 #include <iterator>
+#include <limits>
 #include <system_error>
 #include <utility>
 
@@ -579,8 +580,13 @@ std::optional<message> channel::wait(std::uint64_t id, channel_clock::time_point
         }
         const auto wake_at = std::min({until, give_up, ping ? now + m_options.ping_after : ping_at});
         // What was handed out before this thread listens again has been written: acknowledge it.
-        const std::uint64_t ack_at = ack_due(now) ? m_output_taken : 0;
+        // After a reconnect, output sent over the old connection may be lost: acknowledge all the
+        // agent sent (it takes an "at" past it as that), or its window would stay closed for ever.
+        const bool resync = m_handshakes > 1 && m_handshakes != m_resynced;
+        const std::uint64_t ack_at =
+            resync ? std::numeric_limits<std::uint64_t>::max() : (ack_due(now) ? m_output_taken : 0);
         const std::uint64_t ack_id = ack_at != 0 ? m_next_id++ : 0;
+        const std::uint64_t handshakes_seen = m_handshakes;
         lock.unlock();
 
         std::vector<message> arrived;
@@ -619,7 +625,12 @@ std::optional<message> channel::wait(std::uint64_t id, channel_clock::time_point
         }
         lock.lock();
         m_last_listened = channel_clock::now();
-        if (ack_sent) acked(ack_at, now);
+        if (ack_sent && resync) {
+            m_resynced = handshakes_seen;
+            m_last_ack = m_last_sent = now;
+        } else if (ack_sent) {
+            acked(ack_at, now);
+        }
         if (m_last_listened - wake_at > m_options.ping_after * 2) {
             // The poll overslept: this process was stopped (Ctrl-Z, a debugger) meanwhile.
             m_resumed = m_last_listened;

@@ -24,10 +24,8 @@ json ok_reply(std::uint64_t id, json result) { return json{{"id", id}, {"ok", tr
 json error_reply(std::uint64_t id, json error) { return json{{"id", id}, {"ok", false}, {"e", std::move(error)}}; }
 
 json output_event(int fd, const char* data, std::size_t size, std::uint64_t at) {
-    return json{{"ev", "out"},
-                {"fd", fd},
-                {"d", json::binary(std::vector<std::uint8_t>(data, data + size))},
-                {"at", at}};
+    return json{
+        {"ev", "out"}, {"fd", fd}, {"d", json::binary(std::vector<std::uint8_t>(data, data + size))}, {"at", at}};
 }
 
 }  // namespace splitcore

@@ -2,8 +2,10 @@
 told to): the output window, the ack operation, and the bound on what a session may queue
 (docs/protocol.md, "Output and back-pressure"; agent/README.md, "Bounds")."""
 import os
+import time
 
 from conftest import wait_until
+from wire import Ref
 
 MiB = 1 << 20
 WINDOW = 8 * MiB
@@ -88,3 +90,37 @@ def test_requests_queued_past_64_mib_are_refused_with_queue_full_and_the_worker_
         assert client.wait_reply(i, 30)["r"] == 16 * MiB
     # The queue is free again: a request as large as before is admitted.
     assert client.value(builtins, block, path=["len"], timeout=30) == 16 * MiB
+
+
+def acknowledging_until_reply(client, request_id, timeout):
+    """Receives (and acknowledges, as a client that keeps up does) until request_id's reply; returns it."""
+    deadline = time.monotonic() + timeout
+    last_at = 0
+    while request_id not in client.replies:
+        assert time.monotonic() < deadline, f"no reply to {request_id} within {timeout} s"
+        message = client.receive(timeout=0.2)
+        if message is None:
+            continue
+        header, _ = message
+        if "ev" in header:
+            if header["at"] - last_at >= MiB:
+                client.send({"id": next(client.ids), "op": "ack", "at": header["at"]})
+                last_at = header["at"]
+        else:
+            client.replies[header["id"]] = header
+    return client.replies.pop(request_id)
+
+
+def test_a_background_writer_that_never_stops_does_not_hold_a_reply_back(client):
+    # The reply waits only for the output written before it, not for the pipe to be empty.
+    subprocess_, builtins = client.module("subprocess"), client.module("builtins")
+    popen = client.call(subprocess_, ["sh", "-c", "while :; do echo background; done"], path=["Popen"])
+    assert popen["ok"]
+    writer = Ref(popen["r"])
+    for _ in range(5):
+        request_id = next(client.ids)
+        client.send({"id": request_id, "op": "call", "o": builtins.wire(), "path": ["len"], "a": ["four"]})
+        assert acknowledging_until_reply(client, request_id, 10)["r"] == 4
+    request_id = next(client.ids)
+    client.send({"id": request_id, "op": "call", "o": writer.wire(), "path": ["kill"]})
+    assert acknowledging_until_reply(client, request_id, 10)["ok"]

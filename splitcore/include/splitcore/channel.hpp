@@ -163,6 +163,7 @@ private:
     std::uint64_t m_output_taken = 0;  // the highest "at" of output events handed to a caller
     std::uint64_t m_output_acked = 0;  // the highest "at" acknowledged to the agent
     time_point m_last_ack;
+    std::uint64_t m_resynced = 1;  // the handshake count at the last acknowledgement of all (after a reconnect)
 
     std::thread m_keepalive;
 };
