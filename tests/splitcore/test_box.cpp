@@ -165,6 +165,27 @@ TEST_F(box_test, a_list_holding_a_reference_goes_by_reference_but_a_tuple_boxes_
     EXPECT_TRUE(cross(dict.get()).value.contains("$r"));
 }
 
+TEST_F(box_test, a_set_holding_references_goes_by_value_from_the_client_each_element_boxed_alone) {
+    py_ref set = eval("{1, fractions.Fraction(1, 3)}");
+    EXPECT_TRUE(cross(set.get()).value.contains("$r"));  // the agent's way: the set by reference
+    splitcore::encoder out(hooks);
+    out.send_sets_by_value();
+    json value = out.encode(set.get());
+    ASSERT_TRUE(value.contains("$s"));
+    const std::vector<zmq::message_t> none;
+    splitcore::decoder in(hooks, none);
+    py_ref back = in.decode(value);
+    ASSERT_TRUE(PySet_CheckExact(back.get()));
+    EXPECT_EQ(PyObject_RichCompareBool(back.get(), set.get(), Py_EQ), 1);  // the same elements, the same objects
+}
+
+TEST_F(box_test, local_references_and_exceptions_by_value_are_refused_where_the_hooks_do_not_take_them) {
+    const std::vector<zmq::message_t> none;
+    splitcore::decoder in(hooks, none);
+    EXPECT_THROW((void)in.decode(json{{"$l", 1}}), splitcore::error);
+    EXPECT_THROW((void)in.decode(json{{"$e", json::object()}}), splitcore::error);
+}
+
 TEST_F(box_test, a_self_containing_list_goes_by_reference) {
     py_ref list = eval("(lambda l: (l.append(l), l)[1])([])");
     crossed result = cross(list.get());
