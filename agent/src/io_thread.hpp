@@ -61,14 +61,14 @@ private:
     std::string m_id;
     output_pipe m_pipes[2];
     interrupt_state& m_interrupts;
-    std::uint64_t m_sent = 0;                       // the "at" of the last output event sent
+    std::uint64_t m_sent = 0;          // the "at" of the last output event sent
     std::uint64_t m_read[2] = {0, 0};  // bytes read from each pipe
-    std::uint64_t m_acked = 0;                      // the highest "at" the client acknowledged
+    std::uint64_t m_acked = 0;         // the highest "at" the client acknowledged
     struct held_reply {
         parts message;
         std::uint64_t owed[2];  // m_read of each pipe once the output written before the reply is read
     };
-    std::deque<held_reply> m_replies;                    // from the main thread, behind output not yet sent
+    std::deque<held_reply> m_replies;               // from the main thread, behind output not yet sent
     std::map<std::uint64_t, std::size_t> m_queued;  // request id -> its bytes, until its reply
     std::size_t m_queued_bytes = 0;
 };
