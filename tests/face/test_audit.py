@@ -291,6 +291,15 @@ def _serial_loop():
     return isinstance(port, RemoteObject) and got == b"ping"
 
 
+def _pyvisa_sim():
+    import pyvisa
+    manager = pyvisa.ResourceManager("@sim")  # pyvisa-sim's simulated instruments, on the slave
+    try:
+        return isinstance(manager, RemoteObject) and len(manager.list_resources()) > 0
+    finally:
+        manager.close()
+
+
 def _tempdir_there():
     return tempfile.gettempdir().endswith("slave-cwd0/tmp") or "slave-cwd" in tempfile.gettempdir()
 
@@ -341,6 +350,7 @@ ANSWER_IDIOMS = {
     "Pillow save/open": _pillow_roundtrip,
     "fileinput.input": _fileinput,
     "pyserial loop://": _serial_loop,
+    "pyvisa ResourceManager": _pyvisa_sim,
 }
 
 

@@ -5,7 +5,7 @@ cover a function bound at import (``_close = os.close`` in a class body, a libra
 import remove``) or IO done in C (``mmap``, ``ctypes``). A PEP 578 audit hook (``_core.install_audit``,
 in C: outside any slave's context it costs one read of the context variable per audited event)
 sees those calls while a slave is active and, when they come from user code or a library rather
-than from the master's own machinery, raises ``[splitbrain.local_io_in_slave_context]`` naming the
+than from the master's own machinery, raises the ``local_io_in_slave_context`` error naming the
 call and the slave — or warns, after ``splitbrain.strict(False)``.
 
 Who is the master's machinery: the packages declared with ``splitbrain._routing.exempt()``
@@ -47,7 +47,7 @@ _stdlib_files = {}  # co_filename → True if it is the standard library's
 def strict(on=True):
     """``splitbrain.strict(False)``: IO that would happen on the master inside a slave's context
     (see splitbrain/_audit.py) warns (``RuntimeWarning``) instead of raising
-    ``[splitbrain.local_io_in_slave_context]``. Returns the previous setting."""
+    the ``local_io_in_slave_context`` error. Returns the previous setting."""
     global _strict
     previous, _strict = _strict, bool(on)
     return previous

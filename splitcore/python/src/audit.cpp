@@ -1,7 +1,7 @@
 // splitbrain._core.install_audit: the PEP 578 hook behind splitbrain/_audit.py. Outside any slave's
 // context it costs one read of the context variable per audited event (no Python code runs); inside
 // one, events of the watched set go to the Python callback, which decides whether the IO would
-// happen on the master from user code and raises [splitbrain.local_io_in_slave_context].
+// happen on the master from user code and raises the local_io_in_slave_context error.
 #define PY_SSIZE_T_CLEAN
 #include <Python.h>
 
