@@ -14,7 +14,8 @@ from conftest import wait_until
 # that the test can see whether it still runs. After the interrupt the client checks, with the
 # session still open, that the file stopped growing and that the session is usable, then re-raises.
 CLIENT = textwrap.dedent("""
-    import os, sys, time, splitbrain
+    import os, signal, sys, time, splitbrain
+    signal.signal(signal.SIGINT, signal.default_int_handler)  # as at a terminal, even if started in the background
     box = splitbrain.spawn("chatty")
     marks = sys.argv[1]
     loop = ("import time\\n"

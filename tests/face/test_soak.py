@@ -4,6 +4,7 @@ restarts the agent. It ends with every call accounted for (a reply, or an error 
 outcome: an error id, or KeyboardInterrupt for a cancel), every client working again, and nothing
 leaked: no process of the agent's sessions left, the client's descriptors back to their baseline,
 the client's and the supervisor's memory within bounds."""
+import collections
 import os
 import pathlib
 import random
@@ -204,6 +205,8 @@ def test_issue_10_a_soak_accounts_for_every_call_and_leaks_nothing(tmp_path):
             unstated = [o for o in client.outcomes if o[2] != "ok" and o[2] not in STATED]
             assert unstated == [], f"{client.name}: {unstated}"
         outcomes = [o[2] for c in clients for o in c.outcomes]
+        print("soak outcomes:", dict(collections.Counter(outcomes)), "fds", fds(), "baseline", baseline_fds,
+              "client rss growth MiB", (rss() - baseline_rss) >> 20, "supervisor rss MiB", supervisor_rss >> 20)
         assert outcomes.count("ok") > 30, outcomes
         assert "cancelled" in outcomes
         assert {"session_lost", "agent_unreachable"} & set(outcomes), set(outcomes)
