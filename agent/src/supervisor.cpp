@@ -192,7 +192,7 @@ supervisor::supervisor(options opts) : m_options(std::move(opts)) {
                               m_keys ? std::optional<std::string>(m_keys->public_key) : std::nullopt);
     }
     log("listening on " + m_endpoint +
-        (m_keys ? " (CURVE, " + std::to_string(m_authorized.size()) + " authorized keys, public key " +
+        (m_keys ? " (CURVE, " + std::to_string(m_limits.size()) + " authorized keys, public key " +
                       m_keys->public_key + ")"
                 : " (INSECURE: no encryption, no authentication; loopback only)"));
     ensure_spare();
@@ -299,26 +299,7 @@ int supervisor::run() {
     return 0;
 }
 
-void supervisor::reload_authorized_keys() {
-    std::error_code ec;
-    const auto mtime = fs::last_write_time(m_options.authorized_keys, ec);
-    const auto size = ec ? 0 : fs::file_size(m_options.authorized_keys, ec);
-    const bool first = m_authorized_mtime == fs::file_time_type{};
-    if (!first && !ec && mtime == m_authorized_mtime && size == m_authorized_size) return;
-    try {
-        auto keys = splitcore::load_authorized_keys(m_options.authorized_keys);
-        if (!first) {
-            log("read " + m_options.authorized_keys.string() + " again: " + std::to_string(keys.size()) +
-                " authorized keys (was " + std::to_string(m_authorized.size()) + ")");
-        }
-        m_authorized = std::move(keys);
-    } catch (const splitcore::key_error& e) {
-        if (first) throw;
-        log(std::string(e.what()) + "; keeping the " + std::to_string(m_authorized.size()) + " keys read before");
-    }
-    m_authorized_mtime = mtime;
-    m_authorized_size = size;
-}
+void supervisor::reload_authorized_keys() { (void)m_limits.reload(m_options.authorized_keys); }
 
 void supervisor::handle_zap() {
     auto request = splitcore::recv_parts(m_zap, zmq::recv_flags::dontwait);
@@ -329,7 +310,7 @@ void supervisor::handle_zap() {
     std::string key;
     if (request->size() >= 7 && text(5) == "CURVE" && (*request)[6].size() == 32) {
         key = splitcore::z85_encode_key((*request)[6].data());
-        allowed = m_authorized.count(key) > 0;
+        allowed = m_limits.authorized(key);
     }
     if (!allowed) {
         // A refused client keeps reconnecting (every 100 ms or so): one line per key and minute.
@@ -549,16 +530,14 @@ void supervisor::hello(const zmq::message_t& routing_id, const std::string& clie
             resumed = true;
         }
     }
+    if (!m_options.insecure) reload_authorized_keys();  // an edit applies from the next hello on
+    const char* peer = zmq_msg_gets(message[1].handle(), "Peer-Address");
     if (!resumed) {
         const auto owned = std::count_if(m_sessions.begin(), m_sessions.end(), [&](const auto& entry) {
             return entry.second.client_key == client_key && !entry.second.lost;
         });
-        if (static_cast<std::size_t>(owned) >= m_options.max_sessions_per_key) {
-            throw splitcore::error(errc::too_many_sessions,
-                                   (client_key.empty() ? std::string("this client") : "key " + client_key) +
-                                       " already has " + std::to_string(owned) + " sessions on " + hostname() +
-                                       "; close one (Slave.close()) or raise --max-sessions-per-key");
-        }
+        m_limits.check_session(client_key, peer ? peer : "", static_cast<std::size_t>(owned),
+                               m_options.max_sessions_per_key, hostname());
         if (!m_spare) m_spare = spawn_worker();
         const std::string worker_id = *m_spare;
         m_spare.reset();
@@ -580,6 +559,7 @@ void supervisor::hello(const zmq::message_t& routing_id, const std::string& clie
     s.routing_id = routing_id.to_string();
     s.last_seen = clock::now();
     header["resumed"] = resumed;
+    header["limits"] = m_limits.worker_limits(client_key);  // never what the client wrote there
     message[1] = splitcore::encode_header(header);
     forward_to_worker(s, id, std::move(message));
 }

@@ -16,6 +16,7 @@
 
 #include <zmq.hpp>
 
+#include "key_limits.hpp"
 #include "splitcore/keys.hpp"
 #include "splitcore/protocol.hpp"
 #include "splitcore/wire.hpp"
@@ -123,9 +124,7 @@ private:
 
     options m_options;
     std::optional<splitcore::key_pair> m_keys;
-    std::set<std::string> m_authorized;
-    std::filesystem::file_time_type m_authorized_mtime{};
-    std::uintmax_t m_authorized_size = 0;
+    key_limits m_limits;  // the authorized keys and their options
     std::filesystem::path m_private_dir;  // 0700; holds the workers' ipc socket
     std::string m_backend_endpoint;
     std::string m_endpoint;  // what --listen resolved to

@@ -250,6 +250,7 @@ const std::string& worker::request::name(const char* field) const { return split
 
 json worker::hello(const request& r) {
     release_low_descriptors();  // a request came through the supervisor's connection: it is up
+    m_modules.set(splitcore::optional_field(r.header, "limits"));
     char host[256] = {};
     ::gethostname(host, sizeof(host) - 1);
     py_ref sys = py_ref::checked(PyImport_ImportModule("sys"));
@@ -266,6 +267,7 @@ json worker::hello(const request& r) {
 }
 
 json worker::import_module(const request& r) {
+    m_modules.check(r.name());
     py_ref module = py_ref::checked(PyImport_ImportModule(r.name().c_str()));
     json callables = json::array();
     json constants = json::array();
@@ -347,7 +349,10 @@ json worker::run(const request& r) {
         PyObject *key, *value;
         while (PyDict_Next(names.get(), &pos, &key, &value)) {
             py_ref bound = py_ref::borrow(value);
-            if (std::string(field) == "mods") bound = py_ref::checked(PyImport_Import(value));
+            if (std::string(field) == "mods") {
+                m_modules.check(splitcore::str_or(value, ""));
+                bound = py_ref::checked(PyImport_Import(value));
+            }
             if (PyDict_SetItem(globals.get(), key, bound.get()) < 0) throw python_error();
         }
     }

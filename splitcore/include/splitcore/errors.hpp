@@ -69,6 +69,10 @@ enum class errc {
     kernel_signal_wakeup,
     kernel_orphaned,
     kernel_threads_left_running,
+    // a shared lab: key limits and leases
+    key_limit,
+    module_refused,
+    leased,
 };
 
 // Every id's name, indexed by errc.
@@ -119,9 +123,12 @@ inline constexpr std::string_view error_names[] = {
     "kernel_signal_wakeup",
     "kernel_orphaned",
     "kernel_threads_left_running",
+    "key_limit",
+    "module_refused",
+    "leased",
 };
 inline constexpr std::size_t error_count = sizeof(error_names) / sizeof(error_names[0]);
-static_assert(error_count == static_cast<std::size_t>(errc::kernel_threads_left_running) + 1,
+static_assert(error_count == static_cast<std::size_t>(errc::leased) + 1,
               "error_names must name every errc, in order");
 
 [[nodiscard]] constexpr std::string_view name(errc code) noexcept {
