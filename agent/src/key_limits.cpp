@@ -1,6 +1,7 @@
 #include "key_limits.hpp"
 
 #include <ctime>
+#include <algorithm>
 
 #include "log.hpp"
 
@@ -70,8 +71,8 @@ void key_limits::check_session(const std::string& key, const std::string& peer, 
         bool matched = false;
         for (const auto& pattern : options.from) matched = matched || splitcore::address_matches(peer, pattern);
         if (!matched) {
-            refuse(errc::key_limit, "key " + who(key) + " may connect to " + host + " only from " + joined(options.from) +
-                                        " (its from= in authorized_keys), not from " +
+            refuse(errc::key_limit, "key " + who(key) + " may connect to " + host + " only from " +
+                                        joined(options.from) + " (its from= in authorized_keys), not from " +
                                         (peer.empty() ? std::string("an unknown address") : peer));
         }
     }
@@ -83,11 +84,11 @@ void key_limits::check_session(const std::string& key, const std::string& peer, 
     const std::size_t limit = options.max_sessions ? std::min(*options.max_sessions, global_max) : global_max;
     if (owned >= limit) {
         const bool own = options.max_sessions && *options.max_sessions <= global_max;
-        refuse(errc::too_many_sessions,
-               (key.empty() ? std::string("this client") : "key " + who(key)) + " already has " +
-                   std::to_string(owned) + " sessions on " + host + "; close one (Slave.close()) or raise " +
-                   (own ? "its max-sessions=" + std::to_string(limit) + " in authorized_keys"
-                        : std::string("--max-sessions-per-key")));
+        refuse(errc::too_many_sessions, (key.empty() ? std::string("this client") : "key " + who(key)) +
+                                            " already has " + std::to_string(owned) + " sessions on " + host +
+                                            "; close one (Slave.close()) or raise " +
+                                            (own ? "its max-sessions=" + std::to_string(limit) + " in authorized_keys"
+                                                 : std::string("--max-sessions-per-key")));
     }
 }
 

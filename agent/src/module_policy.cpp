@@ -8,8 +8,8 @@ namespace {
 
 // "os" covers "os" and "os.path", not "osx".
 bool covers(const std::string& module, const std::string& name) {
-    return name == module || (name.size() > module.size() && name.compare(0, module.size(), module) == 0 &&
-                              name[module.size()] == '.');
+    return name == module ||
+           (name.size() > module.size() && name.compare(0, module.size(), module) == 0 && name[module.size()] == '.');
 }
 
 std::vector<std::string> names_of(const splitcore::json& list) {
@@ -29,7 +29,8 @@ void module_policy::set(const splitcore::json* limits) {
     m_deny.clear();
     if (limits == nullptr || !limits->is_object()) return;
     m_who = limits->value("who", std::string());
-    if (const auto allow = limits->find("allow"); allow != limits->end() && allow->is_array()) m_allow = names_of(*allow);
+    if (const auto allow = limits->find("allow"); allow != limits->end() && allow->is_array())
+        m_allow = names_of(*allow);
     if (const auto deny = limits->find("deny"); deny != limits->end()) m_deny = names_of(*deny);
 }
 
@@ -45,9 +46,9 @@ void module_policy::check(const std::string& name) const {
     if (m_allow && !is_covered(*m_allow)) {
         std::string allowed;
         for (const auto& m : *m_allow) allowed += (allowed.empty() ? "" : ",") + m;
-        throw splitcore::error(splitcore::errc::module_refused,
-                               "key " + m_who + " may not use module " + name + " on this agent; its allow-modules=\"" +
-                                   allowed + "\" in authorized_keys does not name it");
+        throw splitcore::error(splitcore::errc::module_refused, "key " + m_who + " may not use module " + name +
+                                                                    " on this agent; its allow-modules=\"" + allowed +
+                                                                    "\" in authorized_keys does not name it");
     }
 }
 

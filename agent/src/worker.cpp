@@ -188,6 +188,9 @@ splitcore::message worker::dispatch(const json& header, const std::vector<zmq::m
         return {std::move(reply), out.take_frames()};
     } catch (const python_error& e) {
         (void)out.take_frames();
+        if (auto leased = m_lease_guard.leased_detail(e.value())) {
+            return {splitcore::error_reply(id, splitcore::error_value(errc::leased, *leased)), {}};
+        }
         return {splitcore::error_reply(id, splitcore::describe_exception(e, *this)), {}};
     } catch (const splitcore::error& e) {
         return {splitcore::error_reply(id, splitcore::error_value(e)), {}};
@@ -251,6 +254,7 @@ const std::string& worker::request::name(const char* field) const { return split
 json worker::hello(const request& r) {
     release_low_descriptors();  // a request came through the supervisor's connection: it is up
     m_modules.set(splitcore::optional_field(r.header, "limits"));
+    m_lease_guard.set(splitcore::optional_field(r.header, "limits"));
     char host[256] = {};
     ::gethostname(host, sizeof(host) - 1);
     py_ref sys = py_ref::checked(PyImport_ImportModule("sys"));
@@ -269,6 +273,7 @@ json worker::hello(const request& r) {
 json worker::import_module(const request& r) {
     m_modules.check(r.name());
     py_ref module = py_ref::checked(PyImport_ImportModule(r.name().c_str()));
+    m_lease_guard.after_import();
     json callables = json::array();
     json constants = json::array();
     json modules = json::array();

@@ -14,6 +14,7 @@
 #include <nlohmann/json.hpp>
 #include <zmq.hpp>
 
+#include "lease_guard.hpp"
 #include "module_policy.hpp"
 #include "splitcore/box.hpp"
 #include "splitcore/protocol.hpp"
@@ -91,7 +92,8 @@ private:
     splitcore::py_ref m_main;  // __main__.__dict__: globals and locals of every call
     splitcore::py_ref m_call;  // code: __splitbrain_call__[0](*[1], **[2]), run in m_main
     bool m_finished = false;
-    module_policy m_modules;  // the session key's allow-/deny-modules, from its hello
+    module_policy m_modules;    // the session key's allow-/deny-modules, from its hello
+    lease_guard m_lease_guard;  // the resources other keys leased
 };
 
 }  // namespace splitbrain::agent

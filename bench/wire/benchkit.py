@@ -7,6 +7,7 @@ from __future__ import annotations
 import dataclasses
 import json
 import os
+import shlex
 import pathlib
 import re
 import signal
@@ -245,8 +246,10 @@ class Agent:
             subprocess.run([exe, "keygen", str(self.client_keys)], check=True, stdout=subprocess.DEVNULL, timeout=30)
         keys = [(self.client_keys / "agent.pub").read_text().strip(), *authorized]
         venv = os.environ.get("SPLITBRAIN_VENV", str(ROOT / ".venv"))
+        # SPLITBRAIN_BENCH_AGENT_ARGS: more `serve` flags, e.g. "--audit-log /tmp/a.log" to measure the audit log.
+        extra = shlex.split(os.environ.get("SPLITBRAIN_BENCH_AGENT_ARGS", ""))
         self.agent = _spawn.Agent(workdir, authorized=keys, insecure=insecure, python=venv, binary=exe,
-                                  timeout=timeout)
+                                  timeout=timeout, extra=extra)
         self.keys = self.agent.key_dir
         self.connection_file = self.agent.connection_file
         self.address = self.agent.address

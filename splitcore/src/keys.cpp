@@ -170,7 +170,8 @@ void apply_option(key_options& options, const std::string& name, const std::opti
         }
     } else if (name == "expires") {
         options.expires = parse_date(need());
-        if (!options.expires) throw key_error("expires=\"" + *value + "\" is not a date (YYYY-MM-DD or YYYY-MM-DDTHH:MM, UTC)");
+        if (!options.expires)
+            throw key_error("expires=\"" + *value + "\" is not a date (YYYY-MM-DD or YYYY-MM-DDTHH:MM, UTC)");
         options.expires_text = *value;
     } else if (name == "max-sessions") {
         const std::string& text = need();
@@ -199,6 +200,12 @@ std::pair<std::string, key_options> parse_key_line(const std::string& line) {
     std::size_t at = 0;
     const std::string first = line.substr(0, line.find_first_of(" \t"));
     if (!is_z85_key(first)) {
+        // A line with no key at all is that, whatever its first word looks like.
+        std::istringstream words(line);
+        std::string word;
+        bool has_key = false;
+        while (!has_key && words >> word) has_key = is_z85_key(word);
+        if (!has_key) throw key_error("not a Z85 CURVE public key (40 characters expected)");
         for (;;) {
             const std::size_t name_end = line.find_first_of("=, \t", at);
             const std::string name = line.substr(at, name_end - at);
@@ -252,9 +259,7 @@ std::string address_bytes(const std::string& text) {
 
 }  // namespace
 
-std::string key_options::who(const std::string& key) const {
-    return comment.empty() ? key : comment;
-}
+std::string key_options::who(const std::string& key) const { return comment.empty() ? key : comment; }
 
 bool address_matches(const std::string& address, const std::string& pattern) {
     const auto slash = pattern.find('/');

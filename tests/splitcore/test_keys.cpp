@@ -69,7 +69,9 @@ TEST(keys, options_before_a_key_are_its_limits_and_the_text_after_it_its_comment
     const auto b = splitcore::key_pair::generate().public_key;
     const auto keys = splitcore::parse_authorized_key_options(
         "from=\"10.0.0.0/8,::1\",expires=\"2027-01-31\",max-sessions=2,allow-modules=\"os, serial\","
-        "deny-modules=\"ctypes\",lease " + a + "  # alice@lab-pc\nadmin " + b + "\n", "test");
+        "deny-modules=\"ctypes\",lease " +
+            a + "  # alice@lab-pc\nadmin " + b + "\n",
+        "test");
     ASSERT_EQ(keys.size(), 2u);
     const auto& alice = keys.at(a);
     EXPECT_EQ(alice.comment, "alice@lab-pc");
@@ -89,7 +91,7 @@ TEST(keys, options_before_a_key_are_its_limits_and_the_text_after_it_its_comment
 TEST(keys, a_bad_option_is_named_by_file_and_line) {
     const auto a = splitcore::key_pair::generate().public_key;
     for (const std::string& line : {"colour=\"red\" " + a, "expires=\"soon\" " + a, "from=\"10.0.0.0/33\" " + a,
-                                   "max-sessions=two " + a, "from=\"10.0.0.0/8 " + a, std::string("lease")}) {
+                                    "max-sessions=two " + a, "from=\"10.0.0.0/8 " + a, std::string("lease")}) {
         try {
             (void)splitcore::parse_authorized_key_options("# ok\n" + line + "\n", "clients.keys");
             ADD_FAILURE() << "accepted: " << line;

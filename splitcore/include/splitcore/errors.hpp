@@ -128,8 +128,7 @@ inline constexpr std::string_view error_names[] = {
     "leased",
 };
 inline constexpr std::size_t error_count = sizeof(error_names) / sizeof(error_names[0]);
-static_assert(error_count == static_cast<std::size_t>(errc::leased) + 1,
-              "error_names must name every errc, in order");
+static_assert(error_count == static_cast<std::size_t>(errc::leased) + 1, "error_names must name every errc, in order");
 
 [[nodiscard]] constexpr std::string_view name(errc code) noexcept {
     return error_names[static_cast<std::size_t>(code)];

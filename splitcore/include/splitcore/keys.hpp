@@ -45,15 +45,15 @@ inline constexpr const char* public_key_file = "agent.pub";
 // (`from="10.0.0.0/8",expires="2027-01-31",max-sessions=2,deny-modules="ctypes",lease KEY # alice`).
 // A line without options grants what the agent's flags allow, and no lease.
 struct key_options {
-    std::string comment;                        // the text after the key, without its '#'
-    std::vector<std::string> from;              // addresses or CIDR blocks; empty: any peer
-    std::optional<std::time_t> expires;         // refused from this instant on (UTC)
-    std::string expires_text;                   // as written
-    std::optional<std::size_t> max_sessions;    // at most min(this, --max-sessions-per-key)
+    std::string comment;                                    // the text after the key, without its '#'
+    std::vector<std::string> from;                          // addresses or CIDR blocks; empty: any peer
+    std::optional<std::time_t> expires;                     // refused from this instant on (UTC)
+    std::string expires_text;                               // as written
+    std::optional<std::size_t> max_sessions;                // at most min(this, --max-sessions-per-key)
     std::optional<std::vector<std::string>> allow_modules;  // only these (and their submodules)
-    std::vector<std::string> deny_modules;      // never these (nor their submodules)
-    bool lease = false;                         // may take leases
-    bool admin = false;                         // may take leases and force-release others'
+    std::vector<std::string> deny_modules;                  // never these (nor their submodules)
+    bool lease = false;                                     // may take leases
+    bool admin = false;                                     // may take leases and force-release others'
 
     // "alice@lab-pc", or the key itself when the line has no comment.
     [[nodiscard]] std::string who(const std::string& key) const;

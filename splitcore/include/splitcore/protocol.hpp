@@ -77,6 +77,11 @@ inline constexpr operation operations[] = {
     {"release", tier::main_thread, "ids: [[oid, count], ...]", "null"},
     {"cancel", tier::io_thread, "target: a request id", "bool: the target was running or queued and is interrupted"},
     {"stats", tier::main_thread, "none", "{objects: live objects held for the client}"},
+    {"lease", tier::supervisor, "resources (names; none: the whole slave), for (seconds, optional), shared (bool)",
+     "{leases: [{resource, shared, since, until}]}"},
+    {"unlease", tier::supervisor, "resources (none: all of the session's), force (bool: an admin's, anyone's)",
+     "{released: count}"},
+    {"leases", tier::supervisor, "none", "[{resource, holder, shared, since, until, mine}]"},
     {"bye", tier::main_thread, "none", "null; the session ends"},
 };
 
@@ -109,6 +114,9 @@ inline constexpr const operation& ping = named("ping");
 inline constexpr const operation& release = named("release");
 inline constexpr const operation& cancel = named("cancel");
 inline constexpr const operation& bye = named("bye");
+inline constexpr const operation& lease = named("lease");
+inline constexpr const operation& unlease = named("unlease");
+inline constexpr const operation& leases = named("leases");
 }  // namespace op
 
 // The ERROR map of a failure with an id: type "splitbrain.ProtocolError", msg, args, code (the
