@@ -460,7 +460,7 @@ def known_slaves():
 def slaves(ping=True):
     """One dict per known slave — name, address, platform, python, latency (s), state, leases (on
     its agent, see ``Slave.leases``) — for the kernel's ``%slaves``. Connected slaves are pinged and
-    asked for their leases (``ping=False``: the last latency, no leases)."""
+    asked for their leases (``ping=False``: the last latency and the last leases known)."""
     with _lock:
         connected = dict(_connected)
     rows = []
@@ -470,12 +470,12 @@ def slaves(ping=True):
                 s.ping(timeout=1.0)
             except Exception:  # the row says "unreachable"; listing must not fail
                 pass
-        leases = None
         if ping and s.state != "unreachable":
             try:
-                leases = s.leases()
-            except Exception:  # an agent of before leases, or one gone meanwhile: no column
+                s._known_leases = s.leases()
+            except Exception:  # an agent of before leases, or one gone meanwhile: the last known
                 pass
+        leases = getattr(s, "_known_leases", None)
         rows.append({"name": name, "address": s.address, "platform": s.platform,
                      "python": (s.python or "").split()[0] if s.python else None,
                      "latency": s.latency, "state": s.state, "leases": leases})
