@@ -1,4 +1,4 @@
-// splitbrain-agent: keygen, authorize and serve. See `splitbrain-agent --help`.
+// splitbrain-agent: keygen, authorize, serve and audit. See `splitbrain-agent --help`.
 #include <cerrno>
 #include <csignal>
 #include <cstdlib>
@@ -12,6 +12,7 @@
 #include <unistd.h>
 #include <vector>
 
+#include "audit_report.hpp"
 #include "log.hpp"
 #include "splitcore/keys.hpp"
 #include "supervisor.hpp"
@@ -24,6 +25,7 @@ constexpr const char* usage = R"(usage: splitbrain-agent keygen DIR
        splitbrain-agent authorize KEY [--authorized-keys FILE] [--comment TEXT]
        splitbrain-agent serve --key DIR --authorized-keys FILE [options]
        splitbrain-agent serve --insecure --listen tcp://127.0.0.1:PORT [options]
+       splitbrain-agent audit [--audit-log PATH] [--since DURATION] [--json]
 
 The splitbrain agent runs on a slave machine. Clients (splitbrain.connect, the splitbrain kernel's
 %%slave cells) send it operations over ZeroMQ; each client session gets its own worker process
@@ -38,6 +40,12 @@ authorize KEY
     keys file (default ~/.splitbrain/authorized_keys, created with mode 0600), with an optional
     comment (who it is: alice@lab-pc). A running agent picks it up at the client's next
     connection attempt; no restart is needed. Adding a key that is already there changes nothing.
+
+audit
+    Print the audit log a `serve --audit-log PATH` wrote (PATH, default ~/.splitbrain/audit.log,
+    and its rotated files PATH.1 ... oldest first) as a table: time, client key (its comment),
+    session, operation, target, outcome (ok or an error id), milliseconds. --since 90s/10m/1h/2d
+    keeps the most recent only; --json prints the JSON lines themselves.
 
 serve options:
   --listen ENDPOINT        where to listen (default tcp://0.0.0.0:7780); port 0 or * picks a free
@@ -60,6 +68,11 @@ serve options:
   --max-sessions-per-key N
                            sessions (each one worker process) a client key may hold at once;
                            a hello past them is refused as too_many_sessions (default 16)
+  --audit-log PATH         append one JSON line per request there (time, key comment, session,
+                           op, target such as os.remove, a sha256 digest of the arguments, never
+                           the arguments, outcome, duration), written off the request path
+  --audit-max-bytes N      rotate the audit log past N bytes (default 16777216)
+  --audit-keep K           rotated audit files kept: PATH.1 ... PATH.K (default 5)
   --exit-with PID          shut down (as on SIGTERM) once process PID has ended, even if it was
                            killed: splitbrain.spawn() ties its private agent to its interpreter
   --worker PATH            the splitbrain-worker executable (default: beside this program)
@@ -202,6 +215,10 @@ int serve(const std::vector<std::string>& args) {
         else if (flag == "--max-message") opts.max_message = static_cast<std::int64_t>(parse_number(flag, value()));
         else if (flag == "--max-sessions-per-key")
             opts.max_sessions_per_key = static_cast<std::size_t>(parse_number(flag, value()));
+        else if (flag == "--audit-log") opts.audit_log = fs::path(value());
+        else if (flag == "--audit-max-bytes")
+            opts.audit_max_bytes = static_cast<std::uintmax_t>(parse_number(flag, value()));
+        else if (flag == "--audit-keep") opts.audit_keep = static_cast<unsigned>(parse_number(flag, value()));
         else if (flag == "--exit-with") opts.parent_pid = static_cast<pid_t>(parse_number(flag, value()));
         else bad_usage("unknown option '" + args[i] + "'");
     }
@@ -244,7 +261,7 @@ int serve(const std::vector<std::string>& args) {
 
 int main(int argc, char** argv) {
     std::vector<std::string> args(argv + 1, argv + argc);
-    if (args.empty()) bad_usage("a command is needed: keygen, authorize or serve");
+    if (args.empty()) bad_usage("a command is needed: keygen, authorize, serve or audit");
     for (const auto& arg : args) {
         if (arg == "-h" || arg == "--help" || arg == "help") {
             std::cout << help_text();
@@ -260,5 +277,8 @@ int main(int argc, char** argv) {
     if (command == "keygen") return keygen(args);
     if (command == "authorize") return authorize(args);
     if (command == "serve") return serve(args);
+    if (command == "audit") {
+        return splitbrain::agent::audit_command(args, (default_authorized_keys().parent_path() / "audit.log").string());
+    }
     bad_usage("unknown command '" + command + "'");
 }

@@ -125,7 +125,12 @@ supervisor::supervisor(options opts) : m_options(std::move(opts)) {
     if (::mkdtemp(pattern.data()) == nullptr) {
         throw std::runtime_error(std::string("cannot create a private directory: ") + std::strerror(errno));
     }
+    if (m_options.audit_log) {
+        m_audit = audit_trail(
+            std::make_unique<audit_log>(*m_options.audit_log, m_options.audit_max_bytes, m_options.audit_keep));
+    }
     m_private_dir = pattern;  // mkdtemp makes it 0700
+    m_leases.emplace(m_private_dir / "leases.json", hostname());
     start_janitor();
     // Workers forked by the zygote are re-parented here (zygote.hpp): we wait for them as for our own.
     ::prctl(PR_SET_CHILD_SUBREAPER, 1);
@@ -190,8 +195,8 @@ supervisor::supervisor(options opts) : m_options(std::move(opts)) {
                               m_keys ? std::optional<std::string>(m_keys->public_key) : std::nullopt);
     }
     log("listening on " + m_endpoint +
-        (m_keys ? " (CURVE, " + std::to_string(m_authorized.size()) + " authorized keys, public key " +
-                      m_keys->public_key + ")"
+        (m_keys ? " (CURVE, " + std::to_string(m_limits.size()) + " authorized keys, public key " + m_keys->public_key +
+                      ")"
                 : " (INSECURE: no encryption, no authentication; loopback only)"));
     ensure_spare();
 }
@@ -284,6 +289,7 @@ int supervisor::run() {
             }
             for (auto& [token, s] : m_sessions) flush_held(s);  // a full pipe that drained meanwhile
             reap_silent_sessions();
+            m_leases->expire();
             kill_stubborn_workers();
             ensure_spare();
             if (m_options.parent_pid > 0 && ::kill(m_options.parent_pid, 0) != 0 && errno == ESRCH) {
@@ -300,26 +306,7 @@ int supervisor::run() {
     return 0;
 }
 
-void supervisor::reload_authorized_keys() {
-    std::error_code ec;
-    const auto mtime = fs::last_write_time(m_options.authorized_keys, ec);
-    const auto size = ec ? 0 : fs::file_size(m_options.authorized_keys, ec);
-    const bool first = m_authorized_mtime == fs::file_time_type{};
-    if (!first && !ec && mtime == m_authorized_mtime && size == m_authorized_size) return;
-    try {
-        auto keys = splitcore::load_authorized_keys(m_options.authorized_keys);
-        if (!first) {
-            log("read " + m_options.authorized_keys.string() + " again: " + std::to_string(keys.size()) +
-                " authorized keys (was " + std::to_string(m_authorized.size()) + ")");
-        }
-        m_authorized = std::move(keys);
-    } catch (const splitcore::key_error& e) {
-        if (first) throw;
-        log(std::string(e.what()) + "; keeping the " + std::to_string(m_authorized.size()) + " keys read before");
-    }
-    m_authorized_mtime = mtime;
-    m_authorized_size = size;
-}
+void supervisor::reload_authorized_keys() { (void)m_limits.reload(m_options.authorized_keys); }
 
 void supervisor::handle_zap() {
     auto request = splitcore::recv_parts(m_zap, zmq::recv_flags::dontwait);
@@ -330,7 +317,7 @@ void supervisor::handle_zap() {
     std::string key;
     if (request->size() >= 7 && text(5) == "CURVE" && (*request)[6].size() == 32) {
         key = splitcore::z85_encode_key((*request)[6].data());
-        allowed = m_authorized.count(key) > 0;
+        allowed = m_limits.authorized(key);
     }
     if (!allowed) {
         // A refused client keeps reconnecting (every 100 ms or so): one line per key and minute.
@@ -467,11 +454,13 @@ void supervisor::handle_client() {
     }
 
     std::uint64_t id = 0;
+    std::string op_name, named_token;  // for the audit log of a refused request
     try {
         json header = splitcore::decode_header(message[1]);
         if (const json* raw_id = splitcore::optional_field(header, "id")) id = splitcore::as_uint(*raw_id).value_or(0);
         id = splitcore::request_id(header);
         const std::string& name = splitcore::string_field(header, "op");
+        op_name = printable(name);
         const splitcore::operation* op = splitcore::op::find(name);
         if (op == nullptr) {
             throw splitcore::error(errc::unknown_op, "no operation \"" + printable(name) +
@@ -484,6 +473,7 @@ void supervisor::handle_client() {
         // ones included, moves the replies there. A routing id never identifies a session.
         session* current = nullptr;
         if (const json* named = splitcore::optional_field(header, "session"); named && named->is_string()) {
+            named_token = printable(named->get<std::string>());
             if (auto found = m_sessions.find(named->get<std::string>());
                 found != m_sessions.end() && found->second.client_key == client_key) {
                 current = &found->second;
@@ -497,12 +487,20 @@ void supervisor::handle_client() {
             flush_held(*current);  // replies that waited for their client to come back
         }
 
-        if (op->answered_by == splitcore::tier::supervisor) {
-            static_assert(splitcore::op::count(splitcore::tier::supervisor) == 1, "the supervisor answers ping only");
+        if (op == &splitcore::op::ping) {
             json pong = splitcore::ok_reply(id, nullptr);
             // A client waiting across our restart (or its session's expiry) learns that no reply will come.
             if (!current && splitcore::optional_field(header, "session")) pong["known"] = false;
             reply_to(routing_id, pong);
+            return;
+        }
+        if (op->answered_by == splitcore::tier::supervisor) {
+            static_assert(splitcore::op::count(splitcore::tier::supervisor) == 4,
+                          "the supervisor answers ping and the lease operations");
+            if (!current) throw splitcore::error(errc::no_session, "no session: send \"hello\" first");
+            json result = m_leases->answer(op->name, header, lease_holder(*current));
+            m_audit.answered(current->token, m_limits.who(client_key), op_name, "", "ok");
+            reply_to(routing_id, splitcore::ok_reply(id, std::move(result)));
             return;
         }
         if (op == &splitcore::op::hello) {
@@ -519,9 +517,14 @@ void supervisor::handle_client() {
                                    "the session's worker on " + hostname() +
                                        " died; its objects are gone. Reconnect to start a new session");
         }
+        if (op != &splitcore::op::bye && op != &splitcore::op::release && op != &splitcore::op::cancel) {
+            m_leases->check_request(current->token, lease_holder(*current).key);
+        }
         if (op == &splitcore::op::bye) current->bye_id = id;
+        m_audit.begin(current->token, m_limits.who(client_key), id, header, message, 2);
         forward_to_worker(*current, id, std::move(message));
     } catch (const splitcore::error& e) {
+        m_audit.answered(named_token, m_limits.who(client_key), op_name, "", std::string(splitcore::name(e.code())));
         reply_to(routing_id, splitcore::error_reply(id, splitcore::error_value(e)));
     } catch (const std::runtime_error& e) {  // e.g. fork failed: the agent is short of resources
         log(std::string("cannot serve a request: ") + e.what());
@@ -548,16 +551,15 @@ void supervisor::hello(const zmq::message_t& routing_id, const std::string& clie
             resumed = true;
         }
     }
+    if (!m_options.insecure) reload_authorized_keys();  // an edit applies from the next hello on
+    const char* peer = zmq_msg_gets(message[1].handle(), "Peer-Address");
     if (!resumed) {
         const auto owned = std::count_if(m_sessions.begin(), m_sessions.end(), [&](const auto& entry) {
             return entry.second.client_key == client_key && !entry.second.lost;
         });
-        if (static_cast<std::size_t>(owned) >= m_options.max_sessions_per_key) {
-            throw splitcore::error(errc::too_many_sessions,
-                                   (client_key.empty() ? std::string("this client") : "key " + client_key) +
-                                       " already has " + std::to_string(owned) + " sessions on " + hostname() +
-                                       "; close one (Slave.close()) or raise --max-sessions-per-key");
-        }
+        m_limits.check_session(client_key, peer ? peer : "", static_cast<std::size_t>(owned),
+                               m_options.max_sessions_per_key, hostname());
+        m_leases->check_request(token, client_key.empty() ? "session:" + token : client_key);
         if (!m_spare) m_spare = spawn_worker();
         const std::string worker_id = *m_spare;
         m_spare.reset();
@@ -582,7 +584,11 @@ void supervisor::hello(const zmq::message_t& routing_id, const std::string& clie
     s.routing_id = routing_id.to_string();
     s.last_seen = clock::now();
     header["resumed"] = resumed;
+    header["limits"] = m_limits.worker_limits(client_key);  // never what the client wrote there
+    header["limits"]["key"] = lease_holder(s).key;
+    header["limits"]["leases"] = m_leases->file().string();
     message[1] = splitcore::encode_header(header);
+    m_audit.begin(token, m_limits.who(client_key), id, header, message, 2);
     forward_to_worker(s, id, std::move(message));
 }
 
@@ -625,6 +631,7 @@ void supervisor::handle_worker() {
     if (s == m_sessions.end()) return;
     const std::uint64_t id = header.contains("id") ? splitcore::as_uint(header["id"]).value_or(0) : 0;
     if (id != 0) s->second.pending.erase(id);
+    if (id != 0 && !header.contains("ev")) m_audit.end(s->first, id, header);
     deliver(s->second, std::move(message), header.contains("ev"));
     if (id != 0 && id == s->second.bye_id) {
         log("session " + short_token(s->first) + " closed by the client");
@@ -636,6 +643,8 @@ void supervisor::handle_worker() {
 void supervisor::lose_session(session& s, const std::string& why) {
     s.lost = true;
     log("session " + short_token(s.token) + " lost: its worker " + why);
+    m_audit.forget(s.token, "session_lost");
+    m_leases->end_session(s.token);
     for (const std::uint64_t id : s.pending) {
         parts reply;
         reply.emplace_back();
@@ -648,10 +657,19 @@ void supervisor::lose_session(session& s, const std::string& why) {
     s.pending.clear();
 }
 
+lease_table::holder supervisor::lease_holder(const session& s) const {
+    // Without keys (--insecure) each session is its own holder.
+    if (s.client_key.empty()) return {s.token, "session:" + s.token, "session " + short_token(s.token), true, false};
+    const auto& options = m_limits.of(s.client_key);
+    return {s.token, s.client_key, m_limits.who(s.client_key), options.lease, options.admin};
+}
+
 void supervisor::end_session(const std::string& token, const char* why) {
     const auto found = m_sessions.find(token);
     if (found == m_sessions.end()) return;
     if (why) log("session " + short_token(token) + " " + why);
+    m_audit.forget(token, "session ended");
+    m_leases->end_session(token);
     if (auto w = m_workers.find(found->second.worker_id); w != m_workers.end() && w->second.session == token) {
         terminate_worker(w->first);
     }

@@ -16,6 +16,9 @@
 
 #include <zmq.hpp>
 
+#include "audit_trail.hpp"
+#include "key_limits.hpp"
+#include "leases.hpp"
 #include "splitcore/keys.hpp"
 #include "splitcore/protocol.hpp"
 #include "splitcore/wire.hpp"
@@ -36,6 +39,11 @@ struct options {
     std::size_t max_sessions_per_key = 16;
     pid_t parent_pid = 0;  // --exit-with PID: stop when that process is gone (0: never)
     bool zygote = true;    // workers are forks of a zygote (supervisor_zygote.cpp); --no-zygote: exec'd
+
+    // --audit-log PATH: one JSON line per request, rotated past audit_max_bytes, audit_keep files kept
+    std::optional<std::filesystem::path> audit_log;
+    std::uintmax_t audit_max_bytes = std::uintmax_t(16) << 20;
+    unsigned audit_keep = 5;
 };
 
 // The address a client should use for `endpoint` (what the socket bound): a wildcard host
@@ -115,6 +123,8 @@ private:
     void deliver(session& s, parts message, bool output = false);
     void flush_held(session& s);
     void lose_session(session& s, const std::string& why);
+    // Who `s` is to the lease table.
+    [[nodiscard]] lease_table::holder lease_holder(const session& s) const;
     void end_session(const std::string& token, const char* why);
 
     // Forks the janitor, a process that outlives the supervisor however it ends (SIGKILL too): it
@@ -152,9 +162,9 @@ private:
 
     options m_options;
     std::optional<splitcore::key_pair> m_keys;
-    std::set<std::string> m_authorized;
-    std::filesystem::file_time_type m_authorized_mtime{};
-    std::uintmax_t m_authorized_size = 0;
+    key_limits m_limits;  // the authorized keys and their options
+    audit_trail m_audit{nullptr};
+    std::optional<lease_table> m_leases;  // made once the private directory exists
     std::filesystem::path m_private_dir;  // 0700; holds the workers' ipc socket
     std::string m_backend_endpoint;
     std::string m_endpoint;  // what --listen resolved to

@@ -203,6 +203,9 @@ splitcore::message worker::dispatch_one(const json& header, const std::vector<zm
         return {std::move(reply), out.take_frames()};
     } catch (const python_error& e) {
         (void)out.take_frames();
+        if (auto leased = m_lease_guard.leased_detail(e.value())) {
+            return {splitcore::error_reply(id, splitcore::error_value(errc::leased, *leased)), {}};
+        }
         return {splitcore::error_reply(id, splitcore::describe_exception(e, *this)), {}};
     } catch (const splitcore::error& e) {
         return {splitcore::error_reply(id, splitcore::error_value(e)), {}};
@@ -287,6 +290,8 @@ std::uint64_t agent_clock_us() {
 
 json worker::hello(const request& r) {
     release_low_descriptors();  // a request came through the supervisor's connection: it is up
+    m_modules.set(splitcore::optional_field(r.header, "limits"));
+    m_lease_guard.set(splitcore::optional_field(r.header, "limits"));
     char host[256] = {};
     ::gethostname(host, sizeof(host) - 1);
     py_ref sys = py_ref::checked(PyImport_ImportModule("sys"));
@@ -304,7 +309,9 @@ json worker::hello(const request& r) {
 }
 
 json worker::import_module(const request& r) {
+    m_modules.check(r.name());
     py_ref module = py_ref::checked(PyImport_ImportModule(r.name().c_str()));
+    m_lease_guard.after_import();
     json callables = json::array();
     json constants = json::array();
     json modules = json::array();
@@ -385,7 +392,10 @@ json worker::run(const request& r) {
         PyObject *key, *value;
         while (PyDict_Next(names.get(), &pos, &key, &value)) {
             py_ref bound = py_ref::borrow(value);
-            if (std::string(field) == "mods") bound = py_ref::checked(PyImport_Import(value));
+            if (std::string(field) == "mods") {
+                m_modules.check(splitcore::str_or(value, ""));
+                bound = py_ref::checked(PyImport_Import(value));
+            }
             if (PyDict_SetItem(globals.get(), key, bound.get()) < 0) throw python_error();
         }
     }

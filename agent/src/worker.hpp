@@ -19,6 +19,8 @@
 #include <nlohmann/json.hpp>
 #include <zmq.hpp>
 
+#include "lease_guard.hpp"
+#include "module_policy.hpp"
 #include "splitcore/box.hpp"
 #include "splitcore/protocol.hpp"
 #include "splitcore/wire.hpp"
@@ -125,6 +127,8 @@ private:
     int m_callback_depth = 0;              // callbacks waiting for their answer, nested
     pthread_t m_main_thread = ::pthread_self();
     pid_t m_pid = ::getpid();
+    module_policy m_modules;    // the session key's allow-/deny-modules, from its hello
+    lease_guard m_lease_guard;  // the resources other keys leased
 };
 
 }  // namespace splitbrain::agent

@@ -175,3 +175,15 @@ def client(agent):
     c = agent.client()
     yield c
     c.close()
+
+
+class Key:
+    """A client key pair of its own and its authorized_keys line, with OPTIONS before the key."""
+
+    def __init__(self, options="", comment="alice@lab-pc"):
+        self.public, self.secret = zmq.curve_keypair()
+        self.comment = comment
+        self.line = f"{options + ' ' if options else ''}{self.public.decode()}  # {comment}"
+
+    def client(self, agent, **kwargs):
+        return agent.client(public=self.public, secret=self.secret, **kwargs)

@@ -158,6 +158,19 @@ def test_slaves_lists_the_slaves_as_html_and_text(kernel):
     assert "<table" in html and "latency" in text and "connected" in text
 
 
+def test_slave_lease_takes_a_lease_slaves_shows_it_and_unlease_ends_it(kernel):
+    """issue 13: %slave lease NAME [RESOURCE ...] [--for] [--shared], its row in %slaves, %slave unlease."""
+    out = kernel.ok("%slave lease box-a ASRL/dev/ttyUSB0::INSTR --for 2h")
+    assert re.fullmatch(r"leased ASRL/dev/ttyUSB0::INSTR on box-a, until \d\d:\d\d; `%slave unlease box-a` ends "
+                        r"it\n", stdout(out)), stdout(out)
+    text = result(kernel.ok("%slaves"))
+    assert re.search(r"ASRL/dev/ttyUSB0::INSTR: \S.* \(you\) until \d\d:\d\d", text), text
+    assert stdout(kernel.ok("%slave unlease box-a")) == "released 1 lease on box-a\n"
+    assert "ASRL/dev/ttyUSB0" not in result(kernel.ok("%slaves"))
+    reply, _ = kernel.execute("%slave lease box-a --for soon")
+    assert reply["status"] == "error" and "not a duration: 'soon'" in reply["evalue"], reply
+
+
 def test_slave_help_shows_examples(kernel):
     msg_id = kernel.kc.execute("%slave?")
     reply = kernel.kc.get_shell_msg(timeout=30)

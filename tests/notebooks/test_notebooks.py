@@ -109,3 +109,13 @@ def test_fan_out_reports_the_failing_slave_and_still_shows_the_other(multi_slave
     assert "[bench-b] failed" in text
     error = [o for o in cell["outputs"] if o["output_type"] == "error"][0]
     assert "[splitbrain.fan_out_failed] 1 of 2 slaves failed: bench-b" in error["evalue"]
+
+
+def test_shared_bench_refuses_the_second_kernel_with_the_holders_name_until_it_releases(demo_env, tmp_path):
+    """issue 13 point 5: one kernel leases the PSU, a second kernel (another client key) is refused
+    naming the holder, and succeeds once the first releases."""
+    nb = _execute(os.path.join(ROOT, "notebooks", "shared-bench.ipynb"), demo_env, tmp_path)
+    refusal = _text(_cell(nb, "from jupyter_client.manager import start_new_kernel"))
+    assert re.search(r"bob refused: \[splitbrain\.leased\] \S+:TCPIP0::localhost::inst0::INSTR is leased by "
+                     r"alice@lab-pc \(since \d\d:\d\d, until \d\d:\d\d\)", refusal), refusal
+    assert "bob: SPLITBRAIN,SIM-PSU-3005" in _text(_cell(nb, "lease.release()"))

@@ -2,6 +2,8 @@
 magic and the Slaves panel of the JupyterLab extension alike: each returns the one line that says
 what changed, and raises ``UsageError`` for a mistake."""
 
+import time
+
 from IPython.core.error import UsageError
 
 import splitbrain
@@ -77,3 +79,25 @@ def forget(name):
         splitbrain.activate(None)  # the sticky slave is gone: back to this machine
         return f"forgot {name}; cells run locally again"
     return f"forgot {name}"
+
+
+_held = {}  # slave name -> the Lease objects %slave lease took, for %slave unlease
+
+
+def lease(name, resources=(), for_=None, shared=False):
+    """Lease the slave *name*, or *resources* on it (``%slave lease NAME [RESOURCE ...]``)."""
+    slave = resolve(name)
+    taken = slave.lease(list(resources) or None, for_=for_, shared=shared)
+    _held.setdefault(slave.name, []).append(taken)
+    what = ", ".join(resources) if resources else "the whole slave"
+    until = f"until {time.strftime('%H:%M', time.localtime(taken.until))}" if taken.until else "while this kernel's session lasts"
+    return f"leased {what} on {slave.name}{' (shared)' if shared else ''}, {until}; `%slave unlease {name}` ends it"
+
+
+def unlease(name):
+    """End the leases ``%slave lease`` took on *name*."""
+    slave = resolve(name)
+    held = _held.pop(slave.name, [])
+    for taken in held:
+        taken.release()
+    return f"released {len(held)} lease{'s' if len(held) != 1 else ''} on {slave.name}"

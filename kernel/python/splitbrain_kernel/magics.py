@@ -27,7 +27,7 @@ from .comm import channel
 from .fan_out import FanOutView
 from . import completion, preflight, tracebacks
 
-_RESERVED = {"local", "spawn", "connect", "forget"}
+_RESERVED = {"local", "spawn", "connect", "forget", "lease", "unlease"}
 
 
 class FanOutError(Exception):
@@ -72,7 +72,7 @@ class _ThreadDemux:
 class _SlavesTable:
     """What ``%slaves`` shows: an HTML table in JupyterLab, aligned text elsewhere."""
 
-    columns = ("name", "address", "platform", "python", "latency", "state")
+    columns = ("name", "address", "platform", "python", "latency", "state", "leases")
 
     def __init__(self, rows):
         self.rows = rows
@@ -84,6 +84,7 @@ class _SlavesTable:
             row.get("python") or "",
             f"{latency * 1e3:.2f} ms" if isinstance(latency, (int, float)) else "",
             row.get("state", ""),
+            "; ".join(_describe_lease(l) for l in row.get("leases") or ()),
         ]
 
     def _repr_html_(self):
@@ -100,6 +101,14 @@ class _SlavesTable:
         if not self.rows:
             lines.append("(no slaves: `%slave spawn NAME` or `%slave connect NAME TARGET`)")
         return "\n".join(lines)
+
+
+def _describe_lease(lease):
+    """'ASRL/dev/ttyUSB0::INSTR: alice@lab-pc until 12:02' (the resource '' is the whole slave)."""
+    until = time.strftime("%H:%M", time.localtime(lease["until"])) if lease.get("until") else "session end"
+    what = lease.get("resource") or "whole slave"
+    mine = " (you)" if lease.get("mine") else ""
+    return f"{what}: {lease.get('holder')}{mine}{' shared' if lease.get('shared') else ''} until {until}"
 
 
 @magics_class
@@ -170,6 +179,11 @@ class SlaveMagics(Magics):
                                                 the agent's connection.json, or
                                                 tcp://HOST:PORT?key=AGENT_PUB (its agent.pub)
             %slave forget NAME                  close NAME and remove it from the registry
+            %slave lease NAME [RESOURCE ...] [--for 2h] [--shared]
+                                                lease NAME (or VISA resources / serial ports on
+                                                it) for this kernel's session: other keys get
+                                                splitbrain.Leased naming you; %slaves shows it
+            %slave unlease NAME                 end the leases %slave lease took on NAME
 
         ``%%local`` runs one cell here whatever is active; ``%slaves`` lists the slaves.
         """
@@ -292,13 +306,29 @@ class SlaveMagics(Magics):
             self._expect(rest, 2, "%slave connect NAME TARGET")
             print(_actions.connect(rest[0], rest[1]))
             return None
+        if verb == "lease":
+            parser = argparse.ArgumentParser(prog="%slave lease", add_help=False)
+            parser.add_argument("name")
+            parser.add_argument("resources", nargs="*")
+            parser.add_argument("--for", dest="for_")
+            parser.add_argument("--shared", action="store_true")
+            try:
+                args = parser.parse_args(rest)
+            except SystemExit:
+                raise _usage("usage: %slave lease NAME [RESOURCE ...] [--for 2h] [--shared]") from None
+            print(_actions.lease(args.name, args.resources, args.for_, args.shared))
+            return None
+        if verb == "unlease":
+            self._expect(rest, 1, "%slave unlease NAME")
+            print(_actions.unlease(rest[0]))
+            return None
         if verb == "forget":
             self._expect(rest, 1, "%slave forget NAME")
             print(_actions.forget(rest[0]))
             return None
         if rest:
             raise _usage(f"%slave takes one slave name (or a subcommand: "
-                             f"local, spawn, connect, forget), got {line!r}")
+                             f"local, spawn, connect, forget, lease, unlease), got {line!r}")
         print(_actions.activate(verb))
         return None
 

@@ -75,6 +75,10 @@ enum class errc {
     // callbacks: the master's objects used on a slave
     callback_unavailable,
     local_io_in_slave_context,
+    // a shared lab: key limits and leases
+    key_limit,
+    module_refused,
+    leased,
 };
 
 // Every id's name, indexed by errc.
@@ -129,10 +133,13 @@ inline constexpr std::string_view error_names[] = {
     "arrived_late",
     "callback_unavailable",
     "local_io_in_slave_context",
+              "error_names must name every errc, in order");
+    "key_limit",
+    "module_refused",
+    "leased",
 };
 inline constexpr std::size_t error_count = sizeof(error_names) / sizeof(error_names[0]);
-static_assert(error_count == static_cast<std::size_t>(errc::local_io_in_slave_context) + 1,
-              "error_names must name every errc, in order");
+static_assert(error_count == static_cast<std::size_t>(errc::leased) + 1, "error_names must name every errc, in order");
 
 [[nodiscard]] constexpr std::string_view name(errc code) noexcept {
     return error_names[static_cast<std::size_t>(code)];

@@ -78,6 +78,11 @@ inline constexpr operation operations[] = {
     {"cancel", tier::io_thread, "target: a request id", "bool: the target was running or queued and is interrupted"},
     {"ack", tier::io_thread, "at: the \"at\" of the last output event the client has written", "null"},
     {"stats", tier::main_thread, "none", "{objects: live objects held for the client}"},
+    {"lease", tier::supervisor, "resources (names; none: the whole slave), for (seconds, optional), shared (bool)",
+     "{leases: [{resource, shared, since, until}]}"},
+    {"unlease", tier::supervisor, "resources (none: all of the session's), force (bool: an admin's, anyone's)",
+     "{released: count}"},
+    {"leases", tier::supervisor, "none", "[{resource, holder, shared, since, until, mine}]"},
     {"bye", tier::main_thread, "none", "null; the session ends"},
     {"answer", tier::main_thread, "cb: the callback request's number, ok, r (VALUE) or e (ERROR)",
      "null; taken by the call waiting for it (a callback of the master's object)"},
@@ -114,6 +119,9 @@ inline constexpr const operation& cancel = named("cancel");
 inline constexpr const operation& ack = named("ack");
 inline constexpr const operation& bye = named("bye");
 inline constexpr const operation& answer = named("answer");
+inline constexpr const operation& lease = named("lease");
+inline constexpr const operation& unlease = named("unlease");
+inline constexpr const operation& leases = named("leases");
 }  // namespace op
 
 // The ERROR map of a failure with an id: type "splitbrain.ProtocolError", msg, args, code (the

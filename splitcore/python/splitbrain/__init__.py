@@ -23,7 +23,8 @@ routed modules are the real local ones (plus a few tens of nanoseconds per attri
 from . import _core
 from ._context import activate, current, local
 from ._audit import strict
-from ._errors import (AgentKeyMismatch, AgentUnreachable, ClientStalled, KeyRefused, NothingListening,
+from ._errors import (AgentKeyMismatch, AgentUnreachable, ClientStalled, KeyLimit, KeyRefused, Leased,
+                      ModuleRefused, NothingListening,
                       ProtocolError, RemoteError, SessionLost, SlaveClosed, SlaveOnlyModuleError, SpawnError,
                       UnknownHost)
 from ._proxy import RemoteCallable, RemoteDescriptor, RemoteMethod, RemoteModule, RemoteObject
@@ -32,7 +33,8 @@ from ._routing import route, routed_names
 from ._slave import Slave, connect, forget, known_slaves, slave, slaves, spawn
 
 __all__ = [
-    "AgentKeyMismatch", "AgentUnreachable", "ClientStalled", "KeyRefused", "NothingListening", "UnknownHost",
+    "AgentKeyMismatch", "AgentUnreachable", "ClientStalled", "KeyLimit", "KeyRefused", "Leased", "ModuleRefused",
+    "NothingListening", "UnknownHost",
     "ProtocolError", "RemoteCallable", "RemoteDescriptor", "RemoteError", "RemoteMethod",
     "RemoteModule", "RemoteObject", "SessionLost", "Slave", "SlaveClosed", "SlaveOnlyModuleError",
     "SpawnError", "activate", "client_keys", "config_dir", "connect", "current", "forget",

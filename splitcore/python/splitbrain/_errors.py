@@ -10,7 +10,7 @@ import builtins
 from . import _core
 
 __all__ = [
-    "AgentKeyMismatch", "AgentUnreachable", "ClientStalled", "KeyRefused", "NothingListening", "UnknownHost", "ProtocolError", "RemoteError", "SessionLost", "SlaveClosed",
+    "AgentKeyMismatch", "AgentUnreachable", "ClientStalled", "KeyLimit", "KeyRefused", "Leased", "ModuleRefused", "NothingListening", "UnknownHost", "ProtocolError", "RemoteError", "SessionLost", "SlaveClosed",
     "SlaveOnlyModuleError", "SpawnError",
 ]
 
@@ -83,6 +83,18 @@ class SlaveOnlyModuleError(ImportError):
     """
 
 
+class KeyLimit(PermissionError):
+    """The options of this client's key in the agent's authorized_keys refuse it (``key_limit``)."""
+
+
+class ModuleRefused(ImportError):
+    """This client's key may not use that module on the agent (``module_refused``)."""
+
+
+class Leased(PermissionError):
+    """Another client holds a lease on that slave or resource (``leased``)."""
+
+
 class SpawnError(RuntimeError):
     """``splitbrain.spawn()`` could not start a private agent."""
 
@@ -120,6 +132,9 @@ TYPES = {
     "arrived_late": AgentUnreachable,
     "callback_unavailable": RuntimeError,
     "local_io_in_slave_context": RuntimeError,
+    "key_limit": KeyLimit,
+    "module_refused": ModuleRefused,
+    "leased": Leased,
 }
 _core.set_error_types(TYPES)
 

@@ -329,6 +329,23 @@ class Slave:
         self._conn.flush()
         return self._conn.request("stats")
 
+    def lease(self, resource=None, for_=None, shared=False):
+        """Lease this slave (``resource=None``) or resources on it — a VISA resource string, a serial
+        port path, or a list of them — for this session: other client keys opening them get
+        ``splitbrain.Leased`` naming the holder. Ends with the session, after *for_* (seconds, or
+        ``"2h"``), or at ``release()``; a context manager too. ``shared=True`` lets other keys hold a
+        shared lease on it as well. Raises ``Leased`` if another key holds one, ``KeyLimit`` if this
+        key may not lease (the agent's authorized_keys line needs the option ``lease``)."""
+        from . import _lease
+        return _lease.take(self, resource, for_, shared)
+
+    def leases(self):
+        """Every lease on this slave's agent: dicts of resource ('' for the whole slave), holder (the
+        key's comment), shared, since and until (epoch seconds; until None: while its session lasts),
+        mine."""
+        from . import _lease
+        return _lease.table(self)
+
     def run(self, fn, /, *args, **kwargs):
         """``fn(*args, **kwargs)`` on this slave in one round trip; *fn* travels as source (see _run)."""
         from . import _run  # imported on first use: ast, dis and inspect cost at import time
@@ -433,7 +450,9 @@ def spawn(name=None, timeout=15.0, liveness=DEFAULT_TIMEOUT):
         binary = _spawn.agent_binary()  # before the key pair is made: no agent, nothing written
         name = name or f"spawned-{next(_spawn_numbers)}"
         client_public, _ = _registry.client_keys()
-        agent = _spawn.Agent(authorized=[client_public], exit_with=os.getpid(), binary=binary, timeout=timeout)
+        # A private agent is its spawner's alone: its key may lease there (to try leases out).
+        agent = _spawn.Agent(authorized=[f"lease {client_public}"], exit_with=os.getpid(), binary=binary,
+                             timeout=timeout)
         try:
             slave = Slave(name, agent.address, agent.public_key, timeout=liveness, agent=agent)
         except BaseException:
@@ -466,8 +485,9 @@ def known_slaves():
 
 
 def slaves(ping=True):
-    """One dict per known slave — name, address, platform, python, latency (s), state — for the
-    kernel's ``%slaves``. Connected slaves are pinged (``ping=False``: the last latency)."""
+    """One dict per known slave — name, address, platform, python, latency (s), state, leases (on
+    its agent, see ``Slave.leases``) — for the kernel's ``%slaves``. Connected slaves are pinged and
+    asked for their leases (``ping=False``: the last latency and the last leases known)."""
     with _lock:
         connected = dict(_connected)
     rows = []
@@ -477,9 +497,15 @@ def slaves(ping=True):
                 s.ping(timeout=1.0)
             except Exception:  # the row says "unreachable"; listing must not fail
                 pass
+        if ping and s.state != "unreachable":
+            try:
+                s._known_leases = s.leases()
+            except Exception:  # an agent of before leases, or one gone meanwhile: the last known
+                pass
+        leases = getattr(s, "_known_leases", None)
         rows.append({"name": name, "address": s.address, "platform": s.platform,
                      "python": (s.python or "").split()[0] if s.python else None,
-                     "latency": s.latency, "state": s.state})
+                     "latency": s.latency, "state": s.state, "leases": leases})
     try:
         entries = _registry.entries()
     except ValueError:

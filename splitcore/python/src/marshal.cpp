@@ -221,6 +221,14 @@ json build_header(PyObject* op, PyObject* fields, splitcore::encoder& encoder) {
 }
 
 py_ref decode_result(splitcore::decoder& decoder, const json& value) {
+    if (value.is_array()) {  // the supervisor's replies (leases) are lists of plain maps
+        py_ref list = py_ref::checked(PyList_New(0));
+        for (const json& item : value) {
+            py_ref decoded = decode_result(decoder, item);
+            if (PyList_Append(list.get(), decoded.get()) < 0) throw python_error();
+        }
+        return list;
+    }
     if (!value.is_object() || value.empty() || value.begin().key().rfind('$', 0) == 0) {
         return decoder.decode(value);
     }

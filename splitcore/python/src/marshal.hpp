@@ -41,7 +41,8 @@ private:
 // "kw" (keyword arguments) becomes "k" = {"$d": [name, boxed value, ...]}. Everything else is plain.
 [[nodiscard]] nlohmann::json build_header(PyObject* op, PyObject* fields, splitcore::encoder& encoder);
 
-// A reply's result: a VALUE, or (hello, import, iter) a structure of VALUEs, which becomes a dict.
+// A reply's result: a VALUE, or (hello, import, iter, the lease operations) a structure of VALUEs: maps become
+// dicts, lists lists.
 [[nodiscard]] splitcore::py_ref decode_result(splitcore::decoder& decoder, const nlohmann::json& value);
 
 // An output event's arguments for the owner's _output(fd, bytes); nullopt for any other event.
