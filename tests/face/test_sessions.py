@@ -199,9 +199,10 @@ def test_issue_10_a_call_waiting_across_an_agent_restart_fails_with_session_lost
     import time
     box = None
     try:
-        box = splitbrain.connect(str(restartable.agent.connection_file), name="restarting-3", timeout=2.0)
+        # A liveness that a restart on a loaded machine stays well inside (pings every 2 s).
+        box = splitbrain.connect(str(restartable.agent.connection_file), name="restarting-3", timeout=6.0)
         box.modules.os.getpid()
-        restarter = threading.Timer(1.5, restartable.restart)  # after a ping or two answered: it had reached the agent
+        restarter = threading.Timer(4.5, restartable.restart)  # after two pings answered: it had reached the agent
         restarter.start()
         start = time.monotonic()
         try:
@@ -209,7 +210,7 @@ def test_issue_10_a_call_waiting_across_an_agent_restart_fails_with_session_lost
                 box.modules.time.sleep(60)
         finally:
             restarter.join()
-        assert time.monotonic() - start < 20
+        assert time.monotonic() - start < 30
         assert str(caught.value) == (
             f"[splitbrain.session_lost] restarting-3 ({box.address}) no longer has this session (the agent "
             f"restarted, or the session expired), so no reply will come; the call had reached it and may have run "
