@@ -133,7 +133,6 @@ inline constexpr std::string_view error_names[] = {
     "arrived_late",
     "callback_unavailable",
     "local_io_in_slave_context",
-              "error_names must name every errc, in order");
     "key_limit",
     "module_refused",
     "leased",
