@@ -619,9 +619,6 @@ void supervisor::handle_worker() {
     }
     if (header.value("ev", "") == "ready") {
         w.ready = true;
-        // The zygote starts once the first worker is up: two Python start-ups at once would slow
-        // down the first session's.
-        if (m_options.zygote && !m_zygote_failed) start_zygote();
         m_spare_backoff = std::chrono::seconds(0);
         for (auto& queued : w.queued) splitcore::send_parts(m_backend, queued);
         w.queued.clear();
@@ -815,6 +812,9 @@ std::string supervisor::spawn_worker() {
 void supervisor::ensure_spare() {
     check_zygote_forks();
     if (m_stopping || m_spare || clock::now() < m_spare_not_before) return;
+    // The first spare is exec'd at once; the zygote starts when the second is due (where a second
+    // Python start-up would have run anyway), and the spares after it are its forks.
+    if (m_options.zygote && m_next_worker > 1 && (start_zygote(), zygote_starting())) return;
     m_spare = spawn_worker();
 }
 

@@ -159,6 +159,8 @@ private:
     // (replay: and handles the exits of workers whose pid it learnt only after they ended.)
     void read_zygote(bool replay = true);
     [[nodiscard]] bool zygote_ready() const noexcept { return m_zygote_ready; }
+    // Started, not ready yet, and not for long: the next spare waits for it.
+    [[nodiscard]] bool zygote_starting() const;
 
     options m_options;
     std::optional<splitcore::key_pair> m_keys;
@@ -190,6 +192,7 @@ private:
     pid_t m_zygote_pid = -1;
     int m_zygote_fd = -1;  // our end of its SOCK_SEQPACKET control socket
     bool m_zygote_ready = false;
+    clock::time_point m_zygote_started{};
     bool m_zygote_failed = false;  // it ended before it was ready (a wrong --python): not started again
     std::map<std::string, clock::time_point> m_zygote_forks;  // worker id -> when asked; its pid not known yet
     std::map<pid_t, std::pair<int, clock::time_point>> m_unclaimed_exits;  // while forks are pending

@@ -20,6 +20,7 @@ namespace fs = std::filesystem;
 namespace {
 
 constexpr std::chrono::seconds zygote_answer_within{2};
+constexpr std::chrono::seconds zygote_start_within{10};  // past that, spares are exec'd while it starts
 
 }  // namespace
 
@@ -72,7 +73,12 @@ void supervisor::start_zygote() {
     m_zygote_fd = fds[0];
     m_zygote_pid = pid;
     m_zygote_ready = false;
+    m_zygote_started = clock::now();
     tell_janitor('+', pid);
+}
+
+bool supervisor::zygote_starting() const {
+    return m_zygote_fd >= 0 && !m_zygote_ready && clock::now() - m_zygote_started < zygote_start_within;
 }
 
 void supervisor::read_zygote(bool replay) {

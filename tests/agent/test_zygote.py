@@ -26,15 +26,14 @@ def _running(pid):
 
 
 def _forked_session(agent):
-    """A client whose worker came from the zygote (the first spare may be exec'd: the zygote was
-    still starting)."""
-    wait_until(lambda: agent.zygote() is not None, what="the zygote")
+    """A client whose worker came from the zygote: the agent's first spare is exec'd, and the
+    zygote starts when the next one is due."""
     for _ in range(4):
         client = agent.client()
         if b"--zygote" in _cmdline(client.info["pid"]):
             return client
-        client.close()
-        wait_until(lambda: len(agent.workers()) >= 2, what="the next spare worker")
+        wait_until(lambda: agent.zygote() is not None and len(agent.workers()) >= 2,
+                   what="the zygote and the next spare worker")
     raise AssertionError("no session's worker was forked by the zygote:\n" + agent.log())
 
 
