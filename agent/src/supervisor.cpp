@@ -589,6 +589,7 @@ void supervisor::hello(const zmq::message_t& routing_id, const std::string& clie
     header["limits"]["leases"] = m_leases->file().string();
     message[1] = splitcore::encode_header(header);
     m_audit.begin(token, m_limits.who(client_key), id, header, message, 2);
+    s.hello_id = id;
     forward_to_worker(s, id, std::move(message));
 }
 
@@ -628,6 +629,12 @@ void supervisor::handle_worker() {
     if (s == m_sessions.end()) return;
     const std::uint64_t id = header.contains("id") ? splitcore::as_uint(header["id"]).value_or(0) : 0;
     if (id != 0) s->second.pending.erase(id);
+    if (id != 0 && id == s->second.hello_id && !header.contains("ev")) {
+        // A worker's start (a cold one on a loaded machine) is not the client's silence: the grace
+        // period counts from the hello's reply.
+        s->second.hello_id = 0;
+        s->second.last_seen = clock::now();
+    }
     if (id != 0 && !header.contains("ev")) m_audit.end(s->first, id, header);
     deliver(s->second, std::move(message), header.contains("ev"));
     if (id != 0 && id == s->second.bye_id) {
@@ -681,7 +688,7 @@ void supervisor::reap_silent_sessions() {
     const auto now = clock::now();
     std::vector<std::string> silent;
     for (const auto& [token, s] : m_sessions) {
-        if (now - s.last_seen > m_options.grace) silent.push_back(token);
+        if (s.hello_id == 0 && now - s.last_seen > m_options.grace) silent.push_back(token);
     }
     for (const auto& token : silent) {
         session& s = m_sessions[token];

@@ -79,6 +79,7 @@ private:
         std::deque<parts> held;  // replies and output its client's connection could not take yet
         std::size_t held_bytes = 0;
         std::uint64_t bye_id = 0;
+        std::uint64_t hello_id = 0;  // while its hello is unanswered: the client is waiting, not silent
         clock::time_point last_seen;
         bool lost = false;
     };
