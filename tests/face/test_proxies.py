@@ -127,3 +127,28 @@ def test_builtins_that_read_the_callers_frame_work_remotely(linux_box):
     assert builtins.eval("x + 1", {"x": 41}) == 42
     builtins.exec("kept = 6 * 7")                  # like a line typed at the slave's prompt
     assert builtins.eval("kept") == 42
+
+
+def test_a_remote_modules_callable_read_before_it_is_replaced_stays_what_it_was(linux_box):
+    """test.support.swap_attr and mock.patch read `real = os.open`, replace it, and put `real` back;
+    `real`, not fetched yet when read, must not come back as the replacement (CPython's test_tempfile
+    left os.open replaced on the slave for every later test)."""
+    os_ = linux_box.modules.os
+    expected = linux_box.run(_remote_cwd)
+    real = os_.getcwd
+
+    def fake():
+        return "fake"
+
+    os_.getcwd = fake
+    assert os_.getcwd() == "fake"  # a callback: the slave calls our function
+    os_.getcwd = real
+    assert os_.getcwd() == expected
+    os_.getcwd = fake
+    os_.getcwd = real
+    assert linux_box.run(_remote_cwd) == expected
+
+
+def _remote_cwd():
+    import os
+    return os.getcwd()

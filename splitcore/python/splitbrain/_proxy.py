@@ -400,13 +400,24 @@ class RemoteModule:
 
     def __setattr__(self, name, value):
         __tracebackhide__ = True
+        self._sb_pin(name)
         self._sb_slave._conn.request("setattr", {"o": self._sb_oid, "name": name, "v": value})
         self.__dict__.pop(name, None)
 
     def __delattr__(self, name):
         __tracebackhide__ = True
+        self._sb_pin(name)
         self._sb_slave._conn.request("delattr", {"o": self._sb_oid, "name": name})
         self.__dict__.pop(name, None)
+
+    def _sb_pin(self, name):
+        """Before ``name`` is replaced on the slave: a not-yet-fetched callable that someone still
+        holds (``real = os.open`` of ``mock.patch``/``swap_attr``, put back later) is fetched now,
+        so it stays what it was when read instead of naming whatever ``os.open`` is by then."""
+        entry = self.__dict__.get(name)
+        # held by the dict, `entry` and getrefcount's argument: more is a reference kept elsewhere
+        if type(entry) is RemoteMethod and entry._sb_resolved is None and sys.getrefcount(entry) > 3:
+            entry._sb_resolve()
 
     def __dir__(self):
         __tracebackhide__ = True
