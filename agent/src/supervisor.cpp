@@ -780,10 +780,7 @@ void supervisor::handle_signals() {
     }
 }
 
-std::string supervisor::spawn_worker() {
-    const std::string id = "w" + std::to_string(m_next_worker++);
-    if (auto forked = fork_from_zygote(id)) return *forked;
-    std::vector<std::string> args = {m_options.worker.string(), "--connect", m_backend_endpoint, "--id", id};
+pid_t supervisor::exec_worker(std::vector<std::string> args, int inherited_fd) {
     if (!m_options.python.empty()) {
         args.push_back("--python");
         args.push_back(m_options.python);
@@ -794,22 +791,28 @@ std::string supervisor::spawn_worker() {
 
     const pid_t parent = ::getpid();
     const pid_t pid = ::fork();
+    if (pid != 0) return pid;
+    // Only async-signal-safe calls until exec.
+    sigset_t none;
+    sigemptyset(&none);
+    ::sigprocmask(SIG_SETMASK, &none, nullptr);
+    ::setpgid(0, 0);  // a Ctrl-C at the agent's terminal is the supervisor's to handle
+    ::prctl(PR_SET_PDEATHSIG, SIGKILL);
+    if (::getppid() != parent) ::_exit(1);
+    if (inherited_fd >= 0) ::fcntl(inherited_fd, F_SETFD, 0);  // its end survives exec
+    const int null_fd = ::open("/dev/null", O_RDONLY);
+    if (null_fd >= 0) ::dup2(null_fd, 0);
+    ::execv(argv[0], argv.data());
+    const char failure[] = "splitbrain-agent: cannot execute the worker\n";
+    (void)!::write(2, failure, sizeof(failure) - 1);
+    ::_exit(127);
+}
+
+std::string supervisor::spawn_worker() {
+    const std::string id = "w" + std::to_string(m_next_worker++);
+    if (auto forked = fork_from_zygote(id)) return *forked;
+    const pid_t pid = exec_worker({m_options.worker.string(), "--connect", m_backend_endpoint, "--id", id});
     if (pid < 0) throw std::runtime_error(std::string("cannot start a worker: fork: ") + std::strerror(errno));
-    if (pid == 0) {
-        // Only async-signal-safe calls until exec.
-        sigset_t none;
-        sigemptyset(&none);
-        ::sigprocmask(SIG_SETMASK, &none, nullptr);
-        ::setpgid(0, 0);  // a Ctrl-C at the agent's terminal is the supervisor's to handle
-        ::prctl(PR_SET_PDEATHSIG, SIGKILL);
-        if (::getppid() != parent) ::_exit(1);
-        const int null_fd = ::open("/dev/null", O_RDONLY);
-        if (null_fd >= 0) ::dup2(null_fd, 0);
-        ::execv(argv[0], argv.data());
-        const char failure[] = "splitbrain-agent: cannot execute the worker\n";
-        (void)!::write(2, failure, sizeof(failure) - 1);
-        ::_exit(127);
-    }
     m_workers[id] = worker{id, pid, false, {}, {}};
     m_worker_of_pid[pid] = id;
     tell_janitor('+', pid);

@@ -135,6 +135,9 @@ private:
     void start_janitor();
     void tell_janitor(char change, pid_t group);
     std::string spawn_worker();
+    // Forks and execs the worker binary with args (plus --python), in a process group of its own, dying
+    // with us; inherited_fd (>= 0) stays open across the exec. The child's pid, or -1 (errno) if fork failed.
+    pid_t exec_worker(std::vector<std::string> args, int inherited_fd = -1);
     void ensure_spare();
     void terminate_worker(const std::string& worker_id);
     void terminate_group(pid_t group);

@@ -39,35 +39,13 @@ void supervisor::start_zygote() {
     fs::remove(link, ec);
     fs::create_symlink(fs::absolute(m_options.worker, ec), link, ec);
     if (!ec) executable = link.string();
-    std::vector<std::string> args = {executable, "--connect", m_backend_endpoint, "--zygote", std::to_string(fds[1])};
-    if (!m_options.python.empty()) {
-        args.push_back("--python");
-        args.push_back(m_options.python);
-    }
-    std::vector<char*> argv;
-    for (auto& arg : args) argv.push_back(arg.data());
-    argv.push_back(nullptr);
-    const pid_t parent = ::getpid();
-    const pid_t pid = ::fork();
+    const pid_t pid =
+        exec_worker({executable, "--connect", m_backend_endpoint, "--zygote", std::to_string(fds[1])}, fds[1]);
     if (pid < 0) {
         log(std::string("cannot start the zygote: fork: ") + std::strerror(errno) + "; workers start by exec");
         ::close(fds[0]);
         ::close(fds[1]);
         return;
-    }
-    if (pid == 0) {
-        // Only async-signal-safe calls until exec (as in spawn_worker).
-        sigset_t none;
-        sigemptyset(&none);
-        ::sigprocmask(SIG_SETMASK, &none, nullptr);
-        ::setpgid(0, 0);
-        ::prctl(PR_SET_PDEATHSIG, SIGKILL);
-        if (::getppid() != parent) ::_exit(1);
-        ::fcntl(fds[1], F_SETFD, 0);  // its end survives exec
-        const int null_fd = ::open("/dev/null", O_RDONLY);
-        if (null_fd >= 0) ::dup2(null_fd, 0);
-        ::execv(argv[0], argv.data());
-        ::_exit(127);
     }
     ::close(fds[1]);
     m_zygote_fd = fds[0];

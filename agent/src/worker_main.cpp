@@ -105,6 +105,17 @@ int main(int argc, char** argv) {
     const int log_fd = ::fcntl(2, F_DUPFD_CLOEXEC, 3);
     set_log(zygote_fd >= 0 ? "splitbrain-zygote" : "splitbrain-worker", log_fd >= 0 ? log_fd : 2);
     std::optional<worker> operations;
+    // The session's operations, once CPython runs: in the zygote before it forks, else in the worker.
+    auto start_operations = [&operations] {
+        skip_popen_sigint_wait();
+        try {
+            operations.emplace();
+        } catch (const std::exception& e) {
+            log(std::string("cannot start: ") + e.what());
+            return false;
+        }
+        return true;
+    };
     if (zygote_fd >= 0) {
         // Python and the operations once, here; each session's worker is a fork of this process
         // and goes on below as an exec'd worker does, with the id the supervisor gave it.
@@ -113,13 +124,7 @@ int main(int argc, char** argv) {
         reserve_low_descriptors();  // the descriptor it held, too
         if (control < 0) return 1;
         start_python(python_executable(python));
-        skip_popen_sigint_wait();
-        try {
-            operations.emplace();
-        } catch (const std::exception& e) {
-            log(std::string("cannot start: ") + e.what());
-            return 1;
-        }
+        if (!start_operations()) return 1;
         id = serve_as_zygote(control);
         set_log("splitbrain-worker", log_fd >= 0 ? log_fd : 2);
     }
@@ -141,15 +146,7 @@ int main(int argc, char** argv) {
     if (!operations) start_python(python_executable(python));
     interrupt_state interrupts(::pthread_self());
     interrupts.install();
-    if (!operations) {
-        skip_popen_sigint_wait();
-        try {
-            operations.emplace();
-        } catch (const std::exception& e) {
-            log(std::string("cannot start: ") + e.what());
-            return 1;
-        }
-    }
+    if (!operations && !start_operations()) return 1;
 
     io_thread io_loop(context, endpoint, id, out, err, interrupts);
     std::thread io([&io_loop] {

@@ -9,26 +9,14 @@ import time
 import pytest
 
 from conftest import wait_until
+from processes import live_processes
 
 MARK = f"60.{os.getpid() % 100000:05d}1"  # sleep 60.xxxxx1: ours, not another test's sleep
 
 
 def live_sleeps():
     """Pids of the running (not zombie) `sleep MARK` processes on this machine."""
-    found = []
-    for entry in os.listdir("/proc"):
-        if not entry.isdigit():
-            continue
-        try:
-            with open(f"/proc/{entry}/cmdline", "rb") as f:
-                argv = f.read().split(b"\0")
-            with open(f"/proc/{entry}/stat", "rb") as f:
-                state = f.read().rsplit(b")", 1)[1].split()[0]
-        except OSError:
-            continue
-        if argv[:2] == [b"sleep", MARK.encode()] and state != b"Z":
-            found.append(int(entry))
-    return found
+    return live_processes([b"sleep", MARK.encode()])
 
 
 def test_issue_10_a_storm_of_cancelled_background_sleeps_leaves_none(fresh_box):

@@ -18,6 +18,7 @@ from splitbrain import _registry, _spawn
 
 sys.path.insert(0, str(pathlib.Path(__file__).resolve().parents[1]))
 import netns  # noqa: E402
+from processes import alive, live_processes  # noqa: E402
 from conftest import wait_until  # noqa: E402
 
 CLIENTS = 3
@@ -38,31 +39,6 @@ def rss(pid="self"):
             if line.startswith("VmRSS:"):
                 return int(line.split()[1]) * 1024
     return 0
-
-
-def alive(pid):
-    try:
-        with open(f"/proc/{pid}/stat", "rb") as f:
-            return f.read().rsplit(b")", 1)[1].split()[0] != b"Z"
-    except OSError:
-        return False
-
-
-def live_processes(argv_prefix):
-    found = []
-    for entry in os.listdir("/proc"):
-        if not entry.isdigit():
-            continue
-        try:
-            with open(f"/proc/{entry}/cmdline", "rb") as f:
-                argv = f.read().split(b"\0")
-            with open(f"/proc/{entry}/stat", "rb") as f:
-                state = f.read().rsplit(b")", 1)[1].split()[0]
-        except OSError:
-            continue
-        if argv[:len(argv_prefix)] == argv_prefix and state != b"Z":
-            found.append(int(entry))
-    return found
 
 
 def stacks(threads):
