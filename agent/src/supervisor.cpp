@@ -388,6 +388,51 @@ void supervisor::deliver(session& s, parts message, bool) {
     s.held.push_back(std::move(message));
 }
 
+void supervisor::remember_reply(session& s, parts& message, std::uint64_t id) {
+    constexpr std::size_t max_ids = 1024, max_kept = 16, max_one = std::size_t(1) << 20, max_all = std::size_t(8) << 20;
+    s.replied.push_back(id);
+    if (s.replied.size() > max_ids) s.replied.pop_front();
+    std::size_t size = 0;
+    for (const auto& part : message) size += part.size();
+    if (size > max_one) return;
+    parts copy(message.size());  // zmq_msg_copy: a large part's buffer is shared, not copied
+    for (std::size_t i = 0; i < message.size(); ++i) copy[i].copy(message[i]);
+    s.recent.emplace_back(id, std::move(copy));
+    s.recent_bytes += size;
+    while (s.recent.size() > max_kept || s.recent_bytes > max_all) {
+        for (const auto& part : s.recent.front().second) s.recent_bytes -= std::min(s.recent_bytes, part.size());
+        s.recent.pop_front();
+    }
+}
+
+void supervisor::answer_waiting(session& s, const json& waiting, json& pong) {
+    if (!waiting.is_array()) return;
+    json lost = json::array(), unseen = json::array();
+    std::size_t asked = 0;
+    for (const json& entry : waiting) {
+        if (++asked > 64 || !entry.is_number_unsigned()) break;  // a client asks for at most 64
+        const auto id = entry.get<std::uint64_t>();
+        if (s.pending.count(id) != 0) continue;  // still running: its reply comes as usual
+        const auto kept = std::find_if(s.recent.begin(), s.recent.end(), [id](const auto& r) { return r.first == id; });
+        if (kept != s.recent.end()) {
+            parts again(kept->second.size());
+            for (std::size_t i = 0; i < again.size(); ++i) again[i].copy(kept->second[i]);
+            json header = splitcore::decode_header(again.at(1));
+            header["again"] = true;  // a copy: the client drops it if the first one did arrive
+            again[1] = splitcore::encode_header(header);
+            log("session " + short_token(s.token) + ": reply " + std::to_string(id) +
+                " sent again (its client's connection was lost with it)");
+            deliver(s, std::move(again), false);
+        } else if (std::find(s.replied.begin(), s.replied.end(), id) != s.replied.end()) {
+            lost.push_back(id);
+        } else {
+            unseen.push_back(id);
+        }
+    }
+    if (!lost.empty()) pong["lost"] = std::move(lost);
+    if (!unseen.empty()) pong["unseen"] = std::move(unseen);
+}
+
 void supervisor::flush_held(session& s) {
     while (!s.held.empty()) {
         parts& message = s.held.front();
@@ -491,6 +536,9 @@ void supervisor::handle_client() {
             json pong = splitcore::ok_reply(id, nullptr);
             // A client waiting across our restart (or its session's expiry) learns that no reply will come.
             if (!current && splitcore::optional_field(header, "session")) pong["known"] = false;
+            if (const json* waiting = splitcore::optional_field(header, "waiting"); current && waiting) {
+                answer_waiting(*current, *waiting, pong);
+            }
             reply_to(routing_id, pong);
             return;
         }
@@ -635,7 +683,10 @@ void supervisor::handle_worker() {
         s->second.hello_id = 0;
         s->second.last_seen = clock::now();
     }
-    if (id != 0 && !header.contains("ev")) m_audit.end(s->first, id, header);
+    if (id != 0 && !header.contains("ev")) {
+        m_audit.end(s->first, id, header);
+        remember_reply(s->second, message, id);
+    }
     deliver(s->second, std::move(message), header.contains("ev"));
     if (id != 0 && id == s->second.bye_id) {
         log("session " + short_token(s->first) + " closed by the client");

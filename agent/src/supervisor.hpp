@@ -80,6 +80,11 @@ private:
         std::size_t held_bytes = 0;
         std::uint64_t bye_id = 0;
         std::uint64_t hello_id = 0;  // while its hello is unanswered: the client is waiting, not silent
+        // The last replies delivered (copies, for a client whose connection died with one in it:
+        // a ping's "waiting" asks again) and the ids of the last replies delivered; bounded below.
+        std::deque<std::pair<std::uint64_t, parts>> recent;
+        std::size_t recent_bytes = 0;
+        std::deque<std::uint64_t> replied;
         clock::time_point last_seen;
         bool lost = false;
     };
@@ -122,6 +127,11 @@ private:
     [[nodiscard]] bool try_send_client(parts& message);
     // A session's message goes to its route, or waits in `held` until the client is back.
     void deliver(session& s, parts message, bool output = false);
+    // Keeps a copy of a reply for a resend (replies up to 1 MiB, the last 16, 8 MiB in all) and its id.
+    static void remember_reply(session& s, parts& message, std::uint64_t id);
+    // A ping's "waiting": ids its client waits for; a reply kept is sent again ("again": true),
+    // and the pong says which ids were answered without a copy kept ("lost") or never seen ("unseen").
+    void answer_waiting(session& s, const nlohmann::json& waiting, nlohmann::json& pong);
     void flush_held(session& s);
     void lose_session(session& s, const std::string& why);
     // Who `s` is to the lease table.

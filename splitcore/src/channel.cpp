@@ -177,8 +177,20 @@ void channel::send_now(const nlohmann::json& header, std::vector<zmq::message_t>
 }
 
 // Pings are best effort: never wait for room to send one.
+nlohmann::json channel::waiting_since_reconnect() {
+    std::lock_guard<std::mutex> lock(m_mutex);
+    nlohmann::json ids = nlohmann::json::array();
+    if (m_handshakes < 2) return ids;
+    for (const auto& [id, sent] : m_waiting) {
+        if (sent < m_reconnected && ids.size() < 64) ids.push_back(id);
+    }
+    return ids;
+}
+
 void channel::try_ping(std::uint64_t id) {
-    zmq::message_t ping = encode_header(nlohmann::json{{"op", "ping"}, {"id", id}, {"session", m_options.session}});
+    nlohmann::json header{{"op", "ping"}, {"id", id}, {"session", m_options.session}};
+    if (nlohmann::json waiting = waiting_since_reconnect(); !waiting.empty()) header["waiting"] = std::move(waiting);
+    zmq::message_t ping = encode_header(header);
     (void)m_socket.send(ping, zmq::send_flags::dontwait);
 }
 
@@ -205,7 +217,7 @@ void channel::read_monitor() {
                 break;
             case ZMQ_EVENT_HANDSHAKE_SUCCEEDED:
                 m_link_failure = link_failure::none;
-                ++m_handshakes;
+                if (++m_handshakes > 1) m_reconnected = channel_clock::now();
                 break;
             case ZMQ_EVENT_HANDSHAKE_FAILED_AUTH:
                 m_link_failure = link_failure::key_refused;
@@ -372,6 +384,7 @@ void channel::abandon(std::uint64_t id) {
 // Drops `id`'s reply; output of it nobody wrote yet goes to whoever writes unclaimed output.
 void channel::forget(std::uint64_t id) {
     m_waiting.erase(id);
+    m_unanswerable.erase(id);
     if (auto reply = m_replies.find(id); reply != m_replies.end()) {
         collect_references(reply->second.header, m_orphans);
         m_replies.erase(reply);
@@ -466,10 +479,19 @@ void channel::dispatch(std::vector<message>& arrived, time_point now) {
             if (m_session_gone_before == 0) m_acknowledged_before_loss = m_acknowledged;
             m_session_gone_before = key;
         }
+        for (const auto& [field, ran] : {std::pair{"lost", true}, std::pair{"unseen", false}}) {
+            if (auto ids = header.find(field); ids != header.end() && ids->is_array()) {
+                for (const auto& lost : *ids) {
+                    if (lost.is_number_unsigned() && m_waiting.count(lost.get<std::uint64_t>()) != 0) {
+                        m_unanswerable.emplace(lost.get<std::uint64_t>(), ran);
+                    }
+                }
+            }
+        }
         m_acknowledged = std::max(m_acknowledged, key);
         if (m_waiting.count(key) != 0) {
             m_replies.insert_or_assign(key, std::move(message));
-        } else {
+        } else if (!header.contains("again")) {  // a copy sent again of a reply that did arrive: nothing to release
             collect_references(header, m_orphans);
         }
     }
@@ -529,6 +551,22 @@ std::optional<message> channel::wait(std::uint64_t id, channel_clock::time_point
         auto waiting = m_waiting.find(id);
         if (waiting == m_waiting.end()) {
             throw error(errc::bad_request, "no request " + std::to_string(id) + " is waiting for a reply");
+        }
+        // The connection was lost with this request's reply in it, or with the request: the agent
+        // kept no copy to send again, or never saw it.
+        if (auto fate = m_unanswerable.find(id); fate != m_unanswerable.end()) {
+            const bool ran = fate->second;
+            m_unanswerable.erase(fate);
+            forget(id);
+            if (ran) {
+                throw error(errc::reply_lost, "the call ran on " + m_options.name + " (" + m_options.address +
+                                                  "), but its reply was lost with a connection that broke, and "
+                                                  "was too large to keep for a resend (over 1 MiB); do not "
+                                                  "simply retry it if running it twice matters");
+            }
+            throw error(errc::agent_unreachable, "the connection to " + m_options.name + " (" + m_options.address +
+                                                     ") broke, and the call had not reached it: it did not run, "
+                                                     "so one retry runs it once");
         }
         // The agent answered a ping sent after this request without knowing our session (it
         // restarted, or the session expired): no reply will come.

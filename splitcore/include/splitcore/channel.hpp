@@ -101,7 +101,10 @@ private:
     void acquire_socket(std::unique_lock<std::mutex>& lock);
     void release_socket(std::unique_lock<std::mutex>& lock);
     void send_now(const nlohmann::json& header, std::vector<zmq::message_t>& frames);
+    // A ping; after a reconnect it names the requests sent before it that still wait ("waiting"):
+    // a reply lost with the old connection is sent again, or the pong says it cannot be.
     void try_ping(std::uint64_t id);
+    [[nodiscard]] nlohmann::json waiting_since_reconnect();
     void read_monitor();
     [[nodiscard]] error unreachable() const;
     void read_available(std::vector<message>& into);
@@ -141,6 +144,10 @@ private:
     time_point m_resumed;                        // when listening resumed after a waiting request was not listened for
     std::chrono::milliseconds m_stalled_for{0};  // how long that was
     std::uint64_t m_handshakes = 0;
+    time_point m_reconnected;  // the last handshake after the first: a connection was lost before it
+    // Requests a pong said will get no reply: true, answered but the reply was lost and not kept
+    // (it ran); false, the agent never saw them (they did not run).
+    std::unordered_map<std::uint64_t, bool> m_unanswerable;
     time_point m_monitor_read;  // when handshakes() last read the monitor
     [[nodiscard]] error link_error() const;
     std::uint64_t m_next_id = 1;

@@ -79,6 +79,8 @@ enum class errc {
     key_limit,
     module_refused,
     leased,
+    // a reply lost with a broken connection
+    reply_lost,
 };
 
 // Every id's name, indexed by errc.
@@ -136,9 +138,11 @@ inline constexpr std::string_view error_names[] = {
     "key_limit",
     "module_refused",
     "leased",
+    "reply_lost",
 };
 inline constexpr std::size_t error_count = sizeof(error_names) / sizeof(error_names[0]);
-static_assert(error_count == static_cast<std::size_t>(errc::leased) + 1, "error_names must name every errc, in order");
+static_assert(error_count == static_cast<std::size_t>(errc::reply_lost) + 1,
+              "error_names must name every errc, in order");
 
 [[nodiscard]] constexpr std::string_view name(errc code) noexcept {
     return error_names[static_cast<std::size_t>(code)];

@@ -135,6 +135,7 @@ TYPES = {
     "key_limit": KeyLimit,
     "module_refused": ModuleRefused,
     "leased": Leased,
+    "reply_lost": ProtocolError,
 }
 _core.set_error_types(TYPES)
 
