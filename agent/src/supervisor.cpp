@@ -548,6 +548,8 @@ void supervisor::handle_client() {
             if (!current) throw splitcore::error(errc::no_session, "no session: send \"hello\" first");
             json result = m_leases->answer(op->name, header, lease_holder(*current));
             m_audit.answered(current->token, m_limits.who(client_key), op_name, "", "ok");
+            current->replied.push_back(id);  // it ran: a waiting ping for it hears "lost", not "unseen"
+            if (current->replied.size() > 1024) current->replied.pop_front();
             reply_to(routing_id, splitcore::ok_reply(id, std::move(result)));
             return;
         }
