@@ -564,8 +564,9 @@ void supervisor::handle_client() {
         }
         if (current->lost) {
             throw splitcore::error(errc::session_lost,
-                                   "the session's worker on " + hostname() +
-                                       " died; its objects are gone. Reconnect to start a new session");
+                                   "the session's worker on " + hostname() + " " +
+                                       (current->lost_why.empty() ? std::string("died") : current->lost_why) +
+                                       "; its objects are gone. Reconnect to start a new session");
         }
         if (op != &splitcore::op::bye && op != &splitcore::op::release && op != &splitcore::op::cancel) {
             m_leases->check_request(current->token, lease_holder(*current).key);
@@ -699,6 +700,7 @@ void supervisor::handle_worker() {
 
 void supervisor::lose_session(session& s, const std::string& why) {
     s.lost = true;
+    s.lost_why = why;
     log("session " + short_token(s.token) + " lost: its worker " + why);
     m_audit.forget(s.token, "session_lost");
     m_leases->end_session(s.token);

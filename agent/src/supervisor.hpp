@@ -87,6 +87,7 @@ private:
         std::deque<std::uint64_t> replied;
         clock::time_point last_seen;
         bool lost = false;
+        std::string lost_why;  // how its worker ended ("(pid N) ended with killed by SIGKILL")
     };
     struct worker {
         std::string id;

@@ -118,6 +118,86 @@ void refuse_process_calls() {
     }
 }
 
+// User code on the slave must not end or stop this worker with a signal short of killing it on
+// purpose. A child that signals its parent (os.kill(os.getppid(), signal.SIGUSR1), a test that
+// installed its handler on the master) finds a handler that does nothing for the signals whose
+// default would end or stop the worker and which processes send each other (exec resets it to the
+// default in the children). A signal the worker would send itself, its process group or everyone
+// (os.kill, os.killpg, signal.raise_signal, signal.pthread_kill) that would end or stop it as things
+// stand (SIGKILL, SIGSTOP, or a signal left at its default that ends the process) is
+// not_on_a_slave instead; signal 0 and signals with a handler go through.
+void guard_worker_signals() {
+    const std::string tag = splitcore::tagged(errc::not_on_a_slave, "");
+    py_ref globals = py_ref::checked(PyDict_New());
+    if (PyDict_SetItemString(globals.get(), "__builtins__", PyEval_GetBuiltins()) < 0) throw python_error();
+    py_ref text = py_ref::checked(PyUnicode_FromString(tag.c_str()));
+    if (PyDict_SetItemString(globals.get(), "TAG", text.get()) < 0) throw python_error();
+    static const char source[] = R"PY(
+import os, posix, signal
+
+def stray_signal(signum, frame):
+    """splitbrain's worker: a signal another process sent the worker, ignored (it would end the session)."""
+
+for name in ("SIGUSR1", "SIGUSR2", "SIGALRM", "SIGHUP", "SIGVTALRM", "SIGPROF", "SIGIO", "SIGPWR", "SIGTSTP",
+             "SIGTTIN", "SIGTTOU"):
+    if hasattr(signal, name) and signal.getsignal(getattr(signal, name)) == signal.SIG_DFL:
+        signal.signal(getattr(signal, name), stray_signal)
+
+HARMLESS = {signal.SIGCHLD, signal.SIGURG, signal.SIGWINCH, signal.SIGCONT}
+
+def _ends_worker(sig):
+    sig = int(sig)
+    if sig in (signal.SIGKILL, signal.SIGSTOP):
+        return True
+    if sig == 0 or sig in HARMLESS:
+        return False
+    try:
+        return signal.getsignal(sig) == signal.SIG_DFL
+    except (ValueError, OSError):
+        return False
+
+def _refuse(call, sig):
+    try:
+        name = signal.Signals(sig).name
+    except ValueError:
+        name = f"signal {sig}"
+    return RuntimeError(f"{TAG}{call} on a slave would end or stop the agent's worker that serves this session "
+                        f"({name}: " + ("it cannot be caught" if int(sig) in (signal.SIGKILL, signal.SIGSTOP) else
+                                        "its default action, no handler is installed") +
+                        "); end the session with slave.close(), or signal a child process")
+
+_kill, _killpg, _raise_signal, _pthread_kill = posix.kill, posix.killpg, signal.raise_signal, signal.pthread_kill
+
+def kill(pid, signal, /):
+    if (pid in (0, -1) or abs(pid) == posix.getpid() or pid == -posix.getpgrp()) and _ends_worker(signal):
+        raise _refuse(f"os.kill({pid}, {int(signal)})", signal)
+    return _kill(pid, signal)
+
+def killpg(pgid, signal, /):
+    if pgid in (0, posix.getpgrp()) and _ends_worker(signal):
+        raise _refuse(f"os.killpg({pgid}, {int(signal)})", signal)
+    return _killpg(pgid, signal)
+
+def raise_signal(signalnum, /):
+    if _ends_worker(signalnum):
+        raise _refuse(f"signal.raise_signal({int(signalnum)})", signalnum)
+    return _raise_signal(signalnum)
+
+def pthread_kill(thread_id, signalnum, /):
+    if _ends_worker(signalnum):
+        raise _refuse(f"signal.pthread_kill({thread_id}, {int(signalnum)})", signalnum)
+    return _pthread_kill(thread_id, signalnum)
+
+for module, function, original in ((posix, kill, _kill), (os, kill, _kill), (posix, killpg, _killpg),
+                                   (os, killpg, _killpg), (signal, raise_signal, _raise_signal),
+                                   (signal, pthread_kill, _pthread_kill)):
+    function.__module__, function.__doc__ = original.__module__, original.__doc__
+    setattr(module, function.__name__, function)
+)PY";
+    py_ref code = py_ref::checked(Py_CompileString(source, "<splitbrain worker signals>", Py_file_input));
+    py_ref done = py_ref::checked(PyEval_EvalCode(code.get(), globals.get(), globals.get()));
+}
+
 }  // namespace
 
 worker::worker() {
@@ -154,6 +234,7 @@ worker::worker() {
     // exist", and what exec defines stays for the next eval.
     m_main = py_ref::borrow(PyModule_GetDict(py_ref::checked(PyImport_AddModule("__main__")).get()));
     refuse_process_calls();
+    guard_worker_signals();
     install_local_objects();
     m_call = py_ref::checked(Py_CompileString(
         "__splitbrain_call__[0](*__splitbrain_call__[1], **__splitbrain_call__[2])", "<splitbrain>", Py_eval_input));

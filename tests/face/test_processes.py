@@ -6,6 +6,8 @@ import os
 
 import pytest
 
+from conftest import run_python
+
 
 # Looked up when called, inside the context (as user code does): the slave's os.
 @pytest.mark.parametrize("call", [lambda: os.fork(), lambda: os.forkpty(), lambda: os._exit(0)],
@@ -96,3 +98,128 @@ def test_numpy_tofile_and_fromfile_in_a_slave_context_fail_cleanly_and_the_clien
     local.seek(0)
     assert local.read() == "mine"
     local.close()
+
+
+@pytest.mark.parametrize("name", ["SIGUSR1", "SIGUSR2", "SIGALRM", "SIGHUP", "SIGTSTP"])
+def test_a_child_that_signals_its_parent_does_not_end_the_worker(linux_box, name):
+    """test_subprocess's test_communicate_eintr: the child sends SIGUSR1 to its parent, the worker
+    (the test installed its handler on the master); before, the worker died of it and every later
+    call was session_lost."""
+    import subprocess
+    pid_before = linux_box.pid
+    with linux_box:
+        done = subprocess.run(["sh", "-c", f"kill -{name[3:]} $PPID; echo sent"], capture_output=True, text=True,
+                              timeout=30)
+        assert done.stdout == "sent\n", done
+        assert os.getpid() == pid_before  # the same worker still answers
+    assert linux_box.ping() > 0
+
+
+@pytest.mark.parametrize("call", [
+    lambda signal: os.kill(os.getpid(), signal.SIGKILL),
+    lambda signal: os.kill(os.getpid(), signal.SIGTERM),
+    lambda signal: os.kill(0, signal.SIGSTOP),
+    lambda signal: os.killpg(os.getpgrp(), signal.SIGQUIT),
+    lambda signal: signal.raise_signal(signal.SIGABRT),
+], ids=["kill-self-SIGKILL", "kill-self-SIGTERM", "kill-group-SIGSTOP", "killpg-SIGQUIT", "raise_signal-SIGABRT"])
+def test_a_signal_that_would_end_the_worker_itself_is_a_clear_error(linux_box, call):
+    pid_before = linux_box.pid
+    signal = linux_box.modules.signal  # the slave's
+    with linux_box:
+        with pytest.raises(RuntimeError, match=r"^\[splitbrain\.not_on_a_slave\] (os\.kill|os\.killpg|signal\."
+                                               r"raise_signal)\(.*would end or stop the agent's worker"):
+            call(signal)
+        assert os.getpid() == pid_before
+        os.kill(os.getpid(), 0)  # signal 0 only checks: allowed
+        os.kill(os.getpid(), signal.SIGUSR1)  # ignored by the worker's own handler: allowed, harmless
+    assert linux_box.ping() > 0
+
+
+def test_a_worker_that_dies_anyway_says_how_in_every_later_error(fresh_box):
+    """Killed on purpose (a child's SIGKILL to its parent cannot be caught): the calls that follow
+    say the worker's pid and the signal, not only that it died."""
+    import subprocess
+
+    from splitbrain import SessionLost
+    pid = fresh_box.pid
+    with fresh_box:
+        with pytest.raises(SessionLost) as first:
+            subprocess.run(["sh", "-c", "kill -KILL $PPID; sleep 5"], timeout=30)
+        with pytest.raises(SessionLost) as later:
+            os.getcwd()
+    for caught in (first, later):
+        assert f"(pid {pid}) ended with killed by SIGKILL" in str(caught.value), caught.value
+
+
+def test_the_masters_own_close_and_dup2_given_a_slaves_descriptor_never_touch_the_masters():
+    """test_tempfile's mkstemped.__del__ called a captured os.close with the number tempfile.mkstemp
+    returned on the slave: it closed one of the client's ZeroMQ descriptors and the master aborted
+    (`Bad file descriptor (src/epoll.cpp:145)`). Every new descriptor a slave's os/tempfile returns
+    is a RemoteDescriptor, a number no descriptor of the master has; the master's own close, dup2
+    and fstat (posix.*, what a name bound at import or C code calls) fail with EBADF on it."""
+    done = run_python("""
+        import errno, os, posix, tempfile, splitbrain
+        box = splitbrain.spawn("descriptors")
+        with box:
+            fd, name = tempfile.mkstemp()
+            r, w = os.pipe()
+            again = os.open(name, os.O_RDONLY)
+            copy = os.dup(again)
+            f = open(name, "wb")
+            remotes = [fd, r, w, again, copy, f.fileno()]
+            print("slave's", all(isinstance(d, splitbrain.RemoteDescriptor) for d in remotes),
+                  [d.remote for d in remotes] == [int(str(d)) for d in remotes], again == again.remote)
+        refused = 0
+        for d in remotes:
+            for call in (lambda: posix.close(d), lambda: posix.dup2(d, 50), lambda: posix.dup2(0, d),
+                         lambda: posix.fstat(d), lambda: os.fdopen(d)):
+                try:
+                    call()
+                except OSError as e:
+                    refused += e.errno == errno.EBADF
+        print("refused", refused == 5 * len(remotes))
+        with box:  # the client is intact, and the slave's descriptors are still the slave's
+            os.write(w, b"x")
+            print("pipe", os.read(r, 1) == b"x", os.fstat(fd).st_size == 0)
+            for d in (fd, r, w, again, copy):
+                os.close(d)
+            f.close()
+            os.remove(name)
+        box.close()
+        print("closed")
+    """, timeout=60)
+    assert done.returncode == 0, done.stderr
+    assert "Aborted" not in done.stderr and "Bad file descriptor (src/" not in done.stderr, done.stderr
+    assert done.stdout.splitlines() == ["slave's True True True", "refused True", "pipe True True", "closed"]
+
+
+def test_numpy_given_a_remote_file_object_fails_cleanly_and_the_master_exits_cleanly():
+    """numpy given a remote file object fails with a clear error, never acting on one of the
+    master's own descriptors; the next call works and the master does not abort at exit."""
+    pytest.importorskip("numpy")
+    done = run_python("""
+        import os, numpy, splitbrain
+        box = splitbrain.spawn("numpy-files")
+        with box:
+            # a proxy passes os.PathLike's check (it has __fspath__), so numpy asks for a path first:
+            # a TypeError naming the remote file; a descriptor would be EBADF (the test above)
+            with open("x.bin", "wb") as f:
+                try:
+                    numpy.arange(3).tofile(f)
+                except (OSError, TypeError) as e:
+                    print("tofile", type(e).__name__, "remote _io.BufferedWriter" in str(e) or e.errno == 9)
+            with open("x.bin", "rb") as f:
+                try:
+                    numpy.fromfile(f)
+                except (OSError, TypeError) as e:
+                    print("fromfile", type(e).__name__, "remote _io.BufferedReader" in str(e) or e.errno == 9)
+            print("next call", os.path.exists("x.bin"))
+            os.remove("x.bin")
+        box.close()
+        print("closed")
+    """, timeout=60)
+    assert done.returncode == 0, done.stderr
+    assert "Aborted" not in done.stderr, done.stderr
+    lines = done.stdout.splitlines()
+    assert [line.split()[0] for line in lines] == ["tofile", "fromfile", "next", "closed"], lines
+    assert lines[0].endswith("True") and lines[1].endswith("True") and lines[2] == "next call True", lines
