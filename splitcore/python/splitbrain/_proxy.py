@@ -370,8 +370,9 @@ class RemoteModule:
         d["_sb_proxy"] = info["mod"]
         d["_sb_submodules"] = frozenset(info.get("modules") or ())
         d.update(info.get("consts") or {})
+        makers = _DESCRIPTOR_RESULTS.get(name, {})
         for attr in info.get("callables") or ():
-            d[attr] = RemoteMethod(self, attr)
+            d[attr] = (_DescriptorMethod if attr in makers else RemoteMethod)(self, attr)
         exceptions = info.get("exceptions") or ()
         if exceptions:
             from ._classes import exception_class  # noqa: PLC0415 (_classes imports _errors, as we do)
@@ -440,6 +441,8 @@ class RemoteDescriptor(int):
     made = False  # set once one exists: until then calls skip looking for them
 
     def __new__(cls, slave, number):
+        if not RemoteDescriptor.made:
+            _no_descriptor_at_or_above(cls.offset)
         self = super().__new__(cls, cls.offset + number)
         self.remote = number
         self.slave = slave
@@ -448,6 +451,85 @@ class RemoteDescriptor(int):
 
     def __repr__(self):
         return f"<descriptor {self.remote} on {self.slave.name}>"
+
+    # To Python code it is the slave's number (`fd == 5`, `fd < 257`, f"/proc/self/fd/{fd}", a key in a
+    # dict of descriptors); only C code that reads the int (PyObject_AsFileDescriptor) sees the offset.
+    def __str__(self):
+        return str(self.remote)
+
+    def __format__(self, spec):
+        return format(self.remote, spec)
+
+    def __hash__(self):
+        return hash(self.remote)
+
+    def __bool__(self):
+        return self.remote != 0
+
+    def _sb_other(self, other):
+        if type(other) is RemoteDescriptor:
+            return other.remote if other.slave is self.slave else None
+        return other if isinstance(other, int) else None
+
+    def __eq__(self, other):
+        number = self._sb_other(other)
+        if number is None:
+            return False if type(other) is RemoteDescriptor else NotImplemented
+        return self.remote == number
+
+    def __ne__(self, other):
+        equal = self.__eq__(other)
+        return equal if equal is NotImplemented else not equal
+
+    def __lt__(self, other):
+        number = self._sb_other(other)
+        return NotImplemented if number is None else self.remote < number
+
+    def __le__(self, other):
+        number = self._sb_other(other)
+        return NotImplemented if number is None else self.remote <= number
+
+    def __gt__(self, other):
+        number = self._sb_other(other)
+        return NotImplemented if number is None else self.remote > number
+
+    def __ge__(self, other):
+        number = self._sb_other(other)
+        return NotImplemented if number is None else self.remote >= number
+
+
+def _no_descriptor_at_or_above(offset):
+    """A RemoteDescriptor's int is offset + n: no descriptor of the master may ever have such a number.
+    Linux caps RLIMIT_NOFILE at fs.nr_open (2**20 by default, at most just under 2**31): if the hard
+    limit would allow numbers at or above offset, it is lowered to offset, once, before the first one."""
+    try:
+        import resource  # noqa: PLC0415 (only once a slave's descriptor exists)
+        soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+        if hard == resource.RLIM_INFINITY or hard > offset:
+            resource.setrlimit(resource.RLIMIT_NOFILE,
+                               (offset if soft == resource.RLIM_INFINITY else min(soft, offset), offset))
+    except (ImportError, OSError, ValueError):
+        pass
+
+
+# Remote functions that return new descriptors of the slave (by module: the name, and where in the
+# result the descriptors are): their results are RemoteDescriptors, so that the master's own
+# os.close/os.dup2/fdopen (a name bound at import, C code, a finaliser outside the context) given one
+# fails with EBADF instead of closing or reusing one of the master's own descriptors (libzmq's).
+_FD, _PAIR, _FIRST = "fd", "pair", "first"
+_OS_DESCRIPTORS = {"open": _FD, "dup": _FD, "dup2": _FD, "pipe": _PAIR, "pipe2": _PAIR, "openpty": _PAIR,
+                   "memfd_create": _FD, "eventfd": _FD, "pidfd_open": _FD, "posix_openpt": _FD}
+_DESCRIPTOR_RESULTS = {"os": _OS_DESCRIPTORS, "posix": _OS_DESCRIPTORS, "pty": {"openpty": _PAIR},
+                       "tempfile": {"mkstemp": _FIRST, "_mkstemp_inner": _FIRST}}
+
+
+def _as_descriptors(slave, result, shape):
+    if shape == _FD:
+        return RemoteDescriptor(slave, result) if type(result) is int else result
+    if type(result) is tuple and result and all(type(item) is int for item in result[:2 if shape == _PAIR else 1]):
+        count = 2 if shape == _PAIR else 1
+        return tuple(RemoteDescriptor(slave, item) if i < count else item for i, item in enumerate(result))
+    return result
 
 
 def _slave_descriptor(slave, value):
@@ -466,6 +548,19 @@ def _slave_descriptors(slave, args, kwargs):
             return type(value)(_slave_descriptor(slave, item) for item in value)
         return _slave_descriptor(slave, value)
     return tuple(translate(a) for a in args), {k: translate(v) for k, v in kwargs.items()}
+
+
+class _DescriptorMethod(RemoteMethod):
+    """A module's function that returns new descriptors of the slave (``os.open``, ``os.pipe``,
+    ``tempfile.mkstemp``): its result carries them as :class:`RemoteDescriptor`."""
+
+    __slots__ = ()
+
+    def __call__(self, *args, **kwargs):
+        __tracebackhide__ = True
+        owner = self._sb_owner
+        result = RemoteMethod.__call__(self, *args, **kwargs)
+        return _as_descriptors(owner._sb_slave, result, _DESCRIPTOR_RESULTS[owner._sb_name][self._sb_name])
 
 
 class _Fileno:
