@@ -373,8 +373,27 @@ def _mmap():
         os.close(fd)
 
 
+def _dbm():
+    import dbm  # noqa: PLC0415 (imported here: the test below checks that the wrap is at import)
+    dbm.open("audit-dbm", "c").close()
+
+
+def _dbm_ndbm():
+    dbm_ndbm = pytest.importorskip("dbm.ndbm")
+    dbm_ndbm.open("audit-ndbm", "c").close()
+
+
+def _shelve():
+    import shelve  # noqa: PLC0415
+    with shelve.open("audit-shelf") as shelf:
+        shelf["k"] = 1
+
+
 REFUSED_IDIOMS = {
     "sqlite3.connect": _sqlite,
+    "dbm.open": _dbm,
+    "dbm.ndbm.open": _dbm_ndbm,
+    "shelve.open": _shelve,
     "mmap of a remote descriptor": _mmap,
     "os.remove bound at import": lambda: _bound_remove("MARK_SLAVE"),
     "os.listdir bound at import": lambda: _bound_listdir("."),
@@ -385,6 +404,7 @@ REFUSED_IDIOMS = {
 def test_io_that_routing_cannot_reach_raises_local_io_in_slave_context(away, idiom):
     refused(away, REFUSED_IDIOMS[idiom])
     assert (away[2] / "MARK_SLAVE").exists() and not (away[1] / "audit.db").exists()
+    assert not list(away[1].glob("audit-*")), "dbm/shelve created files on the master"
 
 
 def test_strict_false_turns_the_refusal_into_a_warning(away):

@@ -30,7 +30,7 @@ EVENTS = frozenset({
     "shutil.make_archive", "shutil.move", "shutil.rmtree", "shutil.unpack_archive", "subprocess.Popen",
     "socket.bind", "socket.connect", "socket.sendmsg", "socket.sendto", "sqlite3.connect", "mmap.__new__",
     "ctypes.dlopen", "glob.glob", "glob.glob/2", "tempfile.mkstemp", "tempfile.mkdtemp", "fcntl.fcntl",
-    "fcntl.ioctl", "fcntl.flock", "fcntl.lockf", "pty.spawn",
+    "fcntl.ioctl", "fcntl.flock", "fcntl.lockf", "pty.spawn", "dbm.open",
 })
 
 # Standard-library packages that act for the interpreter itself, whoever called them: the import
@@ -103,5 +103,62 @@ def _on_event(slave, event, args):
     warnings.warn(message("local_io_in_slave_context", detail), RuntimeWarning, stacklevel=3)
 
 
+# dbm.gnu and dbm.ndbm (and so shelve) open their files in C, with no audit event: their C modules'
+# open() raises one, "dbm.open", first. Wrapped when imported (a finder that only looks at those
+# two names), so that importing splitbrain does not load them.
+_DBM_MODULES = ("_gdbm", "_dbm")
+
+
+_DBM_OPEN = """
+def open(filename, flag="r", mode=0o666, /):
+    _audit("dbm.open", filename, flag, mode)
+    return _open(filename, flag, mode)
+"""
+
+
+def _audited_dbm(module):
+    original = module.open
+    if getattr(original, "_sb_audited", False):
+        return
+    # Compiled as the C module's own code (its file, its name): the hook looks past it, as past the
+    # rest of the standard library, for the caller (splitbrain's own frames would be exempt).
+    namespace = {"__name__": module.__name__, "__builtins__": __builtins__, "_audit": sys.audit, "_open": original}
+    exec(compile(_DBM_OPEN, getattr(module, "__file__", None) or f"<{module.__name__}>", "exec"), namespace)
+    opener = namespace["open"]
+    opener.__doc__, opener._sb_audited = original.__doc__, True
+    module.open = opener
+
+
+class _DbmFinder:
+    """On sys.meta_path: _gdbm/_dbm load as usual, then get the audited open()."""
+
+    @staticmethod
+    def find_spec(name, path=None, target=None):
+        if name not in _DBM_MODULES:
+            return None
+        import importlib.machinery  # noqa: PLC0415 (only for these two imports)
+        spec = importlib.machinery.PathFinder.find_spec(name, path)
+        if spec is not None and spec.loader is not None:
+            spec.loader = _DbmLoader(spec.loader)
+        return spec
+
+
+class _DbmLoader:
+    def __init__(self, loader):
+        self._loader = loader
+
+    def create_module(self, spec):
+        return self._loader.create_module(spec)
+
+    def exec_module(self, module):
+        self._loader.exec_module(module)
+        _audited_dbm(module)
+
+
 def install():
     _core.install_audit(_on_event, EVENTS)
+    for name in _DBM_MODULES:
+        if name in sys.modules:
+            _audited_dbm(sys.modules[name])
+    if not any(type(finder) is _DbmFinder for finder in sys.meta_path):
+        sys.meta_path.insert(0, _DbmFinder)
