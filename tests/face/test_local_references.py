@@ -176,3 +176,21 @@ def test_the_export_table_is_cleared_when_the_session_ends(fresh_box):
 def test_a_local_object_of_another_kind_shows_the_masters_repr(linux_box):
     thing = object()
     assert linux_box.modules.builtins.repr(thing) == repr(thing)
+
+
+def test_a_local_mocks_special_methods_answer_the_slave(linux_box):
+    """test_subprocess's mock.patch.object(proc, "stdin"): the slave compares the local MagicMock
+    (a special method called back on it). A MagicMock's __eq__ is a descriptor of its class that
+    gives the mock's own method; taken from the class unbound it failed with `_get_eq.<locals>.__eq__()
+    takes 1 positional argument but 2 were given`."""
+    from unittest import mock
+    local = mock.MagicMock()
+    other = mock.MagicMock()
+    operator = linux_box.modules.operator
+    assert operator.eq(local, local) is True
+    assert operator.eq(local, other) is False  # its __eq__ gives NotImplemented: identities compared
+    assert operator.ne(local, other) is True
+    assert operator.eq(3, local) is False
+    assert operator.countOf([local, None, None], None) == 2  # Popen.communicate's idiom
+    local.__eq__.return_value = True
+    assert operator.eq(local, other) is True  # the mock's configured __eq__, not object's

@@ -104,6 +104,28 @@ class Exports:
         return self._errors.pop(token, None)
 
 
+def _special_method(target, name):
+    """*name* looked up as Python looks up a special method (on the type, bound by its descriptor):
+    a ``unittest.mock`` MagicMock's ``__eq__`` is a descriptor of its class that gives the mock's own
+    ``__eq__(other)``; ``getattr(type(target), name)`` would give that unbound, without *target*."""
+    for klass in type(target).__mro__:
+        if name in klass.__dict__:
+            found = klass.__dict__[name]
+            get = getattr(type(found), "__get__", None)
+            return get(found, target, type(target)) if get is not None else found
+    raise AttributeError(f"{type(target).__name__!r} object has no attribute {name!r}")
+
+
+def _not_implemented(target, name, args):
+    """NotImplemented cannot cross (it would by reference, and mean nothing there): what Python
+    does in the end when neither operand implements the operation, without asking the slave's
+    operand for its reflected method: == and != compare identities, the rest is a TypeError."""
+    if name in ("__eq__", "__ne__") and len(args) == 1:
+        return (target is args[0]) == (name == "__eq__")
+    raise TypeError(f"{type(target).__name__!r} object: {name} does not support "
+                    f"{', '.join(type(a).__name__ for a in args) or 'no arguments'}")
+
+
 def serve(op, target, name, args, kwargs):
     """One callback request of the slave on *target*, a local object."""
     args = args or ()
@@ -111,7 +133,8 @@ def serve(op, target, name, args, kwargs):
     if op == "call":
         return target(*args, **kwargs)
     if op == "method":
-        return getattr(type(target), name)(target, *args, **kwargs)
+        result = _special_method(target, name)(*args, **kwargs)
+        return _not_implemented(target, name, args) if result is NotImplemented else result
     if op == "getattr":
         return getattr(target, name)
     if op == "setattr":
