@@ -223,3 +223,16 @@ def test_numpy_given_a_remote_file_object_fails_cleanly_and_the_master_exits_cle
     lines = done.stdout.splitlines()
     assert [line.split()[0] for line in lines] == ["tofile", "fromfile", "next", "closed"], lines
     assert lines[0].endswith("True") and lines[1].endswith("True") and lines[2] == "next call True", lines
+
+
+def test_remote_descriptors_in_a_set_or_a_command_line_are_the_slaves_numbers(linux_box):
+    """test_subprocess's pass_fds=set(...) and f"...{fd}": a RemoteDescriptor is the slave's number
+    in a set argument and in a formatted string."""
+    import subprocess
+    with linux_box:
+        r, w = os.pipe()
+        subprocess.run(["sh", "-c", f"echo through >&{w}"], pass_fds={w}, check=True, timeout=30)
+        assert os.read(r, 100) == b"through\n"
+        assert {r: "read end"}[r.remote] == "read end"  # hashes and compares as the slave's number
+        os.close(r)
+        os.close(w)

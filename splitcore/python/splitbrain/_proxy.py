@@ -417,7 +417,8 @@ class RemoteModule:
         so it stays what it was when read instead of naming whatever ``os.open`` is by then."""
         entry = self.__dict__.get(name)
         # held by the dict, `entry` and getrefcount's argument: more is a reference kept elsewhere
-        if type(entry) is RemoteMethod and entry._sb_resolved is None and sys.getrefcount(entry) > 3:
+        if type(entry) in (RemoteMethod, _DescriptorMethod) and entry._sb_resolved is None and \
+                sys.getrefcount(entry) > 3:
             entry._sb_resolve()
 
     def __dir__(self):
@@ -542,9 +543,10 @@ def _slave_descriptor(slave, value):
 
 
 def _slave_descriptors(slave, args, kwargs):
-    """args and kwargs with each RemoteDescriptor (also in a list or tuple) as its slave's number."""
+    """args and kwargs with each RemoteDescriptor (also in a list, tuple or set: pass_fds=) as its
+    slave's number."""
     def translate(value):
-        if type(value) in (list, tuple) and any(type(item) is RemoteDescriptor for item in value):
+        if type(value) in (list, tuple, set, frozenset) and any(type(item) is RemoteDescriptor for item in value):
             return type(value)(_slave_descriptor(slave, item) for item in value)
         return _slave_descriptor(slave, value)
     return tuple(translate(a) for a in args), {k: translate(v) for k, v in kwargs.items()}
