@@ -131,10 +131,17 @@ int main(int argc, char** argv) {
     const output_pipe out{1, redirect_to_pipe(1)};
     const output_pipe err{2, redirect_to_pipe(2)};
 
-    // Only the main thread may receive SIGINT: block it before libzmq and the IO thread start.
+    // Only the main thread may receive SIGINT: block it before libzmq and the IO thread start. So
+    // the signals another process may send the worker, which meet a Python handler that does
+    // nothing (guard_worker_signals in worker.cpp): Python's handlers have no SA_RESTART, and an
+    // EINTR in the IO thread's poll would end the worker.
     sigset_t sigint;
     sigemptyset(&sigint);
     sigaddset(&sigint, SIGINT);
+    for (const int stray : {SIGUSR1, SIGUSR2, SIGALRM, SIGHUP, SIGVTALRM, SIGPROF, SIGIO, SIGPWR, SIGTSTP, SIGTTIN,
+                            SIGTTOU}) {
+        sigaddset(&sigint, stray);
+    }
     ::pthread_sigmask(SIG_BLOCK, &sigint, nullptr);
 
     zmq::context_t context;
