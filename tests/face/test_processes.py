@@ -236,3 +236,26 @@ def test_remote_descriptors_in_a_set_or_a_command_line_are_the_slaves_numbers(li
         assert {r: "read end"}[r.remote] == "read end"  # hashes and compares as the slave's number
         os.close(r)
         os.close(w)
+
+
+def test_the_masters_fcntl_and_select_given_a_slaves_descriptor_act_on_that_slave(linux_box):
+    """test_subprocess's fcntl.fcntl(p.stdin.fileno(), F_GETPIPE_SZ) and select.select([p.stdout]):
+    fcntl and select are not routed; given the slave's descriptors they ask the slave (before:
+    local_io_in_slave_context, `filedescriptor out of range in select()`)."""
+    import fcntl
+    import select
+    import subprocess
+    with linux_box:
+        r, w = os.pipe()
+        fcntl.fcntl(w, fcntl.F_SETPIPE_SZ, 65536 * 2)
+        assert fcntl.fcntl(w, fcntl.F_GETPIPE_SZ) == 65536 * 2
+        assert select.select([r], [w], [], 0) == ([], [w], [])
+        os.write(w, b"x")
+        assert select.select([r], [], [], 5)[0] == [r]
+        p = subprocess.Popen(["sh", "-c", "echo ready"], stdout=subprocess.PIPE)
+        assert select.select([p.stdout], [], [], 10)[0][0] is p.stdout  # the proxy the caller gave
+        assert fcntl.fcntl(p.stdout.fileno(), fcntl.F_GETFD) & fcntl.FD_CLOEXEC
+        p.communicate(timeout=30)
+        os.close(r)
+        os.close(w)
+    assert fcntl.fcntl(0, fcntl.F_GETFD) >= 0  # the master's own, outside: as before

@@ -444,6 +444,8 @@ class RemoteDescriptor(int):
     def __new__(cls, slave, number):
         if not RemoteDescriptor.made:
             _no_descriptor_at_or_above(cls.offset)
+            from . import _descriptors  # noqa: PLC0415 (the master's fcntl/select, once one exists)
+            _descriptors.install()
         self = super().__new__(cls, cls.offset + number)
         self.remote = number
         self.slave = slave
