@@ -198,6 +198,58 @@ for module, function, original in ((posix, kill, _kill), (os, kill, _kill), (pos
     py_ref done = py_ref::checked(PyEval_EvalCode(code.get(), globals.get(), globals.get()));
 }
 
+// Warnings raised on the slave reach the master's warnings machinery (its filters, assertWarns,
+// catch_warnings): here every warning is kept (filter "always": the master's filters decide) instead
+// of printed, at most max_warnings a request, and rides on the next reply as "wn" (docs/protocol.md).
+constexpr Py_ssize_t max_warnings = 64;
+PyObject* pending_warnings = nullptr;  // the list _showwarnmsg appends to; main thread, with the GIL
+
+void keep_warnings() {
+    py_ref globals = py_ref::checked(PyDict_New());
+    if (PyDict_SetItemString(globals.get(), "__builtins__", PyEval_GetBuiltins()) < 0) throw python_error();
+    py_ref limit = py_ref::checked(PyLong_FromSsize_t(max_warnings));
+    if (PyDict_SetItemString(globals.get(), "LIMIT", limit.get()) < 0) throw python_error();
+    static const char source[] = R"PY(
+import warnings
+
+pending = []
+
+def _showwarnmsg(msg):
+    """splitbrain's worker: the warning goes to the master with the reply of the call that raised it."""
+    if len(pending) < LIMIT:
+        category = msg.category
+        pending.append((getattr(category, "__module__", "builtins"), getattr(category, "__qualname__", "Warning"),
+                        str(msg.message), str(msg.filename), int(msg.lineno or 0)))
+
+warnings._showwarnmsg = _showwarnmsg
+warnings.simplefilter("always")
+)PY";
+    py_ref code = py_ref::checked(Py_CompileString(source, "<splitbrain worker warnings>", Py_file_input));
+    py_ref done = py_ref::checked(PyEval_EvalCode(code.get(), globals.get(), globals.get()));
+    PyObject* list = PyDict_GetItemString(globals.get(), "pending");
+    if (list == nullptr || !PyList_Check(list)) throw std::logic_error("keep_warnings: no list");
+    Py_INCREF(list);
+    pending_warnings = list;
+}
+
+// [[category module, qualname, message, filename, lineno], ...] kept since the last reply; empties it.
+json take_warnings() {
+    json taken = json::array();
+    if (pending_warnings == nullptr || PyList_GET_SIZE(pending_warnings) == 0) return taken;
+    for (Py_ssize_t i = 0; i < PyList_GET_SIZE(pending_warnings); ++i) {
+        PyObject* item = PyList_GET_ITEM(pending_warnings, i);
+        if (!PyTuple_Check(item) || PyTuple_GET_SIZE(item) != 5) continue;
+        json entry = json::array();
+        for (Py_ssize_t k = 0; k < 4; ++k) entry.push_back(splitcore::str_or(PyTuple_GET_ITEM(item, k), ""));
+        const long long line = PyLong_AsLongLong(PyTuple_GET_ITEM(item, 4));
+        if (line == -1 && PyErr_Occurred()) PyErr_Clear();
+        entry.push_back(line < 0 ? 0 : line);
+        taken.push_back(std::move(entry));
+    }
+    if (PyList_SetSlice(pending_warnings, 0, PyList_GET_SIZE(pending_warnings), nullptr) < 0) PyErr_Clear();
+    return taken;
+}
+
 }  // namespace
 
 worker::worker() {
@@ -235,6 +287,7 @@ worker::worker() {
     m_main = py_ref::borrow(PyModule_GetDict(py_ref::checked(PyImport_AddModule("__main__")).get()));
     refuse_process_calls();
     guard_worker_signals();
+    keep_warnings();
     install_local_objects();
     m_call = py_ref::checked(Py_CompileString(
         "__splitbrain_call__[0](*__splitbrain_call__[1], **__splitbrain_call__[2])", "<splitbrain>", Py_eval_input));
@@ -261,6 +314,7 @@ splitcore::message worker::dispatch(const json& header, const std::vector<zmq::m
     splitcore::message reply = dispatch_one(header, frames);
     // Proxies of the master's objects that died meanwhile ride on the reply (callbacks.cpp).
     if (json released = take_local_releases(); !released.empty()) reply.header["rl"] = std::move(released);
+    if (json warned = take_warnings(); !warned.empty()) reply.header["wn"] = std::move(warned);
     return reply;
 }
 

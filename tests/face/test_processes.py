@@ -259,3 +259,15 @@ def test_the_masters_fcntl_and_select_given_a_slaves_descriptor_act_on_that_slav
         os.close(r)
         os.close(w)
     assert fcntl.fcntl(0, fcntl.F_GETFD) >= 0  # the master's own, outside: as before
+
+
+def test_arithmetic_on_a_remote_descriptor_is_on_the_slaves_number(linux_box, tmp_path):
+    """test_os's test_closerange: `second != first + 1`, then os.closerange(first, first + 2)."""
+    with linux_box:
+        first = os.open(tmp_path / "c.txt", os.O_CREAT | os.O_RDWR)
+        second = os.dup(first)
+        assert second - first == second.remote - first.remote and first + 1 == first.remote + 1
+        assert 1 + first == first.remote + 1 and (first + 1) - 1 == first
+        os.closerange(min(first, second), max(first, second) + 1)
+        with pytest.raises(OSError):
+            os.write(first, b"a")

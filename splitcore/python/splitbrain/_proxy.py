@@ -469,6 +469,20 @@ class RemoteDescriptor(int):
     def __bool__(self):
         return self.remote != 0
 
+    # Arithmetic is on the slave's number too (test_os's `second != first + 1`, closerange(fd, fd + 2)):
+    # the result is a plain int, the slave's number, as the caller means it.
+    def __add__(self, other):
+        return self.remote + other if type(other) is int else NotImplemented
+
+    __radd__ = __add__
+
+    def __sub__(self, other):
+        number = self._sb_other(other)
+        return NotImplemented if number is None else self.remote - number
+
+    def __rsub__(self, other):
+        return other - self.remote if type(other) is int else NotImplemented
+
     def _sb_other(self, other):
         if type(other) is RemoteDescriptor:
             return other.remote if other.slave is self.slave else None

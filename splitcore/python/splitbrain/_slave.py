@@ -68,6 +68,16 @@ class _LostConnection:
         raise error("session_lost", self._message)
 
 
+def _warning_class(module, qualname):
+    """The master's warning class of that name (in a module already loaded), else ``Warning``."""
+    found = sys.modules.get(module)
+    if isinstance(found, _core.RoutedModule):
+        found = _core.routed_real(found)
+    for part in qualname.split("."):
+        found = getattr(found, part, None) if found is not None else None
+    return found if isinstance(found, type) and issubclass(found, Warning) else Warning
+
+
 class _LostSession:
     """What a proxy of a lost session is bound to instead of its Slave."""
 
@@ -275,6 +285,13 @@ class Slave:
 
     def _release_local(self, pairs):
         self._exports.release(pairs)
+
+    def _warn(self, items):
+        """The warnings the slave raised during a request, raised again here: the master's filters,
+        ``assertWarns`` and ``catch_warnings`` see them (the slave keeps them all, filter "always")."""
+        import warnings  # noqa: PLC0415 (loaded anyway; only when a slave warned)
+        for module, qualname, text, filename, lineno in items:
+            warnings.warn_explicit(text, _warning_class(module, qualname), filename, lineno)
 
     def _output(self, fd, data):
         text = self._decoders[2 if fd == 2 else 1].decode(data)

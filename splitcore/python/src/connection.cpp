@@ -42,6 +42,7 @@ struct connection_state {
 
     // The owner's hooks for local objects by reference and the callbacks on them.
     py_ref local, callback, keep_error, release_local;
+    py_ref warn;  // the owner's _warn(items), if it has one: the warnings the slave raised (reply "wn")
 };
 
 struct connection_object {
@@ -113,6 +114,38 @@ void release_locals(connection_state& state, const json& header) {
         e.restore();
         PyErr_WriteUnraisable(state.release_local.get());
     }
+}
+
+// The warnings the slave raised while it served the request, [[category module, qualname, message,
+// filename, lineno], ...]: the owner's _warn re-raises them here, through the master's filters. False
+// with the Python error set if that raised (a filter "error").
+bool deliver_warnings(connection_state& state, const json& header) {
+    const auto found = header.find("wn");
+    if (found == header.end() || !found->is_array() || found->empty() || !state.warn) return true;
+    try {
+        py_ref items = py_ref::checked(PyList_New(0));
+        for (const json& entry : *found) {
+            if (!entry.is_array() || entry.size() != 5 || !entry[4].is_number_integer()) continue;
+            bool texts = true;
+            for (int k = 0; k < 4; ++k) texts = texts && entry[k].is_string();
+            if (!texts) continue;
+            py_ref item = py_ref::checked(Py_BuildValue(
+                "(s#s#s#s#L)", entry[0].get_ref<const std::string&>().data(),
+                static_cast<Py_ssize_t>(entry[0].get_ref<const std::string&>().size()),
+                entry[1].get_ref<const std::string&>().data(),
+                static_cast<Py_ssize_t>(entry[1].get_ref<const std::string&>().size()),
+                entry[2].get_ref<const std::string&>().data(),
+                static_cast<Py_ssize_t>(entry[2].get_ref<const std::string&>().size()),
+                entry[3].get_ref<const std::string&>().data(),
+                static_cast<Py_ssize_t>(entry[3].get_ref<const std::string&>().size()), entry[4].get<long long>()));
+            if (PyList_Append(items.get(), item.get()) < 0) throw python_error();
+        }
+        py_ref done = py_ref::checked(PyObject_CallOneArg(state.warn.get(), items.get()));
+    } catch (const python_error& e) {
+        e.restore();
+        return false;
+    }
+    return true;
 }
 
 // A callback request of the worker, {"ev": "cb", "cb": n, "for": id, "op", "l": {"$l": eid}, "name",
@@ -302,7 +335,12 @@ py_ref connection_request(connection_object* self, PyObject* const* args, Py_ssi
     release_locals(state, reply.header);
     master_scope master;
     const auto ok = reply.header.find("ok");
-    if (ok == reply.header.end() || !ok->is_boolean() || !ok->get<bool>()) throw_error_reply(state, reply);
+    const bool succeeded = ok != reply.header.end() && ok->is_boolean() && ok->get<bool>();
+    if (!deliver_warnings(state, reply.header)) {
+        if (succeeded) throw python_error();
+        PyErr_Clear();  // the call's own error wins over a warning made an error
+    }
+    if (!succeeded) throw_error_reply(state, reply);
     const auto result = reply.header.find("r");
     splitcore::decoder decoder(hooks, reply.frames);
     py_ref value = result == reply.header.end() ? py_ref::borrow(Py_None) : decode_result(decoder, *result);
@@ -440,6 +478,8 @@ int connection_init(connection_object* self, PyObject* args, PyObject* kwargs) {
     state.callback = py_ref::checked(PyObject_GetAttrString(hooks, "_callback"));
     state.keep_error = py_ref::checked(PyObject_GetAttrString(hooks, "_keep_error"));
     state.release_local = py_ref::checked(PyObject_GetAttrString(hooks, "_release_local"));
+    state.warn = py_ref::steal(PyObject_GetAttrString(hooks, "_warn"));
+    if (!state.warn) PyErr_Clear();
     splitcore::channel_options options;
     options.name = name;
     options.address = address;
