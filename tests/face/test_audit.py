@@ -4,14 +4,25 @@ The agent runs in another working directory (``there``) and environment (``TMPDI
 ``SPLITBRAIN_WHERE`` of its own) than the master (``here``), so each idiom below proves where it
 acted: its file lands in ``there`` and not in ``here``, or its answer is the slave's; or the call
 raises ``[splitbrain.local_io_in_slave_context]``. Known gaps are strict xfails with their reason.
+
+118 idioms: 51 that make a file, 59 whose answer is the slave's, 8 refused; from the standard library
+(open, io, codecs, os, os.path, pathlib, shutil, glob, tempfile, subprocess, os.system/popen, socket,
+logging and logging.handlers, tarfile, zipfile, gzip/bz2/lzma, csv, json, configparser, fileinput,
+sqlite3, mmap, ctypes, http.client) and the lab's libraries (numpy save/savez/savetxt/load/loadtxt/
+tofile/fromfile, pandas read_csv/to_csv/to_json, matplotlib savefig/imread, Pillow save/open, pyserial,
+pyvisa). The pinned requirements install numpy, pandas, matplotlib (Agg) and Pillow.
 """
 
 import bz2
 import codecs
+import configparser
+import csv
 import fileinput
 import gzip
 import io
+import json
 import logging
+import logging.handlers
 import lzma
 import mmap
 import os
@@ -25,13 +36,23 @@ import tempfile
 import glob
 import zipfile
 
+import matplotlib
+import numpy as np
+import pandas as pd
 import pytest
+from PIL import Image
 
 import splitbrain
 from splitbrain import RemoteObject
 
+matplotlib.use("Agg")
+import matplotlib.image  # noqa: E402  (after the backend is chosen)
+import matplotlib.pyplot as plt  # noqa: E402
+
 _bound_remove = os.remove  # a name bound at import: the master's function, whatever is active
 _bound_listdir = os.listdir
+_BoundPopen = subprocess.Popen
+MASTER_PID = os.getpid()
 
 LOCAL_IO = "[splitbrain.local_io_in_slave_context]"
 
@@ -47,6 +68,7 @@ def away(tmp_path_factory):
     tool.write_text("#!/bin/sh\necho on the slave\n")
     tool.chmod(0o755)
     (here / "MARK_MASTER").write_text("master")
+    _slave_only_files(there)
     saved_env, saved_cwd = dict(os.environ), os.getcwd()
     os.environ["TMPDIR"] = str(there / "tmp")
     os.environ["SPLITBRAIN_WHERE"] = "slave"
@@ -61,6 +83,22 @@ def away(tmp_path_factory):
     yield box, here, there
     os.chdir(saved_cwd)
     box.close()
+
+
+def _slave_only_files(there):
+    """Files the slave's idioms read, made here in the slave's working directory only."""
+    (there / "TABLE_SLAVE.csv").write_text("a,b\n1,slave\n2,side\n")
+    (there / "CONFIG_SLAVE.ini").write_text("[where]\nside = slave\n")
+    (there / "NUMBERS_SLAVE.txt").write_text("1 2\n3 4\n")
+    (there / "inside.txt").write_text("packed on the slave")
+    with tarfile.open(there / "ARCHIVE_SLAVE.tar", "w") as archive:
+        archive.add(there / "inside.txt", arcname="inside.txt")
+    with zipfile.ZipFile(there / "ARCHIVE_SLAVE.zip", "w") as archive:
+        archive.write(there / "inside.txt", arcname="inside.txt")
+    with gzip.open(there / "TEXT_SLAVE.gz", "wt") as packed:
+        packed.write("slave")
+    np.save(there / "ARRAY_SLAVE.npy", np.arange(5))
+    Image.new("RGB", (5, 4)).save(there / "IMAGE_SLAVE.png", format="PNG")
 
 
 def on_slave(away, name):
@@ -108,28 +146,21 @@ def _zip(name):
 
 
 def _numpy_save(name):
-    np = pytest.importorskip("numpy")
     np.save(name, np.arange(3))
 
 
 def _numpy_savetxt(name):
-    np = pytest.importorskip("numpy")
     np.savetxt(name, np.arange(3))
 
 
 def _savefig(name):
-    pytest.importorskip("matplotlib")
-    import matplotlib
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
     figure = plt.figure()
     figure.savefig(name, format="png")
     plt.close(figure)
 
 
 def _pillow(name):
-    image_module = pytest.importorskip("PIL.Image")
-    image_module.new("RGB", (2, 2)).save(name, format="PNG")
+    Image.new("RGB", (2, 2)).save(name, format="PNG")
 
 
 def _unix_socket(name):
@@ -213,6 +244,88 @@ def _move(name):
     shutil.move(name + ".src", name)
 
 
+def _numpy_savez(name):
+    np.savez(name, a=np.arange(3))
+
+
+def _numpy_tofile(name):
+    np.arange(3).tofile(name)
+
+
+def _pandas_to_csv(name):
+    pd.DataFrame({"a": [1, 2], "b": ["x", "y"]}).to_csv(name, index=False)
+
+
+def _pandas_to_json(name):
+    pd.DataFrame({"a": [1, 2]}).to_json(name)
+
+
+def _pyplot_savefig(name):
+    plt.plot([1, 2, 3])
+    plt.savefig(name)  # the format from the suffix
+    plt.close("all")
+
+
+def _pillow_save_pathlib(name):
+    Image.new("L", (2, 2)).save(pathlib.Path(name))
+
+
+def _rotating_handler(name):
+    handler = logging.handlers.RotatingFileHandler(name, maxBytes=20, backupCount=2)
+    for n in range(4):
+        handler.emit(logging.makeLogRecord({"msg": f"record number {n}"}))
+    handler.close()
+    assert open(name + ".1").read() == "record number 2\n"  # it rotated, on the slave
+
+
+def _watched_handler(name):
+    handler = logging.handlers.WatchedFileHandler(name)
+    handler.emit(logging.makeLogRecord({"msg": "one"}))
+    handler.emit(logging.makeLogRecord({"msg": "two"}))
+    handler.close()
+    assert open(name).read() == "one\ntwo\n"
+
+
+def _csv_writer(name):
+    with open(name, "w", newline="") as f:
+        csv.writer(f).writerows([["a", "b"], [1, 2]])
+
+
+def _json_dump(name):
+    with open(name, "w") as f:
+        json.dump({"where": "slave"}, f)
+
+
+def _popen_stdout_file(name):
+    with open(name, "w") as out:
+        subprocess.run(["pwd"], stdout=out, check=True)
+    assert "slave-cwd" in open(name).read()
+
+
+def _tar_extractall(name):
+    with tarfile.open("ARCHIVE_SLAVE.tar") as archive:
+        archive.extractall(name)  # (filter= came in 3.11.4; Debian has 3.11.2)
+
+
+def _zip_extractall(name):
+    with zipfile.ZipFile("ARCHIVE_SLAVE.zip") as archive:
+        archive.extractall(name)
+
+
+def _unpack_archive(name):
+    shutil.unpack_archive("ARCHIVE_SLAVE.tar", name)
+
+
+def _pathlib_open(name):
+    with pathlib.Path(name).open("w") as f:
+        f.write("x")
+
+
+def _file_io(name):
+    with io.FileIO(name, "w") as f:
+        f.write(b"x")
+
+
 FILE_IDIOMS = {
     "open": lambda n: _write(n),
     "io.open": _io_open,
@@ -247,12 +360,41 @@ FILE_IDIOMS = {
     "numpy.savetxt": _numpy_savetxt,
     "matplotlib savefig": _savefig,
     "Pillow Image.save": _pillow,
+    "Pillow Image.save(Path)": _pillow_save_pathlib,
+    "numpy.savez": _numpy_savez,
+    "numpy.tofile": _numpy_tofile,
+    "pandas DataFrame.to_csv": _pandas_to_csv,
+    "pandas DataFrame.to_json": _pandas_to_json,
+    "matplotlib pyplot.savefig": _pyplot_savefig,
+    "logging RotatingFileHandler": _rotating_handler,
+    "logging WatchedFileHandler": _watched_handler,
+    "csv.writer": _csv_writer,
+    "json.dump": _json_dump,
+    "subprocess.run(stdout=file)": _popen_stdout_file,
+    "tarfile.extractall": _tar_extractall,
+    "zipfile.extractall": _zip_extractall,
+    "shutil.unpack_archive": _unpack_archive,
+    "shutil.copy": lambda n: _write(n + ".src") or shutil.copy(n + ".src", n),
+    "pathlib.open": _pathlib_open,
+    "open(x)": lambda n: open(n, "x").close(),
 }
-SUFFIX = {"shutil.make_archive": ".tar.gz", "numpy.save": ".npy"}
+SUFFIX = {"shutil.make_archive": ".tar.gz", "numpy.save": ".npy", "numpy.savez": ".npz",
+          "matplotlib pyplot.savefig": ".png", "Pillow Image.save(Path)": ".png"}
+# Known gaps, each a strict xfail with its reason (a fix makes it pass, and the mark must go).
+FILE_GAPS = {
+    "numpy.tofile": "numpy's C code opens the file on the slave (through open), then dup()s its fileno(): a "
+                    "slave's descriptor is no descriptor of the master, so it fails with EBADF (an OSError, "
+                    "not local_io_in_slave_context); nothing of the master is touched (test_processes.py)",
+}
 FILE_IDIOMS["shutil.make_archive"] = _make_archive
 
 
-@pytest.mark.parametrize("idiom", sorted(FILE_IDIOMS))
+def _with_gaps(idioms, gaps):
+    return [pytest.param(name, marks=pytest.mark.xfail(strict=True, raises=OSError, reason=gaps[name]))
+            if name in gaps else name for name in sorted(idioms)]
+
+
+@pytest.mark.parametrize("idiom", _with_gaps(FILE_IDIOMS, FILE_GAPS))
 def test_a_file_made_inside_a_slaves_context_is_made_on_the_slave(away, idiom):
     name = "made-by-" + "".join(c if c.isalnum() else "_" for c in idiom) + SUFFIX.get(idiom, "")
     run(away, lambda: FILE_IDIOMS[idiom](name))
@@ -266,15 +408,13 @@ def _glob():
 
 
 def _numpy_roundtrip():
-    np = pytest.importorskip("numpy")
     np.save("roundtrip.npy", np.arange(4))
     return list(np.load("roundtrip.npy")) == [0, 1, 2, 3]
 
 
 def _pillow_roundtrip():
-    image_module = pytest.importorskip("PIL.Image")
-    image_module.new("RGB", (3, 2)).save("roundtrip.png", format="PNG")
-    with image_module.open("roundtrip.png") as image:
+    Image.new("RGB", (3, 2)).save("roundtrip.png", format="PNG")
+    with Image.open("roundtrip.png") as image:
         return image.size == (3, 2)
 
 
@@ -320,6 +460,122 @@ def _temporary_directory():
         return "slave-cwd" in d and os.path.isdir(d)
 
 
+def _pandas_read_csv():
+    return list(pd.read_csv("TABLE_SLAVE.csv")["b"]) == ["slave", "side"]
+
+
+def _pandas_roundtrip():
+    pd.DataFrame({"n": [1, 2, 3]}).to_csv("roundtrip.csv", index=False)
+    return list(pd.read_csv("roundtrip.csv")["n"]) == [1, 2, 3]
+
+
+def _numpy_load_slave_file():
+    return list(np.load("ARRAY_SLAVE.npy")) == [0, 1, 2, 3, 4]
+
+
+def _numpy_loadtxt():
+    return np.loadtxt("NUMBERS_SLAVE.txt").tolist() == [[1, 2], [3, 4]]
+
+
+def _numpy_fromfile():
+    return np.fromfile("ARRAY_SLAVE.npy", dtype=np.uint8).size > 0
+
+
+def _pillow_open_slave_file():
+    with Image.open("IMAGE_SLAVE.png") as image:
+        return image.size == (5, 4)
+
+
+def _matplotlib_imread():
+    return matplotlib.image.imread("IMAGE_SLAVE.png").shape[:2] == (4, 5)
+
+
+def _configparser():
+    parser = configparser.ConfigParser()
+    return parser.read("CONFIG_SLAVE.ini") == ["CONFIG_SLAVE.ini"] and parser["where"]["side"] == "slave"
+
+
+def _tar_read():
+    with tarfile.open("ARCHIVE_SLAVE.tar") as archive:
+        return archive.extractfile("inside.txt").read() == b"packed on the slave"
+
+
+def _zip_read():
+    with zipfile.ZipFile("ARCHIVE_SLAVE.zip") as archive:
+        return archive.read("inside.txt") == b"packed on the slave"
+
+
+def _gzip_read():
+    with gzip.open("TEXT_SLAVE.gz", "rt") as packed:
+        return packed.read() == "slave"
+
+
+def _unix_socket_connect():
+    server = socket.socket(socket.AF_UNIX)
+    server.bind("audit.sock")  # a relative name: the slave's working directory
+    server.listen(1)
+    client = socket.socket(socket.AF_UNIX)
+    try:
+        client.connect("audit.sock")
+        peer, _ = server.accept()
+        client.sendall(b"hi")
+        got = peer.recv(2)
+        peer.close()
+        return isinstance(client, RemoteObject) and got == b"hi"
+    finally:
+        client.close()
+        server.close()
+        os.remove("audit.sock")
+
+
+def _tcp_server():
+    server = socket.create_server(("127.0.0.1", 0))
+    try:
+        port = server.getsockname()[1]
+        with socket.create_connection(("127.0.0.1", port), timeout=10) as client:
+            peer, _ = server.accept()
+            with peer:
+                peer.sendall(b"from the slave")
+                return isinstance(server, RemoteObject) and client.recv(64) == b"from the slave"
+    finally:
+        server.close()
+
+
+def _environ_to_child():
+    os.environ["SB_AUDIT_SET"] = "set on the slave"
+    try:
+        return subprocess.check_output("echo $SB_AUDIT_SET", shell=True, text=True) == "set on the slave\n"
+    finally:
+        del os.environ["SB_AUDIT_SET"]
+
+
+def _rmtree():
+    os.makedirs("to-remove/sub")
+    shutil.rmtree("to-remove")  # a master's rmtree would not find it
+    return not os.path.exists("to-remove")
+
+
+def _remove():
+    _write("removed.txt")
+    os.remove("removed.txt")
+    return not os.path.exists("removed.txt")
+
+
+def _pathlib_unlink():
+    path = pathlib.Path("unlinked.txt")
+    path.write_text("x")
+    path.unlink()
+    return not path.exists()
+
+
+def _mkdtemp():
+    path = tempfile.mkdtemp()
+    try:
+        return "slave-cwd" in path and os.path.isdir(path)
+    finally:
+        os.rmdir(path)
+
+
 ANSWER_IDIOMS = {
     "os.getcwd": lambda: "slave-cwd" in os.getcwd(),
     "os.environ": lambda: os.environ.get("SPLITBRAIN_WHERE") == "slave",
@@ -351,10 +607,43 @@ ANSWER_IDIOMS = {
     "fileinput.input": _fileinput,
     "pyserial loop://": _serial_loop,
     "pyvisa ResourceManager": _pyvisa_sim,
+    "pandas read_csv": _pandas_read_csv,
+    "pandas to_csv/read_csv": _pandas_roundtrip,
+    "numpy.load": _numpy_load_slave_file,
+    "numpy.loadtxt": _numpy_loadtxt,
+    "numpy.fromfile": _numpy_fromfile,
+    "Pillow Image.open": _pillow_open_slave_file,
+    "matplotlib imread": _matplotlib_imread,
+    "configparser.read": _configparser,
+    "tarfile read": _tar_read,
+    "zipfile read": _zip_read,
+    "gzip read": _gzip_read,
+    "socket AF_UNIX connect": _unix_socket_connect,
+    "socket create_server/create_connection": _tcp_server,
+    "os.environ to a child": _environ_to_child,
+    "os.getpid": lambda: os.getpid() != MASTER_PID,
+    "os.path.isfile": lambda: os.path.isfile("MARK_SLAVE") and not os.path.isfile("MARK_MASTER"),
+    "os.path.realpath": lambda: "slave-cwd" in os.path.realpath("MARK_SLAVE"),
+    "os.access": lambda: os.access("MARK_SLAVE", os.R_OK) and not os.access("MARK_MASTER", os.F_OK),
+    "os.chmod": lambda: os.chmod("MARK_SLAVE", 0o644) is None,
+    "os.remove": _remove,
+    "shutil.rmtree": _rmtree,
+    "pathlib.unlink": _pathlib_unlink,
+    "pathlib.exists": lambda: pathlib.Path("MARK_SLAVE").exists() and not pathlib.Path("MARK_MASTER").exists(),
+    "pathlib.rglob": lambda: "MARK_SLAVE" in [p.name for p in pathlib.Path(".").rglob("MARK_*")],
+    "glob.iglob": lambda: list(glob.iglob("MARK_*")) == ["MARK_SLAVE"],
+    "glob recursive": lambda: "bin/sb-slave-tool" in glob.glob("**/sb-*", recursive=True),
+    "tempfile.mkdtemp": _mkdtemp,
+    "subprocess.getoutput": lambda: "slave-cwd" in subprocess.getoutput("pwd"),
+    "subprocess.Popen.communicate": lambda: "slave-cwd" in subprocess.Popen(
+        ["pwd"], stdout=subprocess.PIPE, text=True).communicate(timeout=30)[0],
+}
+ANSWER_GAPS = {
+    "numpy.fromfile": FILE_GAPS["numpy.tofile"],
 }
 
 
-@pytest.mark.parametrize("idiom", sorted(ANSWER_IDIOMS))
+@pytest.mark.parametrize("idiom", _with_gaps(ANSWER_IDIOMS, ANSWER_GAPS))
 def test_an_answer_inside_a_slaves_context_is_the_slaves(away, idiom):
     assert run(away, ANSWER_IDIOMS[idiom]) is True
 
@@ -387,6 +676,14 @@ def _shelve():
     import shelve  # noqa: PLC0415
     with shelve.open("audit-shelf") as shelf:
         shelf["k"] = 1
+def _http_client():
+    import http.client  # the standard library's socket: the master's, whatever is active
+    http.client.HTTPConnection("127.0.0.1", 9, timeout=5).connect()
+
+
+def _ctypes_load():
+    import ctypes
+    ctypes.CDLL("libm.so.6")
 
 
 REFUSED_IDIOMS = {
@@ -397,6 +694,10 @@ REFUSED_IDIOMS = {
     "mmap of a remote descriptor": _mmap,
     "os.remove bound at import": lambda: _bound_remove("MARK_SLAVE"),
     "os.listdir bound at import": lambda: _bound_listdir("."),
+    "subprocess.Popen bound at import": lambda: _BoundPopen(["true"]).wait(),
+    "http.client connect": _http_client,
+    "ctypes.CDLL": _ctypes_load,
+    "io.FileIO": lambda: _file_io("made-by-io_FileIO"),  # the C class opens here: not routed, refused
 }
 
 

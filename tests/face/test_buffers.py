@@ -5,7 +5,14 @@ import array
 import hashlib
 import io
 import os
+import shutil
 import socket
+import subprocess
+
+import pytest
+
+from conftest import wait_until
+from splitbrain import RemoteObject
 
 CONTENT = os.urandom(700_000)  # several 256 KiB readinto chunks, each above the raw-frame threshold
 
@@ -81,3 +88,55 @@ def test_a_bytearray_the_slave_does_not_change_is_not_sent_back(linux_box, tmp_p
             assert data == b"written"
         with open(tmp_path / "w.bin", "rb") as f:
             assert f.read() == b"written"
+
+
+@pytest.fixture
+def slave_pty_pair(linux_box, tmp_path):
+    """A socat pty pair started on the slave: (the port the slave's pyserial opens, the other end)."""
+    if shutil.which("socat") is None:
+        pytest.fail("socat is not installed: scripts/setup.sh installs it")
+    port_path, other_path = tmp_path / "ttySB0", tmp_path / "ttySB1"
+    with linux_box:
+        socat = subprocess.Popen(["socat", f"pty,raw,echo=0,link={port_path}", f"pty,raw,echo=0,link={other_path}"],
+                                 stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+        assert isinstance(socat, RemoteObject)  # socat is the slave's process
+    try:
+        with linux_box:
+            wait_until(lambda: socat.poll() is not None or (os.path.exists(port_path) and os.path.exists(other_path)),
+                       15, "socat's two pty links on the slave")
+            assert socat.poll() is None, f"socat exited: {socat.stderr.read()!r}"
+        yield str(port_path), str(other_path)
+    finally:
+        with linux_box:
+            socat.terminate()
+            try:
+                socat.wait(10)
+            except subprocess.TimeoutExpired:
+                socat.kill()
+                socat.wait(10)
+            socat.stderr.close()
+
+
+def test_pyserial_readinto_on_a_slaves_pty_fills_the_callers_buffer(linux_box, slave_pty_pair):
+    port_path, other_path = slave_pty_pair
+    import serial
+    with linux_box:
+        port = serial.Serial(port_path, timeout=5)
+    assert isinstance(port, RemoteObject)  # opened by the slave's pyserial
+    try:
+        with serial.Serial(other_path, timeout=5) as instrument:  # the other end, written from the master
+            instrument.write(b"T=21.5\nV=3.30\n")
+            instrument.flush()
+            line = bytearray(7)
+            assert port.readinto(line) == 7  # pyserial's readinto: read(len(b)), then b[:n] = data
+            assert line == b"T=21.5\n"
+            rest = bytearray(b"##########")
+            assert port.readinto(memoryview(rest)[2:9]) == 7
+            assert rest == b"##V=3.30\n#"  # only the slice was written
+            with linux_box:
+                port.timeout = 0.2
+            quiet = bytearray(b"keep")
+            assert port.readinto(quiet) == 0  # nothing more came: the timeout, the buffer untouched
+            assert quiet == b"keep"
+    finally:
+        port.close()

@@ -252,10 +252,11 @@ def route(name):
 
 # Standard-library modules that act on the user's files with names they bound at import: those
 # names keep (or get) the routed value, so `tarfile.open("x.tar", "w")` or `logging.FileHandler("run.log")`
-# inside a slave's context act there (FileHandler makes its path absolute with `os`). Other
+# inside a slave's context act there (FileHandler makes its path absolute with `os`; the rotating and
+# watched handlers of logging.handlers stat, rename and remove with it). Other
 # standard-library names stay real (tokenize's `open`, for tracebacks).
 _KEEP_ROUTED = {"tarfile": ("bltn_open", "os"), "bz2": ("_builtin_open",), "logging": ("os",), "zipfile": ("os",),
-                "filecmp": ("os",)}
+                "filecmp": ("os",), "logging.handlers": ("os",)}
 
 
 def _unroute_namespace(namespace):
