@@ -27,6 +27,7 @@ import lzma
 import mmap
 import os
 import pathlib
+import posix
 import shutil
 import socket
 import sqlite3
@@ -49,8 +50,9 @@ matplotlib.use("Agg")
 import matplotlib.image  # noqa: E402  (after the backend is chosen)
 import matplotlib.pyplot as plt  # noqa: E402
 
-_bound_remove = os.remove  # a name bound at import: the master's function, whatever is active
+_bound_remove = os.remove  # a name bound at import: routes as `os.remove` looked up then would
 _bound_listdir = os.listdir
+_master_listdir = posix.listdir  # the real function, as a library imported before splitbrain holds it
 _BoundPopen = subprocess.Popen
 MASTER_PID = os.getpid()
 
@@ -676,6 +678,8 @@ def _shelve():
     import shelve  # noqa: PLC0415
     with shelve.open("audit-shelf") as shelf:
         shelf["k"] = 1
+
+
 def _http_client():
     import http.client  # the standard library's socket: the master's, whatever is active
     http.client.HTTPConnection("127.0.0.1", 9, timeout=5).connect()
@@ -692,8 +696,7 @@ REFUSED_IDIOMS = {
     "dbm.ndbm.open": _dbm_ndbm,
     "shelve.open": _shelve,
     "mmap of a remote descriptor": _mmap,
-    "os.remove bound at import": lambda: _bound_remove("MARK_SLAVE"),
-    "os.listdir bound at import": lambda: _bound_listdir("."),
+    "os.listdir bound before splitbrain": lambda: _master_listdir("."),
     "subprocess.Popen bound at import": lambda: _BoundPopen(["true"]).wait(),
     "http.client connect": _http_client,
     "ctypes.CDLL": _ctypes_load,
@@ -713,10 +716,19 @@ def test_strict_false_turns_the_refusal_into_a_warning(away):
     try:
         with pytest.warns(RuntimeWarning, match=r"local_io_in_slave_context"):
             with away[0]:
-                names = _bound_listdir(".")
+                names = _master_listdir(".")
     finally:
         splitbrain.strict(previous)
     assert "MARK_MASTER" in names  # it did run, on the master, as the warning said
+
+
+def test_names_bound_at_import_act_on_the_slave_inside_its_context(away):
+    with away[0]:
+        names = _bound_listdir(".")
+        open("BOUND_MARK", "w").close()
+        _bound_remove("BOUND_MARK")
+    assert "MARK_SLAVE" in names and "MARK_MASTER" not in names
+    assert not (away[2] / "BOUND_MARK").exists() and not (away[1] / "BOUND_MARK").exists()
 
 
 def test_outside_any_context_the_same_calls_act_on_the_master(away):

@@ -27,7 +27,8 @@ def test_the_default_set_is_routed_in_sys_modules():
 def test_a_routed_module_outside_any_context_is_the_real_one():
     import posixpath
     assert os.getcwd() == posixpath.abspath(".")
-    assert os.path.join is posixpath.join
+    # a function read from it is the real one's stand-in (routing callable, test_bound_names.py)
+    assert os.path.join == posixpath.join and splitbrain._core.unrouted(os.path.join) is posixpath.join
     assert os.sep == "/"
 
 

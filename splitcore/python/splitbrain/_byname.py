@@ -35,6 +35,7 @@ def _stdlib_module(name):
 
 def counterpart(slave, obj):
     """*slave*'s own object for the standard library's function or class *obj*, or None."""
+    obj = _core.unrouted(obj)  # `os.stat` read outside a context stands for the real one
     if not isinstance(obj, _KINDS):
         return None
     try:

@@ -25,6 +25,7 @@ import io
 import sys
 import sysconfig
 import threading
+import types
 
 from . import _core
 from ._context import current_slave
@@ -45,6 +46,10 @@ _EAGER = ("os", "posixpath", "subprocess", "socket", "shutil", "glob", "tempfile
 _exempt = frozenset({"splitbrain", "_distutils_hack", "setuptools", "pkg_resources", "pip",
                      "importlib_metadata"})
 
+# What a function read from a routed module outside any context is (`_unlink = os.unlink` at import):
+# the real one while local, the active slave's inside its context (C, routed.cpp).
+_ROUTING_CALLABLES = (_core.RoutingBuiltin, _core.RoutingFunction)
+
 _lock = threading.RLock()
 _routed = {}        # routed name → RoutedModule
 _by_real = {}       # id(real module) → RoutedModule, for patching globals
@@ -63,8 +68,48 @@ _STDLIB = _stdlib_dirs()
 
 # -- what routed modules do when a slave is active ------------------------------------------------
 
+# Generators of the standard library that their caller steers while they run: `dirs[:] = [...]`
+# prunes os.walk, the caller renames or removes what fwalk has not reached yet, and fwalk's
+# descriptors are open only while it is suspended. Run on the slave, they would run ahead by a
+# batch on copies; inside a context they run here instead, with the routed primitives (scandir,
+# stat, open, close: a round trip each). Every other function of a routed module is the slave's:
+# one round trip for the whole call (shutil.copytree, os.makedirs).
+_RUN_HERE = {"os": frozenset({"walk", "fwalk"})}
+_here = {}  # (name, attr) → (real function, its copy with routed globals)
+
+
+def _run_here(name, routed, attr):
+    """The real module's function *attr* as a copy whose globals route (see _RUN_HERE)."""
+    real_module = _load_real(name, routed)
+    real = getattr(real_module, attr)
+    known = _here.get((name, attr))
+    if known is not None and known[0] is real:
+        return known[1]
+    with _lock, _local():  # read outside any context, the routed module's functions route
+        source = vars(real_module)
+        namespace = {}
+        for key, value in source.items():
+            if type(value) is type(sys):
+                namespace[key] = _by_real.get(id(value), value)  # `path`: the routed os.path
+            elif key.startswith("__") or isinstance(value, type) or not callable(value):
+                namespace[key] = value
+            else:
+                namespace[key] = getattr(routed, key)
+        for key, value in source.items():  # the module's own Python functions call each other's copies
+            if type(value) is types.FunctionType and value.__globals__ is source:
+                copy = types.FunctionType(value.__code__, namespace, value.__name__, value.__defaults__,
+                                          value.__closure__)
+                copy.__kwdefaults__ = value.__kwdefaults__
+                copy.__qualname__, copy.__doc__, copy.__module__ = value.__qualname__, value.__doc__, value.__module__
+                namespace[key] = copy
+        _here[(name, attr)] = (real, namespace[attr])
+        return namespace[attr]
+
+
 def _route_getattr(slave, name, routed, attr):
     __tracebackhide__ = True
+    if attr in _RUN_HERE.get(name, ()):
+        return _run_here(name, routed, attr)
     if slave is None:
         if attr.startswith("__") and attr.endswith("__"):
             try:
@@ -256,16 +301,19 @@ def route(name):
 # watched handlers of logging.handlers stat, rename and remove with it). Other
 # standard-library names stay real (tokenize's `open`, for tracebacks).
 _KEEP_ROUTED = {"tarfile": ("bltn_open", "os"), "bz2": ("_builtin_open",), "logging": ("os",), "zipfile": ("os",),
-                "filecmp": ("os",), "logging.handlers": ("os",)}
+                "filecmp": ("os",), "logging.handlers": ("os",), "pathlib": ("os",)}
 
 
 def _unroute_namespace(namespace):
-    """Puts the real modules (and the real ``open``) back where *namespace* holds routed ones."""
+    """Puts the real modules, functions (``from os import stat``) and ``open`` back where
+    *namespace* holds routed ones."""
     keep = _KEEP_ROUTED.get(namespace.get("__name__"), ())
     for key, value in list(namespace.items()):
         if key in keep:
             continue
-        if type(value) is _core.RoutedModule:
+        if type(value) in _ROUTING_CALLABLES:
+            namespace[key] = _core.unrouted(value)
+        elif type(value) is _core.RoutedModule:
             real = _core.routed_real(value)
             if real is not None:
                 namespace[key] = real

@@ -27,6 +27,7 @@ struct routed_fields {
     py_ref name;        // str: the name routed ("os.path"), which may differ from real.__name__
     py_ref real;        // the local module, or empty while not (yet) imported locally
     py_ref submodules;  // dict: attribute → routed submodule (os.path under os), or empty
+    py_ref callables;   // dict: attribute → its routing callable (see below), or empty
 };
 
 Py_ssize_t fields_offset = 0;
@@ -42,6 +43,77 @@ struct router_hooks {
 router_hooks& router = *new router_hooks();
 
 PyTypeObject routed_type = {PyVarObject_HEAD_INIT(nullptr, 0)};
+
+// A function read from a routed module outside any context (`_unlink = os.unlink` at import,
+// `from shutil import rmtree`): called outside a context it is the real function (one read of the
+// context variable more); inside a slave's context it is what `os.unlink` looked up then would be.
+// Two types, so that only a Python function's stand-in binds as a method (a class body's
+// `_rm = os.walk`), as the function itself would. Everything else it is asked (its name, doc,
+// signature, hash, ==, isinstance through __class__) is the real function's.
+struct routing_callable {
+    PyObject_HEAD
+    vectorcallfunc vectorcall;
+    PyObject* routed;  // the RoutedModule it was read from
+    PyObject* attr;    // the attribute name
+    PyObject* target;  // the real function
+    PyObject* weakrefs;
+};
+
+PyTypeObject routing_builtin_type = {PyVarObject_HEAD_INIT(nullptr, 0)};
+PyTypeObject routing_function_type = {PyVarObject_HEAD_INIT(nullptr, 0)};
+
+bool is_routing_callable(PyObject* obj) {
+    return Py_IS_TYPE(obj, &routing_builtin_type) || Py_IS_TYPE(obj, &routing_function_type);
+}
+
+// The real function for a routing callable, else obj itself (borrowed).
+PyObject* unrouted(PyObject* obj) {
+    return is_routing_callable(obj) ? reinterpret_cast<routing_callable*>(obj)->target : obj;
+}
+
+PyObject* routing_vectorcall(PyObject* self, PyObject* const* args, size_t nargsf, PyObject* kwnames);
+routed_fields& fields_of(PyObject* self);
+
+// `value` read from `self`'s real module as `attr`, outside any context: a function becomes its
+// routing callable (one per attribute, made again only when the attribute changed). Steals value.
+PyObject* routing_value(PyObject* self, PyObject* attr, PyObject* value) {
+    if (value == nullptr || !(PyCFunction_CheckExact(value) || PyFunction_Check(value))) return value;
+    routed_fields& f = fields_of(self);
+    if (!f.callables) {
+        f.callables = py_ref::steal(PyDict_New());
+        if (!f.callables) {
+            Py_DECREF(value);
+            return nullptr;
+        }
+    }
+    PyObject* known = PyDict_GetItemWithError(f.callables.get(), attr);  // borrowed
+    if (known != nullptr && reinterpret_cast<routing_callable*>(known)->target == value) {
+        Py_DECREF(value);
+        return Py_NewRef(known);
+    }
+    if (PyErr_Occurred()) {
+        Py_DECREF(value);
+        return nullptr;
+    }
+    PyTypeObject* type = PyFunction_Check(value) ? &routing_function_type : &routing_builtin_type;
+    auto* made = PyObject_GC_New(routing_callable, type);
+    if (made == nullptr) {
+        Py_DECREF(value);
+        return nullptr;
+    }
+    made->vectorcall = routing_vectorcall;
+    made->routed = Py_NewRef(self);
+    made->attr = Py_NewRef(attr);
+    made->target = value;  // the reference stolen
+    made->weakrefs = nullptr;
+    PyObject_GC_Track(made);
+    PyObject* result = reinterpret_cast<PyObject*>(made);
+    if (PyDict_SetItem(f.callables.get(), attr, result) < 0) {
+        Py_DECREF(result);
+        return nullptr;
+    }
+    return result;
+}
 
 routed_fields& fields_of(PyObject* self) {
     return *reinterpret_cast<routed_fields*>(reinterpret_cast<char*>(self) + fields_offset);
@@ -68,7 +140,11 @@ PyObject* routed_getattro(PyObject* self, PyObject* attr) {
         if (PyErr_Occurred()) return nullptr;
     }
     py_ref slave = active_slave();
-    if (!slave && f.real) return PyObject_GetAttr(f.real.get(), attr);
+    if (!slave && f.real) {
+        PyObject* value = PyObject_GetAttr(f.real.get(), attr);
+        if (value == nullptr || !router.getattr || is_dunder(attr)) return value;
+        return routing_value(self, attr, value);
+    }
 
     // The import system's and introspection's questions stay local; a slave's `os.__dict__` (what
     // unittest.mock reads the original from) is that slave's.
@@ -85,6 +161,7 @@ PyObject* routed_getattro(PyObject* self, PyObject* attr) {
 
 int routed_setattro(PyObject* self, PyObject* attr, PyObject* value) {
     routed_fields& f = fields_of(self);
+    if (value != nullptr) value = unrouted(value);  // `os.unlink = saved` puts the real one back
     if (value != nullptr && PyObject_TypeCheck(value, &routed_type)) {
         if (!f.submodules) f.submodules = py_ref::checked(PyDict_New());
         return PyDict_SetItem(f.submodules.get(), attr, value);
@@ -127,6 +204,7 @@ int routed_traverse(PyObject* self, visitproc visit, void* arg) {
     Py_VISIT(f.name.get());
     Py_VISIT(f.real.get());
     Py_VISIT(f.submodules.get());
+    Py_VISIT(f.callables.get());
     return PyModule_Type.tp_traverse(self, visit, arg);
 }
 
@@ -135,6 +213,7 @@ int routed_clear(PyObject* self) {
     f.name.reset();
     f.real.reset();
     f.submodules.reset();
+    f.callables.reset();
     return PyModule_Type.tp_clear(self);
 }
 
@@ -201,6 +280,126 @@ py_ref install_router(PyObject*, PyObject* const* args, Py_ssize_t nargs) {
     return py_ref::borrow(Py_None);
 }
 
+
+// -- routing callables ------------------------------------------------------------------------------
+
+routing_callable* as_routing(PyObject* self) { return reinterpret_cast<routing_callable*>(self); }
+
+PyObject* routing_vectorcall(PyObject* self, PyObject* const* args, size_t nargsf, PyObject* kwnames) {
+    routing_callable* r = as_routing(self);
+    py_ref slave;
+    try {
+        slave = active_slave();
+    } catch (...) {
+        set_python_error_from_current();
+        return nullptr;
+    }
+    if (!slave) return PyObject_Vectorcall(r->target, args, nargsf, kwnames);
+    // What `os.unlink` looked up now gives: the slave's function (or the router's choice).
+    PyObject* hook_args[] = {slave.get(), fields_of(r->routed).name.get(), r->routed, r->attr};
+    py_ref now = py_ref::steal(PyObject_Vectorcall(router.getattr.get(), hook_args, 4, nullptr));
+    if (!now) return nullptr;
+    return PyObject_Vectorcall(now.get(), args, nargsf, kwnames);
+}
+
+// Our own: how it pickles and copies, and __call__ (which must route too); the rest is the target's.
+bool own_attribute(PyObject* attr) {
+    return PyUnicode_Check(attr) && (PyUnicode_CompareWithASCIIString(attr, "__reduce__") == 0 ||
+                                     PyUnicode_CompareWithASCIIString(attr, "__reduce_ex__") == 0 ||
+                                     PyUnicode_CompareWithASCIIString(attr, "__call__") == 0 ||
+                                     PyUnicode_CompareWithASCIIString(attr, "__get__") == 0);
+}
+
+PyObject* routing_getattro(PyObject* self, PyObject* attr) {
+    if (own_attribute(attr)) return PyObject_GenericGetAttr(self, attr);
+    return PyObject_GetAttr(as_routing(self)->target, attr);
+}
+
+int routing_setattro(PyObject* self, PyObject* attr, PyObject* value) {
+    return PyObject_SetAttr(as_routing(self)->target, attr, value);
+}
+
+PyObject* routing_repr(PyObject* self) { return PyObject_Repr(as_routing(self)->target); }
+
+Py_hash_t routing_hash(PyObject* self) { return PyObject_Hash(as_routing(self)->target); }
+
+PyObject* routing_richcompare(PyObject* self, PyObject* other, int op) {
+    return PyObject_RichCompare(unrouted(self), unrouted(other), op);
+}
+
+// A Python function's stand-in binds as the function does; a builtin's never binds.
+PyObject* routing_descr_get(PyObject* self, PyObject* obj, PyObject*) {
+    if (obj == nullptr || obj == Py_None) return Py_NewRef(self);
+    return PyMethod_New(self, obj);
+}
+
+// Pickled by name: pkgutil.resolve_name("posix:stat") gives the real function back anywhere.
+py_ref routing_reduce(PyObject* self, PyObject*) {
+    PyObject* target = as_routing(self)->target;
+    py_ref module = py_ref::checked(PyObject_GetAttrString(target, "__module__"));
+    py_ref qualname = py_ref::checked(PyObject_GetAttrString(target, "__qualname__"));
+    py_ref name = py_ref::checked(PyUnicode_FromFormat("%S:%S", module.get(), qualname.get()));
+    py_ref pkgutil = py_ref::checked(PyImport_ImportModule("pkgutil"));
+    py_ref resolve = py_ref::checked(PyObject_GetAttrString(pkgutil.get(), "resolve_name"));
+    return py_ref::checked(Py_BuildValue("(O(O))", resolve.get(), name.get()));
+}
+
+py_ref routing_reduce_ex(PyObject* self, PyObject*) { return routing_reduce(self, nullptr); }
+
+int routing_traverse(PyObject* self, visitproc visit, void* arg) {
+    routing_callable* r = as_routing(self);
+    Py_VISIT(r->routed);
+    Py_VISIT(r->attr);
+    Py_VISIT(r->target);
+    return 0;
+}
+
+int routing_clear(PyObject* self) {
+    routing_callable* r = as_routing(self);
+    Py_CLEAR(r->routed);
+    Py_CLEAR(r->attr);
+    Py_CLEAR(r->target);
+    return 0;
+}
+
+void routing_dealloc(PyObject* self) {
+    PyObject_GC_UnTrack(self);
+    if (as_routing(self)->weakrefs != nullptr) PyObject_ClearWeakRefs(self);
+    routing_clear(self);
+    PyObject_GC_Del(self);
+}
+
+PyMethodDef routing_methods[] = {
+    {"__reduce__", method(boundary<routing_reduce>), METH_NOARGS, "pickled as the real function, by name"},
+    {"__reduce_ex__", method(boundary<routing_reduce_ex>), METH_O, "pickled as the real function, by name"},
+    {nullptr, nullptr, 0, nullptr},
+};
+
+void ready_routing_type(PyTypeObject& type, const char* name, bool binds) {
+    type.tp_name = name;
+    type.tp_basicsize = sizeof(routing_callable);
+    type.tp_flags = Py_TPFLAGS_DEFAULT | Py_TPFLAGS_HAVE_GC | Py_TPFLAGS_HAVE_VECTORCALL;
+    type.tp_doc = "A function read from a routed module: the real one outside any slave's context, the active "
+                  "slave's inside one.";
+    type.tp_vectorcall_offset = offsetof(routing_callable, vectorcall);
+    type.tp_call = PyVectorcall_Call;
+    type.tp_getattro = routing_getattro;
+    type.tp_setattro = routing_setattro;
+    type.tp_repr = routing_repr;
+    type.tp_hash = routing_hash;
+    type.tp_richcompare = routing_richcompare;
+    type.tp_weaklistoffset = offsetof(routing_callable, weakrefs);
+    type.tp_traverse = routing_traverse;
+    type.tp_clear = routing_clear;
+    type.tp_dealloc = routing_dealloc;
+    type.tp_methods = routing_methods;
+    if (binds) type.tp_descr_get = routing_descr_get;
+    if (PyType_Ready(&type) < 0) throw python_error();
+}
+
+// unrouted(obj) -> the real function behind a routing callable, else obj.
+py_ref unrouted_function(PyObject*, PyObject* obj) { return py_ref::borrow(unrouted(obj)); }
+
 PyMethodDef routed_functions[] = {
     {"routed_module", method(boundary<make_routed_module>), METH_FASTCALL,
      "routed_module(name, real=None) -> RoutedModule"},
@@ -210,6 +409,8 @@ PyMethodDef routed_functions[] = {
     {"routed_name", method(boundary<routed_name>), METH_O, "routed_name(routed) -> the routed name ('os.path')"},
     {"routed_submodules", method(boundary<routed_submodules>), METH_O,
      "routed_submodules(routed) -> {attr: routed submodule}"},
+    {"unrouted", method(boundary<unrouted_function>), METH_O,
+     "unrouted(obj) -> the real function behind a routing callable (os.unlink read outside a context), else obj"},
     {"install_router", method(boundary<install_router>), METH_FASTCALL,
      "install_router(context_var, getattr, setattr, dir, delete_marker): where routed modules ask "
      "which slave is active and what to do then"},
@@ -235,6 +436,10 @@ void add_routed_types(PyObject* module) {
     routed_type.tp_methods = routed_methods;
     if (PyType_Ready(&routed_type) < 0) throw python_error();
     add_object(module, "RoutedModule", reinterpret_cast<PyObject*>(&routed_type));
+    ready_routing_type(routing_builtin_type, "splitbrain._core.RoutingBuiltin", false);
+    ready_routing_type(routing_function_type, "splitbrain._core.RoutingFunction", true);
+    add_object(module, "RoutingBuiltin", reinterpret_cast<PyObject*>(&routing_builtin_type));
+    add_object(module, "RoutingFunction", reinterpret_cast<PyObject*>(&routing_function_type));
     if (PyModule_AddFunctions(module, routed_functions) < 0) throw python_error();
 }
 

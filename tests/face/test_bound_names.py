@@ -1,0 +1,110 @@
+"""Issue 9 point 8: names bound outside any context (`_unlink = os.unlink` at import, `from shutil import
+rmtree`, a class body's `cls = pathlib.Path`) act on the slave inside its context, as if looked up at
+call time; outside any context they are the real functions in everything code can observe."""
+
+import functools
+import inspect
+import os
+import pathlib
+import pickle
+import posixpath
+import shutil
+import types
+from unittest import mock
+
+import splitbrain
+from splitbrain import _core
+
+# Bound at import, outside any context (what test.support.os_helper and libraries do).
+getpid = os.getpid
+stat = os.stat
+unlink = os.unlink
+walk = os.walk
+join = os.path.join
+rmtree = shutil.rmtree
+LocalPath = pathlib.Path
+
+
+class Helpers:
+    _unlink = os.unlink  # a builtin: never binds, as the real one
+    _walk = os.walk      # a Python function: binds, as the real one
+
+
+def test_a_name_bound_outside_acts_on_the_slave_inside_its_context(linux_box, tmp_path):
+    assert getpid() == os.getpid()
+    target = tmp_path / "bound.txt"
+    target.write_text("x")
+    with linux_box:
+        assert getpid() == linux_box.pid
+        unlink(str(target))  # before: local_io_in_slave_context (the master's os.unlink)
+        assert not linux_box.modules.os.path.exists(str(target))
+        (tmp_path / "tree" / "sub").mkdir(parents=True)
+        rmtree(str(tmp_path / "tree"))
+        assert not os.path.exists(str(tmp_path / "tree"))
+        target.write_text("y")
+        Helpers._unlink(str(target))
+        assert not os.path.exists(str(target))
+    assert getpid() == os.getpid()
+
+
+def test_a_local_pathlib_class_does_its_io_through_the_active_slave(linux_box, tmp_path):
+    with linux_box:
+        base = LocalPath(str(tmp_path)) / "made"
+        base.mkdir()                       # pathlib's own os.mkdir: routed now
+        (base / "a.txt").write_text("hello")
+        assert sorted(p.name for p in base.iterdir()) == ["a.txt"]
+        assert [p.name for p in base.glob("*.txt")] == ["a.txt"]
+        (base / "a.txt").rename(base / "b.txt")
+        (base / "b.txt").touch()
+        (base / "b.txt").unlink()
+        base.rmdir()
+        assert not linux_box.modules.os.path.exists(str(base))
+
+
+def test_outside_any_context_it_is_the_real_function_to_whoever_looks():
+    real_stat, real_walk, real_join = vars(os)["stat"], vars(os)["walk"], vars(posixpath)["join"]
+    assert type(stat) is _core.RoutingBuiltin and type(walk) is _core.RoutingFunction
+    assert os.stat is os.stat  # one stand-in per attribute
+    assert stat == real_stat and real_stat == stat and hash(stat) == hash(real_stat)
+    assert join == real_join and join("a", "b") == "a/b"
+    assert os.stat in os.supports_dir_fd and {os.open, os.stat, os.unlink} <= os.supports_dir_fd
+    assert isinstance(stat, types.BuiltinFunctionType) and isinstance(walk, types.FunctionType)
+    assert (stat.__name__, stat.__qualname__, stat.__module__, stat.__doc__) == (
+        real_stat.__name__, real_stat.__qualname__, real_stat.__module__, real_stat.__doc__)
+    assert inspect.signature(stat) == inspect.signature(real_stat)
+    assert inspect.signature(walk) == inspect.signature(real_walk)
+    assert pickle.loads(pickle.dumps(stat)) is real_stat
+    assert pickle.loads(pickle.dumps(join)) == real_join
+    assert functools.wraps(walk)(lambda: None).__name__ == "walk"
+    helpers = Helpers()
+    assert helpers._unlink == vars(os)["unlink"]  # a builtin does not bind
+    assert isinstance(helpers._walk, types.MethodType) and helpers._walk.__self__ is helpers
+    assert repr(stat) == repr(real_stat)
+
+
+def test_mock_patch_puts_back_the_real_function(tmp_path):
+    real_unlink = vars(os)["unlink"]
+    with mock.patch("os.unlink") as fake:
+        os.unlink("nothing")
+        fake.assert_called_once_with("nothing")
+    assert vars(os)["unlink"] is real_unlink
+    saved = os.unlink  # swap_attr's way: getattr, setattr, setattr back
+    os.unlink = print
+    os.unlink = saved
+    assert vars(os)["unlink"] is real_unlink
+    # the standard library keeps the real functions: shutil's check of os.supports_dir_fd
+    assert shutil._use_fd_functions == (
+        {vars(os)["open"], vars(os)["stat"], vars(os)["unlink"], vars(os)["rmdir"]} <= os.supports_dir_fd
+        and vars(os)["scandir"] in os.supports_fd and vars(os)["stat"] in os.supports_follow_symlinks)
+
+
+def test_the_standard_library_and_exempt_packages_get_the_real_functions(tmp_path):
+    (tmp_path / "sb_exempt_probe.py").write_text("from os import listdir\n")
+    import sys
+    sys.path.insert(0, str(tmp_path))
+    try:
+        splitbrain._routing.exempt("sb_exempt_probe")
+        import sb_exempt_probe
+        assert sb_exempt_probe.listdir is vars(os)["listdir"]
+    finally:
+        sys.path.remove(str(tmp_path))
