@@ -52,8 +52,9 @@ struct connection_state {
     json releases = json::array();                // [[oid, count], ...] not yet sent; GIL-guarded
     unsigned long long requests = 0;              // messages sent (requests, posts, release batches)
     unsigned long long round_trips = 0;           // replies waited for (requests, full pipelines)
-    std::unordered_map<unsigned long long, pipelined_file> pipes;  // oid → its pipeline; GIL-guarded
-    std::deque<std::uint64_t> unchecked;  // pipelined closes: their replies are taken by the next request
+    // Pipelined files by oid, and the pipelined closes whose replies the next request takes; GIL-guarded.
+    std::unordered_map<unsigned long long, pipelined_file> pipes;
+    std::deque<std::uint64_t> unchecked;
 
     // The owner's hooks for local objects by reference and the callbacks on them.
     py_ref local, callback, keep_error, release_local;
@@ -292,10 +293,10 @@ connection_state& state_of(connection_object* self) { return *self->state; }
 // The method calls and attributes of a file that leave it open: after them its writes may still be
 // pipelined. Any other use (close, detach, an iterator, the file passed to a call) ends that.
 bool keeps_pipelining(const json& header) {
-    static const char* const names[] = {"write",    "flush",    "tell",     "seek",     "read",   "read1",
-                                        "readline", "readlines", "readinto", "readable", "writable", "seekable",
-                                        "isatty",   "fileno",   "truncate", "peek",     "closed", "name",
-                                        "mode",     "encoding", "errors",   "newlines", "line_buffering"};
+    static const char* const names[] = {"write",    "flush",     "tell",     "seek",     "read",          "read1",
+                                        "readline", "readlines", "readinto", "readable", "writable",      "seekable",
+                                        "isatty",   "fileno",    "truncate", "peek",     "closed",        "name",
+                                        "mode",     "encoding",  "errors",   "newlines", "line_buffering"};
     const std::string op = header.value("op", "");
     const json* name = nullptr;
     if (op == "getattr") {
