@@ -8,6 +8,7 @@
 #include <chrono>
 #include <csignal>
 #include <cstdlib>
+#include <deque>
 #include <optional>
 #include <set>
 #include <string>
@@ -34,12 +35,33 @@ bool ended_in_keyboard_interrupt(const json& reply) {
 
 namespace {
 
+// Pipelined requests ("pipe": true, docs/protocol.md "Pipelined writes") that failed or were not run:
+// a later request naming one of them in "after" is not run either, so that nothing written after a
+// failed write lands in the file. Bounded: a client takes a failure at the file's next call.
+class failed_pipes {
+public:
+    [[nodiscard]] bool contains(std::uint64_t id) const {
+        for (const std::uint64_t failed : m_ids) {
+            if (failed == id) return true;
+        }
+        return false;
+    }
+    void add(std::uint64_t id) {
+        if (m_ids.size() == 256) m_ids.pop_front();
+        m_ids.push_back(id);
+    }
+
+private:
+    std::deque<std::uint64_t> m_ids;
+};
+
 struct serving {
     worker& operations;
     interrupt_state& interrupts;
     zmq::context_t& context;
     zmq::socket_t& requests;
     std::thread& io;
+    failed_pipes failed{};
 };
 
 // One request from the IO thread: run (or, cancelled while it waited, answered with
@@ -58,8 +80,14 @@ void serve_one(serving& s, std::vector<zmq::message_t>& request) {
     if (reply.header.is_null()) {
         const std::uint64_t id = splitcore::as_uint(header.value("id", json())).value_or(0);
         const bool runs = s.interrupts.start(id);
+        const std::optional<std::uint64_t> after = splitcore::as_uint(header.value("after", json()));
         std::set<pid_t> children_before;
-        if (!runs) {
+        if (runs && after && s.failed.contains(*after)) {
+            reply.header = splitcore::error_reply(
+                id, splitcore::error_value(splitcore::errc::not_run_after_failure,
+                                           "request " + std::to_string(*after) +
+                                               ", a pipelined write before it on the same file, failed"));
+        } else if (!runs) {
             PyErr_SetNone(PyExc_KeyboardInterrupt);
             reply.header =
                 splitcore::error_reply(id, splitcore::describe_exception(splitcore::python_error(), s.operations));
@@ -68,6 +96,7 @@ void serve_one(serving& s, std::vector<zmq::message_t>& request) {
             reply = s.operations.dispatch(header, frames);
         }
         s.interrupts.finish();
+        if (header.value("pipe", false) == true && reply.header.value("ok", false) != true) s.failed.add(id);
         if (runs && ended_in_keyboard_interrupt(reply.header)) {
             kill_what_the_call_started(children_before, s.interrupts.children_at_cancel());
         }

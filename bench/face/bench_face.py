@@ -7,7 +7,7 @@ Usage: python bench_face.py [--smoke] [--json] [--skip rpyc|execnet|zmq|raw|spli
                             [--only W1,W9] [--rpyc-stock]
 Needs the splitbrain package on PYTHONPATH and SPLITBRAIN_AGENT (run.sh sets both from
 SPLITBRAIN_BUILD_DIR). Figures are medians with the 10th–90th percentile spread, N repetitions and
-RT round trips per repetition where counted (splitbrain: Slave.requests; RPyC: requests it waits
+RT round trips per repetition where counted (splitbrain: Slave.round_trips; RPyC: requests it waits
 for plus requests the server makes back); MB/s are 10^6 bytes per second. "local" runs the same
 code with no slave: the floor of the operation itself."""
 
@@ -81,9 +81,9 @@ WORKLOADS = [
 class Fixture:
     """Scratch files on tmpfs: the bulk file, 2,000 small files, and the data to write."""
 
-    def __init__(self, smoke: bool):
+    def __init__(self, smoke: bool, bulk_mib: int = 64):
         self.smoke = smoke
-        self.bulk_bytes = (4 if smoke else 64) * MiB
+        self.bulk_bytes = (4 if smoke else bulk_mib) * MiB
         self.scratch = benchkit.scratch_dir()
         bulk = benchkit.bulk_file(self.scratch, self.bulk_bytes)
         files = self.scratch / "files"
@@ -216,13 +216,13 @@ def plain_fns(fx: Fixture) -> dict:
     }
 
 
-def splitbrain_side(stack: contextlib.ExitStack, fx: Fixture, agent_args=()) -> Side | None:
+def splitbrain_side(stack: contextlib.ExitStack, fx: Fixture, agent_args=(), ab=False) -> list[Side]:
     """The user's code inside `with box:`, on an agent of our own reached by its connection file."""
     try:
         splitbrain = benchkit.splitbrain_package()
     except ImportError as e:
         print(f"splitbrain: cannot import ({e}); is PYTHONPATH the build's python dir?", file=sys.stderr)
-        return None
+        return []
     client_public, _ = splitbrain.client_keys()
     agent = stack.enter_context(benchkit.Agent(fx.scratch / "agent", authorized=(client_public,),
                                                extra=tuple(agent_args)))
@@ -235,7 +235,7 @@ def splitbrain_side(stack: contextlib.ExitStack, fx: Fixture, agent_args=()) -> 
         b = splitbrain.connect(target, name="bench-face-w8")
         with b:
             os.getcwd()
-        w8_requests.append(b.requests)
+        w8_requests.append(b.round_trips)
         b.close()
 
     def w8_settle():
@@ -246,15 +246,29 @@ def splitbrain_side(stack: contextlib.ExitStack, fx: Fixture, agent_args=()) -> 
     def round_trips(fn):
         if fn is w8:
             return w8_requests[-1] if w8_requests else None
-        before = box.requests
+        before = box.round_trips  # replies waited for: pipelined writes are sent, not waited for
         fn()
-        return box.requests - before
+        return box.round_trips - before
 
     fns = plain_fns(fx)
     fns["W8"] = w8
     fns["W8b"] = w8
     fns["W6run"] = lambda: box.run(workloads.w6_on_slave, fx.paths.files_dir)
-    return Side("splitbrain", fns, context=lambda: box, round_trips=round_trips, setups={"W8": w8_settle})
+    side = Side("splitbrain", fns, context=lambda: box, round_trips=round_trips, setups={"W8": w8_settle})
+    if not ab:
+        return [side]
+    # The A/B side: a second session whose open() skips the helper that sets files up for pipelined
+    # writes, so its files are written one round trip per write, as before pipelining.
+    sync = splitbrain.connect(target, name="bench-face-sync")
+    stack.callback(sync.close)
+    sync.__dict__["_sb_open_and_describe"] = False
+
+    def sync_round_trips(fn):
+        before = sync.round_trips
+        fn()
+        return sync.round_trips - before
+
+    return [side, Side("sb-sync", plain_fns(fx), context=lambda: sync, round_trips=sync_round_trips)]
 
 
 # The real modules, held where splitbrain's re-binding of module globals does not reach.
@@ -387,7 +401,11 @@ def main():
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--smoke", action="store_true",
                         help="each workload once, 4 MiB instead of 64 MiB; checks the bench runs")
+    parser.add_argument("--quick", action="store_true",
+                        help="a fifth of the repetitions and time per workload, 16 MiB bulk (≈ 1 min)")
     parser.add_argument("--json", action="store_true", help="print the figures as JSON lines too")
+    parser.add_argument("--ab-pipelining", action="store_true",
+                        help="also run splitbrain with pipelined writes off (side sb-sync), for an A/B")
     parser.add_argument("--skip", action="append", default=[],
                         choices=["rpyc", "execnet", "zmq", "raw", "splitbrain", "local"])
     parser.add_argument("--only", help="comma-separated workloads to run, e.g. W1,W4r,W9")
@@ -403,17 +421,19 @@ def main():
             parser.error(f"unknown workloads {sorted(unknown)}; known: {[w.key for w in WORKLOADS]}")
         WORKLOADS[:] = [w for w in WORKLOADS if w.key in keep]
 
+    if args.quick:
+        for w in WORKLOADS:
+            w.reps, w.budget_s = max(5, w.reps // 5), w.budget_s / 4
     t0 = time.monotonic()
-    fx = Fixture(args.smoke)
-    results: dict[str, dict[str, Figure]] = {"splitbrain": {}, "rpyc": {}, "execnet": {}, "zmq": {}, "local": {}}
+    fx = Fixture(args.smoke, 16 if args.quick else 64)
+    results: dict[str, dict[str, Figure]] = {"splitbrain": {}, "rpyc": {}, "execnet": {}, "zmq": {}, "local": {},
+                                             "sb-sync": {}}
     raw: dict[str, Figure] = {}
     try:
         with contextlib.ExitStack() as stack:
             sides = []
             if "splitbrain" not in args.skip:
-                side = splitbrain_side(stack, fx, args.agent_arg)
-                if side:
-                    sides.append(side)
+                sides.extend(splitbrain_side(stack, fx, args.agent_arg, ab=args.ab_pipelining))
             if "rpyc" not in args.skip:
                 sides.append(rpyc_side(stack, fx, args.rpyc_stock))
             import peers
@@ -441,9 +461,15 @@ def main():
     sb, rp, lo = results["splitbrain"], results["rpyc"], results["local"]
     print_report(rp, sb, lo, extra, args.smoke)
     print_peer_report(results, raw, args.smoke)
+    if results["sb-sync"]:
+        print("A/B: splitbrain with pipelined writes (splitbrain) and without (sb-sync), same run")
+        for key, fig in results["sb-sync"].items():
+            on = results["splitbrain"].get(key)
+            if on and on.n and fig.n:
+                print(f"  {key:<5} pipelined {on.describe()}\n        without   {fig.describe()}")
     print(f"(bench/face ran {time.monotonic() - t0:.0f} s)")
     if args.json:
-        benchkit.print_json_figures([f for side in PEERS + ("splitbrain",) for f in results[side].values()]
+        benchkit.print_json_figures([f for side in PEERS + ("splitbrain", "local") for f in results[side].values()]
                                     + list(raw.values()))
 
 

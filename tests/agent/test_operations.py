@@ -376,3 +376,32 @@ def test_a_local_reference_used_after_its_call_is_callback_unavailable(client):
     while not any(b"callback_unavailable" in e.get("d", b"") for e in client.events):
         assert time.monotonic() < deadline, client.events
         client.ok("stats")
+
+
+def test_a_request_after_a_failed_pipelined_one_is_not_run_but_a_close_after_it_is(client, tmp_path):
+    """docs/protocol.md, "Pipelined writes": "after" names a pipelined request ("pipe": true); the
+    worker SHALL NOT run a request after one that failed, and counts it failed in turn."""
+    path = tmp_path / "p.txt"
+    builtins = client.module("builtins")
+    handle = client.value(builtins, str(path), "w", path=["open"])
+    ids = []
+    for data, after in (("one", None), (42, None), ("three", "previous")):
+        request_id = next(client.ids)
+        fields = {"o": handle.wire(), "path": ["write"], "a": [data], "pipe": True}
+        if after:
+            fields["after"] = ids[-1]
+        client.send({"id": request_id, "op": "call", **fields})
+        ids.append(request_id)
+    first, failed, skipped = (client.wait_reply(i) for i in ids)
+    assert first["ok"] and first["r"] == 3
+    assert not failed["ok"] and failed["e"]["type"] == "builtins.TypeError"
+    assert not skipped["ok"]
+    assert skipped["e"]["msg"] == (f"[splitbrain.not_run_after_failure] request {ids[1]}, a pipelined write "
+                                   f"before it on the same file, failed")
+    # the next call on the file names the skipped one: not run either
+    reply = client.request("call", o=handle.wire(), path=["tell"], after=ids[2])
+    assert reply["e"]["code"] == "not_run_after_failure"
+    # a request after a pipelined one that succeeded runs; a close is sent without "after"
+    assert client.ok("call", o=handle.wire(), path=["write"], a=["!"], after=ids[0]) == 1
+    assert client.ok("call", o=handle.wire(), path=["close"]) is None
+    assert path.read_text() == "one!"

@@ -81,6 +81,8 @@ enum class errc {
     leased,
     // a reply lost with a broken connection
     reply_lost,
+    // pipelined writes
+    not_run_after_failure,
 };
 
 // Every id's name, indexed by errc.
@@ -139,9 +141,10 @@ inline constexpr std::string_view error_names[] = {
     "module_refused",
     "leased",
     "reply_lost",
+    "not_run_after_failure",
 };
 inline constexpr std::size_t error_count = sizeof(error_names) / sizeof(error_names[0]);
-static_assert(error_count == static_cast<std::size_t>(errc::reply_lost) + 1,
+static_assert(error_count == static_cast<std::size_t>(errc::not_run_after_failure) + 1,
               "error_names must name every errc, in order");
 
 [[nodiscard]] constexpr std::string_view name(errc code) noexcept {

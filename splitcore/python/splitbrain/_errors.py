@@ -136,6 +136,7 @@ TYPES = {
     "module_refused": ModuleRefused,
     "leased": Leased,
     "reply_lost": ProtocolError,
+    "not_run_after_failure": ProtocolError,
 }
 _core.set_error_types(TYPES)
 

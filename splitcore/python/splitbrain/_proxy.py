@@ -63,6 +63,10 @@ class RemoteObject:
         if name == "fileno":
             return _Fileno(self)
         slave = self._sb_slave
+        if name == "write":
+            facts = slave._conn.piped(self._sb_oid)
+            if facts is not None:  # small writes sent without waiting (see _files)
+                return _PipelinedWrite(self, facts)
         methods = slave._methods.get(self._sb_type)
         if methods is not None and name in methods:
             return RemoteMethod(self, name)
@@ -152,6 +156,11 @@ class RemoteObject:
 
     def __exit__(self, exc_type, exc, tb):
         __tracebackhide__ = True
+        slave = self._sb_slave
+        facts = slave._conn.piped(self._sb_oid) if self._sb_type in _ENTER_RETURNS_SELF else None
+        if facts is not None and not facts.writable:  # a file only read: its close is pipelined (see _files)
+            slave._conn.pipe_close(self._sb_oid, "call", {"o": self._sb_oid, "path": ["close"]})
+            return False
         described = None if exc_type is None else [f"{exc_type.__module__}.{exc_type.__qualname__}", str(exc)]
         return bool(self._sb_slave._conn.request("exit", {"o": self._sb_oid, "exc": described}))
 
@@ -354,6 +363,24 @@ class RemoteMethod:
     def __hash__(self):
         __tracebackhide__ = True
         return hash(self._sb_resolve())
+
+
+class _PipelinedWrite(RemoteMethod):
+    """``write`` of a remote file whose small writes are pipelined (see _files)."""
+
+    __slots__ = ("_sb_facts",)
+
+    def __init__(self, owner, facts):
+        super().__init__(owner, "write")
+        self._sb_facts = facts
+
+    def __call__(self, *args, **kwargs):
+        __tracebackhide__ = True
+        from ._files import pipelined_write  # noqa: PLC0415 (_files is imported by _routing, after us)
+        written = pipelined_write(self._sb_owner, self._sb_facts, args, kwargs)
+        if written is not None:
+            return written
+        return super().__call__(*args, **kwargs)
 
 
 class RemoteModule:

@@ -27,7 +27,7 @@ import sysconfig
 import threading
 import types
 
-from . import _core
+from . import _core, _files
 from ._context import current_slave
 from ._context import local as _local
 from ._errors import SlaveOnlyModuleError, error
@@ -213,7 +213,7 @@ def open(file, mode="r", buffering=-1, encoding=None, errors=None, newline=None,
         kwargs["newline"] = newline
     if not closefd:
         kwargs["closefd"] = closefd
-    return slave._builtin("open")(file, mode, **kwargs)
+    return _files.open_file(slave, file, mode, kwargs)
 
 
 open.__doc__ = (_io.open.__doc__ or "") + "\n\n(splitbrain: acts on the active slave inside its context.)"

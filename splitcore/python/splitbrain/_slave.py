@@ -261,6 +261,7 @@ class Slave:
         if isinstance(obj, RemoteObject):
             owner = obj._sb_slave
             if owner is self:
+                self._conn.unpipe(obj._sb_oid)  # a file given to a call may be closed there (see _files)
                 return obj._sb_oid
             if isinstance(owner, _LostSession) and owner.slave is self:
                 raise error("session_lost", owner._conn._message)
@@ -383,6 +384,12 @@ class Slave:
         """Messages sent to the agent so far: each request is one round trip (release batches
         and cancels are sent without waiting). For tests and tuning."""
         return self._conn.requests
+
+    @property
+    def round_trips(self):
+        """Replies waited for so far: requests, and pipelines of small writes that had to wait for
+        their oldest replies (pipelined writes and closes themselves are not). For tests and tuning."""
+        return self._conn.round_trips
 
     @property
     def closed(self):

@@ -8,9 +8,11 @@
 
 #include <chrono>
 #include <cstdio>
+#include <deque>
 #include <memory>
 #include <optional>
 #include <string>
+#include <unordered_map>
 #include <utility>
 #include <vector>
 
@@ -34,11 +36,25 @@ constexpr auto signal_check_interval = std::chrono::milliseconds(100);
 constexpr auto cancel_grace = std::chrono::milliseconds(900);
 constexpr std::size_t release_batch = 64;
 
+// A remote file whose small writes are sent without waiting for their replies (docs/protocol.md,
+// "Pipelined writes"): they are taken, in order, by the next call on the file, which the worker runs
+// only if they all succeeded ("after"), and the first failure is raised there.
+struct pipelined_file {
+    py_ref facts;      // the owner's description of the file (_files.Facts)
+    bool open = true;  // writes may still be pipelined: no call that could close it was made
+    std::deque<std::pair<std::uint64_t, std::size_t>> in_flight;  // request id, bytes
+    std::size_t bytes = 0;
+};
+
 struct connection_state {
     std::shared_ptr<splitcore::channel> channel;  // null once closed; callers hold their own copy
     py_ref box, unbox, output, error;             // the owner's hooks
     json releases = json::array();                // [[oid, count], ...] not yet sent; GIL-guarded
     unsigned long long requests = 0;              // messages sent (requests, posts, release batches)
+    unsigned long long round_trips = 0;           // replies waited for (requests, full pipelines)
+    // Pipelined files by oid, and the pipelined closes whose replies the next request takes; GIL-guarded.
+    std::unordered_map<unsigned long long, pipelined_file> pipes;
+    std::deque<std::uint64_t> unchecked;
 
     // The owner's hooks for local objects by reference and the callbacks on them.
     py_ref local, callback, keep_error, release_local;
@@ -307,6 +323,101 @@ splitcore::message await_reply(connection_state& state, splitcore::channel& chan
 
 connection_state& state_of(connection_object* self) { return *self->state; }
 
+// The method calls and attributes of a file that leave it open: after them its writes may still be
+// pipelined. Any other use (close, detach, an iterator, the file passed to a call) ends that.
+bool keeps_pipelining(const json& header) {
+    static const char* const names[] = {"write",    "flush",     "tell",     "seek",     "read",          "read1",
+                                        "readline", "readlines", "readinto", "readable", "writable",      "seekable",
+                                        "isatty",   "fileno",    "truncate", "peek",     "closed",        "name",
+                                        "mode",     "encoding",  "errors",   "newlines", "line_buffering"};
+    const std::string op = header.value("op", "");
+    const json* name = nullptr;
+    if (op == "getattr") {
+        name = splitcore::optional_field(header, "name");
+    } else if (op == "call") {
+        const json* path = splitcore::optional_field(header, "path");
+        if (path != nullptr && path->is_array() && path->size() == 1) name = &(*path)[0];
+    }
+    if (name == nullptr || !name->is_string()) return false;
+    for (const char* known : names) {
+        if (*name == known) return true;
+    }
+    return false;
+}
+
+// A close runs whatever failed before it, as a local file closes after a failed flush.
+bool closes(const json& header) {
+    const std::string op = header.value("op", "");
+    if (op == "exit") return true;
+    const json* path = op == "call" ? splitcore::optional_field(header, "path") : nullptr;
+    return path != nullptr && path->is_array() && path->size() == 1 && (*path)[0] == "close";
+}
+
+// Takes the reply of a pipelined request; an error reply raises what the owner's _error makes of it.
+void collect(connection_state& state, splitcore::channel& channel, std::uint64_t id) {
+    splitcore::message reply = await_reply(state, channel, id, 0);
+    release_locals(state, reply.header);
+    const auto ok = reply.header.find("ok");
+    if (ok == reply.header.end() || !ok->is_boolean() || !ok->get<bool>()) {
+        master_scope master;
+        throw_error_reply(state, reply);
+    }
+    channel.discard(reply);  // a write's count is known here already
+}
+
+void abandon_file(connection_state& state, splitcore::channel& channel, unsigned long long oid) {
+    const auto found = state.pipes.find(oid);
+    if (found == state.pipes.end()) return;
+    for (const auto& sent : found->second.in_flight) channel.abandon(sent.first);
+    found->second.in_flight.clear();
+    found->second.bytes = 0;
+}
+
+// Takes the replies of a file's pipelined writes, oldest first, until at most `keep_bytes` are in
+// flight. The first failure is raised; the worker ran nothing of the file's after it, and the
+// replies still to come are dropped.
+void collect_file(connection_state& state, splitcore::channel& channel, unsigned long long oid,
+                  std::size_t keep_bytes = 0) {
+    for (;;) {
+        const auto found = state.pipes.find(oid);
+        if (found == state.pipes.end() || found->second.in_flight.empty()) return;
+        if (keep_bytes > 0 && found->second.bytes <= keep_bytes) return;
+        const auto [id, bytes] = found->second.in_flight.front();
+        found->second.in_flight.pop_front();
+        found->second.bytes -= bytes;
+        try {
+            collect(state, channel, id);
+        } catch (...) {
+            abandon_file(state, channel, oid);
+            throw;
+        }
+    }
+}
+
+// Pipelined closes of files only read (their replies come before any later request's): the first
+// failure is raised by the request that finds it.
+void collect_unchecked(connection_state& state, splitcore::channel& channel) {
+    while (!state.unchecked.empty()) {
+        const std::uint64_t id = state.unchecked.front();
+        state.unchecked.pop_front();
+        collect(state, channel, id);
+    }
+}
+
+// The object id of a request's "o", if it names a pipelined file.
+std::optional<unsigned long long> pipelined_target(connection_state& state, PyObject* fields) {
+    if (state.pipes.empty() || fields == nullptr || !PyDict_Check(fields)) return std::nullopt;
+    PyObject* o = PyDict_GetItemString(fields, "o");
+    if (o == nullptr || !PyLong_Check(o)) return std::nullopt;
+    const unsigned long long oid = PyLong_AsUnsignedLongLong(o);
+    if (PyErr_Occurred()) {
+        PyErr_Clear();
+        return std::nullopt;
+    }
+    if (state.pipes.find(oid) == state.pipes.end()) return std::nullopt;
+    return oid;
+}
+
 // request(op, fields=None, timeout=None)
 py_ref connection_request(connection_object* self, PyObject* const* args, Py_ssize_t nargs) {
     if (nargs < 1 || nargs > 3) throw python_error::make(PyExc_TypeError, "request(op, fields=None, timeout=None)");
@@ -325,14 +436,40 @@ py_ref connection_request(connection_object* self, PyObject* const* args, Py_ssi
     std::vector<zmq::message_t> frames = encoder.take_frames();
     adopt_orphans(state);
     if (state.releases.size() >= release_batch) flush_releases(state);
+    const std::optional<unsigned long long> file = pipelined_target(state, nargs > 1 ? args[1] : nullptr);
+    if (file) {
+        pipelined_file& pipe = state.pipes[*file];
+        if (!pipe.in_flight.empty() && !closes(header)) header["after"] = pipe.in_flight.back().first;
+        if (!keeps_pipelining(header)) pipe.open = false;
+    }
+    const bool main_thread = !state.unchecked.empty() && [&header] {
+        const splitcore::operation* op = splitcore::op::find(header.value("op", ""));
+        return op != nullptr && op->answered_by == splitcore::tier::main_thread;
+    }();
     std::uint64_t id;
     ++state.requests;
+    ++state.round_trips;
     {
         splitcore::gil_release unlocked;
         id = channel->send(std::move(header), std::move(frames));
     }
     splitcore::message reply = await_reply(state, *channel, id, timeout);
     release_locals(state, reply.header);
+    if (file || main_thread) {
+        // Replies come in order: those of the pipelined requests sent before this one are here.
+        try {
+            if (file) {
+                collect_file(state, *channel, *file);
+                if (const auto found = state.pipes.find(*file); found != state.pipes.end() && !found->second.open) {
+                    state.pipes.erase(found);
+                }
+            }
+            if (main_thread) collect_unchecked(state, *channel);
+        } catch (...) {
+            channel->discard(reply);
+            throw;
+        }
+    }
     master_scope master;
     const auto ok = reply.header.find("ok");
     const bool succeeded = ok != reply.header.end() && ok->is_boolean() && ok->get<bool>();
@@ -373,6 +510,104 @@ py_ref connection_post(connection_object* self, PyObject* const* args, Py_ssize_
     return py_ref::checked(PyLong_FromUnsignedLongLong(id));
 }
 
+// pipeline(oid, facts): the file's small writes may be sent without waiting (pipe()).
+py_ref connection_pipeline(connection_object* self, PyObject* const* args, Py_ssize_t nargs) {
+    if (nargs != 2) throw python_error::make(PyExc_TypeError, "pipeline(oid, facts)");
+    const unsigned long long oid = PyLong_AsUnsignedLongLong(args[0]);
+    splitcore::throw_if_error();
+    state_of(self).pipes[oid].facts = py_ref::borrow(args[1]);
+    return py_ref::borrow(Py_None);
+}
+
+// piped(oid) -> facts or None: whether writes on the file may be pipelined now.
+py_ref connection_piped(connection_object* self, PyObject* arg) {
+    connection_state& state = state_of(self);
+    if (state.pipes.empty() || !PyLong_Check(arg)) return py_ref::borrow(Py_None);
+    const unsigned long long oid = PyLong_AsUnsignedLongLong(arg);
+    if (PyErr_Occurred()) {
+        PyErr_Clear();
+        return py_ref::borrow(Py_None);
+    }
+    const auto found = state.pipes.find(oid);
+    if (found == state.pipes.end() || !found->second.open || !found->second.facts) return py_ref::borrow(Py_None);
+    return py_ref::borrow(found->second.facts.get());
+}
+
+// unpipe(oid): the file is used in a way that could close it (passed to a call): no more pipelined
+// writes; those in flight are taken by its next call.
+py_ref connection_unpipe(connection_object* self, PyObject* arg) {
+    connection_state& state = state_of(self);
+    if (state.pipes.empty()) return py_ref::borrow(Py_None);
+    const unsigned long long oid = PyLong_AsUnsignedLongLong(arg);
+    splitcore::throw_if_error();
+    if (const auto found = state.pipes.find(oid); found != state.pipes.end()) found->second.open = false;
+    return py_ref::borrow(Py_None);
+}
+
+// pipe(oid, op, fields, nbytes, window): sends a call on a pipelined file without waiting for its
+// reply; the worker runs it only if the file's pipelined calls before it succeeded. Past `window`
+// bytes in flight the oldest replies are taken (and a failure raised), as a full buffer spills.
+py_ref connection_pipe(connection_object* self, PyObject* const* args, Py_ssize_t nargs) {
+    if (nargs != 5) throw python_error::make(PyExc_TypeError, "pipe(oid, op, fields, nbytes, window)");
+    const unsigned long long oid = PyLong_AsUnsignedLongLong(args[0]);
+    const std::size_t nbytes = PyLong_AsSize_t(args[3]);
+    const std::size_t window = PyLong_AsSize_t(args[4]);
+    splitcore::throw_if_error();
+    connection_state& state = state_of(self);
+    std::shared_ptr<splitcore::channel> channel = open_channel(state);
+    client_hooks hooks = hooks_of(state);
+    splitcore::encoder encoder(hooks);
+    encoder.send_sets_by_value();
+    json header = build_header(args[1], args[2], encoder);
+    std::vector<zmq::message_t> frames = encoder.take_frames();
+    adopt_orphans(state);
+    if (state.releases.size() >= release_batch) flush_releases(state);
+    header["pipe"] = true;
+    if (const auto found = state.pipes.find(oid); found != state.pipes.end() && !found->second.in_flight.empty()) {
+        header["after"] = found->second.in_flight.back().first;
+    }
+    std::uint64_t id;
+    ++state.requests;
+    {
+        splitcore::gil_release unlocked;
+        id = channel->send(std::move(header), std::move(frames));
+    }
+    pipelined_file& pipe = state.pipes[oid];
+    pipe.in_flight.emplace_back(id, nbytes);
+    pipe.bytes += nbytes;
+    if (pipe.bytes > window && pipe.in_flight.size() > 1) {
+        ++state.round_trips;
+        collect_file(state, *channel, oid, window);
+    }
+    return py_ref::borrow(Py_None);
+}
+
+// pipe_close(oid, op, fields): sends the close of a file only read, without waiting; its reply is
+// taken (and a failure raised) by the next request to the worker.
+py_ref connection_pipe_close(connection_object* self, PyObject* const* args, Py_ssize_t nargs) {
+    if (nargs != 3) throw python_error::make(PyExc_TypeError, "pipe_close(oid, op, fields)");
+    const unsigned long long oid = PyLong_AsUnsignedLongLong(args[0]);
+    splitcore::throw_if_error();
+    connection_state& state = state_of(self);
+    std::shared_ptr<splitcore::channel> channel = open_channel(state);
+    client_hooks hooks = hooks_of(state);
+    splitcore::encoder encoder(hooks);
+    json header = build_header(args[1], args[2], encoder);
+    std::vector<zmq::message_t> frames = encoder.take_frames();
+    if (const auto found = state.pipes.find(oid); found != state.pipes.end()) {
+        collect_file(state, *channel, oid);  // a file only read has none: nothing waits here
+        state.pipes.erase(oid);
+    }
+    std::uint64_t id;
+    ++state.requests;
+    {
+        splitcore::gil_release unlocked;
+        id = channel->send(std::move(header), std::move(frames));
+    }
+    state.unchecked.push_back(id);
+    return py_ref::borrow(Py_None);
+}
+
 // release(oid, count): queued; sent in batches before a later request or by flush().
 py_ref connection_release(connection_object* self, PyObject* const* args, Py_ssize_t nargs) {
     if (nargs != 2) throw python_error::make(PyExc_TypeError, "release(oid, count)");
@@ -382,6 +617,11 @@ py_ref connection_release(connection_object* self, PyObject* const* args, Py_ssi
     const unsigned long long count = PyLong_AsUnsignedLongLong(args[1]);
     splitcore::throw_if_error();
     state.releases.push_back(json::array({oid, count}));
+    if (const auto found = state.pipes.find(oid); found != state.pipes.end()) {
+        // Dropped unclosed: the slave's file closes when released, as a local one when collected.
+        abandon_file(state, *state.channel, oid);
+        state.pipes.erase(found);
+    }
     return py_ref::borrow(Py_None);
 }
 
@@ -423,6 +663,8 @@ py_ref connection_close(connection_object* self, PyObject*) {
     connection_state& state = state_of(self);
     std::shared_ptr<splitcore::channel> channel = std::move(state.channel);
     state.releases = json::array();
+    state.pipes.clear();
+    state.unchecked.clear();
     if (channel) {
         splitcore::gil_release unlocked;
         channel->close();  // wakes threads still waiting on it; they hold their own reference
@@ -443,6 +685,10 @@ py_ref connection_handshakes(connection_object* self, void*) {
 
 py_ref connection_requests(connection_object* self, void*) {
     return py_ref::checked(PyLong_FromUnsignedLongLong(state_of(self).requests));
+}
+
+py_ref connection_round_trips(connection_object* self, void*) {
+    return py_ref::checked(PyLong_FromUnsignedLongLong(state_of(self).round_trips));
 }
 
 py_ref connection_pending_releases(connection_object* self, void*) {
@@ -544,6 +790,18 @@ PyMethodDef connection_methods[] = {
      "'v'/'k' boxed values, 'a' boxed arguments, 'kw' boxed keyword arguments; the rest is plain header data. Error replies raise what the owner's _error makes of them."},
     {"post", method(boundary<connection_post>), METH_FASTCALL,
      "post(op, fields=None) -> id: send without waiting; the reply is dropped."},
+    {"pipeline", method(boundary<connection_pipeline>), METH_FASTCALL,
+     "pipeline(oid, facts): the file's small writes may be sent without waiting (docs/protocol.md, "
+     "\"Pipelined writes\")."},
+    {"piped", method(boundary<connection_piped>), METH_O,
+     "piped(oid) -> facts or None: the facts given to pipeline() while writes on the file may be pipelined."},
+    {"unpipe", method(boundary<connection_unpipe>), METH_O, "unpipe(oid): no more pipelined writes on the file."},
+    {"pipe", method(boundary<connection_pipe>), METH_FASTCALL,
+     "pipe(oid, op, fields, nbytes, window): send a call on a pipelined file without waiting; its reply is "
+     "taken by the file's next call (a failure raised there), or once more than window bytes are in flight."},
+    {"pipe_close", method(boundary<connection_pipe_close>), METH_FASTCALL,
+     "pipe_close(oid, op, fields): send the close of a file only read without waiting; a failure is raised by "
+     "the next request."},
     {"release", method(boundary<connection_release>), METH_FASTCALL,
      "release(oid, count): queue a release, sent in a batch later (or by flush())."},
     {"flush", method(boundary<connection_flush>), METH_NOARGS, "Send the queued releases now."},
@@ -561,6 +819,8 @@ PyGetSetDef connection_getset[] = {
     {"closed", reinterpret_cast<getter>(boundary<connection_closed>), nullptr, "True once close() ran.", nullptr},
     {"requests", reinterpret_cast<getter>(boundary<connection_requests>), nullptr,
      "Messages sent so far (each request is one round trip; posts are not waited for).", nullptr},
+    {"round_trips", reinterpret_cast<getter>(boundary<connection_round_trips>), nullptr,
+     "Replies waited for so far: requests, and pipelines that had to wait (pipelined writes are not).", nullptr},
     {"handshakes", reinterpret_cast<getter>(boundary<connection_handshakes>), nullptr,
      "Handshakes with the agent that succeeded so far: more than 1 after a reconnect.", nullptr},
     {"pending_releases", reinterpret_cast<getter>(boundary<connection_pending_releases>), nullptr,
