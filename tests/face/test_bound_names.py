@@ -10,6 +10,7 @@ import pickle
 import posixpath
 import shutil
 import types
+from stat import S_ISDIR
 from unittest import mock
 
 import splitbrain
@@ -108,3 +109,23 @@ def test_the_standard_library_and_exempt_packages_get_the_real_functions(tmp_pat
         assert sb_exempt_probe.listdir is vars(os)["listdir"]
     finally:
         sys.path.remove(str(tmp_path))
+
+
+def test_os_walk_inside_a_context_is_steered_by_its_caller(linux_box, tmp_path):
+    for sub in ("keep/deep", "prune/deep"):
+        (tmp_path / sub).mkdir(parents=True)
+    with linux_box:
+        seen = []
+        for top, dirs, files in os.walk(str(tmp_path)):
+            seen.append(os.path.relpath(top, str(tmp_path)))
+            if "prune" in dirs:
+                dirs.remove("prune")  # the slave's os.walk would have walked its own copy
+        assert sorted(seen) == [".", "keep", "keep/deep"]
+        walked = walk(str(tmp_path))  # bound at import: the same
+        top, dirs, _ = next(walked)
+        os.rename(str(tmp_path / "keep"), str(tmp_path / "kept"))  # after the first step, before the next
+        dirs[:] = ["kept"]
+        assert [os.path.basename(t) for t, _, _ in walked] == ["kept", "deep"]
+        modes = [os.fstat(fd).st_mode for _, _, _, fd in os.fwalk(str(tmp_path))]  # open while suspended
+        assert len(modes) == 5 and all(S_ISDIR(mode) for mode in modes)
+        assert linux_box.modules.os.getpid() == linux_box.pid

@@ -40,6 +40,10 @@ _INTERPRETER = frozenset({"importlib", "_frozen_importlib", "_frozen_importlib_e
                           "linecache", "tokenize", "traceback", "warnings", "inspect", "pydoc", "site",
                           "sysconfig", "encodings", "codecs", "gettext", "locale", "pkgutil", "runpy"})
 
+# Marks the globals of the standard library's functions that splitbrain runs here with routed
+# primitives (_routing._RUN_HERE): their audit events (os.fwalk) are not IO on the master.
+ROUTES = "__splitbrain_routes__"
+
 _strict = True
 _stdlib_files = {}  # co_filename → True if it is the standard library's
 
@@ -69,8 +73,8 @@ def _culprit(frame):
     while frame is not None:
         name = frame.f_globals.get("__name__")
         top = name.partition(".")[0] if isinstance(name, str) else ""
-        if top in _INTERPRETER or top in _exempt:
-            return None
+        if top in _INTERPRETER or top in _exempt or ROUTES in frame.f_globals:
+            return None  # (a routed copy of os.walk/fwalk: its own IO goes through routed primitives)
         if not _is_stdlib(frame.f_code.co_filename):
             return frame
         frame = frame.f_back

@@ -27,7 +27,7 @@ import sysconfig
 import threading
 import types
 
-from . import _core
+from . import _audit, _core
 from ._context import current_slave
 from ._context import local as _local
 from ._errors import SlaveOnlyModuleError, error
@@ -95,6 +95,7 @@ def _run_here(name, routed, attr):
                 namespace[key] = value
             else:
                 namespace[key] = getattr(routed, key)
+        namespace[_audit.ROUTES] = True
         for key, value in source.items():  # the module's own Python functions call each other's copies
             if type(value) is types.FunctionType and value.__globals__ is source:
                 copy = types.FunctionType(value.__code__, namespace, value.__name__, value.__defaults__,
