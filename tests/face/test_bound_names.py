@@ -129,3 +129,16 @@ def test_os_walk_inside_a_context_is_steered_by_its_caller(linux_box, tmp_path):
         modes = [os.fstat(fd).st_mode for _, _, _, fd in os.fwalk(str(tmp_path))]  # open while suspended
         assert len(modes) == 5 and all(S_ISDIR(mode) for mode in modes)
         assert linux_box.modules.os.getpid() == linux_box.pid
+
+
+def test_pathlib_inside_a_context_is_the_masters_pathlib_acting_on_the_slave(linux_box, tmp_path):
+    with linux_box:
+        p = pathlib.Path(str(tmp_path)) / "x.txt"  # no round trip: a local PosixPath
+        assert type(p) is vars(pathlib)["PosixPath"] and isinstance(p, pathlib.PurePath)
+        assert pickle.loads(pickle.dumps(p)) == p
+        assert eval(repr(p), pathlib.__dict__) == p
+        p.write_text("there")
+        assert p.read_text() == "there" and p.exists()
+        assert pathlib.Path.cwd() == pathlib.Path(linux_box.modules.os.getcwd())
+        p.unlink()
+        assert not linux_box.modules.os.path.exists(str(p))

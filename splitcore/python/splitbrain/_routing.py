@@ -107,10 +107,22 @@ def _run_here(name, routed, attr):
         return namespace[attr]
 
 
+# Routed modules whose classes and functions stay the master's inside a context too: their IO goes
+# through the routed `os` and `open` (_KEEP_ROUTED), so it acts on the slave, while what is pure
+# computation (`p / "x"`, `p.name`, `str(p)`) costs no round trip, and the objects are the master's
+# own (pickling, isinstance, `type(p) is pathlib.PosixPath`, `eval(repr(p), vars(pathlib))`). One
+# round trip per IO call, as the slave's Path would take; a glob takes one per directory entry
+# looked at. Only while the slave has the master's path flavour (os.name): a local WindowsPath
+# cannot exist here, so a Windows slave's context gets that slave's pathlib.
+_LOCAL_CODE = frozenset({"pathlib"})
+
+
 def _route_getattr(slave, name, routed, attr):
     __tracebackhide__ = True
     if attr in _RUN_HERE.get(name, ()):
         return _run_here(name, routed, attr)
+    if name in _LOCAL_CODE and slave is not None and _same_flavour(slave):
+        return getattr(_load_real(name, routed), attr)
     if slave is None:
         if attr.startswith("__") and attr.endswith("__"):
             try:
@@ -132,9 +144,15 @@ def _route_getattr(slave, name, routed, attr):
     return getattr(module, attr)
 
 
+def _same_flavour(slave):
+    """True if *slave*'s paths are the master's kind (os.name: a constant of its imported os)."""
+    return slave._module("os").name == _load_real("os", _routed["os"]).name
+
+
 def _route_setattr(slave, name, routed, attr, value):
     __tracebackhide__ = True
-    target = _load_real(name, routed) if slave is None else slave._module(name)
+    local = slave is None or (name in _LOCAL_CODE and _same_flavour(slave))
+    target = _load_real(name, routed) if local else slave._module(name)
     if value is _DELETE:
         delattr(target, attr)
     else:
@@ -142,6 +160,8 @@ def _route_setattr(slave, name, routed, attr, value):
 
 
 def _route_dir(slave, name, routed):
+    if name in _LOCAL_CODE and _same_flavour(slave):
+        return dir(_load_real(name, routed))
     return dir(slave._module(name))
 
 
