@@ -286,6 +286,9 @@ class RemoteMethod:
 
     def __call__(self, *args, **kwargs):
         __tracebackhide__ = True
+        resolved = self._sb_resolved
+        if resolved is not None:  # fetched (pinned before a replacement): it, not what the name is now
+            return resolved(*args, **kwargs)
         owner = self._sb_owner
         if RemoteDescriptor.made:
             args, kwargs = _slave_descriptors(owner._sb_slave, args, kwargs)
