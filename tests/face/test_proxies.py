@@ -174,3 +174,21 @@ def test_a_replacement_that_calls_the_callable_it_replaced_does_not_call_itself(
     finally:
         os_.lstat = orig
     assert calls == [str(tmp_path)]
+
+
+def test_a_remote_class_the_master_has_too_subscripts_and_derives_as_the_masters(linux_box):
+    import types
+    masters = os.PathLike  # outside any context: the master's class
+    with linux_box:
+        alias = os.PathLike[bytes]
+        assert isinstance(alias, types.GenericAlias) and alias.__origin__ is masters
+
+        class Local(os.PathLike):  # derives from the master's twin: the same class of the same module
+            def __fspath__(self):
+                return "x"
+
+        assert issubclass(Local, masters) and os.fspath(Local()) == "x"
+    remote_class = linux_box.modules.builtins.eval("type('OnlyThere', (), {})")
+    with pytest.raises(TypeError, match="cannot derive from remote"):
+        class Derived(remote_class):
+            pass
