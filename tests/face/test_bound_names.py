@@ -142,3 +142,11 @@ def test_pathlib_inside_a_context_is_the_masters_pathlib_acting_on_the_slave(lin
         assert pathlib.Path.cwd() == pathlib.Path(linux_box.modules.os.getcwd())
         p.unlink()
         assert not linux_box.modules.os.path.exists(str(p))
+
+
+def test_struct_sequence_classes_are_the_masters_inside_a_context(linux_box, tmp_path):
+    masters = os.stat_result
+    with linux_box:
+        result = os.stat(str(tmp_path))
+        assert os.stat_result is masters and isinstance(result, os.stat_result)
+        assert pickle.loads(pickle.dumps(result)) == result

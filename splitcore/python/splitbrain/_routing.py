@@ -132,6 +132,13 @@ def _route_getattr(slave, name, routed, attr):
                 raise AttributeError(f"module {name!r} (only on a slave) has no attribute {attr!r} here") from None
             return getattr(real, attr)
         return getattr(_load_real(name, routed), attr)
+    real = _core.routed_real(routed)
+    if real is not None:
+        value = getattr(real, attr, None)
+        if type(value) is type and issubclass(value, tuple) and hasattr(value, "n_sequence_fields"):
+            # os.stat_result and its kind: a slave's values of them arrive as the master's (the
+            # boxing rebuilds them), so the class is the master's too (isinstance, pickling by name)
+            return value
     try:
         module = slave._module(name)
     except ImportError:
