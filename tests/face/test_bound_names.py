@@ -150,3 +150,16 @@ def test_struct_sequence_classes_are_the_masters_inside_a_context(linux_box, tmp
         result = os.stat(str(tmp_path))
         assert os.stat_result is masters and isinstance(result, os.stat_result)
         assert pickle.loads(pickle.dumps(result)) == result
+
+
+def test_os_spawn_inside_a_context_starts_the_program_on_the_slave_without_fork(linux_box, tmp_path):
+    import sys
+    marker = tmp_path / "spawned"
+    with linux_box:
+        code = os.spawnv(os.P_WAIT, "/bin/sh", ["sh", "-c", f"echo $PPID > {marker}; exit 3"])
+        assert code == 3
+        assert int(marker.read_text()) == linux_box.pid  # started by the slave's worker
+        pid = os.spawnlp(os.P_NOWAIT, "true", "true")
+        assert os.waitpid(pid, 0)[1] == 0
+        assert os.spawnve(os.P_WAIT, sys.executable, [sys.executable, "-c", "import os, sys; "
+                          "sys.exit(int(os.environ['SB_CODE']))"], {"SB_CODE": "5"}) == 5

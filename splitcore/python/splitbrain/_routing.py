@@ -74,7 +74,13 @@ _STDLIB = _stdlib_dirs()
 # batch on copies; inside a context they run here instead, with the routed primitives (scandir,
 # stat, open, close: a round trip each). Every other function of a routed module is the slave's:
 # one round trip for the whole call (shutil.copytree, os.makedirs).
-_RUN_HERE = {"os": frozenset({"walk", "fwalk"})}
+#
+# os.spawn* run here too, with the routed posix_spawn instead of fork: a slave refuses os.fork()
+# (it would fork the worker that serves the session), posix_spawn starts the program without a
+# copy of the worker. One difference: a program that cannot be started raises (FileNotFoundError)
+# instead of a child exiting with 127.
+_SPAWN = frozenset({"spawnl", "spawnle", "spawnlp", "spawnlpe", "spawnv", "spawnve", "spawnvp", "spawnvpe"})
+_RUN_HERE = {"os": frozenset({"walk", "fwalk"}) | _SPAWN}
 _here = {}  # (name, attr) → (real function, its copy with routed globals)
 
 
@@ -103,6 +109,8 @@ def _run_here(name, routed, attr):
                 copy.__kwdefaults__ = value.__kwdefaults__
                 copy.__qualname__, copy.__doc__, copy.__module__ = value.__qualname__, value.__doc__, value.__module__
                 namespace[key] = copy
+        if name == "os" and "_spawnvef" in namespace:
+            namespace["_spawnvef"] = _spawn_without_fork(namespace, routed)
         _here[(name, attr)] = (real, namespace[attr])
         return namespace[attr]
 
@@ -115,6 +123,28 @@ def _run_here(name, routed, attr):
 # looked at. Only while the slave has the master's path flavour (os.name): a local WindowsPath
 # cannot exist here, so a Windows slave's context gets that slave's pathlib.
 _LOCAL_CODE = frozenset({"pathlib"})
+
+
+def _spawn_without_fork(namespace, routed):
+    """os._spawnvef for the copies of os.spawn*: the routed posix_spawn(p) and waitpid."""
+    searching = (namespace["execvp"], namespace["execvpe"])
+    real_os = _core.routed_real(routed)
+
+    def _spawnvef(mode, file, args, env, func):
+        if not isinstance(args, (tuple, list)):
+            raise TypeError("argv must be a tuple or a list")
+        if not args or not args[0]:
+            raise ValueError("argv first element cannot be empty")
+        spawn = namespace["posix_spawnp" if func in searching else "posix_spawn"]
+        pid = spawn(file, args, routed.environ if env is None else env)  # the active slave's environ
+        if mode == real_os.P_NOWAIT:
+            return pid  # the caller waits, as with fork
+        while True:
+            _, status = namespace["waitpid"](pid, 0)
+            if real_os.WIFSTOPPED(status):
+                continue
+            return real_os.waitstatus_to_exitcode(status)
+    return _spawnvef
 
 
 def _route_getattr(slave, name, routed, attr):
