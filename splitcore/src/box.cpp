@@ -314,6 +314,12 @@ json encoder::encode_at(PyObject* value, int depth) {
         }
         PyErr_Clear();  // read-only or not contiguous: crosses as before
     }
+    if (PyMemoryView_Check(value) && PyMemoryView_GET_BUFFER(value)->readonly) {
+        // a read-only view (pathlib's write_bytes writes memoryview(data)): its bytes, as a copy
+        py_ref copy = py_ref::steal(PyBytes_FromObject(value));
+        if (copy) return encode_bytes(copy.get());
+        PyErr_Clear();  // not contiguous, or not a format bytes() takes: by reference as before
+    }
     if (PyByteArray_CheckExact(value)) {
         py_ref copy =
             py_ref::checked(PyBytes_FromStringAndSize(PyByteArray_AS_STRING(value), PyByteArray_GET_SIZE(value)));

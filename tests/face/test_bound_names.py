@@ -10,6 +10,7 @@ import pickle
 import posixpath
 import shutil
 import types
+from stat import S_ISDIR
 from unittest import mock
 
 import splitbrain
@@ -108,3 +109,57 @@ def test_the_standard_library_and_exempt_packages_get_the_real_functions(tmp_pat
         assert sb_exempt_probe.listdir is vars(os)["listdir"]
     finally:
         sys.path.remove(str(tmp_path))
+
+
+def test_os_walk_inside_a_context_is_steered_by_its_caller(linux_box, tmp_path):
+    for sub in ("keep/deep", "prune/deep"):
+        (tmp_path / sub).mkdir(parents=True)
+    with linux_box:
+        seen = []
+        for top, dirs, files in os.walk(str(tmp_path)):
+            seen.append(os.path.relpath(top, str(tmp_path)))
+            if "prune" in dirs:
+                dirs.remove("prune")  # the slave's os.walk would have walked its own copy
+        assert sorted(seen) == [".", "keep", "keep/deep"]
+        walked = walk(str(tmp_path))  # bound at import: the same
+        top, dirs, _ = next(walked)
+        os.rename(str(tmp_path / "keep"), str(tmp_path / "kept"))  # after the first step, before the next
+        dirs[:] = ["kept"]
+        assert [os.path.basename(t) for t, _, _ in walked] == ["kept", "deep"]
+        modes = [os.fstat(fd).st_mode for _, _, _, fd in os.fwalk(str(tmp_path))]  # open while suspended
+        assert len(modes) == 5 and all(S_ISDIR(mode) for mode in modes)
+        assert linux_box.modules.os.getpid() == linux_box.pid
+
+
+def test_pathlib_inside_a_context_is_the_masters_pathlib_acting_on_the_slave(linux_box, tmp_path):
+    with linux_box:
+        p = pathlib.Path(str(tmp_path)) / "x.txt"  # no round trip: a local PosixPath
+        assert type(p) is vars(pathlib)["PosixPath"] and isinstance(p, pathlib.PurePath)
+        assert pickle.loads(pickle.dumps(p)) == p
+        assert eval(repr(p), pathlib.__dict__) == p
+        p.write_text("there")
+        assert p.read_text() == "there" and p.exists()
+        assert pathlib.Path.cwd() == pathlib.Path(linux_box.modules.os.getcwd())
+        p.unlink()
+        assert not linux_box.modules.os.path.exists(str(p))
+
+
+def test_struct_sequence_classes_are_the_masters_inside_a_context(linux_box, tmp_path):
+    masters = os.stat_result
+    with linux_box:
+        result = os.stat(str(tmp_path))
+        assert os.stat_result is masters and isinstance(result, os.stat_result)
+        assert pickle.loads(pickle.dumps(result)) == result
+
+
+def test_os_spawn_inside_a_context_starts_the_program_on_the_slave_without_fork(linux_box, tmp_path):
+    import sys
+    marker = tmp_path / "spawned"
+    with linux_box:
+        code = os.spawnv(os.P_WAIT, "/bin/sh", ["sh", "-c", f"echo $PPID > {marker}; exit 3"])
+        assert code == 3
+        assert int(marker.read_text()) == linux_box.pid  # started by the slave's worker
+        pid = os.spawnlp(os.P_NOWAIT, "true", "true")
+        assert os.waitpid(pid, 0)[1] == 0
+        assert os.spawnve(os.P_WAIT, sys.executable, [sys.executable, "-c", "import os, sys; "
+                          "sys.exit(int(os.environ['SB_CODE']))"], {"SB_CODE": "5"}) == 5

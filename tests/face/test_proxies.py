@@ -1,6 +1,8 @@
 """Issue 4 point 5: a proxy behaves like its object — attributes, calls, with, batched iteration,
 len, bool, indexing, comparisons, hash, repr naming the slave, dir."""
 
+import os
+
 import pytest
 
 import splitbrain
@@ -152,3 +154,41 @@ def test_a_remote_modules_callable_read_before_it_is_replaced_stays_what_it_was(
 def _remote_cwd():
     import os
     return os.getcwd()
+
+
+def test_a_replacement_that_calls_the_callable_it_replaced_does_not_call_itself(linux_box, tmp_path):
+    """`orig = os.lstat; os.lstat = wrapper` where the wrapper calls `orig` (CPython's test_shutil,
+    swap_attr's `as orig_chdir`): `orig`, pinned when replaced, calls the original, not the wrapper
+    (which nested callbacks until the limit of 32)."""
+    os_ = linux_box.modules.os
+    orig = os_.lstat
+    calls = []
+
+    def wrapper(path):
+        calls.append(path)
+        return orig(path)
+
+    os_.lstat = wrapper
+    try:
+        assert os_.lstat(str(tmp_path)).st_ino == os.lstat(str(tmp_path)).st_ino
+    finally:
+        os_.lstat = orig
+    assert calls == [str(tmp_path)]
+
+
+def test_a_remote_class_the_master_has_too_subscripts_and_derives_as_the_masters(linux_box):
+    import types
+    masters = os.PathLike  # outside any context: the master's class
+    with linux_box:
+        alias = os.PathLike[bytes]
+        assert isinstance(alias, types.GenericAlias) and alias.__origin__ is masters
+
+        class Local(os.PathLike):  # derives from the master's twin: the same class of the same module
+            def __fspath__(self):
+                return "x"
+
+        assert issubclass(Local, masters) and os.fspath(Local()) == "x"
+    remote_class = linux_box.modules.builtins.eval("type('OnlyThere', (), {})")
+    with pytest.raises(TypeError, match="cannot derive from remote"):
+        class Derived(remote_class):
+            pass

@@ -11,7 +11,9 @@ locally passing tests that also pass on the slave.
 
 Every test runs under a deadline (``--timeout``): a test that hangs kills its worker, counts as
 ``timeout`` and the worker restarts after it; a worker that dies counts its current test as ``crash``,
-printed with the worker's output. ``--min-ratio`` (all suites) and ``--floors`` (per suite) make the exit status say whether every
+printed with the worker's output. A test that loses the slave's session (the agent's worker died:
+``os.closerange`` over the worker's own descriptors) fails on its own and the worker restarts after it
+with a new agent, so one lost session does not fail every test after it. ``--min-ratio`` (all suites) and ``--floors`` (per suite) make the exit status say whether every
 suite reached its share; crashes, timeouts and a run that could not finish make it non-zero unless
 ``--allow-crashes``, and are printed with the worker's output either way.
 
@@ -37,6 +39,7 @@ SUITES = ("test_os", "test_shutil", "test_subprocess", "test_tempfile", "test_pa
 SUPPORT = ("__init__.py", "support", "subprocessdata", "mapping_tests.py")
 SKIPS = HERE / "skips.txt"
 PASSING = ("pass", "xfail")
+LOST_SESSION = 3  # a worker's exit status after its slave's session was lost (see worker())
 
 
 def stdlib_tests():
@@ -126,6 +129,10 @@ def worker(suite, mode, events_path, done_path, skips_path):
         def stopTest(self, test):
             emit(end=test.id(), status=self._status, detail=self._detail)
             super().stopTest(test)
+            if box is not None and box.state == "session lost":
+                # the slave's worker died in this test: the rest run in a new worker with a new agent
+                emit(lost=test.id())
+                raise SystemExit(LOST_SESSION)
 
     def flatten(tests):
         for test in tests:
@@ -149,6 +156,7 @@ def worker(suite, mode, events_path, done_path, skips_path):
             todo.append(test)
         unittest.TestSuite(todo).run(Result())
 
+    box = None
     if mode == "local":
         run()
     else:
@@ -173,15 +181,17 @@ class Job:
         self.copy = copy
         self.results = {}   # test id → (status, detail)
         self.order = []
-        self.incidents = []  # (test id, "timeout" | "crash", output tail)
+        self.incidents = []  # (test id, "timeout" | "crash" | "session lost" | "abandoned", output tail)
         self.restarts = 0
+        self.starts = 0  # names each start's files
         self.finished = False
         self.process = None
         self.started = time.monotonic()
         self._start()
 
     def _start(self):
-        n = self.restarts
+        n = self.starts
+        self.starts += 1
         self.events = self.dir / f"events-{n}.jsonl"
         self.events.touch()
         self.output = self.dir / f"output-{n}.log"
@@ -199,6 +209,7 @@ class Job:
                                             stderr=subprocess.STDOUT, start_new_session=True)
         self._offset = 0
         self._current = None
+        self._lost = None
         self._since = time.monotonic()
 
     def _read(self):
@@ -217,6 +228,8 @@ class Job:
                 self._record(event["end"], event["status"], event.get("detail", ""))
                 self._current = None
                 self._since = time.monotonic()
+            elif "lost" in event:
+                self._lost = event["lost"]
             elif event.get("finished"):
                 self.finished = True
 
@@ -249,6 +262,12 @@ class Job:
             if self.finished and code == 0:
                 self.process = None
                 return True
+            if code == LOST_SESSION and self._lost is not None and self._current is None:
+                # that test ended (it failed): go on in a new worker. Bounded: each such restart
+                # follows a test that ran, and does not count towards MAX_RESTARTS.
+                self.incidents.append((self._lost, "session lost", self._tail()))
+                self._start()
+                return False
             kind, test_id = "crash", self._current or "(between tests)"
             self.incidents.append((test_id, kind, f"exit status {code}\n{self._tail()}"))
         elif time.monotonic() - self._since > self.timeout:

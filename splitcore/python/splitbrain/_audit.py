@@ -1,8 +1,9 @@
 """The safety net: IO that would happen on the master inside a slave's context fails loudly.
 
-Routing covers ``os.x``, ``subprocess.x``, ``open(...)``: names looked up at call time. It cannot
-cover a function bound at import (``_close = os.close`` in a class body, a library's ``from os
-import remove``) or IO done in C (``mmap``, ``ctypes``). A PEP 578 audit hook (``_core.install_audit``,
+Routing covers ``os.x``, ``subprocess.x``, ``open(...)`` and functions read from a routed module
+(routing callables, routed.cpp). It cannot cover a real function bound before splitbrain was
+imported (a library's ``from os import remove`` imported earlier) or IO done in C (``mmap``,
+``ctypes``). A PEP 578 audit hook (``_core.install_audit``,
 in C: outside any slave's context it costs one read of the context variable per audited event)
 sees those calls while a slave is active and, when they come from user code or a library rather
 than from the master's own machinery, raises the ``local_io_in_slave_context`` error naming the
@@ -40,6 +41,10 @@ _INTERPRETER = frozenset({"importlib", "_frozen_importlib", "_frozen_importlib_e
                           "linecache", "tokenize", "traceback", "warnings", "inspect", "pydoc", "site",
                           "sysconfig", "encodings", "codecs", "gettext", "locale", "pkgutil", "runpy"})
 
+# Marks the globals of the standard library's functions that splitbrain runs here with routed
+# primitives (_routing._RUN_HERE): their audit events (os.fwalk) are not IO on the master.
+ROUTES = "__splitbrain_routes__"
+
 _strict = True
 _stdlib_files = {}  # co_filename → True if it is the standard library's
 
@@ -69,8 +74,8 @@ def _culprit(frame):
     while frame is not None:
         name = frame.f_globals.get("__name__")
         top = name.partition(".")[0] if isinstance(name, str) else ""
-        if top in _INTERPRETER or top in _exempt:
-            return None
+        if top in _INTERPRETER or top in _exempt or ROUTES in frame.f_globals:
+            return None  # (a routed copy of os.walk/fwalk: its own IO goes through routed primitives)
         if not _is_stdlib(frame.f_code.co_filename):
             return frame
         frame = frame.f_back
@@ -94,8 +99,8 @@ def _on_event(slave, event, args):
     where = f"{culprit.f_code.co_filename}:{culprit.f_lineno}"
     detail = (f"{_describe(event, args)} would act on this machine (the master), not on {slave.name}, "
               f"although {slave.name}'s context is active (from {where}); routing does not reach it (a "
-              f"function bound at import, or C code). Call it through a routed module (os.x, not a name "
-              f"bound at import), run it on the slave with box.run(...), or wrap it in "
+              f"function bound before splitbrain was imported, or C code). Call it through a routed module "
+              f"(os.x), run it on the slave with box.run(...), or wrap it in "
               f"`with splitbrain.local():` if the master is meant")
     if _strict:
         raise error("local_io_in_slave_context", detail)

@@ -269,6 +269,32 @@ class RemoteCallable(RemoteObject):
         __tracebackhide__ = True
         return remote_signature(self)
 
+    def _sb_twin(self):
+        """The master's class of the same module and qualified name (see _classes), or None."""
+        lineage = getattr(self, "_sb_lineage", None)
+        if not lineage:
+            return None
+        from ._classes import twin  # noqa: PLC0415 (_classes needs _errors, which needs nothing here)
+        return twin(*lineage[0])
+
+    def __mro_entries__(self, bases):
+        """``class A(os.PathLike)`` inside a context: a local class cannot derive from a remote one,
+        so it derives from the master's twin (the same code), or says why not."""
+        __tracebackhide__ = True
+        local = self._sb_twin()
+        if local is None:
+            raise TypeError(f"a local class cannot derive from remote {self!r}: the master has no class of "
+                            f"that module and name; define the class on the slave (box.run) instead")
+        return (local,)
+
+    def __getitem__(self, key):
+        """``os.PathLike[bytes]``: of a class the master has too, the master's generic alias."""
+        __tracebackhide__ = True
+        local = self._sb_twin()
+        if local is not None:
+            return local[key]
+        return RemoteObject.__getitem__(self, key)
+
     def __instancecheck__(self, instance):
         __tracebackhide__ = True
         return self._sb_check("isinstance", instance, lambda other: other._sb_type)
@@ -295,6 +321,9 @@ class RemoteMethod:
 
     def __call__(self, *args, **kwargs):
         __tracebackhide__ = True
+        resolved = self._sb_resolved
+        if resolved is not None:  # fetched (pinned before a replacement): it, not what the name is now
+            return resolved(*args, **kwargs)
         owner = self._sb_owner
         if RemoteDescriptor.made:
             args, kwargs = _slave_descriptors(owner._sb_slave, args, kwargs)
@@ -345,6 +374,17 @@ class RemoteMethod:
     def __dir__(self):
         __tracebackhide__ = True
         return dir(self._sb_resolve())
+
+    def __mro_entries__(self, bases):
+        __tracebackhide__ = True
+        resolved = self._sb_resolve()
+        if isinstance(resolved, RemoteCallable):
+            return resolved.__mro_entries__(bases)
+        return (resolved,)
+
+    def __getitem__(self, key):
+        __tracebackhide__ = True
+        return self._sb_resolve()[key]
 
     def __instancecheck__(self, instance):
         __tracebackhide__ = True

@@ -27,7 +27,7 @@ import sysconfig
 import threading
 import types
 
-from . import _core, _files
+from . import _audit, _core, _files
 from ._context import current_slave
 from ._context import local as _local
 from ._errors import SlaveOnlyModuleError, error
@@ -74,7 +74,13 @@ _STDLIB = _stdlib_dirs()
 # batch on copies; inside a context they run here instead, with the routed primitives (scandir,
 # stat, open, close: a round trip each). Every other function of a routed module is the slave's:
 # one round trip for the whole call (shutil.copytree, os.makedirs).
-_RUN_HERE = {"os": frozenset({"walk", "fwalk"})}
+#
+# os.spawn* run here too, with the routed posix_spawn instead of fork: a slave refuses os.fork()
+# (it would fork the worker that serves the session), posix_spawn starts the program without a
+# copy of the worker. One difference: a program that cannot be started raises (FileNotFoundError)
+# instead of a child exiting with 127.
+_SPAWN = frozenset({"spawnl", "spawnle", "spawnlp", "spawnlpe", "spawnv", "spawnve", "spawnvp", "spawnvpe"})
+_RUN_HERE = {"os": frozenset({"walk", "fwalk"}) | _SPAWN}
 _here = {}  # (name, attr) → (real function, its copy with routed globals)
 
 
@@ -95,6 +101,7 @@ def _run_here(name, routed, attr):
                 namespace[key] = value
             else:
                 namespace[key] = getattr(routed, key)
+        namespace[_audit.ROUTES] = True
         for key, value in source.items():  # the module's own Python functions call each other's copies
             if type(value) is types.FunctionType and value.__globals__ is source:
                 copy = types.FunctionType(value.__code__, namespace, value.__name__, value.__defaults__,
@@ -102,14 +109,50 @@ def _run_here(name, routed, attr):
                 copy.__kwdefaults__ = value.__kwdefaults__
                 copy.__qualname__, copy.__doc__, copy.__module__ = value.__qualname__, value.__doc__, value.__module__
                 namespace[key] = copy
+        if name == "os" and "_spawnvef" in namespace:
+            namespace["_spawnvef"] = _spawn_without_fork(namespace, routed)
         _here[(name, attr)] = (real, namespace[attr])
         return namespace[attr]
+
+
+# Routed modules whose classes and functions stay the master's inside a context too: their IO goes
+# through the routed `os` and `open` (_KEEP_ROUTED), so it acts on the slave, while what is pure
+# computation (`p / "x"`, `p.name`, `str(p)`) costs no round trip, and the objects are the master's
+# own (pickling, isinstance, `type(p) is pathlib.PosixPath`, `eval(repr(p), vars(pathlib))`). One
+# round trip per IO call, as the slave's Path would take; a glob takes one per directory entry
+# looked at. Only while the slave has the master's path flavour (os.name): a local WindowsPath
+# cannot exist here, so a Windows slave's context gets that slave's pathlib.
+_LOCAL_CODE = frozenset({"pathlib"})
+
+
+def _spawn_without_fork(namespace, routed):
+    """os._spawnvef for the copies of os.spawn*: the routed posix_spawn(p) and waitpid."""
+    searching = (namespace["execvp"], namespace["execvpe"])
+    real_os = _core.routed_real(routed)
+
+    def _spawnvef(mode, file, args, env, func):
+        if not isinstance(args, (tuple, list)):
+            raise TypeError("argv must be a tuple or a list")
+        if not args or not args[0]:
+            raise ValueError("argv first element cannot be empty")
+        spawn = namespace["posix_spawnp" if func in searching else "posix_spawn"]
+        pid = spawn(file, args, routed.environ if env is None else env)  # the active slave's environ
+        if mode == real_os.P_NOWAIT:
+            return pid  # the caller waits, as with fork
+        while True:
+            _, status = namespace["waitpid"](pid, 0)
+            if real_os.WIFSTOPPED(status):
+                continue
+            return real_os.waitstatus_to_exitcode(status)
+    return _spawnvef
 
 
 def _route_getattr(slave, name, routed, attr):
     __tracebackhide__ = True
     if attr in _RUN_HERE.get(name, ()):
         return _run_here(name, routed, attr)
+    if name in _LOCAL_CODE and slave is not None and _same_flavour(slave):
+        return getattr(_load_real(name, routed), attr)
     if slave is None:
         if attr.startswith("__") and attr.endswith("__"):
             try:
@@ -119,6 +162,13 @@ def _route_getattr(slave, name, routed, attr):
                 raise AttributeError(f"module {name!r} (only on a slave) has no attribute {attr!r} here") from None
             return getattr(real, attr)
         return getattr(_load_real(name, routed), attr)
+    real = _core.routed_real(routed)
+    if real is not None:
+        value = getattr(real, attr, None)
+        if type(value) is type and issubclass(value, tuple) and hasattr(value, "n_sequence_fields"):
+            # os.stat_result and its kind: a slave's values of them arrive as the master's (the
+            # boxing rebuilds them), so the class is the master's too (isinstance, pickling by name)
+            return value
     try:
         module = slave._module(name)
     except ImportError:
@@ -131,9 +181,15 @@ def _route_getattr(slave, name, routed, attr):
     return getattr(module, attr)
 
 
+def _same_flavour(slave):
+    """True if *slave*'s paths are the master's kind (os.name: a constant of its imported os)."""
+    return slave._module("os").name == _load_real("os", _routed["os"]).name
+
+
 def _route_setattr(slave, name, routed, attr, value):
     __tracebackhide__ = True
-    target = _load_real(name, routed) if slave is None else slave._module(name)
+    local = slave is None or (name in _LOCAL_CODE and _same_flavour(slave))
+    target = _load_real(name, routed) if local else slave._module(name)
     if value is _DELETE:
         delattr(target, attr)
     else:
@@ -141,6 +197,8 @@ def _route_setattr(slave, name, routed, attr, value):
 
 
 def _route_dir(slave, name, routed):
+    if name in _LOCAL_CODE and _same_flavour(slave):
+        return dir(_load_real(name, routed))
     return dir(slave._module(name))
 
 
