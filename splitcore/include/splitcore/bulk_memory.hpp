@@ -14,7 +14,7 @@
 namespace splitcore {
 
 inline constexpr std::size_t bulk_chunk = std::size_t(8) << 20;
-inline constexpr std::size_t bulk_keep = std::size_t(64) << 20;
+inline constexpr std::size_t bulk_keep = std::size_t(32) << 20;
 
 // Call once, early in a process (before threads start) that moves bulk data.
 inline void keep_bulk_buffers() noexcept {
