@@ -54,6 +54,8 @@ def shown(fig):
     if fig.get("bytes"):
         return f"{fig['bytes'] / fig['median_s'] / 1e6:.0f} MB/s"
     t = fig["median_s"]
+    if t >= 1:
+        return f"{t:.2f} s"
     return f"{t * 1e3:.2f} ms" if t >= 1e-3 else f"{t * 1e6:.0f} µs"
 
 
@@ -64,7 +66,7 @@ def main():
     rtt = figures.get("raw_curve.rtt")
     print("issue 11 in one run (medians; ratios are splitbrain's time over theirs, > 1: splitbrain slower)")
     print(f"  {'':<6}{'splitbrain':>11}{'RT':>6}" + "".join(f"{p:>11}" for p in PEERS)
-          + f"{'local':>11}{'best peer':>20}{'raw CURVE':>11}")
+          + f"{'local':>11}{'best peer':>20}{'raw CURVE':>13}")
     for key in WORKLOADS:
         sb = figures.get(f"splitbrain.{key}")
         if sb is None:
@@ -77,14 +79,20 @@ def main():
                 best = p
         best_text = f"{best} {sb['median_s'] / figures[f'{best}.{key}']['median_s']:.2f}×" if best else "—"
         raw = figures.get(RAW_FOR.get(key, "raw_curve.rtt"))
-        raw_text = "—" if raw is None or key in ("W8", "W8b", "W6run") else \
-            f"{sb['median_s'] / time_of(raw, nbytes if raw is not rtt else None):.2f}×"
         rt = sb.get("round_trips")
+        if raw is None or key in ("W8", "W8b", "W6run"):
+            raw_text = "—"
+        elif raw is not rtt:  # the same bytes through raw CURVE
+            raw_text = f"{sb['median_s'] / time_of(raw, nbytes):.2f}×"
+        else:  # per round trip: one of ours against one raw
+            raw_text = f"{sb['median_s'] / (rt * rtt['median_s']):.2f}×/RT" if rt else "—"
         print(f"  {key:<6}{shown(sb):>11}{'' if rt is None else f'{rt:g}':>6}"
               + "".join(f"{shown(figures.get(f'{p}.{key}')):>11}" for p in PEERS)
-              + f"{shown(figures.get(f'local.{key}')):>11}{best_text:>20}{raw_text:>11}")
+              + f"{shown(figures.get(f'local.{key}')):>11}{best_text:>20}{raw_text:>13}")
     if rtt:
         print(f"  raw C++ ZeroMQ DEALER↔ROUTER round trip with CURVE: {shown(rtt)}")
+    print("  (raw CURVE: splitbrain's time over the same bytes through raw C++ ZeroMQ with CURVE, or per round\n"
+          "   trip over one raw round trip)")
     print("goals")
     missed = []
 

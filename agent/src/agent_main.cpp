@@ -14,6 +14,7 @@
 
 #include "audit_report.hpp"
 #include "log.hpp"
+#include "splitcore/bulk_memory.hpp"
 #include "splitcore/keys.hpp"
 #include "supervisor.hpp"
 
@@ -181,6 +182,7 @@ double parse_number(const std::string& flag, const std::string& text) {
 }
 
 int serve(const std::vector<std::string>& args) {
+    splitcore::keep_bulk_buffers();
     splitbrain::agent::options opts;
     opts.python = SPLITBRAIN_DEFAULT_PYTHON;
     opts.worker = own_directory() / "splitbrain-worker";

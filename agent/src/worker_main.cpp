@@ -28,6 +28,7 @@
 #include "io_thread.hpp"
 #include "log.hpp"
 #include "serve_loop.hpp"
+#include "splitcore/bulk_memory.hpp"
 #include "worker.hpp"
 #include "zygote.hpp"
 
@@ -81,6 +82,7 @@ void skip_popen_sigint_wait() {
 
 int main(int argc, char** argv) {
     using namespace splitbrain::agent;
+    splitcore::keep_bulk_buffers();  // before the zygote forks: its workers inherit it
     std::string endpoint, id, python = SPLITBRAIN_DEFAULT_PYTHON;
     int zygote_fd = -1;
     if (argc == 2 && std::string_view(argv[1]) == "--version") {

@@ -8,6 +8,7 @@
 #include <string>
 
 #include "core.hpp"
+#include "splitcore/bulk_memory.hpp"
 #include "splitcore/channel.hpp"
 #include "splitcore/keys.hpp"
 #include "splitcore/errors.hpp"
@@ -142,6 +143,7 @@ PyModuleDef module_def = {
 };
 
 py_ref make_module() {
+    splitcore::keep_bulk_buffers();  // a 1 MiB chunked read or write without page faults (bulk_memory.hpp)
     py_ref module = py_ref::checked(PyModule_Create(&module_def));
     add_object(module.get(), "error_ids", error_ids().get());
     add_connection_type(module.get());
