@@ -8,6 +8,16 @@ as usual (sys.modules, IPython.terminal.embed), is executed the first time anyth
 used, and is the real module from then on. `IPython.embed` and `from IPython import embed` give the
 real function (its import happens then). Nothing else changes: the modules the deferred one
 would import are imported by whatever else needs them, as before.
+
+Jedi (with parso, about a sixth of the shell's import) is deferred the same way until the first
+completion: IPython.core.completer imports `jedi`, `jedi.api.helpers` and `jedi.api.classes` and
+sets `jedi.settings.case_insensitive_completion`, and uses jedi only inside completion. Those
+three modules are made deferred packages (_DeferredPackage: their module objects exist, with
+their `__path__`, `__file__` and `__spec__`, and are executed, parents first, the first time an
+attribute of theirs is read); `jedi.settings` (os and platform only) is imported for real, so the
+setting IPython makes is kept. A deferred module executed after splitbrain is imported runs as
+any module imported then does (splitbrain._routing's master loader: the master active, the real
+modules in its globals, as for one imported before splitbrain).
 """
 import importlib.abc
 import importlib.machinery
@@ -20,6 +30,15 @@ _lock = threading.RLock()
 _state = {"shim_handed_out": False}
 
 
+def _execute(loader, module):
+    """loader.exec_module(module), as the import system would run it now (see the docstring)."""
+    routing = sys.modules.get("splitbrain._routing")
+    master_loader = getattr(routing, "_MasterLoader", None)
+    if master_loader is not None:
+        loader = master_loader(loader, routing._master_only(module.__spec__))
+    loader.exec_module(module)
+
+
 def _load(module):
     """Executes the deferred module in its own module object, once; returns it."""
     with _lock:
@@ -30,7 +49,7 @@ def _load(module):
         module.__spec__.loader = loader
         module.__loader__ = loader
         try:
-            loader.exec_module(module)
+            _execute(loader, module)
         except BaseException:
             # As a failed import: gone from sys.modules, imported anew next time.
             sys.modules.pop(DEFERRED, None)
@@ -131,11 +150,98 @@ class _Finder(importlib.abc.MetaPathFinder):
 
 _finder = _Finder()
 
+# -- jedi ------------------------------------------------------------------------------------------
+
+PACKAGE = "jedi"
+PACKAGE_DEFERRED = frozenset({"jedi", "jedi.api", "jedi.api.helpers", "jedi.api.classes"})
+PACKAGE_EAGER = frozenset({"jedi.settings"})
+
+
+def _load_package(module):
+    """Executes a deferred package module (its parent first), once; returns it."""
+    with _lock:
+        if type(module) is not _DeferredPackage:
+            return module
+        parent = sys.modules.get(module.__name__.rpartition(".")[0])
+        if type(parent) is _DeferredPackage:
+            _load_package(parent)
+            if type(module) is not _DeferredPackage:  # the parent's code used it
+                return module
+        if module.__name__ == PACKAGE:
+            _package_finder.uninstall()  # from now on, jedi's modules are imported as usual
+        loader = module.__spec__.loader.real
+        module.__class__ = types.ModuleType
+        module.__spec__.loader = loader
+        module.__loader__ = loader
+        try:
+            _execute(loader, module)
+        except BaseException:
+            sys.modules.pop(module.__name__, None)  # as a failed import: imported anew next time
+            raise
+        return module
+
+
+class _DeferredPackage(types.ModuleType):
+    """A module of PACKAGE_DEFERRED before its first use. Its import-system attributes and the
+    submodules bound to it are in its namespace as for any module; reading anything else runs it."""
+
+    def __getattr__(self, name):
+        eager = f"{self.__name__}.{name}"
+        if eager in PACKAGE_EAGER:
+            return importlib.import_module(eager)
+        return getattr(_load_package(self), name)
+
+    def __setattr__(self, name, value):
+        # The import system binds a submodule (deferred or real) to its parent: kept as it is.
+        if (name.startswith("__") and name.endswith("__")) or isinstance(value, types.ModuleType):
+            return super().__setattr__(name, value)
+        setattr(_load_package(self), name, value)
+
+    def __delattr__(self, name):
+        delattr(_load_package(self), name)
+
+    def __dir__(self):
+        return dir(_load_package(self))
+
+
+class _PackageLoader(importlib.abc.Loader):
+    def __init__(self, real):
+        self.real = real
+
+    def create_module(self, spec):
+        return None
+
+    def exec_module(self, module):
+        module.__class__ = _DeferredPackage
+
+
+class _PackageFinder(importlib.abc.MetaPathFinder):
+    def find_spec(self, fullname, path, target=None):
+        if fullname not in PACKAGE_DEFERRED:
+            return None
+        spec = importlib.machinery.PathFinder.find_spec(fullname, path, target)
+        if spec is None or spec.loader is None or not hasattr(spec.loader, "exec_module"):
+            return spec
+        spec.loader = _PackageLoader(spec.loader)
+        return spec
+
+    def install(self):
+        if PACKAGE not in sys.modules and self not in sys.meta_path:
+            sys.meta_path.insert(0, self)
+
+    def uninstall(self):
+        if self in sys.meta_path:
+            sys.meta_path.remove(self)
+
+
+_package_finder = _PackageFinder()
+
 
 def install():
-    """Defers IPython.terminal.embed; does nothing if IPython is imported already."""
+    """Defers IPython.terminal.embed and jedi; does nothing for either if imported already."""
     if "IPython" not in sys.modules and _finder not in sys.meta_path:
         sys.meta_path.insert(0, _finder)
+    _package_finder.install()
 
 
 def uninstall():
