@@ -67,3 +67,22 @@ def test_jedi_waits_for_the_first_completion_which_uses_it(start_kernel):
     assert reply["status"] == "ok", reply
     assert outputs == [("stream", {"name": "stdout", "text": "True True False True True\n"})]
     assert kernel.shutdown() == 0
+
+
+def test_pexpect_and_pydoc_wait_for_the_first_shell_command_and_help(start_kernel):
+    kernel = start_kernel()
+    reply, outputs = kernel.execute(
+        "import sys, types\n"
+        "print([n for n in ('pexpect', 'pydoc') if type(sys.modules[n]) is types.ModuleType], 'ptyprocess' in sys.modules)")
+    assert reply["status"] == "ok", reply
+    assert outputs == [("stream", {"name": "stdout", "text": "[] False\n"})]
+    reply, outputs = kernel.execute("!echo from-a-shell")
+    assert reply["status"] == "ok", reply
+    assert "from-a-shell" in "".join(c.get("text", "") for kind, c in outputs if kind == "stream"), outputs
+    reply, outputs = kernel.execute(
+        "import pydoc\n"
+        "from pydoc import getdoc\n"
+        "print(getdoc(len).split()[0], pydoc.text.repr([1]), type(pydoc) is type(sys.modules['pexpect']) is types.ModuleType)")
+    assert reply["status"] == "ok", reply
+    assert outputs == [("stream", {"name": "stdout", "text": "Return [1] True\n"})]
+    assert kernel.shutdown() == 0

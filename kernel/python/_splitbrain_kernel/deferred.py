@@ -12,10 +12,11 @@ would import are imported by whatever else needs them, as before.
 Jedi (with parso, about a sixth of the shell's import) is deferred the same way until the first
 completion: IPython.core.completer imports `jedi`, `jedi.api.helpers` and `jedi.api.classes` and
 sets `jedi.settings.case_insensitive_completion`, and uses jedi only inside completion. Those
-three modules are made deferred packages (_DeferredPackage: their module objects exist, with
+three modules are made deferred modules (_DeferredPackage: their module objects exist, with
 their `__path__`, `__file__` and `__spec__`, and are executed, parents first, the first time an
 attribute of theirs is read); `jedi.settings` (os and platform only) is imported for real, so the
-setting IPython makes is kept. A deferred module executed after splitbrain is imported runs as
+setting IPython makes is kept. pexpect (the first `!command`) and pydoc (IPython's verbose
+tracebacks, `help()`) wait in the same way: DEFERRED_MODULES. A deferred module executed after splitbrain is imported runs as
 any module imported then does (splitbrain._routing's master loader: the master active, the real
 modules in its globals, as for one imported before splitbrain).
 """
@@ -150,15 +151,24 @@ class _Finder(importlib.abc.MetaPathFinder):
 
 _finder = _Finder()
 
-# -- jedi ------------------------------------------------------------------------------------------
+# -- jedi, pexpect, pydoc --------------------------------------------------------------------------
 
-PACKAGE = "jedi"
-PACKAGE_DEFERRED = frozenset({"jedi", "jedi.api", "jedi.api.helpers", "jedi.api.classes"})
-PACKAGE_EAGER = frozenset({"jedi.settings"})
+# Modules of the shell's import that only a later request uses, each imported at the top of one
+# IPython module as `import M` and used inside its functions: jedi by the completer (the first
+# complete_request), pexpect by IPython.utils._process_posix (the first `!command`), pydoc (with
+# platform and sysconfig) by IPython.core.ultratb (its text_repr). `import M` anywhere gives the
+# same module object, which runs when first read.
+DEFERRED_MODULES = frozenset({"jedi", "jedi.api", "jedi.api.helpers", "jedi.api.classes", "pexpect", "pydoc"})
+EAGER_MODULES = frozenset({"jedi.settings"})  # imported for real while jedi waits: IPython sets one there
+_waiting = set(DEFERRED_MODULES)  # the ones still deferred when imported
+
+
+def _top(name):
+    return name.partition(".")[0]
 
 
 def _load_package(module):
-    """Executes a deferred package module (its parent first), once; returns it."""
+    """Executes a deferred module (its deferred parent first), once; returns it."""
     with _lock:
         if type(module) is not _DeferredPackage:
             return module
@@ -167,8 +177,11 @@ def _load_package(module):
             _load_package(parent)
             if type(module) is not _DeferredPackage:  # the parent's code used it
                 return module
-        if module.__name__ == PACKAGE:
-            _package_finder.uninstall()  # from now on, jedi's modules are imported as usual
+        top = _top(module.__name__)
+        # From now on, the package's modules are imported as usual (its own code imports them).
+        _waiting.difference_update({name for name in _waiting if _top(name) == top})
+        if not _waiting:
+            _package_finder.uninstall()
         loader = module.__spec__.loader.real
         module.__class__ = types.ModuleType
         module.__spec__.loader = loader
@@ -182,12 +195,14 @@ def _load_package(module):
 
 
 class _DeferredPackage(types.ModuleType):
-    """A module of PACKAGE_DEFERRED before its first use. Its import-system attributes and the
+    """A module of DEFERRED_MODULES before its first use. Its import-system attributes and the
     submodules bound to it are in its namespace as for any module; reading anything else runs it."""
 
     def __getattr__(self, name):
+        if name == "__path__":  # only a package has one, in its namespace already
+            raise AttributeError(name)
         eager = f"{self.__name__}.{name}"
-        if eager in PACKAGE_EAGER:
+        if eager in EAGER_MODULES:
             return importlib.import_module(eager)
         return getattr(_load_package(self), name)
 
@@ -217,7 +232,7 @@ class _PackageLoader(importlib.abc.Loader):
 
 class _PackageFinder(importlib.abc.MetaPathFinder):
     def find_spec(self, fullname, path, target=None):
-        if fullname not in PACKAGE_DEFERRED:
+        if fullname not in _waiting:
             return None
         spec = importlib.machinery.PathFinder.find_spec(fullname, path, target)
         if spec is None or spec.loader is None or not hasattr(spec.loader, "exec_module"):
@@ -226,7 +241,8 @@ class _PackageFinder(importlib.abc.MetaPathFinder):
         return spec
 
     def install(self):
-        if PACKAGE not in sys.modules and self not in sys.meta_path:
+        _waiting.difference_update({name for name in _waiting if _top(name) in sys.modules})
+        if _waiting and self not in sys.meta_path:
             sys.meta_path.insert(0, self)
 
     def uninstall(self):
@@ -238,7 +254,7 @@ _package_finder = _PackageFinder()
 
 
 def install():
-    """Defers IPython.terminal.embed and jedi; does nothing for either if imported already."""
+    """Defers IPython.terminal.embed and DEFERRED_MODULES; none that is imported already."""
     if "IPython" not in sys.modules and _finder not in sys.meta_path:
         sys.meta_path.insert(0, _finder)
     _package_finder.install()
