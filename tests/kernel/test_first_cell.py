@@ -69,13 +69,19 @@ def test_jedi_waits_for_the_first_completion_which_uses_it(start_kernel):
     assert kernel.shutdown() == 0
 
 
-def test_pexpect_and_pydoc_wait_for_the_first_shell_command_and_help(start_kernel):
+def test_pexpect_pydoc_and_asyncio_wait_for_the_first_shell_command_help_and_await(start_kernel):
     kernel = start_kernel()
     reply, outputs = kernel.execute(
         "import sys, types\n"
-        "print([n for n in ('pexpect', 'pydoc') if type(sys.modules[n]) is types.ModuleType], 'ptyprocess' in sys.modules)")
+        "print([n for n in ('pexpect', 'pydoc', 'asyncio') if type(sys.modules[n]) is types.ModuleType],\n"
+        "      'ptyprocess' in sys.modules, 'asyncio.base_events' in sys.modules)")
     assert reply["status"] == "ok", reply
-    assert outputs == [("stream", {"name": "stdout", "text": "[] False\n"})]
+    assert outputs == [("stream", {"name": "stdout", "text": "[] False False\n"})]
+    reply, outputs = kernel.execute("import asyncio\n"
+                                    "await asyncio.sleep(0)\n"
+                                    "print(type(asyncio) is types.ModuleType, asyncio.run.__name__)")
+    assert reply["status"] == "ok", reply
+    assert outputs == [("stream", {"name": "stdout", "text": "True run\n"})]
     reply, outputs = kernel.execute("!echo from-a-shell")
     assert reply["status"] == "ok", reply
     assert "from-a-shell" in "".join(c.get("text", "") for kind, c in outputs if kind == "stream"), outputs

@@ -157,9 +157,15 @@ _finder = _Finder()
 # IPython module as `import M` and used inside its functions: jedi by the completer (the first
 # complete_request), pexpect by IPython.utils._process_posix (the first `!command`), pydoc (with
 # platform and sysconfig) by IPython.core.ultratb (its text_repr). `import M` anywhere gives the
-# same module object, which runs when first read.
-DEFERRED_MODULES = frozenset({"jedi", "jedi.api", "jedi.api.helpers", "jedi.api.classes", "pexpect", "pydoc"})
-EAGER_MODULES = frozenset({"jedi.settings"})  # imported for real while jedi waits: IPython sets one there
+# same module object, which runs when first read. asyncio too: IPython.core.async_helpers imports
+# it and uses it only to run a cell that awaits (a plain cell runs without an event loop).
+# Importing a submodule of a package that waits (`import asyncio.subprocess`) runs the package
+# first, as an import of it would.
+DEFERRED_MODULES = frozenset({"jedi", "jedi.api", "jedi.api.helpers", "jedi.api.classes", "pexpect", "pydoc",
+                              "asyncio"})
+# Imported for real while their package waits (each imports nothing of it): IPython sets a jedi
+# setting, and IPython.core.magics.script imports asyncio.exceptions.
+EAGER_MODULES = frozenset({"jedi.settings", "asyncio.exceptions"})
 _waiting = set(DEFERRED_MODULES)  # the ones still deferred when imported
 
 
@@ -233,6 +239,9 @@ class _PackageLoader(importlib.abc.Loader):
 class _PackageFinder(importlib.abc.MetaPathFinder):
     def find_spec(self, fullname, path, target=None):
         if fullname not in _waiting:
+            parent = sys.modules.get(fullname.rpartition(".")[0])
+            if type(parent) is _DeferredPackage and fullname not in EAGER_MODULES:
+                _load_package(parent)  # its own code may import this one: then it is there now
             return None
         spec = importlib.machinery.PathFinder.find_spec(fullname, path, target)
         if spec is None or spec.loader is None or not hasattr(spec.loader, "exec_module"):
