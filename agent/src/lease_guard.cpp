@@ -72,8 +72,7 @@ sys.addaudithook(_hook)
 
 }  // namespace
 
-void lease_guard::set(const splitcore::json* limits) {
-    if (limits == nullptr || !limits->is_object() || !limits->contains("leases")) return;
+void lease_guard::prepare() {
     if (!m_module) {
         py_ref globals = py_ref::checked(PyDict_New());
         if (PyDict_SetItemString(globals.get(), "__builtins__", PyEval_GetBuiltins()) < 0)
@@ -84,6 +83,11 @@ void lease_guard::set(const splitcore::json* limits) {
         py_ref done = py_ref::checked(PyEval_EvalCode(code.get(), globals.get(), globals.get()));
         m_module = std::move(globals);
     }
+}
+
+void lease_guard::set(const splitcore::json* limits) {
+    if (limits == nullptr || !limits->is_object() || !limits->contains("leases")) return;
+    prepare();
     PyObject* state = PyDict_GetItemString(m_module.get(), "state");
     py_ref file = py_ref::checked(PyUnicode_FromString(limits->value("leases", std::string()).c_str()));
     py_ref key = py_ref::checked(PyUnicode_FromString(limits->value("key", std::string()).c_str()));

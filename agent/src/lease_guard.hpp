@@ -19,6 +19,9 @@ class lease_guard {
 public:
     // From the hello's "limits" ({key, leases: the table's path, ...}); installs the hook once.
     void set(const splitcore::json* limits);
+    // Compiles the guard and installs its hook, which checks nothing until set() names a table:
+    // the zygote does it once for all the workers it forks (their hello then only sets the state).
+    void prepare();
     // After an import: wraps pyvisa's open_resource once pyvisa.highlevel is loaded.
     void after_import();
     // The detail of the marker exception in `exc` (or its context/cause chain), if there is one.

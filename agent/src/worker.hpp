@@ -40,6 +40,13 @@ public:
     [[nodiscard]] bool finished() const noexcept { return m_finished; }
     // Drops every object held for the client (their __del__/close run now).
     void clear_objects();
+    // In the zygote, before it forks: what every session's hello would otherwise set up in each
+    // worker (the lease guard: its compilation, `import json`, its audit hook).
+    void prepare_for_forks() { m_lease_guard.prepare(); }
+    // In a worker the zygote forked, before it says it is ready: a session's first "import" run
+    // once and forgotten (no object kept, object ids from 1 again), so that the pages it touches
+    // are this worker's copies before the client waits for it. Never throws.
+    void rehearse_first_requests();
 
     nlohmann::json box_reference(PyObject* obj) override;
     splitcore::py_ref unbox_reference(const nlohmann::json& ref) override;

@@ -127,8 +127,15 @@ int main(int argc, char** argv) {
         if (control < 0) return 1;
         start_python(python_executable(python));
         if (!start_operations()) return 1;
+        try {
+            operations->prepare_for_forks();
+        } catch (const std::exception& e) {
+            PyErr_Clear();  // each worker's hello sets it up then, as an exec'd worker's does
+            log(std::string("cannot prepare the lease guard before forking: ") + e.what());
+        }
         id = serve_as_zygote(control);
         set_log("splitbrain-worker", log_fd >= 0 ? log_fd : 2);
+        operations->rehearse_first_requests();
     }
     const output_pipe out{1, redirect_to_pipe(1)};
     const output_pipe err{2, redirect_to_pipe(2)};

@@ -247,7 +247,7 @@ class Agent:
         keys = [(self.client_keys / "agent.pub").read_text().strip(), *authorized]
         venv = os.environ.get("SPLITBRAIN_VENV", str(ROOT / ".venv"))
         # SPLITBRAIN_BENCH_AGENT_ARGS: more `serve` flags, e.g. "--audit-log /tmp/a.log" to measure the audit log.
-        extra = shlex.split(os.environ.get("SPLITBRAIN_BENCH_AGENT_ARGS", ""))
+        extra = [*extra, *shlex.split(os.environ.get("SPLITBRAIN_BENCH_AGENT_ARGS", ""))]
         self.agent = _spawn.Agent(workdir, authorized=keys, insecure=insecure, python=venv, binary=exe,
                                   timeout=timeout, extra=list(extra))
         self.keys = self.agent.key_dir

@@ -66,11 +66,23 @@ def test_forked_workers_share_no_python_state(agent):
     # The random module reseeds in each fork: two sessions do not draw the same numbers.
     draws = [c.value(c.module("random"), path=["random"]) for c in (a, b)]
     assert draws[0] != draws[1]
-    # A full collection in a fork walks the heap it shares with the zygote.
+    # A full collection in a fork works (it walks its own objects: the zygote froze the ones it shares).
     assert a.value(a.module("gc"), 2, path=["collect"]) >= 0
     a.value(a.module("os"), "/", path=["chdir"])
     assert b.value(b.module("os"), path=["getcwd"]) == os.getcwd()
     a.close(), b.close()
+
+
+def test_a_forked_worker_starts_its_session_as_an_execd_one_would(agent):
+    # Before it says ready, a fork rehearses a session's first import (issue 11 point 4): nothing
+    # of it is left, neither an object nor a used object id.
+    client = _forked_session(agent)
+    assert client.ok("stats") == {"objects": 0}
+    first = client.module("os")
+    assert first.oid == 1 and first.type == "builtins.module", first
+    assert client.ok("stats") == {"objects": 1}
+    assert client.value(first, path=["getcwd"]) == os.getcwd()
+    client.close()
 
 
 def test_a_session_in_a_forked_worker_is_cancelled_and_sees_its_own_output(agent):

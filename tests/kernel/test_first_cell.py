@@ -37,3 +37,58 @@ def test_the_deferred_module_is_the_real_one_when_used(start_kernel):
     assert outputs == [("stream", {"name": "stdout",
                                    "text": "True IPython.terminal.embed True True True IPython.terminal.embed True\n"})]
     assert kernel.shutdown() == 0
+
+
+def test_jedi_waits_for_the_first_completion_which_uses_it(start_kernel):
+    kernel = start_kernel()
+    # The first cell: jedi's modules exist (IPython's completer imported them) but have not run.
+    reply, outputs = kernel.execute(
+        "import sys, types\n"
+        "print(sorted(n for n in ('jedi', 'jedi.api', 'jedi.api.helpers', 'jedi.api.classes')\n"
+        "             if type(sys.modules[n]) is types.ModuleType), 'parso' in sys.modules,\n"
+        "      sys.modules['jedi.settings'].case_insensitive_completion)\n"
+        "class Thing:\n"
+        "    attribute_of_thing = 1\n"
+        "thing = Thing()")
+    assert reply["status"] == "ok", reply
+    assert outputs == [("stream", {"name": "stdout", "text": "[] False False\n"})]
+    # The first completion: jedi runs, and answers (a name only jedi's matcher knows to complete).
+    code = "thing.attribute_o"
+    reply = kernel.reply_to(kernel.kc.complete(code, len(code)), timeout=60)["content"]
+    assert reply["status"] == "ok", reply
+    assert "thing.attribute_of_thing" in reply["matches"] or "attribute_of_thing" in reply["matches"], reply
+    reply = kernel.reply_to(kernel.kc.inspect("thing", 5), timeout=30)["content"]
+    assert reply["status"] == "ok" and reply["found"], reply
+    assert "Thing" in reply["data"]["text/plain"], reply
+    reply, outputs = kernel.execute(
+        "import jedi, jedi.api.helpers\n"
+        "print(type(jedi) is type(jedi.api) is type(jedi.api.helpers) is types.ModuleType, 'parso' in sys.modules,\n"
+        "      jedi.settings.case_insensitive_completion, callable(jedi.Interpreter), bool(jedi.__version__))")
+    assert reply["status"] == "ok", reply
+    assert outputs == [("stream", {"name": "stdout", "text": "True True False True True\n"})]
+    assert kernel.shutdown() == 0
+
+
+def test_pexpect_pydoc_and_asyncio_wait_for_the_first_shell_command_help_and_await(start_kernel):
+    kernel = start_kernel()
+    reply, outputs = kernel.execute(
+        "import sys, types\n"
+        "print([n for n in ('pexpect', 'pydoc', 'asyncio') if type(sys.modules[n]) is types.ModuleType],\n"
+        "      'ptyprocess' in sys.modules, 'asyncio.base_events' in sys.modules)")
+    assert reply["status"] == "ok", reply
+    assert outputs == [("stream", {"name": "stdout", "text": "[] False False\n"})]
+    reply, outputs = kernel.execute("import asyncio\n"
+                                    "await asyncio.sleep(0)\n"
+                                    "print(type(asyncio) is types.ModuleType, asyncio.run.__name__)")
+    assert reply["status"] == "ok", reply
+    assert outputs == [("stream", {"name": "stdout", "text": "True run\n"})]
+    reply, outputs = kernel.execute("!echo from-a-shell")
+    assert reply["status"] == "ok", reply
+    assert "from-a-shell" in "".join(c.get("text", "") for kind, c in outputs if kind == "stream"), outputs
+    reply, outputs = kernel.execute(
+        "import pydoc\n"
+        "from pydoc import getdoc\n"
+        "print(getdoc(len).split()[0], pydoc.text.repr([1]), type(pydoc) is type(sys.modules['pexpect']) is types.ModuleType)")
+    assert reply["status"] == "ok", reply
+    assert outputs == [("stream", {"name": "stdout", "text": "Return [1] True\n"})]
+    assert kernel.shutdown() == 0
