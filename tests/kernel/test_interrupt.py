@@ -51,6 +51,28 @@ def test_interrupt_raises_keyboard_interrupt_in_the_cell(kernel, what):
     assert outputs == [("stream", {"name": "stdout", "text": "still here\n"})]
 
 
+def test_an_interrupt_that_lands_in_a_pre_run_cell_callback_ends_the_cell(kernel):
+    """IPython's EventManager.trigger swallows a KeyboardInterrupt raised in a callback: an
+    interrupt (or a shutdown's) that landed in the kernel's own pre_run_cell callback was lost and
+    the cell ran on (under load: test_lifecycle's shutdown of a running cell ended by SIGTERM)."""
+    kernel.execute("import time\n"
+                   "def _slow_before(info):\n"
+                   "    if info.raw_cell.startswith('# slow before'):\n"
+                   f"        print({BLOCKING!r}, flush=True)\n"
+                   "        time.sleep(120)\n"
+                   "get_ipython().events.register('pre_run_cell', _slow_before)")
+    try:
+        msg_id = kernel.kc.execute("# slow before\nran = True\nimport time; time.sleep(120)")
+        kernel.wait_for_stream(msg_id, BLOCKING)
+        kernel.km.interrupt_kernel()
+        reply = kernel.reply_to(msg_id, timeout=30)
+        assert reply["content"]["ename"] == "KeyboardInterrupt"
+    finally:
+        kernel.execute("get_ipython().events.unregister('pre_run_cell', _slow_before)")
+    reply, outputs = kernel.execute("print('ran' in globals())")
+    assert outputs == [("stream", {"name": "stdout", "text": "False\n"})]  # the cell never started
+
+
 def test_interrupt_request_on_the_control_channel_interrupts_too(kernel):
     def send_interrupt_request():
         kernel.kc.control_channel.send(kernel.kc.session.msg("interrupt_request", {}))
