@@ -5,10 +5,10 @@ The agent runs in another working directory (``there``) and environment (``TMPDI
 acted: its file lands in ``there`` and not in ``here``, or its answer is the slave's; or the call
 raises ``[splitbrain.local_io_in_slave_context]``. Known gaps are strict xfails with their reason.
 
-118 idioms: 51 that make a file, 59 whose answer is the slave's, 8 refused; from the standard library
+120 idioms: 51 that make a file, 59 whose answer is the slave's, 10 refused; from the standard library
 (open, io, codecs, os, os.path, pathlib, shutil, glob, tempfile, subprocess, os.system/popen, socket,
 logging and logging.handlers, tarfile, zipfile, gzip/bz2/lzma, csv, json, configparser, fileinput,
-sqlite3, mmap, ctypes, http.client) and the lab's libraries (numpy save/savez/savetxt/load/loadtxt/
+sqlite3, shelve, dbm, mmap, ctypes, http.client) and the lab's libraries (numpy save/savez/savetxt/load/loadtxt/
 tofile/fromfile, pandas read_csv/to_csv/to_json, matplotlib savefig/imread, Pillow save/open, pyserial,
 pyvisa). The pinned requirements install numpy, pandas, matplotlib (Agg) and Pillow.
 """
@@ -49,6 +49,15 @@ from splitbrain import RemoteObject
 matplotlib.use("Agg")
 import matplotlib.image  # noqa: E402  (after the backend is chosen)
 import matplotlib.pyplot as plt  # noqa: E402
+
+# matplotlib's FT2Font (C++) opens its font files with builtins.open: a font first needed inside a
+# slave's context is opened on the slave (on another machine: a path that may not exist there), and
+# the cached remote file, closed at exit after the slave is gone, crashes the interpreter in
+# FT2Font's destructor (a product gap, README "Known limits"). Draw once here, as a notebook that
+# plotted locally has, so the fonts are the master's; the idioms below test where the figure goes.
+plt.plot([1, 2])  # tick labels: text, so the default font is loaded
+plt.savefig(io.BytesIO(), format="png")
+plt.close("all")
 
 _bound_remove = os.remove  # a name bound at import: routes as `os.remove` looked up then would
 _bound_listdir = os.listdir
@@ -701,14 +710,17 @@ REFUSED_IDIOMS = {
     "http.client connect": _http_client,
     "ctypes.CDLL": _ctypes_load,
     "io.FileIO": lambda: _file_io("made-by-io_FileIO"),  # the C class opens here: not routed, refused
+    "shelve.open": _shelve,  # dbm's C backends open the file here, with no audit event: dbm.open is watched
+    "dbm.open": _dbm,
 }
 
 
 @pytest.mark.parametrize("idiom", sorted(REFUSED_IDIOMS))
 def test_io_that_routing_cannot_reach_raises_local_io_in_slave_context(away, idiom):
     refused(away, REFUSED_IDIOMS[idiom])
-    assert (away[2] / "MARK_SLAVE").exists() and not (away[1] / "audit.db").exists()
-    assert not list(away[1].glob("audit-*")), "dbm/shelve created files on the master"
+    _, here, there = away
+    assert (there / "MARK_SLAVE").exists()
+    assert not [p.name for p in here.iterdir() if p.name.startswith(("audit", "made-by"))], "files made on the master"
 
 
 def test_strict_false_turns_the_refusal_into_a_warning(away):
@@ -735,6 +747,10 @@ def test_outside_any_context_the_same_calls_act_on_the_master(away):
     assert "MARK_MASTER" in _bound_listdir(".")
     assert shutil.which("sb-slave-tool") is None and "slave-cwd" not in os.getcwd()
     sqlite3.connect(":memory:").close()
+    import shelve
+    with shelve.open(str(away[1] / "local-shelf")) as shelf:  # the watched dbm.open, outside: the master's
+        shelf["k"] = [1]
+    assert any(p.name.startswith("local-shelf") for p in away[1].iterdir())
 
 
 def test_the_masters_machinery_is_exempt_inside_a_context(away):
@@ -747,14 +763,3 @@ def test_the_masters_machinery_is_exempt_inside_a_context(away):
             text = traceback.format_exc()  # reads this file's source on the master (linecache)
         import json.tool  # noqa: F401  (an import inside the context reads the master's files)
     assert "raise ValueError" in text
-
-
-@pytest.mark.xfail(strict=True, reason="dbm's C modules open the file on the master and raise no audit "
-                                        "event (README Known limits); splitbrain.route('shelve') and "
-                                        "route('dbm') make them the slave's")
-def test_shelve_inside_a_slaves_context(away):
-    import shelve
-    run(away, lambda: shelve.open("audit-shelf").close())
-    _, here, there = away
-    assert any(p.name.startswith("audit-shelf") for p in there.iterdir())
-    assert not any(p.name.startswith("audit-shelf") for p in here.iterdir())

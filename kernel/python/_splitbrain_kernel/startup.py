@@ -13,6 +13,7 @@ def run(shell, report):
     id (descriptor 2 leads to the notebook by now)."""
     configure_matplotlib()
     report_error_names(shell)
+    keep_interrupts_of_callbacks(shell)
     load_splitbrain_extension(shell, report)
 
 
@@ -36,6 +37,31 @@ def report_error_names(shell):
         shell.last_error = ["UsageError", str(exc), [f"UsageError: {exc}"]]
 
     shell.show_usage_error = show_usage_error
+
+
+def keep_interrupts_of_callbacks(shell):
+    """IPython's EventManager.trigger catches a KeyboardInterrupt raised in a callback (prints it
+    and goes on): an interrupt, or a shutdown's, that landed in a pre_run_cell callback (the
+    kernel's own, splitbrain_kernel.progress) was lost and the cell then ran on uninterrupted.
+    Here every callback still runs, errors are shown as IPython shows them, and an interrupt caught
+    in one is raised once they all ran: the cell ends with KeyboardInterrupt."""
+    events = shell.events
+
+    def trigger(event, *args, **kwargs):
+        interrupted = None
+        for func in events.callbacks[event][:]:
+            try:
+                func(*args, **kwargs)
+            except KeyboardInterrupt as e:
+                interrupted = interrupted or e
+            except Exception:
+                if events.print_on_error:
+                    print(f"Error in callback {func} (for {event}), with arguments args {args},kwargs {kwargs}:")
+                shell.showtraceback()
+        if interrupted is not None:
+            raise interrupted
+
+    events.trigger = trigger
 
 
 _COLOURED_SCHEME = {}

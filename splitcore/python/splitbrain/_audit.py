@@ -93,7 +93,12 @@ def _short(value):
 
 
 def _on_event(slave, event, args):
-    culprit = _culprit(sys._getframe(1))
+    _refuse(slave, event, args, sys._getframe(1))
+
+
+def _refuse(slave, event, args, frame):
+    """Raises (or warns) if *event* comes from user code or a library, *frame* the one that made it."""
+    culprit = _culprit(frame)
     if culprit is None:
         return
     where = f"{culprit.f_code.co_filename}:{culprit.f_lineno}"
@@ -105,7 +110,8 @@ def _on_event(slave, event, args):
     if _strict:
         raise error("local_io_in_slave_context", detail)
     from ._errors import message  # noqa: PLC0415
-    warnings.warn(message("local_io_in_slave_context", detail), RuntimeWarning, stacklevel=3)
+    warnings.warn(message("local_io_in_slave_context", detail), RuntimeWarning, stacklevel=4)
+
 
 
 # dbm.gnu and dbm.ndbm (and so shelve) open their files in C, with no audit event: their C modules'
