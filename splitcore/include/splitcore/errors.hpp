@@ -81,6 +81,10 @@ enum class errc {
     leased,
     // a reply lost with a broken connection
     reply_lost,
+    // labgrid places
+    place_unavailable,
+    place_busy,
+    place_not_held,
 };
 
 // Every id's name, indexed by errc.
@@ -139,9 +143,12 @@ inline constexpr std::string_view error_names[] = {
     "module_refused",
     "leased",
     "reply_lost",
+    "place_unavailable",
+    "place_busy",
+    "place_not_held",
 };
 inline constexpr std::size_t error_count = sizeof(error_names) / sizeof(error_names[0]);
-static_assert(error_count == static_cast<std::size_t>(errc::reply_lost) + 1,
+static_assert(error_count == static_cast<std::size_t>(errc::place_not_held) + 1,
               "error_names must name every errc, in order");
 
 [[nodiscard]] constexpr std::string_view name(errc code) noexcept {
