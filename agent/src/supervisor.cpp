@@ -130,7 +130,7 @@ supervisor::supervisor(options opts) : m_options(std::move(opts)) {
             std::make_unique<audit_log>(*m_options.audit_log, m_options.audit_max_bytes, m_options.audit_keep));
     }
     m_private_dir = pattern;  // mkdtemp makes it 0700
-    m_leases.emplace(m_private_dir / "leases.json", hostname());
+    m_leases.emplace(m_private_dir / "leases.json", hostname(), m_options.resources);
     start_janitor();
     // Workers forked by the zygote are re-parented here (zygote.hpp): we wait for them as for our own.
     ::prctl(PR_SET_CHILD_SUBREAPER, 1);

@@ -187,3 +187,41 @@ def test_box_lease_from_python_is_a_context_manager_and_shows_in_slaves(tmp_path
         other.close()
         box.close()
         agent.stop()
+
+
+def test_a_lease_on_a_configured_resource_name_covers_its_visa_string_and_its_serial_port(tmp_path):
+    """SHALL (issue 13 point 1) let a lease name a resource the agent is configured with (--resource
+    NAME=TARGET): another key's open of the name's VISA string or serial port is refused, naming both."""
+    process = subprocess.Popen(["socat", "-d", "-d", f"pty,raw,echo=0,link={tmp_path}/ttyV0",
+                                f"pty,raw,echo=0,link={tmp_path}/ttyV1"], stderr=subprocess.DEVNULL)
+    keys = {"alice": Key("lease", "alice@lab-pc"), "bob": Key("lease", "bob@lab-pc")}
+    agent = clients = None
+    try:
+        wait_until(lambda: os.path.exists(tmp_path / "ttyV0"), 10, "socat's pty link")
+        port = os.path.realpath(tmp_path / "ttyV0")
+        agent = Agent(tmp_path / "agent", authorized=[k.line for k in keys.values()],
+                      extra=["--resource", f"psu={PSU}", f"--resource=dut-uart={port}"])
+        clients = alice, bob = keys["alice"].client(agent), keys["bob"].client(agent)
+        taken = alice.ok("lease", resources=["psu", "dut-uart"])
+        assert [l["resource"] for l in taken["leases"]] == [PSU, port]
+        assert [(l["resource"], l["name"]) for l in bob.ok("leases")] == [(PSU, "psu"), (port, "dut-uart")]
+
+        pyvisa = bob.module("pyvisa")
+        manager = bob.value(pyvisa, BENCH_YAML + "@sim", path=["ResourceManager"])
+        message = refused(bob.call(manager, PSU, path=["open_resource"]))
+        assert re.fullmatch(rf"\[splitbrain\.leased\] {re.escape(HOST)}:psu \({re.escape(PSU)}\) is leased by "
+                            rf"alice@lab-pc \({SINCE}, while its session lasts\)", message), message
+        message = refused(bob.call(bob.module("serial"), str(tmp_path / "ttyV0"), path=["Serial"]))
+        assert f"{HOST}:dut-uart ({port}) is leased by alice@lab-pc" in message
+        # The name and its target are one resource: a lease on the VISA string itself is refused too.
+        assert "psu (" in refused(bob.request("lease", resources=[PSU]))
+        assert alice.call(alice.module("serial"), port, path=["Serial"])["ok"]
+        assert alice.ok("unlease", resources=["psu"]) == {"released": 1}
+        assert bob.call(manager, PSU, path=["open_resource"])["ok"]
+    finally:
+        for c in clients or ():
+            c.close()
+        if agent is not None:
+            agent.stop()
+        process.terminate()
+        process.wait(5)
