@@ -4,6 +4,7 @@ the holder's name; leases end with their session (bye, expiry, a killed client) 
 an `admin` key can force a release and the former holder is told at its next request."""
 import os
 import re
+import select
 import subprocess
 import time
 
@@ -223,5 +224,34 @@ def test_a_lease_on_a_configured_resource_name_covers_its_visa_string_and_its_se
             c.close()
         if agent is not None:
             agent.stop()
+        process.terminate()
+        process.wait(5)
+
+
+def test_a_port_opened_before_another_keys_lease_stays_usable_and_a_new_open_is_refused(lab, tmp_path):
+    """SHALL (issue 13 point 1, decided: leases govern opens) leave an object opened before another
+    key's lease usable, and refuse that key's next open of the resource with leased."""
+    agent, connect = lab
+    process = subprocess.Popen(["socat", "-d", "-d", f"pty,raw,echo=0,link={tmp_path}/ttyV0",
+                                f"pty,raw,echo=0,link={tmp_path}/ttyV1"], stderr=subprocess.DEVNULL)
+    try:
+        wait_until(lambda: os.path.exists(tmp_path / "ttyV1"), 10, "socat's pty links")
+        port = str(tmp_path / "ttyV0")
+        alice, bob = connect("alice"), connect("bob")
+        far_end = os.open(tmp_path / "ttyV1", os.O_RDONLY | os.O_NOCTTY)
+        try:
+            opened = bob.value(bob.module("serial"), port, path=["Serial"])
+            alice.ok("lease", resources=[os.path.realpath(port)])
+            written = bob.call(opened, b"still bob's\n", path=["write"])
+            assert written["ok"] and written["r"] == 12, written
+            got = b""
+            while len(got) < 12 and select.select([far_end], [], [], 10)[0]:
+                got += os.read(far_end, 12 - len(got))
+            assert got == b"still bob's\n"
+        finally:
+            os.close(far_end)
+        message = refused(bob.call(bob.module("serial"), port, path=["Serial"]))
+        assert f"{HOST}:{os.path.realpath(port)} is leased by alice@lab-pc" in message
+    finally:
         process.terminate()
         process.wait(5)
