@@ -341,7 +341,9 @@ class Slave:
         shared lease on it as well. Raises ``Leased`` if another key holds one, ``KeyLimit`` if this
         key may not lease (the agent's authorized_keys line needs the option ``lease``)."""
         from . import _lease
-        return _lease.take(self, resource, for_, shared)
+        lease = _lease.take(self, resource, for_, shared)
+        self._known_leases = self.leases()  # what %slaves and the lab panel show without asking again
+        return lease
 
     def leases(self):
         """Every lease on this slave's agent: dicts of resource ('' for the whole slave), holder (the
