@@ -279,3 +279,18 @@ def test_a_killed_client_frees_the_place_when_its_session_expires(lab, place_fre
     bob = lab.client("bob")
     assert bob.line().startswith("connected "), bob.errors
     bob.close()
+
+
+def test_what_slave_place_resolves_connects_once_and_the_next_cell_reuses_it(lab, place_free, monkeypatch):
+    """`%%slave place:bench-3` resolves its name with splitbrain.slave(): the first cell connects through
+    the place, the next finds that slave connected; closing it releases the place."""
+    for name, value in lab.environment("alice").items():
+        monkeypatch.setenv(name, value)
+    box = splitbrain.slave(f"place:{PLACE}")
+    try:
+        assert box.name == f"place:{PLACE}" and box.place.acquired
+        assert splitbrain.slave(f"place:{PLACE}") is box
+        assert lab.state()["acquired"] == "lab-pc/alice"
+    finally:
+        box.close()
+    assert lab.state()["acquired"] is None
