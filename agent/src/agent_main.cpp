@@ -77,6 +77,15 @@ serve options:
   --exit-with PID          shut down (as on SIGTERM) once process PID has ended, even if it was
                            killed: splitbrain.spawn() ties its private agent to its interpreter
   --worker PATH            the splitbrain-worker executable (default: beside this program)
+  --resource NAME=TARGET   a resource name clients may lease (box.lease("psu")): TARGET is a VISA
+                           resource string or a serial port path; a lease on NAME covers opening
+                           TARGET (repeatable: --resource psu=TCPIP::10.0.0.5::INSTR)
+  --labgrid-place NAME     serve only sessions whose user holds this labgrid place (docs/labgrid.md):
+                           each key needs labgrid-user= in authorized_keys; a session of a client
+                           that acquired the place through splitbrain and expired releases it
+  --labgrid-coordinator HOST:PORT
+                           the labgrid coordinator (default: $LG_COORDINATOR, else 127.0.0.1:20408)
+  --labgrid-timeout SECS   how long a hello waits for the coordinator's answer (default 5)
   --no-zygote              start each worker as a new process (a Python start-up each) instead
                            of forking it from a worker that initialised Python once
   -h, --help               this text
@@ -186,6 +195,10 @@ int serve(const std::vector<std::string>& args) {
     splitbrain::agent::options opts;
     opts.python = SPLITBRAIN_DEFAULT_PYTHON;
     opts.worker = own_directory() / "splitbrain-worker";
+    opts.place_watch = own_directory() / "splitbrain-place-watch";
+    if (const char* coordinator = std::getenv("LG_COORDINATOR"); coordinator && *coordinator) {
+        opts.labgrid_coordinator = coordinator;
+    }
     bool have_key = false, have_authorized = false;
     for (std::size_t i = 0; i < args.size(); ++i) {
         std::string flag = args[i];
@@ -222,6 +235,18 @@ int serve(const std::vector<std::string>& args) {
             opts.audit_max_bytes = static_cast<std::uintmax_t>(parse_number(flag, value()));
         else if (flag == "--audit-keep") opts.audit_keep = static_cast<unsigned>(parse_number(flag, value()));
         else if (flag == "--exit-with") opts.parent_pid = static_cast<pid_t>(parse_number(flag, value()));
+        else if (flag == "--resource") {
+            const std::string given = value();
+            const auto eq = given.find('=');
+            if (eq == 0 || eq == std::string::npos || eq + 1 == given.size())
+                bad_usage("--resource needs NAME=TARGET (a VISA resource string or a serial port path), not '" + given +
+                          "'");
+            opts.resources[given.substr(0, eq)] = given.substr(eq + 1);
+        } else if (flag == "--labgrid-place") opts.labgrid_place = value();
+        else if (flag == "--labgrid-coordinator") opts.labgrid_coordinator = value();
+        else if (flag == "--labgrid-timeout")
+            opts.labgrid_timeout =
+                std::chrono::milliseconds(static_cast<long long>(parse_number(flag, value()) * 1000));
         else bad_usage("unknown option '" + args[i] + "'");
     }
     if (opts.insecure) {
@@ -242,6 +267,12 @@ int serve(const std::vector<std::string>& args) {
     }
     if (::access(opts.worker.c_str(), X_OK) != 0) {
         std::cerr << "splitbrain-agent: the worker " << opts.worker << " is not executable; use --worker PATH\n";
+        return 1;
+    }
+
+    if (!opts.labgrid_place.empty() && ::access(opts.place_watch.c_str(), R_OK) != 0) {
+        std::cerr << "splitbrain-agent: --labgrid-place needs " << opts.place_watch
+                  << ", installed beside this program\n";
         return 1;
     }
 

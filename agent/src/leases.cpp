@@ -33,7 +33,8 @@ bool covers(const std::vector<std::string>& resources, const std::string& resour
 
 }  // namespace
 
-lease_table::lease_table(fs::path file, std::string host) : m_file(std::move(file)), m_host(std::move(host)) {
+lease_table::lease_table(fs::path file, std::string host, std::map<std::string, std::string> names)
+    : m_file(std::move(file)), m_host(std::move(host)), m_names(std::move(names)) {
     write_file();
 }
 
@@ -48,7 +49,8 @@ json lease_table::answer(std::string_view op, const json& header, const holder& 
                                        "field \"resources\" must hold names of at most 512 characters (\"\": the "
                                        "whole slave)");
             }
-            resources.push_back(name.get<std::string>());
+            const auto named = m_names.find(name.get<std::string>());
+            resources.push_back(named == m_names.end() ? name.get<std::string>() : named->second);
         }
     }
     auto flag = [&](const char* field) {
@@ -70,8 +72,15 @@ json lease_table::answer(std::string_view op, const json& header, const holder& 
     return list(h.session);
 }
 
+std::string lease_table::label(const std::string& resource) const {
+    for (const auto& [name, target] : m_names) {
+        if (target == resource) return name + " (" + target + ")";
+    }
+    return resource;
+}
+
 std::string lease_table::describe(const lease& l) const {
-    return m_host + (l.resource.empty() ? "" : ":" + l.resource) + " is leased by " + l.by.who +
+    return m_host + (l.resource.empty() ? "" : ":" + label(l.resource)) + " is leased by " + l.by.who +
            (l.shared ? " (shared, " : " (") + "since " + clock_time(l.since) +
            (l.until ? ", until " + clock_time(*l.until) : std::string(", while its session lasts")) + ")";
 }
@@ -150,7 +159,9 @@ std::size_t lease_table::release(const holder& h, const std::vector<std::string>
 json lease_table::list(const std::string& session) const {
     json all = json::array();
     for (const auto& l : m_leases) {
+        const std::string shown = label(l.resource);
         all.push_back(json{{"resource", l.resource},
+                           {"name", shown == l.resource ? json(nullptr) : json(shown.substr(0, shown.find(" (")))},
                            {"holder", l.by.who},
                            {"shared", l.shared},
                            {"since", l.since},

@@ -23,8 +23,10 @@ namespace splitbrain::agent {
 
 class lease_table {
 public:
-    // `file`: where the table is written for the workers; `host`: the slave's name in messages.
-    lease_table(std::filesystem::path file, std::string host);
+    // `file`: where the table is written for the workers; `host`: the slave's name in messages;
+    // `names`: --resource NAME=TARGET, names a lease may use for a VISA resource string or a serial
+    // port path (a lease on the name is a lease on its target, which the workers' guard checks).
+    lease_table(std::filesystem::path file, std::string host, std::map<std::string, std::string> names = {});
 
     struct holder {
         std::string session;
@@ -69,10 +71,13 @@ private:
     };
 
     [[nodiscard]] std::string describe(const lease& l) const;
+    // "psu (TCPIP::10.0.0.5::INSTR)" for a target of --resource psu=..., else the resource itself.
+    [[nodiscard]] std::string label(const std::string& resource) const;
     void write_file() const;
 
     std::filesystem::path m_file;
     std::string m_host;
+    std::map<std::string, std::string> m_names;
     std::vector<lease> m_leases;
     std::map<std::string, std::string> m_notices;  // session -> why its lease ended (forced)
 };

@@ -130,7 +130,7 @@ supervisor::supervisor(options opts) : m_options(std::move(opts)) {
             std::make_unique<audit_log>(*m_options.audit_log, m_options.audit_max_bytes, m_options.audit_keep));
     }
     m_private_dir = pattern;  // mkdtemp makes it 0700
-    m_leases.emplace(m_private_dir / "leases.json", hostname());
+    m_leases.emplace(m_private_dir / "leases.json", hostname(), m_options.resources);
     start_janitor();
     // Workers forked by the zygote are re-parented here (zygote.hpp): we wait for them as for our own.
     ::prctl(PR_SET_CHILD_SUBREAPER, 1);
@@ -198,6 +198,12 @@ supervisor::supervisor(options opts) : m_options(std::move(opts)) {
         (m_keys ? " (CURVE, " + std::to_string(m_limits.size()) + " authorized keys, public key " + m_keys->public_key +
                       ")"
                 : " (INSECURE: no encryption, no authentication; loopback only)"));
+    if (!m_options.labgrid_place.empty()) {
+        const fs::path python = fs::is_directory(m_options.python) ? fs::path(m_options.python) / "bin" / "python"
+                                                                   : fs::path(m_options.python);
+        m_place.emplace(place_check::settings{m_options.labgrid_coordinator, m_options.labgrid_place, python,
+                                              m_options.place_watch, m_options.labgrid_timeout});
+    }
     ensure_spare();
 }
 
@@ -269,6 +275,8 @@ int supervisor::run() {
         if (m_zap) items.push_back({m_zap.handle(), 0, ZMQ_POLLIN, 0});
         const std::size_t zygote_item = items.size();
         if (m_zygote_fd >= 0) items.push_back({nullptr, m_zygote_fd, ZMQ_POLLIN, 0});
+        const std::size_t place_item = items.size();
+        if (m_place && m_place->fd() >= 0) items.push_back({nullptr, m_place->fd(), ZMQ_POLLIN, 0});
         const int ready = zmq_poll(items.data(), static_cast<int>(items.size()), 500);
         if (ready < 0) {
             if (zmq_errno() == EINTR) continue;
@@ -288,6 +296,7 @@ int supervisor::run() {
                 else break;
             }
             for (auto& [token, s] : m_sessions) flush_held(s);  // a full pipe that drained meanwhile
+            if (m_place) serve_place(place_item < items.size() && (items[place_item].revents & ZMQ_POLLIN));
             reap_silent_sessions();
             m_leases->expire();
             kill_stubborn_workers();
@@ -570,6 +579,7 @@ void supervisor::handle_client() {
         }
         if (op != &splitcore::op::bye && op != &splitcore::op::release && op != &splitcore::op::cancel) {
             m_leases->check_request(current->token, lease_holder(*current).key);
+            if (m_place) check_place_request(*current);
         }
         if (op == &splitcore::op::bye) current->bye_id = id;
         m_audit.begin(current->token, m_limits.who(client_key), id, header, message, 2);
@@ -611,6 +621,8 @@ void supervisor::hello(const zmq::message_t& routing_id, const std::string& clie
         m_limits.check_session(client_key, peer ? peer : "", static_cast<std::size_t>(owned),
                                m_options.max_sessions_per_key, hostname());
         m_leases->check_request(token, client_key.empty() ? "session:" + token : client_key);
+        std::optional<place_admission> place;
+        if (m_place && !(place = admit_to_place(routing_id, client_key, id, header, message))) return;  // waits
         if (!m_spare) m_spare = spawn_worker();
         const std::string worker_id = *m_spare;
         m_spare.reset();
@@ -618,6 +630,10 @@ void supervisor::hello(const zmq::message_t& routing_id, const std::string& clie
         fresh.token = token;
         fresh.client_key = client_key;
         fresh.worker_id = worker_id;
+        if (place) {
+            fresh.place_user = place->user;
+            fresh.place_release = place->release;
+        }
         m_workers[worker_id].session = token;
         m_sessions[token] = std::move(fresh);
         log("session " + short_token(token) + " opened (worker pid " + std::to_string(m_workers[worker_id].pid) +
@@ -749,6 +765,7 @@ void supervisor::reap_silent_sessions() {
         session& s = m_sessions[token];
         const auto quiet = std::chrono::duration_cast<std::chrono::milliseconds>(now - s.last_seen);
         remember_expired(s);
+        if (m_place && !s.place_release.empty()) m_place->release_from(s.place_release);
         const std::string why = "expired: its client sent nothing for " + seconds_text(quiet) + " s (--grace " +
                                 seconds_text(m_options.grace) + " s), with " + std::to_string(s.pending.size()) +
                                 (s.pending.size() == 1 ? " call" : " calls") + " pending";

@@ -19,6 +19,7 @@
 #include "audit_trail.hpp"
 #include "key_limits.hpp"
 #include "leases.hpp"
+#include "place_check.hpp"
 #include "splitcore/keys.hpp"
 #include "splitcore/protocol.hpp"
 #include "splitcore/wire.hpp"
@@ -44,6 +45,14 @@ struct options {
     std::optional<std::filesystem::path> audit_log;
     std::uintmax_t audit_max_bytes = std::uintmax_t(16) << 20;
     unsigned audit_keep = 5;
+
+    // --resource NAME=TARGET: names a lease may use for a VISA resource string or a serial port path
+    std::map<std::string, std::string> resources;
+    // --labgrid-place: sessions only for the place's holder (supervisor_place.cpp, docs/labgrid.md)
+    std::string labgrid_place;
+    std::string labgrid_coordinator = "127.0.0.1:20408";
+    std::chrono::milliseconds labgrid_timeout{5000};
+    std::filesystem::path place_watch;  // splitbrain-place-watch (agent/labgrid/place_watch.py)
 };
 
 // The address a client should use for `endpoint` (what the socket bound): a wildcard host
@@ -88,6 +97,10 @@ private:
         clock::time_point last_seen;
         bool lost = false;
         std::string lost_why;  // how its worker ended ("(pid N) ended with killed by SIGKILL")
+        // With --labgrid-place: the session's user to labgrid, and the holder to release the place
+        // from if the session expires (its client acquired the place for it); see supervisor_place.cpp.
+        std::string place_user;
+        std::string place_release;
     };
     struct worker {
         std::string id;
@@ -120,6 +133,31 @@ private:
 
     void hello(const zmq::message_t& routing_id, const std::string& client_key, std::uint64_t id,
                splitcore::json header, parts& message);
+
+    // labgrid places (supervisor_place.cpp). Who a hello's client is to labgrid and whether it
+    // holds the place: admitted (the user and the holder to release from on expiry), or nullopt
+    // when the hello waits for the coordinator's answer (it is kept and goes on in serve_place());
+    // throws place_not_held.
+    struct place_admission {
+        std::string user;
+        std::string release;
+    };
+    std::optional<place_admission> admit_to_place(const zmq::message_t& routing_id, const std::string& client_key,
+                                                  std::uint64_t id, splitcore::json& header, parts& message);
+    // Each poll turn: the watcher's reports, hellos that waited for them, their deadlines.
+    void serve_place(bool readable);
+    // Throws place_not_held if the session's user no longer holds the place.
+    void check_place_request(const session& s) const;
+    struct deferred_hello {
+        std::string routing_id;
+        std::string client_key;
+        std::uint64_t id = 0;
+        splitcore::json header;
+        parts message;
+        std::uint64_t sync = 0;
+        clock::time_point deadline;
+    };
+    void continue_hello(deferred_hello& waiting, bool answered);
     void forward_to_worker(session& s, std::uint64_t id, parts message);
     void reply_error(const zmq::message_t& routing_id, std::uint64_t id, splitcore::errc code,
                      const std::string& detail);
@@ -182,6 +220,9 @@ private:
     key_limits m_limits;  // the authorized keys and their options
     audit_trail m_audit{nullptr};
     std::optional<lease_table> m_leases;  // made once the private directory exists
+    std::optional<place_check> m_place;   // with --labgrid-place
+    std::vector<deferred_hello> m_deferred_hellos;
+    bool m_place_answered = false;        // while a deferred hello goes on after the coordinator's answer
     std::filesystem::path m_private_dir;  // 0700; holds the workers' ipc socket
     std::string m_backend_endpoint;
     std::string m_endpoint;  // what --listen resolved to

@@ -18,6 +18,18 @@ export interface ISlaveRow {
   state: string;
   log: string[];
   log_source: string | null;
+  // The leases on its agent as `%slaves` shows them (null: not known); resource '' is the whole slave.
+  leases?: ILease[] | null;
+}
+
+export interface ILease {
+  resource: string;
+  name?: string | null;
+  holder: string;
+  shared: boolean;
+  since: number;
+  until: number | null;
+  mine: boolean;
 }
 
 export interface IActive {

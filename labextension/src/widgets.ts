@@ -5,7 +5,7 @@ import { LabIcon } from '@jupyterlab/ui-components';
 import { ISignal, Signal } from '@lumino/signaling';
 import { Widget } from '@lumino/widgets';
 
-import { IState, ISlaveRow, KernelLink, describeActive, isDown } from './model';
+import { ILease, IState, ISlaveRow, KernelLink, describeActive, isDown } from './model';
 
 const slavesIcon = new LabIcon({
   name: 'splitbrain-lab:slaves',
@@ -100,6 +100,17 @@ export class ActiveSlaveItem extends LinkView {
 
 function latencyText(latency: number | null): string {
   return typeof latency === 'number' ? `${(latency * 1e3).toFixed(2)} ms` : '';
+}
+
+// "leased: ASRL/dev/ttyUSB0 by alice@lab-pc (yours, until 12:02)": who holds what on that agent.
+function leaseText(lease: ILease): string {
+  const what = lease.resource === '' ? 'the whole slave' : lease.name ? `${lease.name} (${lease.resource})` : lease.resource;
+  const notes = [lease.mine ? 'yours' : '', lease.shared ? 'shared' : ''];
+  if (lease.until !== null) {
+    notes.push(`until ${new Date(lease.until * 1000).toTimeString().slice(0, 5)}`);
+  }
+  const said = notes.filter(note => note).join(', ');
+  return `leased: ${what} by ${lease.holder}${said ? ` (${said})` : ''}`;
 }
 
 function stateText(state: string): string {
@@ -220,6 +231,11 @@ export class SlavesPanel extends LinkView {
     const details = facts.filter(fact => fact).join(' · ');
     if (details) {
       card.appendChild(element('div', 'jp-splitbrain-slave-details', details));
+    }
+    for (const lease of row.leases ?? []) {
+      const line = card.appendChild(element('div', 'jp-splitbrain-lease', leaseText(lease)));
+      line.dataset.resource = lease.resource;
+      line.dataset.holder = lease.holder;
     }
   }
 

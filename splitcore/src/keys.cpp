@@ -183,14 +183,18 @@ void apply_option(key_options& options, const std::string& name, const std::opti
         options.allow_modules = split_list(need());
     } else if (name == "deny-modules") {
         options.deny_modules = split_list(need());
+    } else if (name == "labgrid-user") {
+        options.labgrid_user = need();
     } else if (name == "lease" && !value) {
         options.lease = true;
     } else if (name == "admin" && !value) {
         options.admin = true;
         options.lease = true;
     } else {
-        throw key_error("unknown option \"" + name + (value ? "=" : "") +
-                        "\" (known: from=, expires=, max-sessions=, allow-modules=, deny-modules=, lease, admin)");
+        throw key_error(
+            "unknown option \"" + name + (value ? "=" : "") +
+            "\" (known: from=, expires=, max-sessions=, allow-modules=, deny-modules=, labgrid-user=, lease, "
+            "admin)");
     }
 }
 

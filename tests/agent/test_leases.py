@@ -4,6 +4,7 @@ the holder's name; leases end with their session (bye, expiry, a killed client) 
 an `admin` key can force a release and the former holder is told at its next request."""
 import os
 import re
+import select
 import subprocess
 import time
 
@@ -187,3 +188,70 @@ def test_box_lease_from_python_is_a_context_manager_and_shows_in_slaves(tmp_path
         other.close()
         box.close()
         agent.stop()
+
+
+def test_a_lease_on_a_configured_resource_name_covers_its_visa_string_and_its_serial_port(tmp_path):
+    """SHALL (issue 13 point 1) let a lease name a resource the agent is configured with (--resource
+    NAME=TARGET): another key's open of the name's VISA string or serial port is refused, naming both."""
+    process = subprocess.Popen(["socat", "-d", "-d", f"pty,raw,echo=0,link={tmp_path}/ttyV0",
+                                f"pty,raw,echo=0,link={tmp_path}/ttyV1"], stderr=subprocess.DEVNULL)
+    keys = {"alice": Key("lease", "alice@lab-pc"), "bob": Key("lease", "bob@lab-pc")}
+    agent = clients = None
+    try:
+        wait_until(lambda: os.path.exists(tmp_path / "ttyV0"), 10, "socat's pty link")
+        port = os.path.realpath(tmp_path / "ttyV0")
+        agent = Agent(tmp_path / "agent", authorized=[k.line for k in keys.values()],
+                      extra=["--resource", f"psu={PSU}", f"--resource=dut-uart={port}"])
+        clients = alice, bob = keys["alice"].client(agent), keys["bob"].client(agent)
+        taken = alice.ok("lease", resources=["psu", "dut-uart"])
+        assert [l["resource"] for l in taken["leases"]] == [PSU, port]
+        assert [(l["resource"], l["name"]) for l in bob.ok("leases")] == [(PSU, "psu"), (port, "dut-uart")]
+
+        pyvisa = bob.module("pyvisa")
+        manager = bob.value(pyvisa, BENCH_YAML + "@sim", path=["ResourceManager"])
+        message = refused(bob.call(manager, PSU, path=["open_resource"]))
+        assert re.fullmatch(rf"\[splitbrain\.leased\] {re.escape(HOST)}:psu \({re.escape(PSU)}\) is leased by "
+                            rf"alice@lab-pc \({SINCE}, while its session lasts\)", message), message
+        message = refused(bob.call(bob.module("serial"), str(tmp_path / "ttyV0"), path=["Serial"]))
+        assert f"{HOST}:dut-uart ({port}) is leased by alice@lab-pc" in message
+        # The name and its target are one resource: a lease on the VISA string itself is refused too.
+        assert "psu (" in refused(bob.request("lease", resources=[PSU]))
+        assert alice.call(alice.module("serial"), port, path=["Serial"])["ok"]
+        assert alice.ok("unlease", resources=["psu"]) == {"released": 1}
+        assert bob.call(manager, PSU, path=["open_resource"])["ok"]
+    finally:
+        for c in clients or ():
+            c.close()
+        if agent is not None:
+            agent.stop()
+        process.terminate()
+        process.wait(5)
+
+
+def test_a_port_opened_before_another_keys_lease_stays_usable_and_a_new_open_is_refused(lab, tmp_path):
+    """SHALL (issue 13 point 1, decided: leases govern opens) leave an object opened before another
+    key's lease usable, and refuse that key's next open of the resource with leased."""
+    agent, connect = lab
+    process = subprocess.Popen(["socat", "-d", "-d", f"pty,raw,echo=0,link={tmp_path}/ttyV0",
+                                f"pty,raw,echo=0,link={tmp_path}/ttyV1"], stderr=subprocess.DEVNULL)
+    try:
+        wait_until(lambda: os.path.exists(tmp_path / "ttyV1"), 10, "socat's pty links")
+        port = str(tmp_path / "ttyV0")
+        alice, bob = connect("alice"), connect("bob")
+        far_end = os.open(tmp_path / "ttyV1", os.O_RDONLY | os.O_NOCTTY)
+        try:
+            opened = bob.value(bob.module("serial"), port, path=["Serial"])
+            alice.ok("lease", resources=[os.path.realpath(port)])
+            written = bob.call(opened, b"still bob's\n", path=["write"])
+            assert written["ok"] and written["r"] == 12, written
+            got = b""
+            while len(got) < 12 and select.select([far_end], [], [], 10)[0]:
+                got += os.read(far_end, 12 - len(got))
+            assert got == b"still bob's\n"
+        finally:
+            os.close(far_end)
+        message = refused(bob.call(bob.module("serial"), port, path=["Serial"]))
+        assert f"{HOST}:{os.path.realpath(port)} is leased by alice@lab-pc" in message
+    finally:
+        process.terminate()
+        process.wait(5)

@@ -710,8 +710,6 @@ REFUSED_IDIOMS = {
     "http.client connect": _http_client,
     "ctypes.CDLL": _ctypes_load,
     "io.FileIO": lambda: _file_io("made-by-io_FileIO"),  # the C class opens here: not routed, refused
-    "shelve.open": _shelve,  # dbm's C backends open the file here, with no audit event: dbm.open is watched
-    "dbm.open": _dbm,
 }
 
 

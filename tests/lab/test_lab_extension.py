@@ -19,6 +19,7 @@ CELLS = [
     "%%slave bench-a bench-b\nimport os, subprocess\nprint('hello from', os.getcwd())\n"
     "if 'bench-b' in os.getcwd(): subprocess.run(['sh', '-c', 'sleep 1; echo slow; sleep 3'])",
     "%%slave bench-a\nimport subprocess\nsubprocess.run(['sleep', '3.5'])",
+    "import splitbrain\nbench_l = splitbrain.spawn('bench-l')\nheld = bench_l.lease('ASRL/dev/ttyS9::INSTR')",
 ]
 
 
@@ -163,3 +164,18 @@ def test_slave_local_returns_the_status_item_to_local(page):
     page.wait_until_done(2)
     expect(page.output(2)).to_contain_text("cells now run on this machine")
     expect(active_slave(page)).to_have_text("local", timeout=UI_TIMEOUT_MS)
+
+
+def test_the_panel_shows_who_holds_a_lease_on_a_slave(page):
+    """Issue 13 point 1: who holds what shows in the lab panel, as soon as the cell that took the lease ends."""
+    page.run(5)
+    page.wait_until_done(5)
+    open_panel(page)
+    lease = panel(page).locator("div.jp-splitbrain-slave[data-slave='bench-l'] .jp-splitbrain-lease")
+    expect(lease).to_have_count(1, timeout=UI_TIMEOUT_MS)
+    expect(lease).to_have_attribute("data-resource", "ASRL/dev/ttyS9::INSTR")
+    expect(lease).to_contain_text("leased: ASRL/dev/ttyS9::INSTR by ")
+    expect(lease).to_contain_text("(yours)")
+    panel(page).locator("div.jp-splitbrain-slave[data-slave='bench-l'] .jp-splitbrain-forget").click()
+    expect(panel(page).locator("div.jp-splitbrain-slave[data-slave='bench-l']")).to_have_count(0,
+                                                                                         timeout=UI_TIMEOUT_MS)

@@ -83,6 +83,10 @@ enum class errc {
     reply_lost,
     // pipelined writes
     not_run_after_failure,
+    // labgrid places
+    place_unavailable,
+    place_busy,
+    place_not_held,
 };
 
 // Every id's name, indexed by errc.
@@ -142,9 +146,12 @@ inline constexpr std::string_view error_names[] = {
     "leased",
     "reply_lost",
     "not_run_after_failure",
+    "place_unavailable",
+    "place_busy",
+    "place_not_held",
 };
 inline constexpr std::size_t error_count = sizeof(error_names) / sizeof(error_names[0]);
-static_assert(error_count == static_cast<std::size_t>(errc::not_run_after_failure) + 1,
+static_assert(error_count == static_cast<std::size_t>(errc::place_not_held) + 1,
               "error_names must name every errc, in order");
 
 [[nodiscard]] constexpr std::string_view name(errc code) noexcept {

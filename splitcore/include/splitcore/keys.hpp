@@ -54,6 +54,7 @@ struct key_options {
     std::vector<std::string> deny_modules;                  // never these (nor their submodules)
     bool lease = false;                                     // may take leases
     bool admin = false;                                     // may take leases and force-release others'
+    std::string labgrid_user;  // labgrid-user=: who it is to the coordinator ("alice", or "host/alice")
 
     // "alice@lab-pc", or the key itself when the line has no comment.
     [[nodiscard]] std::string who(const std::string& key) const;

@@ -24,7 +24,7 @@ from . import _core
 from ._context import activate, current, local
 from ._audit import strict
 from ._errors import (AgentKeyMismatch, AgentUnreachable, ClientStalled, KeyLimit, KeyRefused, Leased,
-                      ModuleRefused, NothingListening,
+                      ModuleRefused, NothingListening, PlaceBusy, PlaceNotHeld, PlaceUnavailable,
                       ProtocolError, RemoteError, SessionLost, SlaveClosed, SlaveOnlyModuleError, SpawnError,
                       UnknownHost)
 from ._proxy import RemoteCallable, RemoteDescriptor, RemoteMethod, RemoteModule, RemoteObject
@@ -34,7 +34,7 @@ from ._slave import Slave, connect, forget, known_slaves, slave, slaves, spawn
 
 __all__ = [
     "AgentKeyMismatch", "AgentUnreachable", "ClientStalled", "KeyLimit", "KeyRefused", "Leased", "ModuleRefused",
-    "NothingListening", "UnknownHost",
+    "NothingListening", "PlaceBusy", "PlaceNotHeld", "PlaceUnavailable", "UnknownHost",
     "ProtocolError", "RemoteCallable", "RemoteDescriptor", "RemoteError", "RemoteMethod",
     "RemoteModule", "RemoteObject", "SessionLost", "Slave", "SlaveClosed", "SlaveOnlyModuleError",
     "SpawnError", "activate", "client_keys", "config_dir", "connect", "current", "forget",

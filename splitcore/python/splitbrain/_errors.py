@@ -10,7 +10,8 @@ import builtins
 from . import _core
 
 __all__ = [
-    "AgentKeyMismatch", "AgentUnreachable", "ClientStalled", "KeyLimit", "KeyRefused", "Leased", "ModuleRefused", "NothingListening", "UnknownHost", "ProtocolError", "RemoteError", "SessionLost", "SlaveClosed",
+    "AgentKeyMismatch", "AgentUnreachable", "ClientStalled", "KeyLimit", "KeyRefused", "Leased", "ModuleRefused", "NothingListening",
+    "PlaceBusy", "PlaceNotHeld", "PlaceUnavailable", "UnknownHost", "ProtocolError", "RemoteError", "SessionLost", "SlaveClosed",
     "SlaveOnlyModuleError", "SpawnError",
 ]
 
@@ -95,6 +96,19 @@ class Leased(PermissionError):
     """Another client holds a lease on that slave or resource (``leased``)."""
 
 
+class PlaceUnavailable(ConnectionError):
+    """A labgrid place could not be used: no coordinator, no such place, no agent among its resources
+    (``place_unavailable``)."""
+
+
+class PlaceBusy(TimeoutError):
+    """A labgrid place stayed acquired by another user for the whole wait (``place_busy``)."""
+
+
+class PlaceNotHeld(PermissionError):
+    """The agent serves a labgrid place, and this client's user does not hold it (``place_not_held``)."""
+
+
 class SpawnError(RuntimeError):
     """``splitbrain.spawn()`` could not start a private agent."""
 
@@ -137,6 +151,9 @@ TYPES = {
     "leased": Leased,
     "reply_lost": ProtocolError,
     "not_run_after_failure": ProtocolError,
+    "place_unavailable": PlaceUnavailable,
+    "place_busy": PlaceBusy,
+    "place_not_held": PlaceNotHeld,
 }
 _core.set_error_types(TYPES)
 

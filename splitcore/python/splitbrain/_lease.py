@@ -43,6 +43,7 @@ class Lease:
         """Ends the lease (idempotent)."""
         if not self.released and not self.slave.closed:
             self.slave._conn.request("unlease", {"resources": list(self.resources) or [""]})
+            self.slave._known_leases = table(self.slave)
         self.released = True
 
     def __enter__(self):

@@ -11,7 +11,7 @@ import threading
 import time
 import weakref
 
-from . import _byname, _classes, _context, _core, _local, _registry, _spawn
+from . import _byname, _classes, _context, _core, _labgrid, _local, _registry, _spawn
 from ._errors import AgentUnreachable, SessionLost, error, exception_from_reply
 from ._proxy import RemoteCallable, RemoteMethod, RemoteModule, RemoteObject, path_like_text
 
@@ -107,8 +107,9 @@ class Slave:
     (``sys.version`` there), ``hostname``, ``pid`` (of the worker serving us), ``state``.
     """
 
-    def __init__(self, name, address, public_key, *, timeout=DEFAULT_TIMEOUT, agent=None):
+    def __init__(self, name, address, public_key, *, timeout=DEFAULT_TIMEOUT, agent=None, place=None):
         self.name = name
+        self.place = place               # the _labgrid.Place this slave holds, released when it closes
         self.address = address
         self.public_key = public_key
         self.timeout = timeout
@@ -137,7 +138,10 @@ class Slave:
         conn = _core.Connection(self.name, self.address, self.public_key, client_public, client_secret,
                                 session.encode(), float(self.timeout), self)
         try:
-            info = conn.request("hello", {"session": session})
+            hello = {"session": session}
+            if self.place is not None:
+                hello["place"] = self.place.hello()
+            info = conn.request("hello", hello)
         except AgentUnreachable as exc:
             conn.close()
             self.state = "unreachable"
@@ -355,7 +359,9 @@ class Slave:
         shared lease on it as well. Raises ``Leased`` if another key holds one, ``KeyLimit`` if this
         key may not lease (the agent's authorized_keys line needs the option ``lease``)."""
         from . import _lease
-        return _lease.take(self, resource, for_, shared)
+        lease = _lease.take(self, resource, for_, shared)
+        self._known_leases = self.leases()  # what %slaves and the lab panel show without asking again
+        return lease
 
     def leases(self):
         """Every lease on this slave's agent: dicts of resource ('' for the whole slave), holder (the
@@ -415,6 +421,8 @@ class Slave:
         self._modules.clear()
         self._exports.clear()
         self._stop_agent()
+        if self.place is not None:
+            self.place.release()
 
     def _stop_agent(self):
         agent, self._agent = self._agent, None
@@ -438,7 +446,7 @@ def _register(slave):
     return slave
 
 
-def connect(target, name=None, timeout=DEFAULT_TIMEOUT, save=False):
+def connect(target, name=None, timeout=DEFAULT_TIMEOUT, save=False, wait=None):
     """Connect to an agent and return a :class:`Slave`.
 
     *target* is a name from the registry (``~/.config/splitbrain/slaves.json``), the path of an
@@ -446,18 +454,31 @@ def connect(target, name=None, timeout=DEFAULT_TIMEOUT, save=False):
     for a plain-text loopback agent; without ``key=`` the registry entry with that address gives
     it). *name* defaults to the registry name, the connection file's name, or ``HOST:PORT``.
     *timeout* is the liveness timeout: an agent silent that long is unreachable. *save* records
-    the slave in the registry under *name*.
+    the slave in the registry under *name*. ``place:NAME`` is a labgrid place (``LG_COORDINATOR``,
+    docs/labgrid.md): reserved (waiting up to *wait* s, default 60, while another user holds it),
+    acquired, and released when the slave closes.
 
     >>> box = splitbrain.connect("linux-box")
     >>> with box:
     ...     os.getcwd()
     """
     with _context.local():
+        if _labgrid.is_place(target):
+            return _register(_connect_place(target, name, timeout, wait))
         address, public_key, default = _registry.resolve(target)
         slave = Slave(name or default, address, public_key, timeout=timeout)
         if save:
             _registry.save(slave.name, address, public_key)
     return _register(slave)
+
+
+def _connect_place(target, name, timeout, wait):
+    place = _labgrid.take(target, wait)
+    try:
+        return Slave(name or target, place.address, place.public_key, timeout=timeout, place=place)
+    except BaseException:
+        place.release()
+        raise
 
 
 def spawn(name=None, timeout=15.0, liveness=DEFAULT_TIMEOUT):
@@ -492,7 +513,7 @@ def slave(name):
         found = _connected.get(name)
     if found is not None and not found.closed:
         return found
-    if name in _registry.entries():
+    if name in _registry.entries() or _labgrid.is_place(name):
         return connect(name)
     raise error("unknown_slave", f"no slave named {name!r}")
 
