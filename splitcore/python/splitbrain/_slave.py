@@ -13,7 +13,8 @@ import weakref
 
 from . import _byname, _classes, _context, _core, _local, _registry, _spawn
 from ._errors import AgentUnreachable, SessionLost, error, exception_from_reply
-from ._proxy import RemoteCallable, RemoteMethod, RemoteModule, RemoteObject, path_like_text
+from ._proxy import (RemoteCallable, RemoteDescriptor, RemoteMethod, RemoteModule, RemoteObject, _slave_descriptors,
+                     path_like_text)
 
 __all__ = ["Slave", "connect", "forget", "known_slaves", "slave", "slaves", "spawn"]
 
@@ -278,7 +279,10 @@ class Slave:
         return self._exports.get(eid)
 
     def _callback(self, op, target, name, args, kwargs):
-        return _local.serve(op, target, name, args, kwargs)
+        result = _local.serve(op, target, name, args, kwargs)
+        if RemoteDescriptor.made:  # an opener= returning the slave's os.open(...): the slave's number
+            (result,), _ = _slave_descriptors(self, (result,), {})
+        return result
 
     def _keep_error(self, exc):
         return self._exports.keep_error(exc)
