@@ -69,6 +69,9 @@ class _LostConnection:
         raise error("session_lost", self._message)
 
 
+_warning_registries = weakref.WeakKeyDictionary()  # Slave -> {slave's file name: warnings registry}
+
+
 def _warning_class(module, qualname):
     """The master's warning class of that name (in a module already loaded), else ``Warning``."""
     found = sys.modules.get(module)
@@ -294,8 +297,14 @@ class Slave:
         """The warnings the slave raised during a request, raised again here: the master's filters,
         ``assertWarns`` and ``catch_warnings`` see them (the slave keeps them all, filter "always")."""
         import warnings  # noqa: PLC0415 (loaded anyway; only when a slave warned)
+        registries = _warning_registries.setdefault(self, {})
+        if len(registries) > 1024:  # bounded: the "default"/"once" memory of that many files
+            registries.clear()
         for module, qualname, text, filename, lineno in items:
-            warnings.warn_explicit(text, _warning_class(module, qualname), filename, lineno)
+            # one registry per slave's file, as a module's __warningregistry__: "default" shows a
+            # warning once per place, as it would on one machine
+            warnings.warn_explicit(text, _warning_class(module, qualname), filename, lineno,
+                                   registry=registries.setdefault(filename, {}))
 
     def _output(self, fd, data):
         text = self._decoders[2 if fd == 2 else 1].decode(data)
