@@ -138,8 +138,8 @@ int main(int argc, char** argv) {
     sigset_t sigint;
     sigemptyset(&sigint);
     sigaddset(&sigint, SIGINT);
-    for (const int stray : {SIGUSR1, SIGUSR2, SIGALRM, SIGHUP, SIGVTALRM, SIGPROF, SIGIO, SIGPWR, SIGTSTP, SIGTTIN,
-                            SIGTTOU}) {
+    for (const int stray :
+         {SIGUSR1, SIGUSR2, SIGALRM, SIGHUP, SIGVTALRM, SIGPROF, SIGIO, SIGPWR, SIGTSTP, SIGTTIN, SIGTTOU}) {
         sigaddset(&sigint, stray);
     }
     ::pthread_sigmask(SIG_BLOCK, &sigint, nullptr);
