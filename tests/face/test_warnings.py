@@ -41,3 +41,11 @@ def test_a_warning_class_the_master_lacks_arrives_as_warning(linux_box):
         linux_box.modules.builtins.exec(
             "import warnings\nclass LabWarning(UserWarning): pass\nwarnings.warn('odd', LabWarning)", {})
     assert [(w.category, str(w.message)) for w in got] == [(Warning, "odd")]
+
+
+def test_the_default_action_shows_a_slaves_warning_once_per_place(linux_box):
+    with warnings.catch_warnings(record=True) as got:
+        warnings.simplefilter("default")
+        linux_box.modules.builtins.exec(
+            "import warnings\nfor i in range(3):\n    warnings.warn('in a loop', UserWarning)", {})
+    assert [str(w.message) for w in got] == ["in a loop"]

@@ -13,7 +13,8 @@ import weakref
 
 from . import _byname, _classes, _context, _core, _labgrid, _local, _registry, _spawn
 from ._errors import AgentUnreachable, SessionLost, error, exception_from_reply
-from ._proxy import RemoteCallable, RemoteMethod, RemoteModule, RemoteObject, path_like_text
+from ._proxy import (RemoteCallable, RemoteDescriptor, RemoteMethod, RemoteModule, RemoteObject, _slave_descriptors,
+                     path_like_text)
 
 __all__ = ["Slave", "connect", "forget", "known_slaves", "slave", "slaves", "spawn"]
 
@@ -66,6 +67,9 @@ class _LostConnection:
         if name.startswith("__"):
             raise AttributeError(name)
         raise error("session_lost", self._message)
+
+
+_warning_registries = weakref.WeakKeyDictionary()  # Slave -> {slave's file name: warnings registry}
 
 
 def _warning_class(module, qualname):
@@ -283,7 +287,10 @@ class Slave:
         return self._exports.get(eid)
 
     def _callback(self, op, target, name, args, kwargs):
-        return _local.serve(op, target, name, args, kwargs)
+        result = _local.serve(op, target, name, args, kwargs)
+        if RemoteDescriptor.made:  # an opener= returning the slave's os.open(...): the slave's number
+            (result,), _ = _slave_descriptors(self, (result,), {})
+        return result
 
     def _keep_error(self, exc):
         return self._exports.keep_error(exc)
@@ -295,8 +302,14 @@ class Slave:
         """The warnings the slave raised during a request, raised again here: the master's filters,
         ``assertWarns`` and ``catch_warnings`` see them (the slave keeps them all, filter "always")."""
         import warnings  # noqa: PLC0415 (loaded anyway; only when a slave warned)
+        registries = _warning_registries.setdefault(self, {})
+        if len(registries) > 1024:  # bounded: the "default"/"once" memory of that many files
+            registries.clear()
         for module, qualname, text, filename, lineno in items:
-            warnings.warn_explicit(text, _warning_class(module, qualname), filename, lineno)
+            # one registry per slave's file, as a module's __warningregistry__: "default" shows a
+            # warning once per place, as it would on one machine
+            warnings.warn_explicit(text, _warning_class(module, qualname), filename, lineno,
+                                   registry=registries.setdefault(filename, {}))
 
     def _output(self, fd, data):
         text = self._decoders[2 if fd == 2 else 1].decode(data)
