@@ -141,6 +141,11 @@ def scan(top):
                     row.append(bool(test()))
                 except OSError:
                     row.append(False)
+            for follow in (False, True):  # fwalk's bottom-up pass asks entry.stat(follow_symlinks=False)
+                try:
+                    row.append(row[-1] if follow and not row[4] else e.stat(follow_symlinks=follow))
+                except OSError as exc:
+                    row.append((exc.errno, exc.strerror))
             rows.append(row)
     return rows
 '''
@@ -149,11 +154,18 @@ def scan(top):
 class _Scanned:
     """One entry of _scandir_in_one_round_trip: what os.DirEntry answers, already asked."""
 
-    __slots__ = ("name", "path", "_dir", "_dir_here", "_link", "_file")
+    __slots__ = ("name", "path", "_dir", "_dir_here", "_link", "_file", "_lstat", "_stat")
 
-    def __init__(self, name, path, is_dir, is_dir_here, is_link, is_file):
+    def __init__(self, name, path, is_dir, is_dir_here, is_link, is_file, lstat, stat):
         self.name, self.path = name, path
         self._dir, self._dir_here, self._link, self._file = is_dir, is_dir_here, is_link, is_file
+        self._lstat, self._stat = lstat, stat
+
+    def stat(self, *, follow_symlinks=True):
+        found = self._stat if follow_symlinks else self._lstat
+        if isinstance(found, tuple) and not hasattr(found, "st_mode"):  # (errno, strerror) of the slave
+            raise OSError(found[0], found[1], self.path)
+        return found
 
     def is_dir(self, *, follow_symlinks=True):
         return self._dir if follow_symlinks else self._dir_here
