@@ -280,7 +280,6 @@ py_ref install_router(PyObject*, PyObject* const* args, Py_ssize_t nargs) {
     return py_ref::borrow(Py_None);
 }
 
-
 // -- routing callables ------------------------------------------------------------------------------
 
 routing_callable* as_routing(PyObject* self) { return reinterpret_cast<routing_callable*>(self); }
@@ -379,8 +378,9 @@ void ready_routing_type(PyTypeObject& type, const char* name, bool binds) {
     type.tp_name = name;
     type.tp_basicsize = sizeof(routing_callable);
     type.tp_flags = Py_TPFLAGS_DEFAULT | Py_TPFLAGS_HAVE_GC | Py_TPFLAGS_HAVE_VECTORCALL;
-    type.tp_doc = "A function read from a routed module: the real one outside any slave's context, the active "
-                  "slave's inside one.";
+    type.tp_doc =
+        "A function read from a routed module: the real one outside any slave's context, the active "
+        "slave's inside one.";
     type.tp_vectorcall_offset = offsetof(routing_callable, vectorcall);
     type.tp_call = PyVectorcall_Call;
     type.tp_getattro = routing_getattro;
