@@ -163,3 +163,12 @@ def test_os_spawn_inside_a_context_starts_the_program_on_the_slave_without_fork(
         assert os.waitpid(pid, 0)[1] == 0
         assert os.spawnve(os.P_WAIT, sys.executable, [sys.executable, "-c", "import os, sys; "
                           "sys.exit(int(os.environ['SB_CODE']))"], {"SB_CODE": "5"}) == 5
+
+
+def test_os_fwalk_bottom_up_inside_a_context(linux_box, tmp_path):
+    (tmp_path / "a" / "b").mkdir(parents=True)
+    (tmp_path / "a" / "f").write_text("x")
+    with linux_box:
+        seen = [(os.path.relpath(top, str(tmp_path)), sorted(dirs), files)
+                for top, dirs, files, _ in os.fwalk(str(tmp_path), topdown=False)]
+    assert seen == [("a/b", [], []), ("a", ["b"], ["f"]), (".", ["a"], [])]

@@ -109,6 +109,8 @@ def _run_here(name, routed, attr):
                 copy.__kwdefaults__ = value.__kwdefaults__
                 copy.__qualname__, copy.__doc__, copy.__module__ = value.__qualname__, value.__doc__, value.__module__
                 namespace[key] = copy
+        if name == "os":
+            namespace["scandir"] = _scandir_in_one_round_trip(namespace["scandir"])
         if name == "os" and "_spawnvef" in namespace:
             namespace["_spawnvef"] = _spawn_without_fork(namespace, routed)
         _here[(name, attr)] = (real, namespace[attr])
@@ -123,6 +125,100 @@ def _run_here(name, routed, attr):
 # looked at. Only while the slave has the master's path flavour (os.name): a local WindowsPath
 # cannot exist here, so a Windows slave's context gets that slave's pathlib.
 _LOCAL_CODE = frozenset({"pathlib"})
+
+
+# Made on the slave once per slave (our text, never the user's): a directory's entries as plain
+# data, with what os.walk/fwalk ask of each (a failing test counts as False, as they treat it).
+_SCAN = '''
+def scan(top):
+    import os
+    rows = []
+    with os.scandir(top) as entries:
+        for e in entries:
+            row = [e.name, e.path]
+            for test in (e.is_dir, lambda: e.is_dir(follow_symlinks=False), e.is_symlink, e.is_file):
+                try:
+                    row.append(bool(test()))
+                except OSError:
+                    row.append(False)
+            for follow in (False, True):  # fwalk's bottom-up pass asks entry.stat(follow_symlinks=False)
+                try:
+                    row.append(row[-1] if follow and not row[4] else e.stat(follow_symlinks=follow))
+                except OSError as exc:
+                    row.append((exc.errno, exc.strerror))
+            rows.append(row)
+    return rows
+'''
+
+
+class _Scanned:
+    """One entry of _scandir_in_one_round_trip: what os.DirEntry answers, already asked."""
+
+    __slots__ = ("name", "path", "_dir", "_dir_here", "_link", "_file", "_lstat", "_stat")
+
+    def __init__(self, name, path, is_dir, is_dir_here, is_link, is_file, lstat, stat):
+        self.name, self.path = name, path
+        self._dir, self._dir_here, self._link, self._file = is_dir, is_dir_here, is_link, is_file
+        self._lstat, self._stat = lstat, stat
+
+    def stat(self, *, follow_symlinks=True):
+        found = self._stat if follow_symlinks else self._lstat
+        if isinstance(found, tuple) and not hasattr(found, "st_mode"):  # (errno, strerror) of the slave
+            raise OSError(found[0], found[1], self.path)
+        return found
+
+    def is_dir(self, *, follow_symlinks=True):
+        return self._dir if follow_symlinks else self._dir_here
+
+    def is_symlink(self):
+        return self._link
+
+    def is_file(self, *, follow_symlinks=True):
+        return self._file
+
+    def __fspath__(self):
+        return self.path
+
+    def __repr__(self):
+        return f"<DirEntry {self.name!r}>"
+
+
+class _ScannedIterator:
+    __slots__ = ("_rows",)
+
+    def __init__(self, rows):
+        self._rows = iter([_Scanned(*row) for row in rows])
+
+    def __iter__(self):
+        return self
+
+    def __next__(self):
+        return next(self._rows)
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc_info):
+        return False
+
+    def close(self):
+        pass
+
+
+def _scandir_in_one_round_trip(routed_scandir):
+    """scandir for the copies of os.walk/fwalk: inside a context, one round trip for a whole
+    directory (the slave's entries with their is_dir/is_symlink answers) instead of several per
+    entry; outside, the real one."""
+    def scandir(path="."):
+        slave = current_slave.get()
+        if slave is None:
+            return routed_scandir(path)
+        scan = slave.__dict__.get("_sb_scan")
+        if scan is None:
+            scan = slave._builtin("eval")("(lambda source: (exec(source, space := {}), space['scan'])[1])")(_SCAN)
+            slave.__dict__["_sb_scan"] = scan
+        return _ScannedIterator(scan(path))
+    return scandir
 
 
 def _spawn_without_fork(namespace, routed):
