@@ -113,7 +113,7 @@ def compact_note(note):
     lines = note[match.end():].splitlines(keepends=True)
     if lines and lines[0].startswith("Traceback (most recent call last)"):
         lines = lines[1:]
-    if lines and lines[0] == _AGENT_STUB:
+    while lines and lines[0] == _AGENT_STUB:  # the call stub, and open()'s helper named as it (_files)
         lines = lines[1:]
     # The last line repeats the exception the cell shows already; continuation lines of a
     # multi-line message are not indented, frames are.

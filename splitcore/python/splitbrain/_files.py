@@ -28,10 +28,14 @@ _ERROR_HANDLERS = frozenset({"strict", "ignore", "replace", "backslashreplace", 
                              "surrogatepass", "xmlcharrefreplace", "namereplace"})
 
 # Made on the slave once per slave (our text, never the user's): open() and what the master needs
-# to know of the file to pipeline its writes, in one round trip.
-_OPEN_AND_DESCRIBE = (
+# to know of the file to pipeline its writes, in one round trip. Its frame is named as the worker's
+# own call stub ("<splitbrain>", line 1, "<module>"), which tracebacks leave out.
+_OPEN_AND_DESCRIBE_BODY = (
     "lambda *a, **k: (lambda f: (f, getattr(f, 'encoding', None), getattr(f, 'errors', None), "
     "__import__('os').fstat(f.fileno()).st_mode & 0o170000 == 0o100000))(open(*a, **k))")
+_OPEN_AND_DESCRIBE = (
+    "(lambda g: setattr(g, '__code__', g.__code__.replace(co_name='<module>', co_qualname='<module>')) or g)"
+    f"(eval(compile({_OPEN_AND_DESCRIBE_BODY!r}, '<splitbrain>', 'eval')))")
 
 
 class Facts:
