@@ -41,7 +41,7 @@ void place_check::stop() {
 
 void place_check::keep_running() {
     if (m_pid > 0 || std::chrono::steady_clock::now() < m_not_before) return;
-    m_not_before = std::chrono::steady_clock::now() + std::chrono::seconds(2);
+    m_not_before = std::chrono::steady_clock::now() + m_backoff;  // if it cannot even start
     int in[2], out[2];
     if (::pipe2(in, O_CLOEXEC) != 0) {
         log(std::string("cannot start the place watcher: pipe: ") + std::strerror(errno));
@@ -123,7 +123,9 @@ std::vector<std::uint64_t> place_check::read() {
         if (got < 0 && errno == EINTR) continue;
         if (got < 0) break;  // EAGAIN: all read
         if (got == 0) {
-            log("the place watcher ended; it is started again in 2 s");
+            log("the place watcher ended; it is started again in " + std::to_string(m_backoff.count()) + " s");
+            m_not_before = std::chrono::steady_clock::now() + m_backoff;
+            m_backoff = std::min(m_backoff * 2, std::chrono::seconds(60));
             m_known = false;
             m_down = "the place watcher ended (see the agent's log)";
             stop();
@@ -135,6 +137,7 @@ std::vector<std::uint64_t> place_check::read() {
     for (std::size_t end; (end = m_pending.find('\n')) != std::string::npos; m_pending.erase(0, end + 1)) {
         const auto line = nlohmann::json::parse(m_pending.substr(0, end), nullptr, false);
         if (!line.is_object()) continue;
+        m_backoff = std::chrono::seconds(2);  // it runs: a later end starts the back-off again
         if (const auto place = line.find("place"); place != line.end() && place->is_object()) {
             const bool was_known = m_known;
             m_known = true;

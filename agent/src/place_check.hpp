@@ -63,6 +63,7 @@ private:
     int m_from_helper = -1;
     std::string m_pending;  // a line not complete yet
     std::chrono::steady_clock::time_point m_not_before{};
+    std::chrono::seconds m_backoff{2};  // before it is started again; doubles while it keeps ending, to 60 s
     std::uint64_t m_next_sync = 1;
 
     bool m_known = false;

@@ -544,7 +544,10 @@ void supervisor::handle_client() {
         if (op == &splitcore::op::ping) {
             json pong = splitcore::ok_reply(id, nullptr);
             // A client waiting across our restart (or its session's expiry) learns that no reply will come.
-            if (!current && splitcore::optional_field(header, "session")) pong["known"] = false;
+            // (A hello waiting for the labgrid coordinator's answer is a session on its way.)
+            if (!current && splitcore::optional_field(header, "session") && !hello_waits(named_token)) {
+                pong["known"] = false;
+            }
             if (const json* waiting = splitcore::optional_field(header, "waiting"); current && waiting) {
                 answer_waiting(*current, *waiting, pong);
             }

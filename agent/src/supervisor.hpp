@@ -158,6 +158,9 @@ private:
         clock::time_point deadline;
     };
     void continue_hello(deferred_hello& waiting, bool answered);
+    [[nodiscard]] std::string coordinator_silent() const;
+    // True while the hello of session `token` waits for the coordinator (its pings are answered as known).
+    [[nodiscard]] bool hello_waits(const std::string& token) const;
     void forward_to_worker(session& s, std::uint64_t id, parts message);
     void reply_error(const zmq::message_t& routing_id, std::uint64_t id, splitcore::errc code,
                      const std::string& detail);

@@ -58,6 +58,10 @@ std::optional<supervisor::place_admission> supervisor::admit_to_place(const zmq:
         if (acquired_for_it) admitted.release = *m_place->holder();
         return admitted;
     }
+    if (m_place_answered && !m_place->known()) {
+        log("refused a session of " + who + " (labgrid user " + user + "): place " + place + ": " + m_place->state());
+        throw splitcore::error(errc::place_not_held, coordinator_silent());
+    }
     if (m_place_answered) {
         const std::string state = m_place->state();
         log("refused a session of " + who + " (labgrid user " + user + "): place " + place + ": " + state);
@@ -107,14 +111,7 @@ void supervisor::serve_place(bool readable) {
 void supervisor::continue_hello(deferred_hello& waiting, bool answered) {
     const zmq::message_t routing_id(waiting.routing_id.data(), waiting.routing_id.size());
     try {
-        if (!answered) {
-            throw splitcore::error(errc::place_not_held,
-                                   host_name() + " serves labgrid place " + m_options.labgrid_place +
-                                       " only to its holder, and the coordinator " + m_options.labgrid_coordinator +
-                                       " did not say who holds it within " +
-                                       std::to_string((m_options.labgrid_timeout.count() + 999) / 1000) + " s (" +
-                                       m_place->state() + "); try again, or check labgrid-coordinator");
-        }
+        if (!answered) throw splitcore::error(errc::place_not_held, coordinator_silent());
         m_place_answered = true;
         hello(routing_id, waiting.client_key, waiting.id, std::move(waiting.header), waiting.message);
         m_place_answered = false;
@@ -128,6 +125,19 @@ void supervisor::continue_hello(deferred_hello& waiting, bool answered) {
         reply_error(routing_id, waiting.id, errc::session_lost,
                     "the agent on " + host_name() + " cannot start a worker: " + e.what());
     }
+}
+
+bool supervisor::hello_waits(const std::string& token) const {
+    return std::any_of(m_deferred_hellos.begin(), m_deferred_hellos.end(),
+                       [&](const deferred_hello& waiting) { return waiting.header.value("session", "") == token; });
+}
+
+std::string supervisor::coordinator_silent() const {
+    return host_name() + " serves labgrid place " + m_options.labgrid_place +
+           " only to its holder, and could not learn who holds it from the coordinator " +
+           m_options.labgrid_coordinator + " within " +
+           std::to_string((m_options.labgrid_timeout.count() + 999) / 1000) + " s (" + m_place->state() +
+           "); try again, or check labgrid-coordinator there";
 }
 
 void supervisor::check_place_request(const session& s) const {

@@ -48,6 +48,14 @@ class Lab:
     def __init__(self, root):
         self.root = root
         self.processes = []
+        self.agent = None
+        try:
+            self._start_all(root)
+        except BaseException:
+            self.stop()  # a lab that did not come up leaves no coordinator, exporter nor agent behind
+            raise
+
+    def _start_all(self, root):
         self.coordinator = f"127.0.0.1:{free_port()}"
         (root / "coordinator").mkdir()
         self.start("coordinator", [VENV_BIN / "labgrid-coordinator", "-l", self.coordinator], cwd=root / "coordinator")
@@ -83,7 +91,7 @@ class Lab:
 
     def logs(self):
         text = "".join(f"\n--- {p.name}:\n{p.read_text()[-1500:]}" for p in sorted(self.root.glob("*.log")))
-        return text + f"\n--- agent:\n{self.agent.log_tail(30)}"
+        return text + (f"\n--- agent:\n{self.agent.log_tail(30)}" if self.agent else "")
 
     def state(self):
         """The place as the coordinator sees it: who acquired it, and whether the agent's service is there."""
@@ -108,7 +116,8 @@ class Lab:
         return Client(self, user, target, wait)
 
     def stop(self):
-        self.agent.stop()
+        if self.agent is not None:
+            self.agent.stop()
         for name, process in self.processes:
             process.terminate()
         for name, process in self.processes:
@@ -294,3 +303,21 @@ def test_what_slave_place_resolves_connects_once_and_the_next_cell_reuses_it(lab
     finally:
         box.close()
     assert lab.state()["acquired"] is None
+
+
+def test_a_hello_the_coordinator_does_not_answer_for_is_refused_at_the_agents_deadline(tmp_path, monkeypatch):
+    """SHALL (bounded everything) answer a hello within --labgrid-timeout when the coordinator is gone."""
+    config = tmp_path / "config"
+    key = client_identity(config)
+    agent = _spawn.Agent(tmp_path / "agent", authorized=[f'labgrid-user="alice" {key} # alice@lab'],
+                         listen="tcp://127.0.0.1:0", timeout=20.0,
+                         extra=["--labgrid-place", PLACE, "--labgrid-coordinator", f"127.0.0.1:{free_port()}",
+                                "--labgrid-timeout", 1])
+    try:
+        monkeypatch.setenv("SPLITBRAIN_CONFIG", str(config))
+        with pytest.raises(splitbrain.PlaceNotHeld, match=r"^\[splitbrain\.place_not_held\] \S+ serves labgrid place "
+                                                          r"bench-3 only to its holder, and could not learn who holds "
+                                                          r"it from the coordinator 127\.0\.0\.1:\d+ within 1 s \("):
+            splitbrain.connect(f"{agent.address}?key={agent.public_key}", timeout=10)
+    finally:
+        agent.stop()

@@ -11,7 +11,7 @@ import threading
 import time
 import weakref
 
-from . import _byname, _classes, _context, _core, _labgrid, _local, _registry, _spawn
+from . import _byname, _classes, _context, _core, _local, _registry, _spawn
 from ._errors import AgentUnreachable, SessionLost, error, exception_from_reply
 from ._proxy import (RemoteCallable, RemoteDescriptor, RemoteMethod, RemoteModule, RemoteObject, _slave_descriptors,
                      path_like_text)
@@ -476,7 +476,7 @@ def connect(target, name=None, timeout=DEFAULT_TIMEOUT, save=False, wait=None):
     ...     os.getcwd()
     """
     with _context.local():
-        if _labgrid.is_place(target):
+        if _is_place(target):
             return _register(_connect_place(target, name, timeout, wait))
         address, public_key, default = _registry.resolve(target)
         slave = Slave(name or default, address, public_key, timeout=timeout)
@@ -485,7 +485,13 @@ def connect(target, name=None, timeout=DEFAULT_TIMEOUT, save=False, wait=None):
     return _register(slave)
 
 
+def _is_place(target):
+    """``place:NAME``, a labgrid place (_labgrid.py, imported only then: it imports asyncio)."""
+    return isinstance(target, str) and target.startswith("place:")
+
+
 def _connect_place(target, name, timeout, wait):
+    from . import _labgrid
     place = _labgrid.take(target, wait)
     try:
         return Slave(name or target, place.address, place.public_key, timeout=timeout, place=place)
@@ -526,7 +532,7 @@ def slave(name):
         found = _connected.get(name)
     if found is not None and not found.closed:
         return found
-    if name in _registry.entries() or _labgrid.is_place(name):
+    if name in _registry.entries() or _is_place(name):
         return connect(name)
     raise error("unknown_slave", f"no slave named {name!r}")
 
