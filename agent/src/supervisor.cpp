@@ -16,6 +16,7 @@
 #include <thread>
 #include <unistd.h>
 
+#include "direct.hpp"
 #include "log.hpp"
 
 namespace splitbrain::agent {
@@ -536,6 +537,10 @@ void supervisor::handle_client() {
             json pong = splitcore::ok_reply(id, nullptr);
             // A client waiting across our restart (or its session's expiry) learns that no reply will come.
             if (!current && splitcore::optional_field(header, "session")) pong["known"] = false;
+            // Calls sent straight to a worker that died (direct.hpp): answered as its pending ones were.
+            if (const json* direct = splitcore::optional_field(header, "direct"); current && current->lost && direct) {
+                answer_lost_direct(*current, *direct);
+            }
             if (const json* waiting = splitcore::optional_field(header, "waiting"); current && waiting) {
                 answer_waiting(*current, *waiting, pong);
             }
@@ -639,6 +644,15 @@ void supervisor::hello(const zmq::message_t& routing_id, const std::string& clie
     header["limits"]["leases"] = m_leases->file().string();
     message[1] = splitcore::encode_header(header);
     m_audit.begin(token, m_limits.who(client_key), id, header, message, 2);
+    // Not with an audit log: every request must pass here to be audited.
+    const direct_settings direct{m_options.direct && !m_options.audit_log, m_options.worker_ports[0],
+                                 m_options.worker_ports[1]};
+    if (json offer = direct_offer(direct, m_endpoint, client_key, m_keys ? &m_keys->public_key : nullptr,
+                                  m_keys ? &m_keys->secret_key : nullptr);
+        !offer.is_null()) {
+        header["direct"] = std::move(offer);
+        message[1] = splitcore::encode_header(header);
+    }
     s.hello_id = id;
     forward_to_worker(s, id, std::move(message));
 }
@@ -699,6 +713,7 @@ void supervisor::handle_worker() {
 
 void supervisor::lose_session(session& s, const std::string& why) {
     s.lost = true;
+    s.lost_why = why;
     log("session " + short_token(s.token) + " lost: its worker " + why);
     m_audit.forget(s.token, "session_lost");
     m_leases->end_session(s.token);
@@ -712,6 +727,21 @@ void supervisor::lose_session(session& s, const std::string& why) {
         deliver(s, std::move(reply));
     }
     s.pending.clear();
+}
+
+void supervisor::answer_lost_direct(session& s, const json& ids) {
+    if (!ids.is_array()) return;
+    for (const json& id : ids) {
+        if (!id.is_number_unsigned()) continue;
+        parts reply;
+        reply.emplace_back();
+        reply.push_back(splitcore::encode_header(splitcore::error_reply(
+            id.get<std::uint64_t>(),
+            splitcore::error_value(errc::session_lost, "the session's worker on " + hostname() + " " + s.lost_why +
+                                                           "; its objects are gone. Reconnect to start a new "
+                                                           "session"))));
+        deliver(s, std::move(reply));
+    }
 }
 
 lease_table::holder supervisor::lease_holder(const session& s) const {
