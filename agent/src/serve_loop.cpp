@@ -17,6 +17,7 @@
 #include <string>
 #include <vector>
 
+#include "descriptors.hpp"
 #include "direct.hpp"
 #include "leftovers.hpp"
 #include "log.hpp"
@@ -56,7 +57,18 @@ struct serving {
     std::deque<std::pair<std::uint64_t, std::vector<zmq::message_t>>> kept;
     std::uint64_t highest_started = 0;  // of the direct requests
     std::set<std::uint64_t> direct_running;
+    // The low descriptors stay reserved (descriptors.hpp) from the direct port's bind until its
+    // client's connection is accepted (its first message), at most this long: libzmq's sockets for
+    // them, the accepted one included, must not be numbers user code closes.
+    std::optional<std::chrono::steady_clock::time_point> reserved_until;
 };
+
+void release_if_due(serving& s, bool accepted) {
+    if (s.reserved_until && (accepted || std::chrono::steady_clock::now() >= *s.reserved_until)) {
+        release_low_descriptors();
+        s.reserved_until.reset();
+    }
+}
 
 // Everything the direct socket holds now, queued; its sender becomes the peer.
 void pull_direct(serving& s) {
@@ -65,6 +77,7 @@ void pull_direct(serving& s) {
         s.peer.emplace();
         s.peer->copy(request->front());
         s.direct_queue.push_back(std::move(*request));
+        release_if_due(s, true);
     }
 }
 
@@ -140,10 +153,15 @@ void offer_direct(serving& s, const json& header, json& reply) {
     const json* offer = splitcore::optional_field(header, "direct");
     if (offer == nullptr || !offer->is_object() || reply.contains("e")) return;
     try {
-        if (!s.direct) s.direct = std::make_unique<direct_port>(s.context, *offer);
+        if (!s.direct) {
+            reserve_low_descriptors();  // hello released them; nothing of the user's ran yet
+            s.reserved_until = std::chrono::steady_clock::now() + std::chrono::seconds(3);
+            s.direct = std::make_unique<direct_port>(s.context, *offer);
+        }
         reply["direct"] = json{{"port", s.direct->port()}};
     } catch (const std::exception& e) {
         log(std::string("no direct port for this session (its requests go through the supervisor): ") + e.what());
+        release_if_due(s, true);
     }
 }
 
@@ -286,10 +304,12 @@ void serve(worker& operations, interrupt_state& interrupts, zmq::context_t& cont
         // alone (direct.hpp). Requests through the IO thread as before.
         zmq::pollitem_t items[2] = {{requests.handle(), 0, ZMQ_POLLIN, 0},
                                     {s.direct ? s.direct->socket().handle() : nullptr, 0, ZMQ_POLLIN, 0}};
+        release_if_due(s, false);
+        const auto timeout = s.reserved_until ? std::chrono::milliseconds(100) : std::chrono::milliseconds(-1);
         if (s.direct_queue.empty()) {
             splitcore::gil_release unlocked;
             try {
-                zmq::poll(items, s.direct ? 2 : 1, std::chrono::milliseconds(-1));
+                zmq::poll(items, s.direct ? 2 : 1, timeout);
             } catch (const zmq::error_t& e) {
                 if (e.num() != EINTR) throw;
                 continue;
