@@ -527,6 +527,14 @@ void supervisor::handle_client() {
                 tell_expired(routing_id, named->get<std::string>(), client_key);
             }
         }
+        if (current && (op == &splitcore::op::ping || op == &splitcore::op::ack)) {
+            current->direct_pending.clear();
+            if (const json* direct = splitcore::optional_field(header, "direct"); direct && direct->is_array()) {
+                for (const json& each : *direct) {
+                    if (each.is_number_unsigned()) current->direct_pending.insert(each.get<std::uint64_t>());
+                }
+            }
+        }
         if (current) {
             current->last_seen = clock::now();
             current->routing_id = routing_id.to_string();
@@ -778,17 +786,20 @@ void supervisor::reap_silent_sessions() {
         const auto quiet = std::chrono::duration_cast<std::chrono::milliseconds>(now - s.last_seen);
         remember_expired(s);
         const std::string why = "expired: its client sent nothing for " + seconds_text(quiet) + " s (--grace " +
-                                seconds_text(m_options.grace) + " s), with " + std::to_string(s.pending.size()) +
-                                (s.pending.size() == 1 ? " call" : " calls") + " pending";
+                                seconds_text(m_options.grace) + " s), with " +
+                                std::to_string(s.pending.size() + s.direct_pending.size()) +
+                                (s.pending.size() + s.direct_pending.size() == 1 ? " call" : " calls") + " pending";
         end_session(token, why.c_str());
     }
 }
 
 void supervisor::remember_expired(const session& s) {
-    if (s.pending.empty()) return;
+    if (s.pending.empty() && s.direct_pending.empty()) return;
     constexpr std::size_t max_remembered = 1000;
     if (m_expired.size() >= max_remembered) m_expired.erase(m_expired.begin());
     m_expired[s.token] = expired{s.client_key, {s.pending.begin(), s.pending.end()}, clock::now()};
+    m_expired[s.token].pending.insert(m_expired[s.token].pending.end(), s.direct_pending.begin(),
+                                      s.direct_pending.end());
 }
 
 void supervisor::tell_expired(const zmq::message_t& routing_id, const std::string& token,

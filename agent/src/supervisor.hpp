@@ -91,6 +91,8 @@ private:
         clock::time_point last_seen;
         bool lost = false;
         std::string lost_why;  // what lose_session said
+        // Calls sent straight to the worker that wait, as the client's last ping or ack named them.
+        std::set<std::uint64_t> direct_pending;
     };
     struct worker {
         std::string id;

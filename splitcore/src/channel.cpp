@@ -808,8 +808,9 @@ bool channel::ack_due(time_point now) const {
 }
 
 bool channel::try_ack(std::uint64_t id, std::uint64_t at) {
-    zmq::message_t ack =
-        encode_header(nlohmann::json{{"op", op::ack.name}, {"at", at}, {"id", id}, {"session", m_options.session}});
+    nlohmann::json header{{"op", op::ack.name}, {"at", at}, {"id", id}, {"session", m_options.session}};
+    if (nlohmann::json direct = direct_waiting(); !direct.empty()) header["direct"] = std::move(direct);
+    zmq::message_t ack = encode_header(header);
     return m_socket.send(ack, zmq::send_flags::dontwait).has_value();
 }
 
