@@ -13,6 +13,7 @@
 #include <vector>
 
 #include "audit_report.hpp"
+#include "direct.hpp"
 #include "log.hpp"
 #include "splitcore/bulk_memory.hpp"
 #include "splitcore/keys.hpp"
@@ -88,6 +89,10 @@ serve options:
   --labgrid-timeout SECS   how long a hello waits for the coordinator's answer (default 5)
   --no-zygote              start each worker as a new process (a Python start-up each) instead
                            of forking it from a worker that initialised Python once
+  --worker-ports LO-HI     the ports the sessions' workers listen on for their clients' direct
+                           connections (one per session, on ENDPOINT's host; default: ephemeral)
+  --no-direct              no direct connections: every request goes through this process's
+                           port (also so with --audit-log, which must see every request)
   -h, --help               this text
   --version                the version
 
@@ -225,7 +230,16 @@ int serve(const std::vector<std::string>& args) {
         else if (flag == "--worker") opts.worker = value();
         else if (flag == "--insecure" && !inline_value) opts.insecure = true;
         else if (flag == "--no-zygote" && !inline_value) opts.zygote = false;
-        else if (flag == "--grace")
+        else if (flag == "--no-direct" && !inline_value) opts.direct = false;
+        else if (flag == "--worker-ports") {
+            try {
+                const auto ports = splitbrain::agent::parse_worker_ports(value());
+                opts.worker_ports[0] = ports.first_port;
+                opts.worker_ports[1] = ports.last_port;
+            } catch (const std::runtime_error& e) {
+                bad_usage(e.what());
+            }
+        } else if (flag == "--grace")
             opts.grace = std::chrono::milliseconds(static_cast<long long>(parse_number(flag, value()) * 1000));
         else if (flag == "--max-message") opts.max_message = static_cast<std::int64_t>(parse_number(flag, value()));
         else if (flag == "--max-sessions-per-key")

@@ -51,6 +51,12 @@ public:
 
     // Main thread: request id starts; false if it was cancelled while it waited (it must not run).
     [[nodiscard]] bool start(std::uint64_t id);
+    // The request the main thread runs (the innermost), 0 when idle: an ack's reply says it, so that
+    // a client learns that a call it sent the direct way reached the worker (direct.hpp).
+    [[nodiscard]] std::uint64_t running() {
+        std::lock_guard<std::mutex> lock(m_mutex);
+        return m_running;
+    }
     // Main thread: the request has ended. A SIGINT sent for it lands, and its KeyboardInterrupt is
     // dropped, before the next request starts.
     void finish();

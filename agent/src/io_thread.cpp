@@ -151,7 +151,11 @@ bool io_thread::drain(zmq::socket_ref supervisor) {
 void io_thread::forward_output(zmq::socket_ref supervisor, output_pipe& pipe, bool until_empty) {
     char buffer[65536];
     while (pipe.read_end >= 0 && has_credit()) {
+        ++reads;
         const ssize_t n = ::read(pipe.read_end, buffer, sizeof(buffer));
+        if (n > 0) m_read[&pipe - m_pipes] += static_cast<std::uint64_t>(n);
+        if (n > 0) ++reads;  // even again, and changed; a read that got nothing changes nothing
+        else --reads;
         if (n < 0 && errno == EINTR) continue;
         if (n == 0) {
             // Every writer closed it (user code closed fd 1 or 2): stop watching, or poll spins.
@@ -160,7 +164,6 @@ void io_thread::forward_output(zmq::socket_ref supervisor, output_pipe& pipe, bo
             return;
         }
         if (n < 0) return;
-        m_read[&pipe - m_pipes] += static_cast<std::uint64_t>(n);
         m_sent += static_cast<std::uint64_t>(n) + splitcore::output_event_cost;
         splitcore::send_message(supervisor,
                                 splitcore::output_event(pipe.fd, buffer, static_cast<std::size_t>(n), m_sent));
@@ -198,7 +201,9 @@ void io_thread::route_request(zmq::socket_ref supervisor, zmq::socket_ref main, 
         static_assert(splitcore::op::count(splitcore::tier::io_thread) == 2, "the IO thread answers cancel and ack");
         if (op == splitcore::op::ack.name) {
             m_acked = std::max(m_acked, std::min(splitcore::uint_field(header, "at"), m_sent));
-            splitcore::send_message(supervisor, splitcore::ok_reply(id, nullptr));
+            json reply = splitcore::ok_reply(id, nullptr);
+            if (const std::uint64_t running = m_interrupts.running(); running != 0) reply["running"] = running;
+            splitcore::send_message(supervisor, reply);
             return;
         }
         if (op != splitcore::op::cancel.name) {

@@ -3,6 +3,7 @@
 // drains the pipes before passing on each reply, so a call's output always precedes its reply.
 #pragma once
 
+#include <atomic>
 #include <cstdint>
 #include <deque>
 #include <map>
@@ -40,6 +41,10 @@ public:
     // What a session may have queued for its main thread (requests passed on and not yet replied
     // to); a request that would go past it, while another is queued, is refused with queue_full.
     static constexpr std::size_t max_queued_bytes = std::size_t(64) << 20;
+
+    // Up by one while a read of the pipes is under way, by two once one got output: how the main thread knows
+    // a call wrote no output, so its reply may go the direct way (serve_loop.hpp, output_probe).
+    std::atomic<std::uint64_t> reads{0};
 
 private:
     using parts = std::vector<zmq::message_t>;

@@ -1,20 +1,26 @@
 #include "serve_loop.hpp"
 
 #include <fcntl.h>
+#include <sys/ioctl.h>
 #include <sys/wait.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <cerrno>
 #include <chrono>
 #include <csignal>
 #include <cstdlib>
 #include <deque>
+#include <memory>
 #include <optional>
 #include <set>
 #include <string>
 #include <vector>
 
+#include "descriptors.hpp"
+#include "direct.hpp"
 #include "leftovers.hpp"
+#include "log.hpp"
 #include "splitcore/box.hpp"
 #include "splitcore/protocol.hpp"
 #include "splitcore/py_ref.hpp"
@@ -62,11 +68,128 @@ struct serving {
     zmq::socket_t& requests;
     std::thread& io;
     failed_pipes failed{};
+    const output_probe& probe;
+    std::unique_ptr<direct_port> direct;  // once a hello offered one (direct.hpp)
+    // The direct connection's latest routing id: replies go there, so that a reply to a call that
+    // outlived its connection reaches the client's new one.
+    std::optional<zmq::message_t> peer;
+    std::deque<std::vector<zmq::message_t>> direct_queue;  // read (routing id first), not yet served
+    // The last direct replies (up to 1 MiB each), for a client whose connection broke with one in it.
+    std::deque<std::pair<std::uint64_t, std::vector<zmq::message_t>>> kept;
+    std::uint64_t highest_started = 0;  // of the direct requests
+    std::set<std::uint64_t> direct_running;
+    // The low descriptors stay reserved (descriptors.hpp) from the direct port's bind until its
+    // client's connection is accepted (its first message), at most this long: libzmq's sockets for
+    // them, the accepted one included, must not be numbers user code closes.
+    std::optional<std::chrono::steady_clock::time_point> reserved_until;
 };
+
+void release_if_due(serving& s, bool accepted) {
+    if (s.reserved_until && (accepted || std::chrono::steady_clock::now() >= *s.reserved_until)) {
+        release_low_descriptors();
+        s.reserved_until.reset();
+    }
+}
+
+// Everything the direct socket holds now, queued; its sender becomes the peer.
+void pull_direct(serving& s) {
+    while (auto request = splitcore::recv_parts(s.direct->socket(), zmq::recv_flags::dontwait)) {
+        if (request->size() < 2) continue;
+        s.peer.emplace();
+        s.peer->copy(request->front());
+        s.direct_queue.push_back(std::move(*request));
+        release_if_due(s, true);
+    }
+}
+
+void send_direct(serving& s, std::uint64_t id, const json& header, std::vector<zmq::message_t> frames) {
+    pull_direct(s);  // a reconnect's ping may wait there: the reply goes to the new connection
+    std::vector<zmq::message_t> parts;
+    parts.emplace_back();
+    parts.back().copy(*s.peer);
+    parts.push_back(splitcore::encode_header(header));
+    std::size_t size = parts.back().size();
+    for (auto& frame : frames) {
+        size += frame.size();
+        parts.push_back(std::move(frame));
+    }
+    if (id != 0 && size <= (std::size_t(1) << 20)) {
+        std::vector<zmq::message_t> copy;
+        for (std::size_t i = 1; i < parts.size(); ++i) {
+            copy.emplace_back();
+            copy.back().copy(parts[i]);
+        }
+        s.kept.emplace_back(id, std::move(copy));
+        if (s.kept.size() > 16) s.kept.pop_front();
+    }
+    splitcore::send_parts(s.direct->socket(), parts);
+}
+
+// A ping on the direct port after a reconnect: kept replies it waits for are sent again; the pong
+// says which ran without a copy kept ("lost") and which never came ("unseen"), as the supervisor's.
+void answer_direct_ping(serving& s, std::uint64_t id, const json& header) {
+    json pong = splitcore::ok_reply(id, nullptr);
+    json lost = json::array(), unseen = json::array();
+    if (const json* waiting = splitcore::optional_field(header, "waiting"); waiting && waiting->is_array()) {
+        for (const json& entry : *waiting) {
+            if (!entry.is_number_unsigned()) continue;
+            const std::uint64_t wanted = entry.get<std::uint64_t>();
+            if (s.direct_running.count(wanted) != 0) continue;  // its reply goes to the new connection
+            auto kept = std::find_if(s.kept.begin(), s.kept.end(), [&](const auto& k) { return k.first == wanted; });
+            if (kept != s.kept.end()) {
+                json again = splitcore::decode_header(kept->second.at(0));
+                again["again"] = true;
+                std::vector<zmq::message_t> frames;
+                for (std::size_t i = 1; i < kept->second.size(); ++i) {
+                    frames.emplace_back();
+                    frames.back().copy(kept->second[i]);
+                }
+                log("reply to request " + std::to_string(wanted) +
+                    " sent again (its client's connection was lost with it)");
+                send_direct(s, 0, again, std::move(frames));
+            } else if (wanted <= s.highest_started) {
+                lost.push_back(wanted);
+            } else {
+                unseen.push_back(wanted);
+            }
+        }
+    }
+    if (!lost.empty()) pong["lost"] = std::move(lost);
+    if (!unseen.empty()) pong["unseen"] = std::move(unseen);
+    send_direct(s, 0, pong, {});
+}
+
+// True if nothing was written to fds 1 and 2 since the IO thread's read count was `before`: the
+// pipes hold nothing now, and the IO thread neither read since nor is reading.
+bool wrote_nothing(const serving& s, std::uint64_t before) {
+    for (int fd : s.probe.pipes) {
+        int queued = 0;
+        if (fd >= 0 && ::ioctl(fd, FIONREAD, &queued) == 0 && queued > 0) return false;
+    }
+    return s.probe.reads->load() == before && before % 2 == 0;
+}
+
+// A hello that offers a direct port: bound (once per session), and its number added to the reply.
+void offer_direct(serving& s, const json& header, json& reply) {
+    const json* offer = splitcore::optional_field(header, "direct");
+    if (offer == nullptr || !offer->is_object() || reply.contains("e")) return;
+    try {
+        if (!s.direct) {
+            reserve_low_descriptors();  // hello released them; nothing of the user's ran yet
+            s.reserved_until = std::chrono::steady_clock::now() + std::chrono::seconds(3);
+            s.direct = std::make_unique<direct_port>(s.context, *offer);
+        }
+        reply["direct"] = json{{"port", s.direct->port()}};
+    } catch (const std::exception& e) {
+        log(std::string("no direct port for this session (its requests go through the supervisor): ") + e.what());
+        release_if_due(s, true);
+    }
+}
 
 // One request from the IO thread: run (or, cancelled while it waited, answered with
 // KeyboardInterrupt), its reply sent back. After "bye" the process ends.
-void serve_one(serving& s, std::vector<zmq::message_t>& request) {
+// direct_from: the routing id of a request that came on the direct port; null: from the IO thread.
+void serve_one(serving& s, std::vector<zmq::message_t>& request, const zmq::message_t* direct_from = nullptr) {
     std::vector<zmq::message_t> frames;
     for (std::size_t i = 1; i < request.size(); ++i) frames.push_back(std::move(request[i]));
 
@@ -76,6 +199,18 @@ void serve_one(serving& s, std::vector<zmq::message_t>& request) {
         header = splitcore::decode_header(request[0]);
     } catch (const splitcore::error& e) {
         reply.header = splitcore::error_reply(0, splitcore::error_value(e));
+    }
+    std::uint64_t reads_before = 1;  // odd: the reply goes after any output, through the IO thread
+    if (reply.header.is_null() && direct_from != nullptr) {
+        const std::uint64_t id = splitcore::as_uint(header.value("id", json())).value_or(0);
+        if (header.value("op", "") == splitcore::op::ping.name) return answer_direct_ping(s, id, header);
+        reply.header = refuse_direct(header, id);
+        if (reply.header.is_null()) {
+            s.highest_started = std::max(s.highest_started, id);
+            s.direct_running.insert(id);
+        }
+        if (reply.header.is_null()) s.interrupts.queue(id);  // a cancel through the relay finds it
+        reads_before = s.probe.reads->load();
     }
     if (reply.header.is_null()) {
         const std::uint64_t id = splitcore::as_uint(header.value("id", json())).value_or(0);
@@ -101,13 +236,23 @@ void serve_one(serving& s, std::vector<zmq::message_t>& request) {
             kill_what_the_call_started(children_before, s.interrupts.children_at_cancel());
         }
         s.interrupts.stop_adopting_orphans();
+        if (direct_from == nullptr && header.value("op", "") == splitcore::op::hello.name) {
+            offer_direct(s, header, reply.header);
+        }
     }
     frames.clear();
+    if (direct_from != nullptr) {
+        const std::uint64_t id = splitcore::as_uint(header.value("id", json())).value_or(0);
+        s.direct_running.erase(id);
+        if (s.direct && wrote_nothing(s, reads_before))
+            return send_direct(s, id, reply.header, std::move(reply.frames));
+    }
     splitcore::send_message(s.requests, reply.header, std::move(reply.frames));
     if (s.operations.finished()) {
         s.operations.clear_objects();
         splitcore::send_message(s.requests, json{{"ev", "quit"}});
         s.io.join();
+        s.direct.reset();  // its port closes; and the context's close below waits for every socket
         s.requests.close();
         s.context.close();  // waits (linger) until the bye reply has left
         ::_exit(0);         // not Py_Finalize: a user's non-daemon thread must not keep a dead session alive
@@ -122,35 +267,52 @@ splitcore::message await_answer(serving& s, json header, std::vector<zmq::messag
     const json number = header.at("cb");
     splitcore::send_message(s.requests, header, std::move(frames));
     for (;;) {
-        zmq::pollitem_t item{s.requests.handle(), 0, ZMQ_POLLIN, 0};
+        zmq::pollitem_t items[2] = {{s.requests.handle(), 0, ZMQ_POLLIN, 0},
+                                    {s.direct ? s.direct->socket().handle() : nullptr, 0, ZMQ_POLLIN, 0}};
         {
             splitcore::gil_release unlocked;
             try {
-                zmq::poll(&item, 1, std::chrono::milliseconds(100));
+                zmq::poll(items, s.direct ? 2 : 1, std::chrono::milliseconds(100));
             } catch (const zmq::error_t& e) {
                 if (e.num() != EINTR) throw;
-                item.revents = 0;
+                items[0].revents = items[1].revents = 0;
             }
         }
         // Before taking a request: a cancel ends the wait, and what came after it waits for the loop.
         if (PyErr_CheckSignals() < 0) throw splitcore::python_error();
-        if (!(item.revents & ZMQ_POLLIN)) continue;
-        std::optional<std::vector<zmq::message_t>> request =
-            splitcore::recv_parts(s.requests, zmq::recv_flags::dontwait);
+        // Nested calls and the answer may come either way (direct.hpp); the direct way first.
+        std::optional<std::vector<zmq::message_t>> request;
+        std::optional<zmq::message_t> direct_from;
+        if (s.direct && (items[1].revents & ZMQ_POLLIN)) pull_direct(s);
+        if (!s.direct_queue.empty()) {
+            request = std::move(s.direct_queue.front());
+            s.direct_queue.pop_front();
+            direct_from = std::move(request->front());
+            request->erase(request->begin());
+        }
+        if (!request && (items[0].revents & ZMQ_POLLIN)) {
+            request = splitcore::recv_parts(s.requests, zmq::recv_flags::dontwait);
+        }
         if (!request || request->empty()) continue;
+        const zmq::message_t* from = direct_from ? &*direct_from : nullptr;
         json next;
         try {
             next = splitcore::decode_header((*request)[0]);
         } catch (const splitcore::error&) {
-            serve_one(s, *request);  // answered there with bad_request
+            serve_one(s, *request, from);  // answered there with bad_request
             continue;
         }
         if (next.value("op", "") != splitcore::op::answer.name || next.value("cb", json()) != number) {
-            serve_one(s, *request);  // a nested call, or an answer of an interrupted callback
+            serve_one(s, *request, from);  // a nested call, or an answer of an interrupted callback
             continue;
         }
         const std::uint64_t id = splitcore::as_uint(next.value("id", json())).value_or(0);
-        splitcore::send_message(s.requests, splitcore::ok_reply(id, nullptr));  // every request gets a reply
+        // every request gets a reply
+        if (from != nullptr) {
+            send_direct(s, 0, splitcore::ok_reply(id, nullptr), {});
+        } else {
+            splitcore::send_message(s.requests, splitcore::ok_reply(id, nullptr));
+        }
         splitcore::message answer{std::move(next), {}};
         for (std::size_t i = 1; i < request->size(); ++i) answer.frames.push_back(std::move((*request)[i]));
         return answer;
@@ -160,18 +322,39 @@ splitcore::message await_answer(serving& s, json header, std::vector<zmq::messag
 }  // namespace
 
 void serve(worker& operations, interrupt_state& interrupts, zmq::context_t& context, zmq::socket_t& requests,
-           std::thread& io) {
-    serving s{operations, interrupts, context, requests, io};
+           std::thread& io, const output_probe& probe) {
+    serving s{operations, interrupts, context, requests, io, probe, nullptr, {}, {}, {}, 0, {}};
     operations.set_transport([&s](json header, std::vector<zmq::message_t> frames) {
         return await_answer(s, std::move(header), std::move(frames));
     });
     for (;;) {
-        std::optional<std::vector<zmq::message_t>> request;
-        {
+        // Idle, this thread reads the direct port itself: a request that comes that way wakes it
+        // alone (direct.hpp). Requests through the IO thread as before.
+        zmq::pollitem_t items[2] = {{requests.handle(), 0, ZMQ_POLLIN, 0},
+                                    {s.direct ? s.direct->socket().handle() : nullptr, 0, ZMQ_POLLIN, 0}};
+        release_if_due(s, false);
+        const auto timeout = s.reserved_until ? std::chrono::milliseconds(100) : std::chrono::milliseconds(-1);
+        if (s.direct_queue.empty()) {
             splitcore::gil_release unlocked;
-            request = splitcore::recv_parts(requests);
+            try {
+                zmq::poll(items, s.direct ? 2 : 1, timeout);
+            } catch (const zmq::error_t& e) {
+                if (e.num() != EINTR) throw;
+                continue;
+            }
         }
-        serve_one(s, *request);
+        if (s.direct && (items[1].revents & ZMQ_POLLIN)) pull_direct(s);
+        if (!s.direct_queue.empty()) {
+            std::vector<zmq::message_t> request = std::move(s.direct_queue.front());
+            s.direct_queue.pop_front();
+            zmq::message_t from = std::move(request.front());
+            request.erase(request.begin());
+            serve_one(s, request, &from);
+            continue;
+        }
+        if (items[0].revents & ZMQ_POLLIN) {
+            if (auto request = splitcore::recv_parts(requests, zmq::recv_flags::dontwait)) serve_one(s, *request);
+        }
     }
 }
 

@@ -16,6 +16,7 @@
 #include <thread>
 #include <unistd.h>
 
+#include "direct.hpp"
 #include "log.hpp"
 
 namespace splitbrain::agent {
@@ -535,6 +536,14 @@ void supervisor::handle_client() {
                 tell_expired(routing_id, named->get<std::string>(), client_key);
             }
         }
+        if (current && (op == &splitcore::op::ping || op == &splitcore::op::ack)) {
+            current->direct_pending.clear();
+            if (const json* direct = splitcore::optional_field(header, "direct"); direct && direct->is_array()) {
+                for (const json& each : *direct) {
+                    if (each.is_number_unsigned()) current->direct_pending.insert(each.get<std::uint64_t>());
+                }
+            }
+        }
         if (current) {
             current->last_seen = clock::now();
             current->routing_id = routing_id.to_string();
@@ -547,6 +556,10 @@ void supervisor::handle_client() {
             // (A hello waiting for the labgrid coordinator's answer is a session on its way.)
             if (!current && splitcore::optional_field(header, "session") && !hello_waits(named_token)) {
                 pong["known"] = false;
+            }
+            // Calls sent straight to a worker that died (direct.hpp): answered as its pending ones were.
+            if (const json* direct = splitcore::optional_field(header, "direct"); current && current->lost && direct) {
+                answer_lost_direct(*current, *direct);
             }
             if (const json* waiting = splitcore::optional_field(header, "waiting"); current && waiting) {
                 answer_waiting(*current, *waiting, pong);
@@ -659,6 +672,15 @@ void supervisor::hello(const zmq::message_t& routing_id, const std::string& clie
     header["limits"]["leases"] = m_leases->file().string();
     message[1] = splitcore::encode_header(header);
     m_audit.begin(token, m_limits.who(client_key), id, header, message, 2);
+    // Not with an audit log: every request must pass here to be audited.
+    const direct_settings direct{m_options.direct && !m_options.audit_log, m_options.worker_ports[0],
+                                 m_options.worker_ports[1]};
+    if (json offer = direct_offer(direct, m_endpoint, client_key, m_keys ? &m_keys->public_key : nullptr,
+                                  m_keys ? &m_keys->secret_key : nullptr);
+        !offer.is_null()) {
+        header["direct"] = std::move(offer);
+        message[1] = splitcore::encode_header(header);
+    }
     s.hello_id = id;
     forward_to_worker(s, id, std::move(message));
 }
@@ -735,6 +757,21 @@ void supervisor::lose_session(session& s, const std::string& why) {
     s.pending.clear();
 }
 
+void supervisor::answer_lost_direct(session& s, const json& ids) {
+    if (!ids.is_array()) return;
+    for (const json& id : ids) {
+        if (!id.is_number_unsigned()) continue;
+        parts reply;
+        reply.emplace_back();
+        reply.push_back(splitcore::encode_header(splitcore::error_reply(
+            id.get<std::uint64_t>(),
+            splitcore::error_value(errc::session_lost, "the session's worker on " + hostname() + " " + s.lost_why +
+                                                           "; its objects are gone. Reconnect to start a new "
+                                                           "session"))));
+        deliver(s, std::move(reply));
+    }
+}
+
 lease_table::holder supervisor::lease_holder(const session& s) const {
     // Without keys (--insecure) each session is its own holder.
     if (s.client_key.empty()) return {s.token, "session:" + s.token, "session " + short_token(s.token), true, false};
@@ -770,17 +807,20 @@ void supervisor::reap_silent_sessions() {
         remember_expired(s);
         if (m_place && !s.place_release.empty()) m_place->release_from(s.place_release);
         const std::string why = "expired: its client sent nothing for " + seconds_text(quiet) + " s (--grace " +
-                                seconds_text(m_options.grace) + " s), with " + std::to_string(s.pending.size()) +
-                                (s.pending.size() == 1 ? " call" : " calls") + " pending";
+                                seconds_text(m_options.grace) + " s), with " +
+                                std::to_string(s.pending.size() + s.direct_pending.size()) +
+                                (s.pending.size() + s.direct_pending.size() == 1 ? " call" : " calls") + " pending";
         end_session(token, why.c_str());
     }
 }
 
 void supervisor::remember_expired(const session& s) {
-    if (s.pending.empty()) return;
+    if (s.pending.empty() && s.direct_pending.empty()) return;
     constexpr std::size_t max_remembered = 1000;
     if (m_expired.size() >= max_remembered) m_expired.erase(m_expired.begin());
     m_expired[s.token] = expired{s.client_key, {s.pending.begin(), s.pending.end()}, clock::now()};
+    m_expired[s.token].pending.insert(m_expired[s.token].pending.end(), s.direct_pending.begin(),
+                                      s.direct_pending.end());
 }
 
 void supervisor::tell_expired(const zmq::message_t& routing_id, const std::string& token,

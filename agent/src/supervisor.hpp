@@ -40,6 +40,9 @@ struct options {
     std::size_t max_sessions_per_key = 16;
     pid_t parent_pid = 0;  // --exit-with PID: stop when that process is gone (0: never)
     bool zygote = true;    // workers are forks of a zygote (supervisor_zygote.cpp); --no-zygote: exec'd
+    // A port of the session's worker its client talks to directly (direct.hpp): --no-direct, --worker-ports
+    bool direct = true;
+    unsigned worker_ports[2] = {0, 0};  // 0, 0: an ephemeral port
 
     // --audit-log PATH: one JSON line per request, rotated past audit_max_bytes, audit_keep files kept
     std::optional<std::filesystem::path> audit_log;
@@ -101,6 +104,8 @@ private:
         // from if the session expires (its client acquired the place for it); see supervisor_place.cpp.
         std::string place_user;
         std::string place_release;
+        // Calls sent straight to the worker that wait, as the client's last ping or ack named them.
+        std::set<std::uint64_t> direct_pending;
     };
     struct worker {
         std::string id;
@@ -176,6 +181,8 @@ private:
     void answer_waiting(session& s, const nlohmann::json& waiting, nlohmann::json& pong);
     void flush_held(session& s);
     void lose_session(session& s, const std::string& why);
+    // A ping's "direct": calls its client sent straight to the worker, which died (direct.hpp).
+    void answer_lost_direct(session& s, const splitcore::json& ids);
     // Who `s` is to the lease table.
     [[nodiscard]] lease_table::holder lease_holder(const session& s) const;
     void end_session(const std::string& token, const char* why);

@@ -174,5 +174,6 @@ int main(int argc, char** argv) {
         }
     });
     ::pthread_sigmask(SIG_UNBLOCK, &sigint, nullptr);
-    serve(*operations, interrupts, context, requests, io);
+    const output_probe probe{{out.read_end, err.read_end}, &io_loop.reads};
+    serve(*operations, interrupts, context, requests, io, probe);
 }

@@ -10,7 +10,8 @@ thread that sleeps on a socket and is woken by a message counts one voluntary sw
 (involuntary switches, preemption by the machine's load, are left out).
 Then the breakdown, from medians measured here, interleaved:
   ping        client → supervisor → client           (client + wire + supervisor)
-  getcwd      client → supervisor → worker → back    (+ worker hop + the Python operation)
+  getcwd      client → worker's main thread → back   (the direct connection: client + wire + worker
+              + the Python operation; no supervisor, no IO thread)
   op          os.getcwd() locally                    (the Python operation alone)
 and raw C++ CURVE figures from splitbrain-bench-wire when it is built (the wire alone)."""
 
@@ -130,7 +131,7 @@ def main():
         ("raw C++ CURVE through a relay process", relay),
         ("pyzmq CURVE RPC getcwd (a peer)", med["zmq"]),
         ("splitbrain ping: client + wire + supervisor", med["ping"]),
-        ("splitbrain os.getcwd(): + worker hop + operation", med["getcwd"]),
+        ("splitbrain os.getcwd(): client + wire + worker + op", med["getcwd"]),
         ("os.getcwd() locally (the Python operation)", med["op"]),
     ]
     for label, seconds in rows:
@@ -138,9 +139,8 @@ def main():
     print("breakdown of splitbrain's os.getcwd() (µs; differences of the medians above)")
     parts = [
         ("wire (raw CURVE round trip)", wire),
-        ("client + supervisor (ping − wire)", med["ping"] - wire),
-        ("worker hop: supervisor↔worker, IO thread↔main thread (getcwd − ping − op)",
-         med["getcwd"] - med["ping"] - med["op"]),
+        ("client + supervisor, for comparison: not on a call's path (ping − wire)", med["ping"] - wire),
+        ("client + worker, the direct way (getcwd − wire − op)", med["getcwd"] - wire - med["op"]),
         ("Python operation", med["op"]),
     ]
     for label, seconds in parts:

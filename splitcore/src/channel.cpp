@@ -1,5 +1,7 @@
 #include "splitcore/channel.hpp"
 
+#include "direct_link.hpp"
+
 #include <netdb.h>
 #include <sys/eventfd.h>
 #include <unistd.h>
@@ -65,6 +67,8 @@ std::string seconds_text(std::chrono::milliseconds ms) {
 
 }  // namespace
 
+zmq::context_t& direct_context() { return shared_context(); }
+
 channel::channel(channel_options options)
     : m_options(std::move(options)), m_socket(shared_context(), zmq::socket_type::dealer) {
     // A ping must have time to come back before the agent counts as gone.
@@ -127,6 +131,7 @@ void channel::close() {
     }
     m_closed = true;
     m_changed.notify_all();
+    m_keepalive_wake.notify_all();
     wake_reader();
     lock.unlock();
     if (m_keepalive.joinable()) {
@@ -134,6 +139,7 @@ void channel::close() {
     }
     lock.lock();
     m_changed.wait(lock, [this] { return !m_socket_busy; });
+    drop_direct();
     zmq_socket_monitor(m_socket.handle(), nullptr, 0);
     m_monitor.close();
     m_socket.close();
@@ -166,7 +172,13 @@ void channel::release_socket(std::unique_lock<std::mutex>&) {
     m_changed.notify_all();
 }
 
-void channel::send_now(const nlohmann::json& header, std::vector<zmq::message_t>& frames) {
+void channel::send_now(const nlohmann::json& header, std::vector<zmq::message_t>& frames, bool direct) {
+    // The direct way never blocks: a connection that cannot take it now leaves it to the relay.
+    if (direct && m_direct && try_send_message(m_direct->socket, header, frames)) return;
+    if (direct) {
+        std::lock_guard<std::mutex> lock(m_mutex);
+        if (m_direct) m_direct->in_flight.erase(header.value("id", std::uint64_t(0)));
+    }
     try {
         send_message(m_socket, header, std::move(frames));
     } catch (const zmq::error_t& e) {
@@ -182,7 +194,8 @@ nlohmann::json channel::waiting_since_reconnect() {
     nlohmann::json ids = nlohmann::json::array();
     if (m_handshakes < 2) return ids;
     for (const auto& [id, sent] : m_waiting) {
-        if (sent < m_reconnected && ids.size() < 64) ids.push_back(id);
+        // Not one sent the direct way: the supervisor never saw it, and would call it unseen.
+        if (sent < m_reconnected && ids.size() < 64 && !was_sent_direct(id)) ids.push_back(id);
     }
     return ids;
 }
@@ -190,6 +203,7 @@ nlohmann::json channel::waiting_since_reconnect() {
 void channel::try_ping(std::uint64_t id) {
     nlohmann::json header{{"op", "ping"}, {"id", id}, {"session", m_options.session}};
     if (nlohmann::json waiting = waiting_since_reconnect(); !waiting.empty()) header["waiting"] = std::move(waiting);
+    if (nlohmann::json direct = direct_waiting(); !direct.empty()) header["direct"] = std::move(direct);
     zmq::message_t ping = encode_header(header);
     (void)m_socket.send(ping, zmq::send_flags::dontwait);
 }
@@ -294,18 +308,25 @@ std::uint64_t channel::send(nlohmann::json header, std::vector<zmq::message_t> f
     acquire_socket(lock);
     lock.unlock();
     read_monitor();  // so that what it says next happened after this request was sent
+    const bool direct_usable = read_direct_monitor();
     lock.lock();
+    if (!direct_usable) drop_direct();
     // Numbered once the socket is ours, so ids go out in order: output is attributed by it.
     const std::uint64_t id = m_next_id++;
     header["id"] = id;
     header["session"] = m_options.session;
     const auto now = channel_clock::now();
     m_waiting.emplace(id, now);
-    m_last_sent = now;
+    const bool direct = goes_direct(header);
+    if (direct) {
+        m_direct->in_flight.insert(id);
+    } else {
+        m_last_sent = now;  // the supervisor hears from us: the keepalive can wait
+    }
     stamp_deadline(header, now);
     lock.unlock();
     try {
-        send_now(header, frames);
+        send_now(header, frames, direct);
     } catch (...) {
         lock.lock();
         m_waiting.erase(id);
@@ -323,10 +344,11 @@ std::uint64_t channel::post(nlohmann::json header, std::vector<zmq::message_t> f
     header["id"] = id;
     header["session"] = m_options.session;
     acquire_socket(lock);
-    m_last_sent = channel_clock::now();
+    const bool direct = goes_direct(header);
+    if (!direct) m_last_sent = channel_clock::now();
     lock.unlock();
     try {
-        send_now(header, frames);
+        send_now(header, frames, direct);
     } catch (...) {
         lock.lock();
         release_socket(lock);
@@ -385,6 +407,8 @@ void channel::abandon(std::uint64_t id) {
 void channel::forget(std::uint64_t id) {
     m_waiting.erase(id);
     m_unanswerable.erase(id);
+    m_direct_lost.erase(id);
+    m_direct_reached.erase(id);
     if (auto reply = m_replies.find(id); reply != m_replies.end()) {
         collect_references(reply->second.header, m_orphans);
         m_replies.erase(reply);
@@ -445,7 +469,7 @@ void channel::read_available(std::vector<message>& into) {
     }
 }
 
-void channel::dispatch(std::vector<message>& arrived, time_point now) {
+void channel::dispatch(std::vector<message>& arrived, time_point now, bool direct) {
     constexpr std::size_t max_unclaimed_events = 100000;
     for (auto& message : arrived) {
         m_last_heard = now;
@@ -459,7 +483,7 @@ void channel::dispatch(std::vector<message>& arrived, time_point now) {
                 owner = call->get<std::uint64_t>();
             }
             if (owner != 0) {
-                m_acknowledged = std::max(m_acknowledged, owner);
+                if (!was_sent_direct(owner)) m_acknowledged = std::max(m_acknowledged, owner);
                 m_events_for[owner].push_back(std::move(message));
                 continue;
             }
@@ -478,7 +502,18 @@ void channel::dispatch(std::vector<message>& arrived, time_point now) {
             known != header.end() && *known == false && key > m_session_gone_before) {
             if (m_session_gone_before == 0) m_acknowledged_before_loss = m_acknowledged;
             m_session_gone_before = key;
+            for (const auto& entry : m_waiting) {
+                if (was_sent_direct(entry.first) && acknowledged_for(entry.first) >= entry.first) {
+                    m_direct_reached.insert(entry.first);
+                }
+            }
+            drop_direct();  // its worker is gone
         }
+        if (auto offer = header.find("direct"); !direct && offer != header.end() && offer->is_object()) {
+            open_direct(*offer);  // a hello's reply: the session's worker has a port of its own
+        }
+        const bool sent_direct = direct || was_sent_direct(key);
+        direct_settle(key, direct, header);
         for (const auto& [field, ran] : {std::pair{"lost", true}, std::pair{"unseen", false}}) {
             if (auto ids = header.find(field); ids != header.end() && ids->is_array()) {
                 for (const auto& lost : *ids) {
@@ -488,7 +523,7 @@ void channel::dispatch(std::vector<message>& arrived, time_point now) {
                 }
             }
         }
-        m_acknowledged = std::max(m_acknowledged, key);
+        if (!sent_direct) m_acknowledged = std::max(m_acknowledged, key);
         if (m_waiting.count(key) != 0) {
             m_replies.insert_or_assign(key, std::move(message));
         } else if (!header.contains("again")) {  // a copy sent again of a reply that did arrive: nothing to release
@@ -505,7 +540,7 @@ void channel::fail_unreachable(std::uint64_t id, std::unique_lock<std::mutex>&) 
     std::string detail(silent.detail());
     if (silent.code() != errc::agent_unreachable) {
         // client_stalled says for itself that the call may have run
-    } else if (m_acknowledged >= id) {
+    } else if (acknowledged_for(id) >= id) {
         detail += " The call reached " + m_options.name + " and may still be running there.";
     } else if (m_agent_offset_us) {
         detail += " The call was not delivered (" + m_options.name +
@@ -571,7 +606,7 @@ std::optional<message> channel::wait(std::uint64_t id, channel_clock::time_point
         // The agent answered a ping sent after this request without knowing our session (it
         // restarted, or the session expired): no reply will come.
         if (id < m_session_gone_before) {
-            const bool reached = m_acknowledged_before_loss >= id;
+            const bool reached = m_acknowledged_before_loss >= id || m_direct_reached.count(id) != 0;
             forget(id);
             throw error(errc::session_lost,
                         m_options.name + " (" + m_options.address +
@@ -581,6 +616,14 @@ std::optional<message> channel::wait(std::uint64_t id, channel_clock::time_point
                                      : "whether the call had reached it is unknown (nothing sent after it was "
                                        "answered before), so it may have run there") +
                             ". Objects from before are gone; the next call opens a new session");
+        }
+        if (direct_reply_lost(id)) {
+            forget(id);
+            throw error(errc::reply_lost, "the direct connection to the session's worker on " + m_options.name + " (" +
+                                              m_options.address +
+                                              ") broke while this call was in flight, and the "
+                                              "session lives on: the call may have run there, and its reply is "
+                                              "lost; do not simply retry it if running it twice matters");
         }
         // A failure the monitor reported after this request was sent is known: say it now. (A
         // failing link reports again at each reconnect, at least once a second.)
@@ -625,23 +668,31 @@ std::optional<message> channel::wait(std::uint64_t id, channel_clock::time_point
             resync ? std::numeric_limits<std::uint64_t>::max() : (ack_due(now) ? m_output_taken : 0);
         const std::uint64_t ack_id = ack_at != 0 ? m_next_id++ : 0;
         const std::uint64_t handshakes_seen = m_handshakes;
+        const std::uint64_t probe_id = ping != 0 && was_sent_direct(id) ? m_next_id++ : 0;
+        const std::uint64_t probe_at = m_output_acked;
         lock.unlock();
 
-        std::vector<message> arrived;
+        std::vector<message> arrived, arrived_direct;
         bool interrupted = false;
         bool ack_sent = false;
+        bool direct_usable = true;
         try {
             read_monitor();  // what happened while nobody polled, before a state is trusted
+            direct_usable = read_direct_monitor();
             if (ping != 0) try_ping(ping);
             if (ack_at != 0) ack_sent = try_ack(ack_id, ack_at);
+            // A call sent the direct way: the IO thread's answer to an ack says whether it reached the worker.
+            if (ping != 0 && ack_at == 0 && probe_id != 0) (void)try_ack(probe_id, probe_at);
             const auto timeout = std::chrono::duration_cast<milliseconds>(wake_at - now) + milliseconds(1);
             zmq::pollitem_t items[] = {
                 {m_socket.handle(), 0, ZMQ_POLLIN, 0},
                 {nullptr, m_wake_fd, ZMQ_POLLIN, 0},
                 {m_monitor.handle(), 0, ZMQ_POLLIN, 0},
+                {m_direct ? m_direct->socket.handle() : nullptr, 0, ZMQ_POLLIN, 0},
+                {m_direct ? m_direct->monitor.handle() : nullptr, 0, ZMQ_POLLIN, 0},
             };
             try {
-                zmq::poll(items, 3, std::max(timeout, milliseconds(0)));
+                zmq::poll(items, m_direct ? 5 : 3, std::max(timeout, milliseconds(0)));
             } catch (const zmq::error_t& e) {
                 if (e.num() != EINTR) throw;
                 interrupted = true;  // a signal: let the caller look at it now
@@ -656,6 +707,8 @@ std::optional<message> channel::wait(std::uint64_t id, channel_clock::time_point
             if (items[2].revents & ZMQ_POLLIN) {
                 read_monitor();
             }
+            if (m_direct && (items[3].revents & ZMQ_POLLIN)) direct_arrived(arrived_direct);
+            if (m_direct && (items[4].revents & ZMQ_POLLIN)) direct_usable = direct_usable && read_direct_monitor();
         } catch (...) {
             lock.lock();
             release_socket(lock);
@@ -674,7 +727,9 @@ std::optional<message> channel::wait(std::uint64_t id, channel_clock::time_point
             m_resumed = m_last_listened;
             m_stalled_for = std::chrono::duration_cast<std::chrono::milliseconds>(m_last_listened - now);
         }
+        dispatch(arrived_direct, m_last_listened, true);
         dispatch(arrived, m_last_listened);
+        if (!direct_usable) drop_direct();
         release_socket(lock);
         if (interrupted && m_replies.count(id) == 0 && m_events.empty() && m_events_for.count(id) == 0) {
             return std::nullopt;
@@ -685,7 +740,8 @@ std::optional<message> channel::wait(std::uint64_t id, channel_clock::time_point
 void channel::keepalive_loop() {
     std::unique_lock<std::mutex> lock(m_mutex);
     while (!m_closed) {
-        m_changed.wait_for(lock, std::min(m_options.keepalive / 2, m_options.ping_after));
+        // Its own condition: m_changed is notified several times a round trip, and each would wake it.
+        m_keepalive_wake.wait_for(lock, std::min(m_options.keepalive / 2, m_options.ping_after));
         if (m_closed) {
             break;
         }
@@ -719,16 +775,21 @@ void channel::keepalive_loop() {
         const std::uint64_t ping = m_next_id++;
         m_last_sent = m_last_ping = now;
         lock.unlock();
-        std::vector<message> arrived;
+        std::vector<message> arrived, arrived_direct;
+        bool direct_usable = true;
         try {
             read_monitor();
+            direct_usable = read_direct_monitor();
             read_available(arrived);  // replies nobody waits for, output printed after a call returned
+            direct_arrived(arrived_direct);
             try_ping(ping);
         } catch (const std::exception&) {
             // the next request reports what is wrong; an idle ping has nobody to tell
         }
         lock.lock();
+        dispatch(arrived_direct, channel_clock::now(), true);
         dispatch(arrived, channel_clock::now());
+        if (!direct_usable) drop_direct();
         release_socket(lock);
     }
 }
@@ -747,8 +808,9 @@ bool channel::ack_due(time_point now) const {
 }
 
 bool channel::try_ack(std::uint64_t id, std::uint64_t at) {
-    zmq::message_t ack =
-        encode_header(nlohmann::json{{"op", op::ack.name}, {"at", at}, {"id", id}, {"session", m_options.session}});
+    nlohmann::json header{{"op", op::ack.name}, {"at", at}, {"id", id}, {"session", m_options.session}};
+    if (nlohmann::json direct = direct_waiting(); !direct.empty()) header["direct"] = std::move(direct);
+    zmq::message_t ack = encode_header(header);
     return m_socket.send(ack, zmq::send_flags::dontwait).has_value();
 }
 

@@ -31,12 +31,24 @@ CLIENT = textwrap.dedent("""
 """)
 
 
-def kill_connections_to(port):
-    """Resets this machine's TCP sockets whose peer is 127.0.0.1:port (the client's side)."""
-    done = subprocess.run(["ss", "-K", "dst", "127.0.0.1", "dport", "=", str(port)], capture_output=True, text=True,
-                          timeout=10)
-    assert done.returncode == 0, done.stderr
-    return done.stdout.count("ESTAB")
+def direct_ports(agent_pid):
+    """The ports the agent's workers listen on for their clients' direct connections."""
+    workers = subprocess.run(["pgrep", "-P", str(agent_pid)], capture_output=True, text=True).stdout.split()
+    listening = subprocess.run(["ss", "-ltnpH"], capture_output=True, text=True, timeout=10).stdout
+    return [int(line.split()[3].rsplit(":", 1)[1]) for line in listening.splitlines()
+            if any(f"pid={pid}," in line for pid in workers)]
+
+
+def kill_connections_to(port, agent_pid):
+    """Resets this machine's TCP sockets whose peer is 127.0.0.1:port (the client's side), and
+    those to the workers' direct ports: every connection of the client to the agent."""
+    killed = 0
+    for each in [port, *direct_ports(agent_pid)]:
+        done = subprocess.run(["ss", "-K", "dst", "127.0.0.1", "dport", "=", str(each)], capture_output=True,
+                              text=True, timeout=10)
+        assert done.returncode == 0, done.stderr
+        killed += done.stdout.count("ESTAB")
+    return killed
 
 
 @pytest.mark.skipif(shutil.which("ss") is None, reason="needs ss (iproute2) to reset a socket")
@@ -55,7 +67,7 @@ def test_a_reply_lost_with_its_connection_is_sent_again_or_reported(tmp_path, si
             time.sleep(0.3)
             os.kill(client.pid, signal.SIGSTOP)
             time.sleep(2.0)  # the call (1 s) ends; its reply sits in the stopped client's socket
-            if kill_connections_to(port) == 0:
+            if kill_connections_to(port, box._agent.process.pid) == 0:
                 pytest.skip("this kernel cannot reset a socket from outside (ss -K: CONFIG_INET_DIAG_DESTROY)")
             os.kill(client.pid, signal.SIGCONT)
             out, _ = client.communicate(timeout=30)

@@ -8,8 +8,10 @@
 #include <condition_variable>
 #include <cstdint>
 #include <deque>
+#include <memory>
 #include <mutex>
 #include <optional>
+#include <set>
 #include <stdexcept>
 #include <string>
 #include <thread>
@@ -100,7 +102,8 @@ private:
     // m_socket_busy, and then without m_mutex held, so a slow poll never blocks bookkeeping.
     void acquire_socket(std::unique_lock<std::mutex>& lock);
     void release_socket(std::unique_lock<std::mutex>& lock);
-    void send_now(const nlohmann::json& header, std::vector<zmq::message_t>& frames);
+    // direct: the direct way if its connection takes it now, else through the agent's port.
+    void send_now(const nlohmann::json& header, std::vector<zmq::message_t>& frames, bool direct = false);
     // A ping; after a reconnect it names the requests sent before it that still wait ("waiting"):
     // a reply lost with the old connection is sent again, or the pong says it cannot be.
     void try_ping(std::uint64_t id);
@@ -108,7 +111,7 @@ private:
     void read_monitor();
     [[nodiscard]] error unreachable() const;
     void read_available(std::vector<message>& into);
-    void dispatch(std::vector<message>& arrived, time_point now);
+    void dispatch(std::vector<message>& arrived, time_point now, bool direct = false);
     void wake_reader();
     void keepalive_loop();
     // Flow control (docs/protocol.md, "Output and back-pressure"): output handed to a caller counts
@@ -125,6 +128,31 @@ private:
     [[noreturn]] void fail_unreachable(std::uint64_t id, std::unique_lock<std::mutex>& lock);
     void stamp_deadline(nlohmann::json& header, time_point sent) const;
 
+    // The direct connection to the session's worker (direct_channel.cpp; docs/protocol.md, "The
+    // direct connection"), once a hello's reply offered one. Used, like m_socket, only by the thread
+    // that set m_socket_busy; replaced or dropped only by it, in dispatch.
+    struct direct_link;
+    std::unique_ptr<direct_link> m_direct;
+    std::unordered_map<std::uint64_t, bool> m_direct_lost;  // ids whose direct connection broke, reply unseen
+    std::set<std::uint64_t> m_direct_reached;               // direct ids known to have reached a worker since lost
+    void open_direct(const nlohmann::json& offer);
+    // Its handshake events; false once it is given up (the caller drops it, under m_mutex).
+    bool read_direct_monitor();
+    // m_mutex held: whether a request goes the direct way (its connection is up, and the worker's
+    // main thread answers it); it then counts as in flight there.
+    [[nodiscard]] bool goes_direct(const nlohmann::json& header) const;
+    // m_mutex held: after a pong, a direct request `id` in flight when its connection broke lost its reply.
+    [[nodiscard]] bool direct_reply_lost(std::uint64_t id) const { return m_direct_lost.count(id) != 0; }
+    // m_mutex held: a reply to `id` came through the agent's port (direct: the direct way).
+    void direct_settle(std::uint64_t id, bool direct, const nlohmann::json& header);
+    void direct_arrived(std::vector<message>& into);  // what the direct socket holds
+    void drop_direct();                               // after a disconnect, a session gone, another hello
+    // Takes m_mutex: the ids sent the direct way that still wait, for a ping's "direct" (their worker
+    // may have died: the supervisor answers them then).
+    [[nodiscard]] nlohmann::json direct_waiting();
+    [[nodiscard]] bool was_sent_direct(std::uint64_t id) const;  // and not answered yet
+    [[nodiscard]] std::uint64_t acknowledged_for(std::uint64_t id) const;
+
     channel_options m_options;
     zmq::socket_t m_socket;
     int m_wake_fd = -1;       // eventfd: a sender's nudge to the thread polling the socket
@@ -132,6 +160,7 @@ private:
 
     mutable std::mutex m_mutex;
     std::condition_variable m_changed;
+    std::condition_variable m_keepalive_wake;  // the keepalive thread's: notified at close only
     bool m_socket_busy = false;
     int m_senders_waiting = 0;
     bool m_closed = false;

@@ -1,0 +1,174 @@
+"""The direct connection (issue 11 point 2; docs/protocol.md, "The direct connection"): a session's
+worker listens on a port of its own, encrypted with the agent's key, for its session's client key
+only; the supervisor's port stays the way for everything else."""
+import re
+import socket
+
+import cbor2
+import pytest
+import zmq
+
+from conftest import Agent, Key, wait_until
+
+CONTEXT = zmq.Context.instance()
+
+
+def hello_reply(client):
+    """The whole hello reply (Client keeps only "r"): a fresh hello of the same session."""
+    return client.request("hello", session=client.session)
+
+
+def direct_port(client):
+    reply = hello_reply(client)
+    assert reply["ok"], reply.get("e")
+    assert "direct" in reply, reply
+    return reply["direct"]["port"]
+
+
+def direct_socket(agent, port, public=None, secret=None, curve=True):
+    s = CONTEXT.socket(zmq.DEALER)
+    s.setsockopt(zmq.LINGER, 0)
+    if curve:
+        s.curve_serverkey = agent.public_key.encode()
+        s.curve_publickey = public or agent.client_public
+        s.curve_secretkey = secret or agent.client_secret
+    monitor = s.get_monitor_socket(zmq.EVENT_HANDSHAKE_SUCCEEDED | zmq.EVENT_HANDSHAKE_FAILED_AUTH |
+                                   zmq.EVENT_HANDSHAKE_FAILED_PROTOCOL | zmq.EVENT_HANDSHAKE_FAILED_NO_DETAIL |
+                                   zmq.EVENT_DISCONNECTED)
+    s.connect(f"tcp://127.0.0.1:{port}")
+    return s, monitor
+
+
+def events(monitor, timeout=0.2):
+    seen = []
+    while monitor.poll(int(timeout * 1000)):
+        frames = monitor.recv_multipart()
+        seen.append(int.from_bytes(frames[0][:2], "little"))
+    return seen
+
+
+def request(s, session, rid, op, **fields):
+    s.send_multipart([cbor2.dumps({"session": session, "id": rid, "op": op, **fields})])
+
+
+def reply_of(s, timeout=5.0):
+    if not s.poll(int(timeout * 1000)):
+        return None
+    return cbor2.loads(s.recv_multipart()[0])
+
+
+def test_a_session_gets_a_direct_port_that_answers_its_client_key(agent, client):
+    port = direct_port(client)
+    s, monitor = direct_socket(agent, port)
+    try:
+        request(s, client.session, 100, "import", name="os")
+        reply = reply_of(s)
+        assert reply is not None and reply["id"] == 100 and reply["ok"], reply
+        # What the worker's main thread does not answer goes to the agent's port, and is refused here.
+        for rid, op in ((101, "cancel"), (102, "bye"), (103, "ack"), (104, "lease")):
+            request(s, client.session, rid, op, target=1)
+            refused = reply_of(s)
+            assert refused["id"] == rid and not refused["ok"], refused
+            assert refused["e"]["code"] == "bad_request"
+            assert "does not go over the direct connection" in refused["e"]["msg"]
+        # The session goes on through the supervisor as before.
+        assert client.ok("import", name="os")["mod"]
+    finally:
+        s.close(0)
+        monitor.close(0)
+
+
+def test_another_client_key_cannot_talk_to_a_sessions_direct_port(agent, client, tmp_path):
+    port = direct_port(client)
+    other = Key()  # a key the agent does not know at all
+    s, monitor = direct_socket(agent, port, public=other.public, secret=other.secret)
+    try:
+        request(s, client.session, 1, "import", name="os")
+        assert reply_of(s, timeout=1.0) is None
+        seen = events(monitor, timeout=0.5)
+        assert zmq.EVENT_HANDSHAKE_SUCCEEDED not in seen, seen
+        assert zmq.EVENT_HANDSHAKE_FAILED_AUTH in seen, seen
+    finally:
+        s.close(0)
+        monitor.close(0)
+    agent.wait_for_log(re.escape("direct port: refused a handshake (CURVE, key " + other.public.decode()))
+
+
+def test_an_authorized_key_of_another_session_cannot_talk_to_it_either(tmp_path):
+    second = Key()
+    a = Agent(tmp_path / "agent", authorized=[second.line])
+    try:
+        owner = a.client()
+        port = direct_port(owner)
+        s, monitor = direct_socket(a, port, public=second.public, secret=second.secret)
+        try:
+            request(s, owner.session, 1, "import", name="os")
+            assert reply_of(s, timeout=1.0) is None
+            assert zmq.EVENT_HANDSHAKE_FAILED_AUTH in events(monitor, timeout=0.5)
+        finally:
+            s.close(0)
+            monitor.close(0)
+        owner.close()
+    finally:
+        a.stop()
+
+
+def test_a_peer_without_curve_cannot_talk_to_a_direct_port(agent, client):
+    port = direct_port(client)
+    s, monitor = direct_socket(agent, port, curve=False)
+    try:
+        request(s, client.session, 1, "import", name="os")
+        assert reply_of(s, timeout=1.0) is None
+        assert zmq.EVENT_HANDSHAKE_SUCCEEDED not in events(monitor, timeout=0.5)
+    finally:
+        s.close(0)
+        monitor.close(0)
+
+
+def refused(port):
+    with socket.socket() as probe:
+        probe.settimeout(1.0)
+        try:
+            probe.connect(("127.0.0.1", port))
+        except ConnectionRefusedError:
+            return True
+        return False
+
+
+def test_the_direct_port_closes_when_the_session_ends(agent, client):
+    port = direct_port(client)
+    assert not refused(port)
+    assert client.request("bye")["ok"]
+    wait_until(lambda: refused(port), 10.0, f"port {port} to close after bye")
+
+
+@pytest.mark.parametrize("flags", [("--no-direct",), ("--audit-log", "AUDIT")])
+def test_no_direct_port_with_no_direct_nor_with_an_audit_log(tmp_path, flags):
+    flags = tuple(str(tmp_path / "audit.log") if f == "AUDIT" else f for f in flags)
+    a = Agent(tmp_path / "agent", extra=flags)
+    try:
+        c = a.client()
+        reply = hello_reply(c)
+        assert reply["ok"] and "direct" not in reply, reply
+        c.close()
+    finally:
+        a.stop()
+
+
+def test_worker_ports_takes_its_port_from_the_range(tmp_path):
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        free = probe.getsockname()[1]
+    a = Agent(tmp_path / "agent", extra=("--worker-ports", f"{free}-{free}"))
+    try:
+        first = a.client()
+        assert direct_port(first) == free
+        second = a.client()  # the range is exhausted: this session goes through the supervisor only
+        reply = hello_reply(second)
+        assert reply["ok"] and "direct" not in reply, reply
+        assert second.ok("import", name="os")["mod"]
+        a.wait_for_log(r"no direct port for this session")
+        first.close()
+        second.close()
+    finally:
+        a.stop()
