@@ -67,7 +67,6 @@ struct serving {
     zmq::context_t& context;
     zmq::socket_t& requests;
     std::thread& io;
-    failed_pipes failed{};
     const output_probe& probe;
     std::unique_ptr<direct_port> direct;  // once a hello offered one (direct.hpp)
     // The direct connection's latest routing id: replies go there, so that a reply to a call that
@@ -82,6 +81,7 @@ struct serving {
     // client's connection is accepted (its first message), at most this long: libzmq's sockets for
     // them, the accepted one included, must not be numbers user code closes.
     std::optional<std::chrono::steady_clock::time_point> reserved_until;
+    failed_pipes failed{};
 };
 
 void release_if_due(serving& s, bool accepted) {
