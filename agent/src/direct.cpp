@@ -115,6 +115,7 @@ void direct_port::serve_zap() {
         }
         const bool admitted = !presented.empty() && presented == m_client_key;
         if (!admitted) log("direct port: refused a handshake (" + mechanism + ", key " + presented + ")");
+        if (admitted) m_admitted = true;
         std::vector<zmq::message_t> reply;
         reply.emplace_back(std::string("1.0"));
         reply.push_back(std::move((*request)[1]));

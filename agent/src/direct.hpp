@@ -42,6 +42,10 @@ public:
 
     [[nodiscard]] unsigned port() const noexcept { return m_port; }
     [[nodiscard]] zmq::socket_t& socket() noexcept { return m_socket; }
+    // CURVE with the ZAP handler (not --insecure); then admitted() once it let the client's key in,
+    // so the connection's descriptor exists.
+    [[nodiscard]] bool secure() const noexcept { return !m_client_key.empty(); }
+    [[nodiscard]] bool admitted() const noexcept { return m_admitted.load(); }
 
 private:
     void bind(const std::string& host, unsigned first, unsigned last);
@@ -52,6 +56,7 @@ private:
     std::optional<zmq::socket_t> m_zap;
     std::thread m_zap_thread;
     std::atomic<bool> m_stop{false};
+    std::atomic<bool> m_admitted{false};
     zmq::socket_t m_socket;
     unsigned m_port = 0;
 };

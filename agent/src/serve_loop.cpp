@@ -91,6 +91,28 @@ void release_if_due(serving& s, bool accepted) {
     }
 }
 
+// A request through the relay while the low descriptors are still reserved for the direct port's
+// connection: the user's code must get ordinary numbers (select() takes none above 1023, pyserial
+// uses it). The client's handshake is waited for a little (its connection's descriptor exists once
+// the ZAP handler admitted it), else the direct port is given up: a connection accepted later could
+// get a low number that user code closes. The client then stays on the relay (direct_channel.cpp).
+void settle_reservation(serving& s) {
+    if (!s.reserved_until) return;
+    if (s.direct && s.direct->secure()) {
+        const auto bound = std::chrono::steady_clock::now() + std::chrono::milliseconds(200);
+        while (!s.direct->admitted() && std::chrono::steady_clock::now() < bound) {
+            std::this_thread::sleep_for(std::chrono::milliseconds(1));
+        }
+        if (!s.direct->admitted()) {
+            log("the client did not connect to this session's direct port within 200 ms of its next request: its "
+                "requests go through the supervisor");
+            s.direct.reset();
+        }
+    }
+    release_low_descriptors();
+    s.reserved_until.reset();
+}
+
 // Everything the direct socket holds now, queued; its sender becomes the peer.
 void pull_direct(serving& s) {
     while (auto request = splitcore::recv_parts(s.direct->socket(), zmq::recv_flags::dontwait)) {
@@ -201,6 +223,7 @@ void serve_one(serving& s, std::vector<zmq::message_t>& request, const zmq::mess
         reply.header = splitcore::error_reply(0, splitcore::error_value(e));
     }
     std::uint64_t reads_before = 1;  // odd: the reply goes after any output, through the IO thread
+    if (direct_from == nullptr) settle_reservation(s);
     if (reply.header.is_null() && direct_from != nullptr) {
         const std::uint64_t id = splitcore::as_uint(header.value("id", json())).value_or(0);
         if (header.value("op", "") == splitcore::op::ping.name) return answer_direct_ping(s, id, header);

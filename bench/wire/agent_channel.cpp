@@ -103,7 +103,7 @@ struct agent_peer::session {
 agent_peer::agent_peer(agent_options options)
     : m_options(std::move(options)), m_session(std::make_unique<session>(channel_options(m_options))) {
     session& s = *m_session;
-    (void)s.result({{"op", "hello"}, {"session", hex(s.channel.options().session)}});
+    (void)s.result({{"op", "hello"}, {"session", hex(s.channel.options().session)}, {"direct", true}});
     s.os = s.result({{"op", "import"}, {"name", "os"}}).at("mod");
     const json builtins = s.result({{"op", "import"}, {"name", "builtins"}}).at("mod");
     s.reader = s.result(call(builtins, {"open"}, {m_options.read_path, "rb"}));

@@ -15,7 +15,7 @@ CONTEXT = zmq.Context.instance()
 
 def hello_reply(client):
     """The whole hello reply (Client keeps only "r"): a fresh hello of the same session."""
-    return client.request("hello", session=client.session)
+    return client.request("hello", session=client.session, direct=True)
 
 
 def direct_port(client):
@@ -172,3 +172,23 @@ def test_worker_ports_takes_its_port_from_the_range(tmp_path):
         second.close()
     finally:
         a.stop()
+
+
+def test_only_a_client_that_asks_gets_a_direct_port_and_its_descriptors_stay_ordinary(agent, client):
+    """A hello without "direct": true gets no port, so nothing keeps the worker's low descriptors
+    reserved for a connection that never comes: what the session's code opens right away has an
+    ordinary number (select() takes none above 1023)."""
+    reply = client.request("hello", session=client.session)
+    assert reply["ok"] and "direct" not in reply, reply
+    fd = client.value(client.module("os"), "/dev/null", 0, path=("open",))
+    assert isinstance(fd, int) and 0 <= fd < 1024, fd
+
+
+def test_a_relayed_request_right_after_an_offer_still_opens_ordinary_descriptors(agent, client):
+    """A client that asked, but sends its next request through the agent's port before its direct
+    handshake (or never makes one): the worker waits a little for the handshake, else gives the port
+    up; either way the session's code gets ordinary descriptor numbers."""
+    direct_port(client)
+    fd = client.value(client.module("os"), "/dev/null", 0, path=("open",))
+    assert isinstance(fd, int) and 0 <= fd < 1024, fd
+    agent.wait_for_log(r"did not connect to this session's direct port")

@@ -141,7 +141,7 @@ def test_issue_10_our_own_stall_is_not_the_agents_silence_and_has_its_own_id():
     code = textwrap.dedent("""
         import sys, splitbrain
         box = splitbrain.spawn("stalled", liveness=float(sys.argv[2]))
-        print("ready", box._agent.process.pid, flush=True)
+        print("ready", box._agent.process.pid, box.pid, flush=True)
         sys.stdin.readline()
         try:
             print("reply", box.modules.time.sleep(float(sys.argv[1])) is None, flush=True)
@@ -153,16 +153,17 @@ def test_issue_10_our_own_stall_is_not_the_agents_silence_and_has_its_own_id():
     for stop_agent, expected in ((False, "reply True"), (True, "error ClientStalled")):
         child = subprocess.Popen([sys.executable, "-c", code, "1.0", "1.0"], stdin=subprocess.PIPE,
                                  stdout=subprocess.PIPE, text=True)
-        agent = None
+        agent = worker = None
         try:
-            word, agent = child.stdout.readline().split()
-            agent = int(agent)
+            word, agent, worker = child.stdout.readline().split()
+            agent, worker = int(agent), int(worker)
             assert word == "ready"
             child.stdin.write("go\n")
             child.stdin.flush()
             time.sleep(0.3)  # the call is under way (when exactly the stop lands does not matter)
-            if stop_agent:
+            if stop_agent:  # all of it: the session's worker answers its client directly
                 os.killpg(agent, signal.SIGSTOP)
+                os.kill(worker, signal.SIGSTOP)
             os.kill(child.pid, signal.SIGSTOP)
             time.sleep(2.5)  # longer than the liveness timeout: the stall under test
             os.kill(child.pid, signal.SIGCONT)
@@ -173,6 +174,7 @@ def test_issue_10_our_own_stall_is_not_the_agents_silence_and_has_its_own_id():
                         in line), line
                 assert "s (stopped, or blocked writing output), and nothing came in the 1 s after" in line
                 os.killpg(agent, signal.SIGCONT)
+                os.kill(worker, signal.SIGCONT)
             child.stdin.write("done\n")
             child.stdin.flush()
             assert child.wait(20) == 0
@@ -180,6 +182,7 @@ def test_issue_10_our_own_stall_is_not_the_agents_silence_and_has_its_own_id():
             if agent is not None:
                 try:
                     os.killpg(agent, signal.SIGCONT)
+                    os.kill(worker, signal.SIGCONT)
                 except ProcessLookupError:
                     pass  # it ended with its client
             child.kill()

@@ -142,7 +142,7 @@ class Slave:
         conn = _core.Connection(self.name, self.address, self.public_key, client_public, client_secret,
                                 session.encode(), float(self.timeout), self)
         try:
-            hello = {"session": session}
+            hello = {"session": session, "direct": True}  # a port of its own, if the agent offers one
             if self.place is not None:
                 hello["place"] = self.place.hello()
             info = conn.request("hello", hello)
