@@ -674,11 +674,14 @@ void supervisor::hello(const zmq::message_t& routing_id, const std::string& clie
     m_audit.begin(token, m_limits.who(client_key), id, header, message, 2);
     // Only to a client that asks for it (a raw client would leave the worker's low descriptors
     // reserved for a connection that never comes). Not with an audit log: every request must pass
-    // here to be audited; nor with --labgrid-place: every request is checked against the place here.
+    // here to be audited; nor with --labgrid-place: every request is checked against the place here;
+    // nor where leases can exist (a key with `lease` or `admin`, or --insecure, where each session
+    // may lease): a whole-slave lease and a forced release's notice are enforced here at each call.
     const json* wants = splitcore::optional_field(header, "direct");
     const bool asked = wants != nullptr && wants->is_boolean() && wants->get<bool>();
     header.erase("direct");  // the worker reads an offer there, never what the client wrote
-    const direct_settings direct{asked && m_options.direct && !m_options.audit_log && !m_place,
+    const bool leases_possible = !m_keys || m_limits.any_may_lease();
+    const direct_settings direct{asked && m_options.direct && !m_options.audit_log && !m_place && !leases_possible,
                                  m_options.worker_ports[0], m_options.worker_ports[1]};
     if (json offer = direct_offer(direct, m_endpoint, client_key, m_keys ? &m_keys->public_key : nullptr,
                                   m_keys ? &m_keys->secret_key : nullptr);

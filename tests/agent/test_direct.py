@@ -192,3 +192,17 @@ def test_a_relayed_request_right_after_an_offer_still_opens_ordinary_descriptors
     fd = client.value(client.module("os"), "/dev/null", 0, path=("open",))
     assert isinstance(fd, int) and 0 <= fd < 1024, fd
     agent.wait_for_log(r"did not connect to this session's direct port")
+
+
+def test_no_direct_port_where_leases_can_exist(tmp_path):
+    """A key with `lease` in authorized_keys means leases can exist: a whole-slave lease and a forced
+    release's notice are enforced by the supervisor at each call, so no session goes around it."""
+    other_public, _ = (k.decode() for k in zmq.curve_keypair())
+    a = Agent(tmp_path / "agent", authorized=[f"lease {other_public}  # alice@lab-pc"])
+    try:
+        c = a.client()
+        reply = hello_reply(c)
+        assert reply["ok"] and "direct" not in reply, reply
+        c.close()
+    finally:
+        a.stop()
