@@ -142,10 +142,19 @@ def test_the_direct_port_closes_when_the_session_ends(agent, client):
     wait_until(lambda: refused(port), 10.0, f"port {port} to close after bye")
 
 
-@pytest.mark.parametrize("flags", [("--no-direct",), ("--audit-log", "AUDIT")])
-def test_no_direct_port_with_no_direct_nor_with_an_audit_log(tmp_path, flags):
+LEASE_KEY = f"lease {zmq.curve_keypair()[0].decode()}  # alice@lab-pc"
+
+
+@pytest.mark.parametrize("flags, authorized", [
+    (("--no-direct",), ()),
+    (("--audit-log", "AUDIT"), ()),
+    # A key with `lease` means leases can exist: a whole-slave lease and a forced release's notice
+    # are enforced by the supervisor at each call, so no session goes around it.
+    ((), (LEASE_KEY,)),
+], ids=["no-direct", "audit-log", "a-key-may-lease"])
+def test_no_direct_port_with_no_direct_an_audit_log_or_where_leases_can_exist(tmp_path, flags, authorized):
     flags = tuple(str(tmp_path / "audit.log") if f == "AUDIT" else f for f in flags)
-    a = Agent(tmp_path / "agent", extra=flags)
+    a = Agent(tmp_path / "agent", extra=flags, authorized=authorized)
     try:
         c = a.client()
         reply = hello_reply(c)
@@ -193,16 +202,3 @@ def test_a_relayed_request_right_after_an_offer_still_opens_ordinary_descriptors
     assert isinstance(fd, int) and 0 <= fd < 1024, fd
     agent.wait_for_log(r"did not connect to this session's direct port")
 
-
-def test_no_direct_port_where_leases_can_exist(tmp_path):
-    """A key with `lease` in authorized_keys means leases can exist: a whole-slave lease and a forced
-    release's notice are enforced by the supervisor at each call, so no session goes around it."""
-    other_public, _ = (k.decode() for k in zmq.curve_keypair())
-    a = Agent(tmp_path / "agent", authorized=[f"lease {other_public}  # alice@lab-pc"])
-    try:
-        c = a.client()
-        reply = hello_reply(c)
-        assert reply["ok"] and "direct" not in reply, reply
-        c.close()
-    finally:
-        a.stop()
