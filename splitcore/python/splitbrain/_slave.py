@@ -142,7 +142,9 @@ class Slave:
         conn = _core.Connection(self.name, self.address, self.public_key, client_public, client_secret,
                                 session.encode(), float(self.timeout), self)
         try:
-            hello = {"session": session, "direct": True}  # a port of its own, if the agent offers one
+            hello = {"session": session}
+            if os.environ.get("SPLITBRAIN_DIRECT") == "1":  # opt-in for now (README, "What it costs")
+                hello["direct"] = True  # a port of the worker's own, if the agent offers one
             if self.place is not None:
                 hello["place"] = self.place.hello()
             info = conn.request("hello", hello)
