@@ -35,6 +35,13 @@ def free_port():
         return s.getsockname()[1]
 
 
+def listening(address):
+    host, port = address.rsplit(":", 1)
+    with socket.socket() as s:
+        s.settimeout(1.0)
+        return s.connect_ex((host, int(port))) == 0
+
+
 def client_identity(directory):
     """A splitbrain config directory with a client key pair of its own; returns its public key."""
     public, secret = zmq.curve_keypair()
@@ -59,6 +66,9 @@ class Lab:
         self.coordinator = f"127.0.0.1:{free_port()}"
         (root / "coordinator").mkdir()
         self.start("coordinator", [VENV_BIN / "labgrid-coordinator", "-l", self.coordinator], cwd=root / "coordinator")
+        # It takes a while to import and bind: nothing may ask it anything before it listens.
+        wait_until(lambda: listening(self.coordinator), 30, "the coordinator to listen", interval=0.1,
+                   diagnose=self.logs)
         self.users = {name: root / f"config-{name}" for name in ("alice", "bob")}
         keys = {name: client_identity(path) for name, path in self.users.items()}
         authorized = [f'labgrid-user="{name}" {key} # {name}@lab' for name, key in keys.items()]
