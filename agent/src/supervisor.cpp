@@ -43,6 +43,18 @@ std::string printable(const std::string& text) {
 
 std::string short_token(const std::string& token) { return printable(token.substr(0, 12)); }
 
+// The lease holder of a session without a client key (--insecure): its token in hex, so the worker,
+// which reads the holder as text, gets valid UTF-8 whatever bytes the client chose for its token.
+std::string keyless_holder(const std::string& token) {
+    static const char digits[] = "0123456789abcdef";
+    std::string out = "session:";
+    for (const unsigned char c : token) {
+        out += digits[c >> 4];
+        out += digits[c & 15];
+    }
+    return out;
+}
+
 std::string describe_status(int status) {
     if (WIFEXITED(status)) return "exit status " + std::to_string(WEXITSTATUS(status));
     if (WIFSIGNALED(status)) {
@@ -636,7 +648,7 @@ void supervisor::hello(const zmq::message_t& routing_id, const std::string& clie
         });
         m_limits.check_session(client_key, peer ? peer : "", static_cast<std::size_t>(owned),
                                m_options.max_sessions_per_key, hostname());
-        m_leases->check_request(token, client_key.empty() ? "session:" + token : client_key);
+        m_leases->check_request(token, client_key.empty() ? keyless_holder(token) : client_key);
         std::optional<place_admission> place;
         if (m_place && !(place = admit_to_place(routing_id, client_key, id, header, message))) return;  // waits
         if (!m_spare) m_spare = spawn_worker();
@@ -782,7 +794,7 @@ void supervisor::answer_lost_direct(session& s, const json& ids) {
 
 lease_table::holder supervisor::lease_holder(const session& s) const {
     // Without keys (--insecure) each session is its own holder.
-    if (s.client_key.empty()) return {s.token, "session:" + s.token, "session " + short_token(s.token), true, false};
+    if (s.client_key.empty()) return {s.token, keyless_holder(s.token), "session " + short_token(s.token), true, false};
     const auto& options = m_limits.of(s.client_key);
     return {s.token, s.client_key, m_limits.who(s.client_key), options.lease, options.admin};
 }

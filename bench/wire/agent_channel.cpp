@@ -15,23 +15,15 @@ using nlohmann::json;
 
 void keep_buffer(void*, void*) {}
 
+// 32 hex digits, as splitbrain's own client chooses its token.
 std::string random_session() {
+    static const char digits[] = "0123456789abcdef";
     std::random_device rd;
-    std::string s(16, '\0');
+    std::string s(32, '\0');
     for (char& c : s) {
-        c = static_cast<char>(rd() & 0xff);
+        c = digits[rd() & 15];
     }
     return s;
-}
-
-std::string hex(const std::string& raw) {
-    static const char digits[] = "0123456789abcdef";
-    std::string out;
-    for (unsigned char c : raw) {
-        out += digits[c >> 4];
-        out += digits[c & 15];
-    }
-    return out;
 }
 
 splitcore::channel_options channel_options(const agent_options& options) {
@@ -103,7 +95,7 @@ struct agent_peer::session {
 agent_peer::agent_peer(agent_options options)
     : m_options(std::move(options)), m_session(std::make_unique<session>(channel_options(m_options))) {
     session& s = *m_session;
-    (void)s.result({{"op", "hello"}, {"session", hex(s.channel.options().session)}, {"direct", true}});
+    (void)s.result({{"op", "hello"}, {"session", s.channel.options().session}, {"direct", true}});
     s.os = s.result({{"op", "import"}, {"name", "os"}}).at("mod");
     const json builtins = s.result({{"op", "import"}, {"name", "builtins"}}).at("mod");
     s.reader = s.result(call(builtins, {"open"}, {m_options.read_path, "rb"}));

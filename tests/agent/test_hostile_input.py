@@ -165,3 +165,23 @@ def test_a_message_of_many_small_frames_over_max_message_is_refused(tmp_path):
         client.close()
     finally:
         agent.stop()
+
+
+def test_a_session_token_of_any_bytes_works_without_keys(tmp_path):
+    """The token is the client's choice: with --insecure (no client key) its bytes, valid UTF-8 or
+    not, also name the session's lease holder, and the session's calls work (before, every call
+    failed with the worker's UnicodeDecodeError of the holder)."""
+    agent = Agent(tmp_path / "agent", insecure=True)
+    try:
+        client = agent.client(session="Q" * 16, hello=False)
+        placeholder = cbor2.dumps("Q" * 16)
+        not_utf8 = placeholder[:1] + bytes.fromhex("d5cb902c560740a8a3fc916a7e2fff80")
+        send = client.socket.send_multipart
+        client.socket.send_multipart = lambda parts: send([parts[0].replace(placeholder, not_utf8), *parts[1:]])
+        assert client.request("hello", session=client.session)["ok"]
+        reply = client.call(client.module("os"), path=["getpid"])
+        assert reply["ok"], reply.get("e")
+        assert reply["r"] in agent.workers()
+        client.close()
+    finally:
+        agent.stop()
