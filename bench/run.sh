@@ -1,8 +1,8 @@
 #!/usr/bin/env bash
 # Every benchmark against its peers in one run, then issue 11's figures as ratios (bench/summary.py).
 #
-#   bench/run.sh           bench/face, bench/wire, bench/kernel in full (≈ 6 min on the 2-vCPU machine)
-#   bench/run.sh --quick   bench/face --quick and bench/kernel's cold starts only (≈ 2 min)
+#   bench/run.sh           bench/face, bench/wire, bench/kernel, bench/routing in full (≈ 7 min on the 2-vCPU machine)
+#   bench/run.sh --quick   bench/face --quick, bench/kernel's cold starts only, bench/routing --quick (≈ 2.5 min)
 #
 # Uses SPLITBRAIN_BUILD_DIR (default build/). `make bench` runs it after setting up.
 set -euo pipefail
@@ -25,6 +25,8 @@ if ((quick)); then
     "$here/face/run.sh" --quick --json | tee "$out/face.jsonl" | grep -v '^{'
     echo "== bench/kernel (cold starts and first cell only)"
     "$here/kernel/run.sh" kernel --starts 3 --executes 30 --json | tee "$out/kernel.jsonl" | grep -v '^{'
+    echo "== bench/routing --quick"
+    "$here/routing/run.sh" --quick --json | tee "$out/routing.jsonl" | grep -v '^{'
 else
     echo "== bench/face"
     "$here/face/run.sh" --json | tee "$out/face.jsonl" | grep -v '^{'
@@ -32,6 +34,8 @@ else
     "$here/wire/run.sh"
     echo "== bench/kernel"
     "$here/kernel/run.sh" --json -- --json | tee "$out/kernel.jsonl" | grep -v '^{'
+    echo "== bench/routing"
+    "$here/routing/run.sh" --json | tee "$out/routing.jsonl" | grep -v '^{'
 fi
 echo "== issue 11"
-"$root/.venv/bin/python" "$here/summary.py" "$out/face.jsonl" "$out/kernel.jsonl"
+"$root/.venv/bin/python" "$here/summary.py" "$out/face.jsonl" "$out/kernel.jsonl" "$out/routing.jsonl"

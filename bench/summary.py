@@ -1,11 +1,13 @@
-"""Issue 11's figures as ratios, from the JSON lines of one run of bench/face (--json) and
-bench/kernel's bench_kernel.py (--json), read from the files named on the command line.
+"""Issue 11's figures as ratios, from the JSON lines of one run of bench/face (--json),
+bench/kernel's bench_kernel.py (--json) and bench/routing (--json), read from the files named on the
+command line.
 
-    python bench/summary.py face.jsonl kernel.jsonl
+    python bench/summary.py face.jsonl kernel.jsonl routing.jsonl
 
 Prints W1–W9 per tool (medians; MB/s for W4/W5) with splitbrain's round trips, its ratio to the best
 peer and to raw C++ ZeroMQ with CURVE, W8/W8b connect, W6 through box.run against the same function
-run locally, the kernel's first cell against ipykernel, and each of the issue's goals."""
+run locally, the kernel's first cell against ipykernel, what splitbrain costs outside any slave's
+context (issue 9 point 9), and each of the issues' goals."""
 
 from __future__ import annotations
 
@@ -23,7 +25,7 @@ GOALS = [("W1", "raw", "≤ 1.5"), ("W1", "execnet", "≤ 1.2"), ("W9", "execnet
 
 
 def load(paths):
-    figures, kernel = {}, None
+    figures, kernel, routing = {}, None, []
     for path in paths:
         with open(path) as f:
             for line in f:
@@ -33,9 +35,11 @@ def load(paths):
                 record = json.loads(line)
                 if record.get("bench") == "kernel":
                     kernel = record
+                elif record.get("bench") == "routing":
+                    routing.append(record)
                 elif "name" in record and record.get("n"):
                     figures[record["name"]] = record
-    return figures, kernel
+    return figures, kernel, routing
 
 
 def time_of(fig, nbytes=None):
@@ -60,7 +64,7 @@ def shown(fig):
 
 
 def main():
-    figures, kernel = load(sys.argv[1:])
+    figures, kernel, routing = load(sys.argv[1:])
     if not figures:
         sys.exit("summary: no bench/face figures in " + ", ".join(sys.argv[1:]))
     rtt = figures.get("raw_curve.rtt")
@@ -129,6 +133,16 @@ def main():
         goal_line("kernel cold start to first cell / ipykernel", kernel["ratios"]["first"], "≤ 0.8")
     else:
         print("  kernel first cell: not measured")
+    worst = next((r for r in routing if r["name"] == "worst"), None)
+    if worst:
+        print(f"  outside any slave's context (bench/routing, load {worst['load']:.1f}):")
+        for r in routing:
+            if r.get("extra_ns") is not None:
+                print(f"    {r['name']:<42} {r['without_ns']:8.1f} → {r['with_ns']:8.1f} ns ({r['extra_ns']:+.1f})")
+        goal_line("routed attribute access outside, extra ns", worst["attribute_ns"], "≤ 100")
+        goal_line("audit hook per event outside, extra ns", worst["audit_ns"], "≤ 100")
+    else:
+        print("  outside any slave's context (bench/routing): not measured")
     print("goals missed: " + (", ".join(missed) if missed else "none"))
 
 

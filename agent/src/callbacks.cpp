@@ -263,6 +263,44 @@ py_ref worker::unbox_local(const json& ref) {
     return py_ref::checked(PyObject_Vectorcall(make.get(), args, 4, nullptr));
 }
 
+// A builtin class, an exception class or a method of a builtin class the client named (its own would
+// mean nothing here: `isinstance(0, int)` with the master's int is False): this interpreter's object
+// of that module and qualified name. The client names only the standard library's.
+py_ref worker::unbox_named(const json& name) {
+    if (!name.is_array() || name.size() != 2 || !name[0].is_string() || !name[1].is_string()) {
+        throw splitcore::error(errc::bad_request, "a \"$n\" must be [module, qualified name]");
+    }
+    const std::string& module = name[0].get_ref<const std::string&>();
+    const std::string& qualname = name[1].get_ref<const std::string&>();
+    const std::string what = module + "." + qualname;
+    const auto missing = [&what](const std::string& why) {
+        return splitcore::error(errc::not_transferable, "the master's " + what + " crosses by name, and " + why +
+                                                            "; pass plain data, or create the object on the slave");
+    };
+    py_ref found = py_ref::steal(PyImport_ImportModule(module.c_str()));
+    if (!found) {
+        PyErr_Clear();
+        throw missing("this slave's Python has no module " + module);
+    }
+    for (std::size_t start = 0; start <= qualname.size();) {
+        const std::size_t end = std::min(qualname.find('.', start), qualname.size());
+        found = py_ref::steal(PyObject_GetAttrString(found.get(), qualname.substr(start, end - start).c_str()));
+        if (!found) {
+            PyErr_Clear();
+            throw missing("this slave's Python has none");
+        }
+        start = end + 1;
+    }
+    py_ref own_qualname = py_ref::steal(PyObject_GetAttrString(found.get(), "__qualname__"));
+    py_ref own_module =
+        PyType_Check(found.get()) ? py_ref::steal(PyObject_GetAttrString(found.get(), "__module__")) : py_ref();
+    PyErr_Clear();
+    const bool same = own_qualname && splitcore::str_or(own_qualname.get(), "") == qualname &&
+                      (!PyType_Check(found.get()) || (own_module && splitcore::str_or(own_module.get(), "") == module));
+    if (!same) throw missing("this slave's " + what + " is another object (an alias or a replacement)");
+    return found;
+}
+
 json worker::take_local_releases() {
     json pairs = json::array();
     if (!m_local_module) return pairs;

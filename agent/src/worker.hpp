@@ -51,6 +51,7 @@ public:
     nlohmann::json box_reference(PyObject* obj) override;
     splitcore::py_ref unbox_reference(const nlohmann::json& ref) override;
     splitcore::py_ref unbox_local(const nlohmann::json& ref) override;
+    splitcore::py_ref unbox_named(const nlohmann::json& name) override;
 
     // Callbacks (callbacks.cpp): how a callback request reaches the client and its answer comes back
     // while the call runs; serve_loop.cpp sets it (it serves nested requests meanwhile). The answer's

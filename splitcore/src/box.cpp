@@ -155,6 +155,8 @@ py_ref box_hooks::unbox_exception(const json& /*error*/) {
     bad_value("\"$e\" (an exception by value) is not accepted here");
 }
 
+py_ref box_hooks::unbox_named(const json& /*name*/) { bad_value("\"$n\" (an object by name) is not accepted here"); }
+
 void drain_deferred_decrefs() {
     std::vector<PyObject*> owners;
     {
@@ -528,6 +530,7 @@ py_ref decoder::decode_tagged(const json& value, int depth) {
     if (value.contains("$r")) return m_hooks.unbox_reference(value);
     if (value.contains("$l")) return m_hooks.unbox_local(value);
     if (value.contains("$e")) return m_hooks.unbox_exception(value.at("$e"));
+    if (value.contains("$n")) return m_hooks.unbox_named(value.at("$n"));
     if (value.contains("$q")) return decode_struct_sequence(value, depth);
     if (value.contains("$o")) return decode_record(value, depth);
     if (value.size() != 1) bad_value("a tagged value must have exactly one key");

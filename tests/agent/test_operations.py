@@ -405,3 +405,21 @@ def test_a_request_after_a_failed_pipelined_one_is_not_run_but_a_close_after_it_
     assert client.ok("call", o=handle.wire(), path=["write"], a=["!"], after=ids[0]) == 1
     assert client.ok("call", o=handle.wire(), path=["close"]) is None
     assert path.read_text() == "one!"
+
+
+def test_a_named_object_is_the_workers_own_and_an_unknown_name_is_not_transferable(client):
+    builtins_ = client.module("builtins").wire()
+    # SHALL: {"$n": [module, qualname]} is the worker's own object of that name
+    assert client.ok("call", o=builtins_, path=["isinstance"], a=[0, {"$n": ["builtins", "int"]}]) is True
+    assert client.ok("call", o=builtins_, path=["repr"], a=[{"$n": ["builtins", "str.lower"]}]) == \
+        "<method 'lower' of 'str' objects>"
+    reply = client.request("call", o=builtins_, path=["repr"], a=[{"$n": ["builtins", "NoSuchClass"]}])
+    assert not reply["ok"] and reply["e"]["code"] == "not_transferable"
+    assert "the master's builtins.NoSuchClass crosses by name, and this slave's Python has none" in reply["e"]["msg"]
+    reply = client.request("call", o=builtins_, path=["repr"], a=[{"$n": ["no_such_module_here", "X"]}])
+    assert not reply["ok"] and reply["e"]["code"] == "not_transferable"
+    assert "this slave's Python has no module no_such_module_here" in reply["e"]["msg"]
+    reply = client.request("call", o=builtins_, path=["repr"], a=[{"$n": ["os", "sep"]}])  # not its own name
+    assert not reply["ok"] and reply["e"]["code"] == "not_transferable"
+    reply = client.request("call", o=builtins_, path=["repr"], a=[{"$n": "builtins.int"}])
+    assert not reply["ok"] and reply["e"]["code"] == "bad_request"

@@ -272,3 +272,48 @@ def test_a_package_declared_exempt_keeps_the_real_modules_also_if_imported_befor
     assert done.returncode == 0, done.stderr
     assert done.stdout.split("\n")[:2] == [
         "True True", "exempt() takes top-level package names, not 'labkit.late'"]
+
+
+def test_an_attribute_read_outside_any_context_follows_every_change_of_the_real_module():
+    # routed.cpp remembers the answers outside any context while the real module's namespace is
+    # unchanged: a change there (not through the routed module) SHALL be seen at the next access
+    real = splitbrain._core.routed_real(os)
+    assert os.getcwd is not real.getcwd and splitbrain._core.unrouted(os.getcwd) is real.getcwd
+    saved = real.sep
+    try:
+        vars(real)["sep"] = "!"
+        assert os.sep == "!"
+        real.sep = "?"
+        assert os.sep == "?"
+    finally:
+        real.sep = saved
+    assert os.sep == saved
+    real.splitbrain_probe = lambda: "first"
+    try:
+        assert os.splitbrain_probe() == "first"
+        real.splitbrain_probe = lambda: "second"
+        assert os.splitbrain_probe() == "second"
+        del real.splitbrain_probe
+        with pytest.raises(AttributeError):
+            os.splitbrain_probe
+    finally:
+        vars(real).pop("splitbrain_probe", None)
+
+
+def test_a_module_getattr_answer_is_asked_again_at_every_access():
+    import posixpath
+    real_path = splitbrain._core.routed_real(os.path)
+    assert real_path is posixpath
+    answers = iter(["one", "two"])
+
+    def module_getattr(name):
+        if name != "splitbrain_dynamic":
+            raise AttributeError(name)
+        return next(answers)
+
+    posixpath.__getattr__ = module_getattr
+    try:
+        assert os.path.splitbrain_dynamic == "one"
+        assert os.path.splitbrain_dynamic == "two"
+    finally:
+        del posixpath.__getattr__

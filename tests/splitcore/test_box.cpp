@@ -184,6 +184,7 @@ TEST_F(box_test, local_references_and_exceptions_by_value_are_refused_where_the_
     splitcore::decoder in(hooks, none);
     EXPECT_THROW((void)in.decode(json{{"$l", 1}}), splitcore::error);
     EXPECT_THROW((void)in.decode(json{{"$e", json::object()}}), splitcore::error);
+    EXPECT_THROW((void)in.decode(json{{"$n", json::array({"builtins", "int"})}}), splitcore::error);
 }
 
 TEST_F(box_test, a_self_containing_list_goes_by_reference) {

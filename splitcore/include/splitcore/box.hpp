@@ -32,6 +32,10 @@ struct box_hooks {
     // a {"$e": ERROR} arrived: an exception instance by value (the worker sends them so: an
     // onerror= callback gets a FileNotFoundError). By default refused (bad_request).
     virtual py_ref unbox_exception(const nlohmann::json& error);
+    // a {"$n": [module, qualname]} arrived: the receiver's own object of that name (the client sends
+    // builtin classes, exception classes and builtin methods so). Worker: it, found; by default
+    // refused (bad_request).
+    virtual py_ref unbox_named(const nlohmann::json& name);
 };
 
 // Containers nested deeper than this go by reference (encoding) or are refused (decoding).

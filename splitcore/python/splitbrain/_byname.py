@@ -6,6 +6,12 @@ stands for the object of the same module and qualified name there: the same code
 slave's machine. Calling back the master's ``os.chdir`` instead would do the IO on the wrong machine.
 Only objects that their module really holds under their qualified name qualify, and only modules of
 the standard library (built in, or under its directory), so the slave has the same ones.
+
+Classes that a slave sends back as the master's own (builtin classes: ``int``, ``str``, ``type``;
+exception classes) have no proxy here to name them by: :func:`wire_name` gives their name, which
+crosses as ``{"$n": [module, qualname]}`` and is the slave's own class there, so ``isinstance(0,
+int)`` run on the slave with the master's ``int`` is true. Methods of builtin classes
+(``key=str.lower``) cross the same way: no callback per item.
 """
 
 import sys
@@ -14,6 +20,7 @@ import types
 from . import _core
 
 _KINDS = (type, types.FunctionType, types.BuiltinFunctionType)
+_BUILTIN_METHODS = (types.MethodDescriptorType, types.WrapperDescriptorType)
 _BUILTIN_MODULES = frozenset(sys.builtin_module_names)
 
 
@@ -60,3 +67,32 @@ def counterpart(slave, obj):
     for part in qualname.split("."):
         remote = getattr(remote, part)
     return remote
+
+
+def _held_as(module, qualname, obj):
+    found = module
+    for part in qualname.split("."):
+        found = getattr(found, part, None)
+        if found is None:
+            return False
+    return found is obj
+
+
+def wire_name(obj):
+    """``(module, qualname)`` if *obj* crosses to a slave by name (``$n``): a builtin class, an
+    exception class of the standard library, or a method of a builtin class; else None."""
+    if isinstance(obj, type):
+        module_name, qualname = obj.__module__, obj.__qualname__
+        if not isinstance(module_name, str) or not isinstance(qualname, str) or "<" in qualname:
+            return None
+        if module_name != "builtins" and not issubclass(obj, BaseException):
+            return None  # a proxy of the slave's names it (counterpart)
+        module = _stdlib_module(module_name)
+        return (module_name, qualname) if module is not None and _held_as(module, qualname, obj) else None
+    if type(obj) in _BUILTIN_METHODS:
+        owner = getattr(obj, "__objclass__", None)
+        name = wire_name(owner) if isinstance(owner, type) else None
+        if name is None or name[0] != "builtins" or vars(owner).get(obj.__name__) is not obj:
+            return None
+        return (name[0], f"{name[1]}.{obj.__name__}")
+    return None

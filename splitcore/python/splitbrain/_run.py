@@ -7,8 +7,9 @@ checked here, before anything is sent:
 
 - globals that are modules (``os``, ``subprocess``, routed or not) are imported on the slave by name;
 - builtins are the slave's builtins;
-- closure variables and other globals cross as values if they are plain data, or as references if
-  they are that slave's own remote objects;
+- closure variables and other globals cross as values if they are plain data, by name if they are
+  builtin or exception classes (the slave's own), or as references if they are that slave's own
+  remote objects;
 - anything else (a local function, class or object) is the error ``not_shippable``, naming them all.
 
 The bytecode of the function is read (``dis``) only to find which globals it loads."""
@@ -21,7 +22,7 @@ import inspect
 import textwrap
 import types
 
-from . import _context
+from . import _byname, _context
 from ._errors import error
 from ._proxy import RemoteModule, RemoteObject
 
@@ -38,6 +39,13 @@ def _is_plain(value, depth=0):
     if type(value) is dict:
         return all(_is_plain(k, depth + 1) and _is_plain(v, depth + 1) for k, v in value.items())
     return False
+
+
+def _crosses_by_name(value):
+    """A builtin or exception class, or a tuple of them (``kinds = (int, float)``): the slave's own."""
+    if type(value) is tuple:
+        return all(_is_plain(v) or _crosses_by_name(v) for v in value)
+    return _byname.wire_name(value) is not None
 
 
 def _global_names(code):
@@ -100,7 +108,8 @@ def _prepare(slave, fn):
             mods[name] = value.__name__
         elif isinstance(value, RemoteModule) and value._sb_slave is slave:  # box.modules.os
             mods[name] = value._sb_name
-        elif _is_plain(value) or (isinstance(value, RemoteObject) and value._sb_slave is slave):
+        elif _is_plain(value) or (isinstance(value, RemoteObject) and value._sb_slave is slave) or \
+                _crosses_by_name(value):
             free[name] = value
         else:
             refused.append(f"{name} ({type(value).__module__}.{type(value).__qualname__})")

@@ -277,6 +277,9 @@ class Slave:
                 raise error("session_lost", owner._conn._message)
             raise error("wrong_slave", f"a remote {obj._sb_type} of {owner.name} cannot be passed to "
                                        f"{self.name}; objects stay on the slave they came from")
+        named = _byname.wire_name(obj)
+        if named is not None:  # int, str, ValueError, str.lower: the slave's own, by name ("$n")
+            return named
         twin = _byname.counterpart(self, obj)
         if isinstance(twin, (RemoteObject, RemoteMethod)):  # not a builtin class, which comes back as ours
             return self._box(twin)

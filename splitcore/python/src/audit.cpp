@@ -6,7 +6,9 @@
 #include <Python.h>
 
 #include <string>
+#include <string_view>
 #include <unordered_set>
+#include <vector>
 
 #include "active_slave.hpp"
 #include "core.hpp"
@@ -21,8 +23,9 @@ using splitcore::python_error;
 // What install_audit() set. Made once and never destroyed (the hook outlives the interpreter's
 // teardown of module state).
 struct audit_state {
-    py_ref callback;                         // (slave, event, args) -> None, or raises
-    std::unordered_set<std::string> events;  // the watched event names
+    py_ref callback;                              // (slave, event, args) -> None, or raises
+    std::vector<std::string> names;               // the watched event names
+    std::unordered_set<std::string_view> events;  // views of `names`: looked up without a copy
     bool installed = false;
 };
 audit_state& state = *new audit_state();
@@ -55,16 +58,18 @@ py_ref install_audit(PyObject*, PyObject* const* args, Py_ssize_t nargs) {
     if (nargs != 2 || !PyCallable_Check(args[0])) {
         throw python_error::make(PyExc_TypeError, "install_audit(callback, events)");
     }
-    std::unordered_set<std::string> events;
+    std::vector<std::string> names;
     py_ref iterator = py_ref::checked(PyObject_GetIter(args[1]));
     while (py_ref item = py_ref::steal(PyIter_Next(iterator.get()))) {
         const char* text = PyUnicode_AsUTF8(item.get());
         if (text == nullptr) throw python_error();
-        events.insert(text);
+        names.emplace_back(text);
     }
     if (PyErr_Occurred()) throw python_error();
     state.callback = py_ref::borrow(args[0]);
-    state.events = std::move(events);
+    state.events.clear();  // its views into the old names go first
+    state.names = std::move(names);
+    state.events.insert(state.names.begin(), state.names.end());
     if (!state.installed) {
         if (PySys_AddAuditHook(audit_hook, nullptr) < 0) throw python_error();
         state.installed = true;

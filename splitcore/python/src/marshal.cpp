@@ -29,6 +29,10 @@ json client_hooks::box_reference(PyObject* obj) {
         if (text == nullptr) throw python_error();
         return json(std::string(text, static_cast<std::size_t>(size)));
     }
+    if (PyTuple_Check(answer.get()) && PyTuple_GET_SIZE(answer.get()) == 2) {  // the slave's own, by name
+        return json{{"$n", json::array({splitcore::str_or(PyTuple_GET_ITEM(answer.get(), 0), ""),
+                                        splitcore::str_or(PyTuple_GET_ITEM(answer.get(), 1), "")})}};
+    }
     if (PyTuple_Check(answer.get()) && PyTuple_GET_SIZE(answer.get()) == 4) {  // a local object by reference
         PyObject* items = answer.get();
         const unsigned long long eid = PyLong_AsUnsignedLongLong(PyTuple_GET_ITEM(items, 0));
