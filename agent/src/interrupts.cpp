@@ -70,8 +70,11 @@ void interrupt_state::queue(std::uint64_t id) {
 
 bool interrupt_state::cancel(std::uint64_t target) {
     std::lock_guard<std::mutex> lock(m_mutex);
-    const bool outer = target != 0 && std::find(m_outer.begin(), m_outer.end(), target) != m_outer.end();
-    if (target != 0 && (m_running == target || outer)) {  // an outer call: its nested one unwinds into it
+    if (target != 0 && std::find(m_outer.begin(), m_outer.end(), target) != m_outer.end()) {
+        m_outer_cancelled.insert(target);  // its wait ends when the main thread is back in it
+        return true;
+    }
+    if (target != 0 && m_running == target) {
         if (!m_adopting) {
             m_adopting = ::prctl(PR_SET_CHILD_SUBREAPER, 1) == 0;
             m_children_at_cancel = children_of_main_thread();
@@ -136,10 +139,21 @@ bool interrupt_state::start(std::uint64_t id) {
     return !cancelled;
 }
 
+bool interrupt_state::take_cancel_of_waiting_call() {
+    std::lock_guard<std::mutex> lock(m_mutex);
+    if (m_running == 0 || m_outer_cancelled.erase(m_running) == 0) return false;
+    if (!m_adopting) {  // as cancel() does for a running call: what it started goes with it
+        m_adopting = ::prctl(PR_SET_CHILD_SUBREAPER, 1) == 0;
+        m_children_at_cancel = children_of_main_thread();
+    }
+    return true;
+}
+
 void interrupt_state::finish() {
     std::uint64_t sent;
     {
         std::lock_guard<std::mutex> lock(m_mutex);
+        m_outer_cancelled.erase(m_running);
         m_running = 0;
         if (!m_outer.empty()) {  // back in the call whose callback waits
             m_running = m_outer.back();

@@ -60,6 +60,10 @@ public:
     // Main thread: the request has ended. A SIGINT sent for it lands, and its KeyboardInterrupt is
     // dropped, before the next request starts.
     void finish();
+    // Main thread, waiting for a callback's answer: true once if a cancel named the call that waits
+    // while a request served meanwhile ran (that one is not interrupted: it may be another thread's
+    // call, which overtook the cancel the direct way); the wait then ends with KeyboardInterrupt.
+    [[nodiscard]] bool take_cancel_of_waiting_call();
 
 private:
     static void on_sigint(int sig, siginfo_t* info, void* context);
@@ -84,6 +88,7 @@ private:
 
     // Calls whose callback waits while m_running, nested in them, runs; innermost last; guarded by m_mutex
     std::vector<std::uint64_t> m_outer;
+    std::set<std::uint64_t> m_outer_cancelled;  // of m_outer, cancelled while a request nested in it ran
 };
 
 }  // namespace splitbrain::agent

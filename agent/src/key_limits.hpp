@@ -32,14 +32,6 @@ public:
     void check_session(const std::string& key, const std::string& peer, std::size_t owned, std::size_t global_max,
                        const std::string& host) const;
 
-    // True if some key may take leases (option `lease` or `admin`): leases can exist on this agent.
-    [[nodiscard]] bool any_may_lease() const {
-        for (const auto& entry : m_keys) {
-            if (entry.second.lease || entry.second.admin) return true;
-        }
-        return false;
-    }
-
     // What the session's worker enforces itself, sent in its hello: {allow: [names] or null, deny: [names]}.
     [[nodiscard]] splitcore::json worker_limits(const std::string& key) const;
 

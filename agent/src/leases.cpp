@@ -140,6 +140,7 @@ std::size_t lease_table::release(const holder& h, const std::vector<std::string>
         const bool named = resources.empty() ? (mine || force) : covers(resources, it->resource);
         if (named && (mine || force)) {
             if (!mine) {
+                m_notice_numbers[it->by.session] = ++m_notices_given;
                 m_notices[it->by.session] = "your lease on " + m_host +
                                             (it->resource.empty() ? "" : ":" + it->resource) + " was released by " +
                                             h.who + " at " + clock_time(std::time(nullptr));
@@ -171,10 +172,12 @@ json lease_table::list(const std::string& session) const {
     return all;
 }
 
-void lease_table::check_request(const std::string& session, const std::string& key) {
-    if (auto notice = m_notices.find(session); notice != m_notices.end()) {
+void lease_table::check_request(const std::string& session, const std::string& key, bool notices) {
+    if (auto notice = m_notices.find(session); notices && notice != m_notices.end()) {
         const std::string text = notice->second;
         m_notices.erase(notice);
+        m_notice_numbers.erase(session);
+        write_file();
         throw splitcore::error(errc::leased, text + "; take it again when it is free");
     }
     if (m_leases.empty()) return;
@@ -191,7 +194,10 @@ void lease_table::check_request(const std::string& session, const std::string& k
 }
 
 void lease_table::end_session(const std::string& session) {
-    m_notices.erase(session);
+    if (m_notices.erase(session) != 0) {
+        m_notice_numbers.erase(session);
+        write_file();
+    }
     const auto before = m_leases.size();
     m_leases.erase(
         std::remove_if(m_leases.begin(), m_leases.end(), [&](const lease& l) { return l.by.session == session; }),
@@ -215,14 +221,11 @@ void lease_table::expire() {
     }
 }
 
-void lease_table::write_file() const {
-    json table = json::array();
-    for (const auto& l : m_leases) {
-        if (l.resource.empty()) continue;  // the supervisor enforces those itself
-        table.push_back(json{{"resource", l.resource}, {"key", l.by.key}, {"detail", describe(l)}});
-    }
-    const std::string text = table.dump() + "\n";
-    const fs::path temporary = m_file.string() + ".tmp";
+namespace {
+
+// Replaced whole (a rename), so a reader never sees half of it.
+void write_whole(const fs::path& file, const std::string& text) {
+    const fs::path temporary = file.string() + ".tmp";
     const int fd = ::open(temporary.c_str(), O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0600);
     if (fd < 0) {
         log("cannot write the lease table " + temporary.string() + ": " + std::strerror(errno));
@@ -230,9 +233,33 @@ void lease_table::write_file() const {
     }
     const bool written = ::write(fd, text.data(), text.size()) == static_cast<ssize_t>(text.size());
     ::close(fd);
-    if (!written || ::rename(temporary.c_str(), m_file.c_str()) != 0) {
-        log("cannot write the lease table " + m_file.string() + ": " + std::strerror(errno));
+    if (!written || ::rename(temporary.c_str(), file.c_str()) != 0) {
+        log("cannot write the lease table " + file.string() + ": " + std::strerror(errno));
     }
+}
+
+}  // namespace
+
+void lease_table::write_file() const {
+    json table = json::array();
+    json slave = json::array();
+    for (const auto& l : m_leases) {
+        if (l.resource.empty()) {
+            slave.push_back(json{{"key", l.by.key},
+                                 {"shared", l.shared},
+                                 {"until", l.until ? json(*l.until) : json(nullptr)},
+                                 {"detail", describe(l)}});
+        } else {
+            table.push_back(json{{"resource", l.resource}, {"key", l.by.key}, {"detail", describe(l)}});
+        }
+    }
+    json notices = json::object();
+    for (const auto& [session, text] : m_notices) {
+        const auto number = m_notice_numbers.find(session);
+        notices[session] = json::array({number == m_notice_numbers.end() ? 0 : number->second, text});
+    }
+    write_whole(m_file, table.dump() + "\n");
+    write_whole(slave_file(), json{{"leases", std::move(slave)}, {"notices", std::move(notices)}}.dump() + "\n");
 }
 
 }  // namespace splitbrain::agent

@@ -9,6 +9,7 @@
 #pragma once
 
 #include <chrono>
+#include <cstdint>
 #include <ctime>
 #include <filesystem>
 #include <map>
@@ -52,14 +53,20 @@ public:
     [[nodiscard]] splitcore::json list(const std::string& session) const;
 
     // Throws splitcore::error(leased) if a session of `key` may not run a request now: another key
-    // holds the whole slave, or an admin ended this session's lease since its last request.
-    void check_request(const std::string& session, const std::string& key);
+    // holds the whole slave, or an admin ended this session's lease since its last request (not
+    // with `notices` false: a session with a direct port hears that from its worker, see slave_file).
+    void check_request(const std::string& session, const std::string& key, bool notices = true);
     // The session ended: so do its leases.
     void end_session(const std::string& session);
     // Ends leases past their `for`; cheap when none is due.
     void expire();
 
     [[nodiscard]] const std::filesystem::path& file() const noexcept { return m_file; }
+    // The whole-slave leases and the forced releases' notices, for the workers of sessions with a
+    // direct port, which check their requests themselves (worker side: slave_leases.hpp):
+    // {"leases": [{key, shared, until, detail}], "notices": {session: [number, text]}}. Written,
+    // as file(), before the reply to the request that changed it.
+    [[nodiscard]] std::filesystem::path slave_file() const { return m_file.string() + ".slave"; }
 
 private:
     struct lease {
@@ -80,6 +87,8 @@ private:
     std::map<std::string, std::string> m_names;
     std::vector<lease> m_leases;
     std::map<std::string, std::string> m_notices;  // session -> why its lease ended (forced)
+    std::map<std::string, std::uint64_t> m_notice_numbers;  // session -> its notice's number, for slave_file
+    std::uint64_t m_notices_given = 0;
 };
 
 }  // namespace splitbrain::agent

@@ -20,6 +20,7 @@
 #include "descriptors.hpp"
 #include "direct.hpp"
 #include "leftovers.hpp"
+#include "slave_leases.hpp"
 #include "log.hpp"
 #include "splitcore/box.hpp"
 #include "splitcore/protocol.hpp"
@@ -82,6 +83,9 @@ struct serving {
     // them, the accepted one included, must not be numbers user code closes.
     std::optional<std::chrono::steady_clock::time_point> reserved_until;
     failed_pipes failed{};
+    // Set by a hello that offered a direct port: then this worker checks whole-slave leases and
+    // forced-release notices itself (slave_leases.hpp), which the supervisor does for the others.
+    slave_leases leases{};
 };
 
 void release_if_due(serving& s, bool accepted) {
@@ -124,6 +128,18 @@ void pull_direct(serving& s) {
     }
 }
 
+// A copy of a direct request's reply (parts from `first` on: header, frames), for a client whose
+// direct connection broke with it in flight: the last 16.
+void keep(serving& s, std::uint64_t id, std::vector<zmq::message_t>& parts, std::size_t first) {
+    std::vector<zmq::message_t> copy;
+    for (std::size_t i = first; i < parts.size(); ++i) {
+        copy.emplace_back();
+        copy.back().copy(parts[i]);
+    }
+    s.kept.emplace_back(id, std::move(copy));
+    if (s.kept.size() > 16) s.kept.pop_front();
+}
+
 void send_direct(serving& s, std::uint64_t id, const json& header, std::vector<zmq::message_t> frames) {
     pull_direct(s);  // a reconnect's ping may wait there: the reply goes to the new connection
     std::vector<zmq::message_t> parts;
@@ -135,15 +151,7 @@ void send_direct(serving& s, std::uint64_t id, const json& header, std::vector<z
         size += frame.size();
         parts.push_back(std::move(frame));
     }
-    if (id != 0 && size <= (std::size_t(1) << 20)) {
-        std::vector<zmq::message_t> copy;
-        for (std::size_t i = 1; i < parts.size(); ++i) {
-            copy.emplace_back();
-            copy.back().copy(parts[i]);
-        }
-        s.kept.emplace_back(id, std::move(copy));
-        if (s.kept.size() > 16) s.kept.pop_front();
-    }
+    if (id != 0 && size <= (std::size_t(1) << 20)) keep(s, id, parts, 1);
     splitcore::send_parts(s.direct->socket(), parts);
 }
 
@@ -189,6 +197,12 @@ bool wrote_nothing(const serving& s, std::uint64_t before) {
         if (fd >= 0 && ::ioctl(fd, FIONREAD, &queued) == 0 && queued > 0) return false;
     }
     return s.probe.reads->load() == before && before % 2 == 0;
+}
+
+// As the supervisor's lease_table::check_request: every request but the session's own life.
+bool checks_leases(const json& header) {
+    const std::string op = header.value("op", "");
+    return op != splitcore::op::hello.name && op != splitcore::op::bye.name && op != splitcore::op::release.name;
 }
 
 // A hello that offers a direct port: bound (once per session), and its number added to the reply.
@@ -245,6 +259,8 @@ void serve_one(serving& s, std::vector<zmq::message_t>& request, const zmq::mess
                 id, splitcore::error_value(splitcore::errc::not_run_after_failure,
                                            "request " + std::to_string(*after) +
                                                ", a pipelined write before it on the same file, failed"));
+        } else if (std::optional<std::string> leased; runs && checks_leases(header) && (leased = s.leases.refusal())) {
+            reply.header = splitcore::error_reply(id, splitcore::error_value(splitcore::errc::leased, *leased));
         } else if (!runs) {
             PyErr_SetNone(PyExc_KeyboardInterrupt);
             reply.header =
@@ -261,6 +277,9 @@ void serve_one(serving& s, std::vector<zmq::message_t>& request, const zmq::mess
         s.interrupts.stop_adopting_orphans();
         if (direct_from == nullptr && header.value("op", "") == splitcore::op::hello.name) {
             offer_direct(s, header, reply.header);
+            if (reply.header.contains("direct")) {
+                s.leases.set(header.value("limits", json()), header.value("session", std::string()));
+            }
         }
     }
     frames.clear();
@@ -269,6 +288,20 @@ void serve_one(serving& s, std::vector<zmq::message_t>& request, const zmq::mess
         s.direct_running.erase(id);
         if (s.direct && wrote_nothing(s, reads_before))
             return send_direct(s, id, reply.header, std::move(reply.frames));
+        if (s.direct) {
+            // It goes after its output, through the relay; a client whose direct connection broke
+            // meanwhile asks this worker for it there (answer_direct_ping), not the supervisor.
+            std::vector<zmq::message_t> parts;
+            parts.push_back(splitcore::encode_header(reply.header));
+            std::size_t size = parts.back().size();
+            for (auto& frame : reply.frames) {
+                size += frame.size();
+                parts.push_back(std::move(frame));
+            }
+            if (size <= (std::size_t(1) << 20)) keep(s, id, parts, 0);
+            splitcore::send_parts(s.requests, parts);
+            return;
+        }
     }
     splitcore::send_message(s.requests, reply.header, std::move(reply.frames));
     if (s.operations.finished()) {
@@ -290,6 +323,11 @@ splitcore::message await_answer(serving& s, json header, std::vector<zmq::messag
     const json number = header.at("cb");
     splitcore::send_message(s.requests, header, std::move(frames));
     for (;;) {
+        // Cancelled while a request served here ran (interrupts.hpp): the wait ends.
+        if (s.interrupts.take_cancel_of_waiting_call()) {
+            PyErr_SetNone(PyExc_KeyboardInterrupt);
+            throw splitcore::python_error();
+        }
         zmq::pollitem_t items[2] = {{s.requests.handle(), 0, ZMQ_POLLIN, 0},
                                     {s.direct ? s.direct->socket().handle() : nullptr, 0, ZMQ_POLLIN, 0}};
         {
@@ -346,7 +384,7 @@ splitcore::message await_answer(serving& s, json header, std::vector<zmq::messag
 
 void serve(worker& operations, interrupt_state& interrupts, zmq::context_t& context, zmq::socket_t& requests,
            std::thread& io, const output_probe& probe) {
-    serving s{operations, interrupts, context, requests, io, probe, nullptr, {}, {}, {}, 0, {}};
+    serving s{operations, interrupts, context, requests, io, probe, nullptr, {}, {}, {}, 0, {}, {}, {}, {}};
     operations.set_transport([&s](json header, std::vector<zmq::message_t> frames) {
         return await_answer(s, std::move(header), std::move(frames));
     });

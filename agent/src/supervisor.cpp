@@ -606,7 +606,7 @@ void supervisor::handle_client() {
                                        "; its objects are gone. Reconnect to start a new session");
         }
         if (op != &splitcore::op::bye && op != &splitcore::op::release && op != &splitcore::op::cancel) {
-            m_leases->check_request(current->token, lease_holder(*current).key);
+            m_leases->check_request(current->token, lease_holder(*current).key, !current->direct);
             if (m_place) check_place_request(*current);
         }
         if (op == &splitcore::op::bye) current->bye_id = id;
@@ -682,24 +682,25 @@ void supervisor::hello(const zmq::message_t& routing_id, const std::string& clie
     header["limits"] = m_limits.worker_limits(client_key);  // never what the client wrote there
     header["limits"]["key"] = lease_holder(s).key;
     header["limits"]["leases"] = m_leases->file().string();
+    header["limits"]["slave_leases"] = m_leases->slave_file().string();
     message[1] = splitcore::encode_header(header);
     m_audit.begin(token, m_limits.who(client_key), id, header, message, 2);
     // Only to a client that asks for it (a raw client would leave the worker's low descriptors
     // reserved for a connection that never comes). Not with an audit log: every request must pass
-    // here to be audited; nor with --labgrid-place: every request is checked against the place here;
-    // nor where leases can exist (a key with `lease` or `admin`, or --insecure, where each session
-    // may lease): a whole-slave lease and a forced release's notice are enforced here at each call.
+    // here to be audited; nor with --labgrid-place: every request is checked against the place
+    // here. Leases are the worker's to check then (slave_leases.hpp: the table's file).
     const json* wants = splitcore::optional_field(header, "direct");
     const bool asked = wants != nullptr && wants->is_boolean() && wants->get<bool>();
     header.erase("direct");  // the worker reads an offer there, never what the client wrote
-    const bool leases_possible = !m_keys || m_limits.any_may_lease();
-    const direct_settings direct{asked && m_options.direct && !m_options.audit_log && !m_place && !leases_possible,
+    const direct_settings direct{asked && m_options.direct && !m_options.audit_log && !m_place,
                                  m_options.worker_ports[0], m_options.worker_ports[1]};
+    s.direct = false;
     if (json offer = direct_offer(direct, m_endpoint, client_key, m_keys ? &m_keys->public_key : nullptr,
                                   m_keys ? &m_keys->secret_key : nullptr);
         !offer.is_null()) {
         header["direct"] = std::move(offer);
         message[1] = splitcore::encode_header(header);
+        s.direct = true;
     }
     s.hello_id = id;
     forward_to_worker(s, id, std::move(message));

@@ -106,6 +106,9 @@ private:
         std::string place_release;
         // Calls sent straight to the worker that wait, as the client's last ping or ack named them.
         std::set<std::uint64_t> direct_pending;
+        // Its hello offered the worker a direct port: the worker says forced-release notices
+        // (slave_leases.hpp), and checks whole-slave leases for what comes the direct way.
+        bool direct = false;
     };
     struct worker {
         std::string id;

@@ -484,6 +484,7 @@ void channel::dispatch(std::vector<message>& arrived, time_point now, bool direc
             }
             if (owner != 0) {
                 if (!was_sent_direct(owner)) m_acknowledged = std::max(m_acknowledged, owner);
+                else m_direct->acknowledged = std::max(m_direct->acknowledged, owner);  // it reached the worker
                 m_events_for[owner].push_back(std::move(message));
                 continue;
             }
@@ -536,17 +537,20 @@ void channel::dispatch(std::vector<message>& arrived, time_point now, bool direc
 // the thing twice.
 void channel::fail_unreachable(std::uint64_t id, std::unique_lock<std::mutex>&) {
     forget(id);
-    const error silent = unreachable();
+    throw unreachable_call(unreachable(), acknowledged_for(id) >= id);
+}
+
+error channel::unreachable_call(const error& silent, bool reached) const {
     std::string detail(silent.detail());
     if (silent.code() != errc::agent_unreachable) {
         // client_stalled says for itself that the call may have run
-    } else if (acknowledged_for(id) >= id) {
+    } else if (reached) {
         detail += " The call reached " + m_options.name + " and may still be running there.";
     } else if (m_agent_offset_us) {
         detail += " The call was not delivered (" + m_options.name +
                   " acknowledged nothing sent after it), and is dropped if it arrives later: it did not run.";
     }
-    throw error(silent.code(), detail);
+    return error(silent.code(), detail);
 }
 
 std::optional<message> channel::wait(std::uint64_t id, channel_clock::time_point until, std::vector<message>& events) {
@@ -617,13 +621,21 @@ std::optional<message> channel::wait(std::uint64_t id, channel_clock::time_point
                                        "answered before), so it may have run there") +
                             ". Objects from before are gone; the next call opens a new session");
         }
-        if (direct_reply_lost(id)) {
+        // Its direct connection broke with it in flight and did not come back within the liveness
+        // timeout: as a relayed call whose agent fell silent, it is unreachable (reply_lost is only
+        // for a reply the agent says it sent and kept no copy of).
+        if (auto lost = m_direct_lost.find(id); lost != m_direct_lost.end()) {
+            const bool reached = lost->second;
             forget(id);
-            throw error(errc::reply_lost, "the direct connection to the session's worker on " + m_options.name + " (" +
-                                              m_options.address +
-                                              ") broke while this call was in flight, and the "
-                                              "session lives on: the call may have run there, and its reply is "
-                                              "lost; do not simply retry it if running it twice matters");
+            const auto now = channel_clock::now();
+            const error silent = now - m_last_heard < m_options.liveness
+                                     ? error(errc::agent_unreachable,
+                                             "the direct connection to the session's worker on " + m_options.name +
+                                                 " (" + m_options.address + ") was down for " +
+                                                 seconds_text(m_options.liveness) +
+                                                 " s with this call in flight, though the agent's port answered")
+                                     : unreachable();
+            throw unreachable_call(silent, reached);
         }
         // A failure the monitor reported after this request was sent is known: say it now. (A
         // failing link reports again at each reconnect, at least once a second.)

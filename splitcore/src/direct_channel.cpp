@@ -77,7 +77,7 @@ void channel::drop_direct() {
     // What was in flight there gets no reply that way any more.
     for (const std::uint64_t id : m_direct->in_flight) m_direct->broken.insert(id);
     for (const std::uint64_t id : m_direct->broken) {
-        if (m_waiting.count(id) != 0) m_direct_lost.emplace(id, true);
+        if (m_waiting.count(id) != 0) m_direct_lost.emplace(id, m_direct->acknowledged >= id);
     }
     zmq_socket_monitor(m_direct->socket.handle(), nullptr, 0);
     m_direct.reset();
@@ -144,6 +144,11 @@ bool channel::read_direct_monitor() {
     return true;
 }
 
+bool channel::direct_up() const {
+    std::lock_guard<std::mutex> lock(m_mutex);
+    return m_direct && m_direct->up;
+}
+
 bool channel::goes_direct(const nlohmann::json& header) const {
     if (!m_direct || !m_direct->up) return false;
     const auto name = header.find("op");
@@ -165,7 +170,7 @@ void channel::direct_settle(std::uint64_t id, bool direct, const nlohmann::json&
     // Down for the liveness timeout with calls in flight: their replies are not coming that way.
     if (!m_direct->broken.empty() && !m_direct->up && channel_clock::now() - m_direct->broken_at > m_options.liveness) {
         for (const std::uint64_t lost : m_direct->broken) {
-            if (m_waiting.count(lost) != 0) m_direct_lost.emplace(lost, true);
+            if (m_waiting.count(lost) != 0) m_direct_lost.emplace(lost, m_direct->acknowledged >= lost);
         }
         m_direct->broken.clear();
     }

@@ -142,19 +142,10 @@ def test_the_direct_port_closes_when_the_session_ends(agent, client):
     wait_until(lambda: refused(port), 10.0, f"port {port} to close after bye")
 
 
-LEASE_KEY = f"lease {zmq.curve_keypair()[0].decode()}  # alice@lab-pc"
-
-
-@pytest.mark.parametrize("flags, authorized", [
-    (("--no-direct",), ()),
-    (("--audit-log", "AUDIT"), ()),
-    # A key with `lease` means leases can exist: a whole-slave lease and a forced release's notice
-    # are enforced by the supervisor at each call, so no session goes around it.
-    ((), (LEASE_KEY,)),
-], ids=["no-direct", "audit-log", "a-key-may-lease"])
-def test_no_direct_port_with_no_direct_an_audit_log_or_where_leases_can_exist(tmp_path, flags, authorized):
+@pytest.mark.parametrize("flags", [("--no-direct",), ("--audit-log", "AUDIT")], ids=["no-direct", "audit-log"])
+def test_no_direct_port_with_no_direct_or_an_audit_log(tmp_path, flags):
     flags = tuple(str(tmp_path / "audit.log") if f == "AUDIT" else f for f in flags)
-    a = Agent(tmp_path / "agent", extra=flags, authorized=authorized)
+    a = Agent(tmp_path / "agent", extra=flags)
     try:
         c = a.client()
         reply = hello_reply(c)
@@ -162,6 +153,69 @@ def test_no_direct_port_with_no_direct_an_audit_log_or_where_leases_can_exist(tm
         c.close()
     finally:
         a.stop()
+
+
+@pytest.fixture
+def lab(tmp_path):
+    """An agent where leases exist: alice and bob may lease, admin may force a release."""
+    keys = {"alice": Key("lease", "alice@lab-pc"), "bob": Key("lease", "bob@lab-pc"), "admin": Key("admin", "admin@lab")}
+    a = Agent(tmp_path / "agent", authorized=[k.line for k in keys.values()])
+    opened = []
+
+    def connect(name):
+        c = keys[name].client(a)
+        s, monitor = direct_socket(a, direct_port(c), public=keys[name].public, secret=keys[name].secret)
+        opened.append((c, s, monitor))
+        return c, s
+
+    yield a, connect
+    for c, s, monitor in opened:
+        s.close(0)
+        monitor.close(0)
+        c.close()
+    a.stop()
+
+
+def leased(reply):
+    assert reply is not None and not reply["ok"], reply
+    assert reply["e"]["code"] == "leased", reply
+    return reply["e"]["msg"]
+
+
+def test_a_whole_slave_lease_refuses_another_keys_direct_requests_until_it_ends(lab):
+    """SHALL: where leases exist sessions still get a direct port, and their worker refuses what
+    comes that way while another key leases the whole slave, as the supervisor does for the relay."""
+    _, connect = lab
+    (alice, _), (bob, bob_direct) = connect("alice"), connect("bob")
+    request(bob_direct, bob.session, 100, "import", name="os")
+    assert reply_of(bob_direct)["ok"]
+    alice.ok("lease")
+    request(bob_direct, bob.session, 101, "import", name="os")
+    direct = leased(reply_of(bob_direct))
+    relayed = leased(bob.request("import", name="os"))
+    assert re.fullmatch(r"\[splitbrain\.leased\] \S+ is leased by alice@lab-pc \(since \d\d:\d\d, while its "
+                        r"session lasts\)", direct), direct
+    assert direct == relayed  # the same words either way
+    alice.ok("unlease")
+    request(bob_direct, bob.session, 102, "import", name="os")
+    assert reply_of(bob_direct)["ok"]
+
+
+def test_a_forced_release_is_told_once_to_a_direct_session_at_its_next_request(lab):
+    _, connect = lab
+    (alice, alice_direct), (admin, _) = connect("alice"), connect("admin")
+    alice.ok("lease")
+    request(alice_direct, alice.session, 100, "import", name="os")
+    assert reply_of(alice_direct)["ok"]  # the holder goes on the direct way
+    assert admin.ok("unlease", force=True) == {"released": 1}
+    request(alice_direct, alice.session, 101, "import", name="os")
+    message = leased(reply_of(alice_direct))
+    assert re.fullmatch(r"\[splitbrain\.leased\] your lease on \S+ was released by admin@lab at \d\d:\d\d; take "
+                        r"it again when it is free", message), message
+    # Told once, whichever way the next requests come.
+    request(alice_direct, alice.session, 102, "import", name="os")
+    assert reply_of(alice_direct)["ok"]
+    assert alice.request("import", name="os")["ok"]
 
 
 def test_worker_ports_takes_its_port_from_the_range(tmp_path):

@@ -49,6 +49,23 @@ def fresh_box():
     box.close()
 
 
+@pytest.fixture(params=["relay", "direct"])
+def either_box(request, monkeypatch):
+    """A slave of its own whose calls go through the agent's relay (client, supervisor, worker) or
+    the direct connection to the session's worker (docs/protocol.md, "The direct connection")."""
+    direct = request.param == "direct"
+    monkeypatch.setenv("SPLITBRAIN_DIRECT", "1" if direct else "0")
+    box = splitbrain.spawn()
+    try:
+        if direct:
+            wait_until(lambda: box.modules.os.getpid() and box._conn.direct, 10, "the direct connection")
+        else:
+            assert box.modules.os.getpid() and not box._conn.direct
+        yield box
+    finally:
+        box.close()
+
+
 def run_python(code, timeout=60, env=None, args=(), **kwargs):
     """Runs *code* in a fresh interpreter of this venv with the test environment (*args* in
     sys.argv[1:]); returns the CompletedProcess (text, stdout and stderr captured)."""

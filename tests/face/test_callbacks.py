@@ -181,7 +181,9 @@ def test_ctrl_c_on_the_master_during_a_callback_interrupts_the_whole_call(fresh_
     assert fresh_box.modules.builtins.sum([1, 2]) == 3  # the session goes on
 
 
-def test_a_cancel_of_the_outer_call_ends_the_wait_for_its_callback(fresh_box):
+def test_a_cancel_of_the_outer_call_ends_the_wait_for_its_callback(either_box):
+    """Also when the next call overtakes the cancel (the direct way): it runs, and the cancel still
+    ends the wait."""
     entered, release = threading.Event(), threading.Event()
     outcome = []
 
@@ -192,7 +194,7 @@ def test_a_cancel_of_the_outer_call_ends_the_wait_for_its_callback(fresh_box):
 
     def caller():
         try:
-            fresh_box.modules.builtins.sorted([2, 1], key=blocked_key)
+            either_box.modules.builtins.sorted([2, 1], key=blocked_key)
             outcome.append("returned")
         except KeyboardInterrupt:
             outcome.append("interrupted")
@@ -201,16 +203,60 @@ def test_a_cancel_of_the_outer_call_ends_the_wait_for_its_callback(fresh_box):
     thread.start()
     try:
         assert entered.wait(20)
-        fresh_box.cancel_all()
+        either_box.cancel_all()
         # The worker no longer waits for the callback: it serves another call at once.
         start = time.monotonic()
-        assert fresh_box.modules.os.getpid() == fresh_box.pid
+        assert either_box.modules.os.getpid() == either_box.pid
         assert time.monotonic() - start < 5
     finally:
         release.set()
         thread.join(30)
     assert outcome == ["interrupted"]
-    assert fresh_box.modules.builtins.sum([1, 2]) == 3
+    assert either_box.modules.builtins.sum([1, 2]) == 3
+
+
+def test_a_cancel_ends_the_wait_for_a_callback_also_while_another_call_runs_there_meanwhile(either_box, tmp_path):
+    """While a call waits for its callback, the worker serves the session's other calls; a cancel
+    that arrives while one of them runs (on the direct path a later call overtakes the cancel that
+    goes through the relay) still ends the wait of the call it names, once it is back there."""
+    entered, release = threading.Event(), threading.Event()
+    outcome, other = [], []
+    mark = tmp_path / "running"
+
+    def blocked_key(value):
+        entered.set()
+        release.wait(30)
+        return value
+
+    def caller():
+        try:
+            either_box.modules.builtins.sorted([2, 1], key=blocked_key)
+            outcome.append("returned")
+        except KeyboardInterrupt:
+            outcome.append("interrupted")
+
+    def sleeper():
+        try:
+            either_box.modules.builtins.exec(f"open({str(mark)!r}, 'w').close()\nimport time\ntime.sleep(20)")
+            other.append("slept")
+        except KeyboardInterrupt:
+            other.append("interrupted")
+
+    thread, second = threading.Thread(target=caller), threading.Thread(target=sleeper)
+    thread.start()
+    try:
+        assert entered.wait(20)
+        second.start()
+        wait_until(mark.exists, 20, "the other call to run while the callback waits")
+        either_box.cancel_all()
+        second.join(10)
+        assert other == ["interrupted"]
+    finally:
+        release.set()
+        thread.join(30)
+        second.join(30)
+    assert outcome == ["interrupted"]
+    assert either_box.modules.builtins.sum([1, 2]) == 3
 
 
 def test_preexec_fn_of_the_master_is_refused_before_the_fork(linux_box):

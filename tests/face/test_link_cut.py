@@ -19,10 +19,13 @@ import netns  # noqa: E402
 from conftest import wait_until  # noqa: E402
 
 
-@pytest.fixture
-def far_box(tmp_path):
-    """A Slave whose agent runs behind a veth pair that the test can cut, with a 1 s liveness."""
+@pytest.fixture(params=["relay", "direct"])
+def far_box(tmp_path, request, monkeypatch):
+    """A Slave whose agent runs behind a veth pair that the test can cut, with a 1 s liveness; its
+    calls go through the agent's relay or the direct connection to its worker, which must say the
+    same (a direct call caught by a cut is agent_unreachable too, with whether it reached)."""
     netns.require()
+    monkeypatch.setenv("SPLITBRAIN_DIRECT", "1" if request.param == "direct" else "0")
     host = netns.Namespace()
     agent = None
     box = None
@@ -33,6 +36,8 @@ def far_box(tmp_path):
                              binary=binary, exit_with=os.getpid())
         box = splitbrain.connect(f"{agent.address}?key={agent.public_key}", name="far", timeout=1.0)
         box.link = host
+        if request.param == "direct":
+            wait_until(lambda: box.modules.os.getpid() and box._conn.direct, 10, "the direct connection")
         yield box
     finally:
         if box is not None:

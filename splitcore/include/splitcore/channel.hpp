@@ -90,6 +90,8 @@ public:
     // Handshakes that succeeded so far: more than one means the link was re-established (the
     // agent restarted, or the network came back), and the session may be gone.
     [[nodiscard]] std::uint64_t handshakes();
+    // True while requests the worker's main thread answers go the direct way (its handshake succeeded).
+    [[nodiscard]] bool direct_up() const;
 
     void close();
 
@@ -126,6 +128,8 @@ private:
     [[nodiscard]] std::uint64_t running_request() const;
     void forget(std::uint64_t id);
     [[noreturn]] void fail_unreachable(std::uint64_t id, std::unique_lock<std::mutex>& lock);
+    // m_mutex held: the unreachable() error of a call, with whether it had reached the agent.
+    [[nodiscard]] error unreachable_call(const error& silent, bool reached) const;
     void stamp_deadline(nlohmann::json& header, time_point sent) const;
 
     // The direct connection to the session's worker (direct_channel.cpp; docs/protocol.md, "The
@@ -133,7 +137,8 @@ private:
     // that set m_socket_busy; replaced or dropped only by it, in dispatch.
     struct direct_link;
     std::unique_ptr<direct_link> m_direct;
-    std::unordered_map<std::uint64_t, bool> m_direct_lost;  // ids whose direct connection broke, reply unseen
+    // ids whose direct connection broke for good with them in flight -> whether they had reached the worker
+    std::unordered_map<std::uint64_t, bool> m_direct_lost;
     std::set<std::uint64_t> m_direct_reached;               // direct ids known to have reached a worker since lost
     void open_direct(const nlohmann::json& offer);
     // Its handshake events; false once it is given up (the caller drops it, under m_mutex).
@@ -141,8 +146,6 @@ private:
     // m_mutex held: whether a request goes the direct way (its connection is up, and the worker's
     // main thread answers it); it then counts as in flight there.
     [[nodiscard]] bool goes_direct(const nlohmann::json& header) const;
-    // m_mutex held: after a pong, a direct request `id` in flight when its connection broke lost its reply.
-    [[nodiscard]] bool direct_reply_lost(std::uint64_t id) const { return m_direct_lost.count(id) != 0; }
     // m_mutex held: a reply to `id` came through the agent's port (direct: the direct way).
     void direct_settle(std::uint64_t id, bool direct, const nlohmann::json& header);
     void direct_arrived(std::vector<message>& into);  // what the direct socket holds

@@ -683,6 +683,11 @@ py_ref connection_handshakes(connection_object* self, void*) {
     return py_ref::checked(PyLong_FromUnsignedLongLong(state.channel->handshakes()));  // never blocks
 }
 
+py_ref connection_direct(connection_object* self, void*) {
+    connection_state& state = state_of(self);
+    return py_ref::borrow(state.channel && state.channel->direct_up() ? Py_True : Py_False);
+}
+
 py_ref connection_requests(connection_object* self, void*) {
     return py_ref::checked(PyLong_FromUnsignedLongLong(state_of(self).requests));
 }
@@ -823,6 +828,8 @@ PyGetSetDef connection_getset[] = {
      "Replies waited for so far: requests, and pipelines that had to wait (pipelined writes are not).", nullptr},
     {"handshakes", reinterpret_cast<getter>(boundary<connection_handshakes>), nullptr,
      "Handshakes with the agent that succeeded so far: more than 1 after a reconnect.", nullptr},
+    {"direct", reinterpret_cast<getter>(boundary<connection_direct>), nullptr,
+     "True while calls go straight to the session's worker (docs/protocol.md, \"The direct connection\").", nullptr},
     {"pending_releases", reinterpret_cast<getter>(boundary<connection_pending_releases>), nullptr,
      "Number of releases queued and not yet sent.", nullptr},
     {nullptr, nullptr, nullptr, nullptr, nullptr},
