@@ -96,6 +96,22 @@ class Kernel:
         self._stderr.close()
 
 
+def printed(outputs):
+    """What a frontend shows of a cell's iopub outputs: a stream's consecutive messages joined, as
+    (name, text); any other output as (msg_type, content). The kernel coalesces a cell's writes, and
+    publishes what is pending 50 ms after the first (kernel/src/output.hpp): on a loaded machine one
+    print() can land in two messages ('Return' and ' [1] True\n'), which a frontend shows as one."""
+    shown = []
+    for kind, content in outputs:
+        if kind == "stream" and shown and shown[-1][0] == content["name"] and isinstance(shown[-1][1], str):
+            shown[-1] = (content["name"], shown[-1][1] + content["text"])
+        elif kind == "stream":
+            shown.append((content["name"], content["text"]))
+        else:
+            shown.append((kind, content))
+    return shown
+
+
 def assert_clean_stderr(text):
     for marker in CRASH_MARKERS:
         assert marker not in text, f"kernel stderr contains {marker!r}:\n{text}"

@@ -4,6 +4,8 @@ import json
 
 import pytest
 
+from conftest import printed
+
 BAD_REQUESTS = {
     "code is not a string": ("execute_request", {"code": 5},
                              "execute_request: 'code' must be a string, not number"),
@@ -28,7 +30,7 @@ def test_a_bad_request_gets_an_error_reply_and_the_kernel_goes_on(kernel, what):
     kernel.iopub_until(lambda m: m["parent_header"].get("msg_id") == msg["header"]["msg_id"]
                        and m["msg_type"] == "status" and m["content"]["execution_state"] == "idle")
     reply, outputs = kernel.execute("print('still here')")
-    assert outputs == [("stream", {"name": "stdout", "text": "still here\n"})]
+    assert printed(outputs) == [("stdout", "still here\n")]
 
 
 def test_a_bad_control_request_gets_an_error_reply(kernel):

@@ -3,7 +3,7 @@ importable; an error in it is reported on the kernel's stderr and the kernel wor
 import os
 import textwrap
 
-from conftest import assert_clean_stderr
+from conftest import assert_clean_stderr, printed
 
 
 def environment_with_extension(tmp_path, source):
@@ -25,9 +25,9 @@ def test_the_extension_registers_its_magics_at_start(start_kernel, tmp_path):
     kernel = start_kernel(env=env)
     reply, outputs = kernel.execute("%%shout\nsplit brain\n")
     assert reply["status"] == "ok"
-    assert outputs == [("stream", {"name": "stdout", "text": "SPLIT BRAIN\n"})]
+    assert printed(outputs) == [("stdout", "SPLIT BRAIN\n")]
     _, outputs = kernel.execute("print('splitbrain_kernel' in get_ipython().extension_manager.loaded)")
-    assert outputs == [("stream", {"name": "stdout", "text": "True\n"})]
+    assert printed(outputs) == [("stdout", "True\n")]
     assert kernel.shutdown() == 0
     assert kernel.stderr() == ""
 
@@ -41,7 +41,7 @@ def test_a_failing_extension_is_reported_on_stderr_and_the_kernel_works(start_ke
     """)
     kernel = start_kernel(env=env)
     reply, outputs = kernel.execute("print(1 + 1)")
-    assert outputs == [("stream", {"name": "stdout", "text": "2\n"})]
+    assert printed(outputs) == [("stdout", "2\n")]
     assert kernel.shutdown() == 0
     stderr = kernel.stderr()
     assert "[splitbrain.kernel_extension_failed]" in stderr

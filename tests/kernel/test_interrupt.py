@@ -5,7 +5,7 @@ import time
 import pytest
 from jupyter_client import KernelManager
 
-from conftest import KERNEL_NAME, assert_clean_stderr
+from conftest import KERNEL_NAME, assert_clean_stderr, printed
 
 # Whatever a cell is blocked in, an interrupt SHALL end it with KeyboardInterrupt within 1 s.
 BLOCKING_CELLS = {
@@ -56,7 +56,7 @@ def test_interrupt_raises_keyboard_interrupt_in_the_cell(kernel, what):
     assert elapsed < 1.0
     reply, outputs = kernel.execute("print(survivor)")
     assert reply["status"] == "ok"
-    assert outputs == [("stream", {"name": "stdout", "text": "still here\n"})]
+    assert printed(outputs) == [("stdout", "still here\n")]
 
 
 def test_an_interrupt_that_lands_in_a_pre_run_cell_callback_ends_the_cell(kernel):
@@ -78,7 +78,7 @@ def test_an_interrupt_that_lands_in_a_pre_run_cell_callback_ends_the_cell(kernel
     finally:
         kernel.execute("get_ipython().events.unregister('pre_run_cell', _slow_before)")
     reply, outputs = kernel.execute("print('ran' in globals())")
-    assert outputs == [("stream", {"name": "stdout", "text": "False\n"})]  # the cell never started
+    assert printed(outputs) == [("stdout", "False\n")]  # the cell never started
 
 
 def test_interrupt_request_on_the_control_channel_interrupts_too(kernel):
@@ -136,7 +136,7 @@ def test_a_python_signal_handler_runs_in_the_cell(kernel):
     reply = kernel.reply_to(msg_id)
     assert reply["content"]["status"] == "ok"
     reply, outputs = kernel.execute("print(caught)")
-    assert outputs == [("stream", {"name": "stdout", "text": "['handled']\n"})]
+    assert printed(outputs) == [("stdout", "['handled']\n")]
 
 
 def test_stop_on_error_aborts_the_cells_queued_behind_a_failing_one_and_nothing_else(kernel):
@@ -157,7 +157,7 @@ def test_stop_on_error_aborts_the_cells_queued_behind_a_failing_one_and_nothing_
     assert not any(m["msg_type"] == "stream" and "must not run" in m["content"]["text"] for m in seen)
     # a cell sent after the error's reply runs
     reply, outputs = kernel.execute("print('runs')")
-    assert outputs == [("stream", {"name": "stdout", "text": "runs\n"})]
+    assert printed(outputs) == [("stdout", "runs\n")]
 
 
 def test_an_interrupt_right_after_the_first_kernel_info_reply_leaves_a_working_kernel(tmp_path):
@@ -204,4 +204,4 @@ def test_cells_their_threads_and_their_child_processes_leave_sigint_unblocked(ke
     )
     reply, outputs = kernel.execute(code)
     assert reply["status"] == "ok", reply
-    assert outputs == [("stream", {"name": "stdout", "text": "[0, 0, 0]\n"})]
+    assert printed(outputs) == [("stdout", "[0, 0, 0]\n")]

@@ -5,7 +5,7 @@ import signal
 import subprocess
 import time
 
-from conftest import assert_clean_stderr
+from conftest import assert_clean_stderr, printed
 
 
 def test_shutdown_exits_0_with_a_clean_stderr(start_kernel):
@@ -34,7 +34,7 @@ def test_restart_gives_a_fresh_interpreter_and_the_old_process_exits_0(start_ker
     assert kernel.process.pid != old_process.pid
     kernel.kc.wait_for_ready(timeout=60)
     reply, outputs = kernel.execute("print('x' in globals())")
-    assert outputs == [("stream", {"name": "stdout", "text": "False\n"})]
+    assert printed(outputs) == [("stdout", "False\n")]
     assert kernel.shutdown() == 0
     assert_clean_stderr(kernel.stderr())
 

@@ -1,6 +1,8 @@
 """Output reaches the client complete, in order and coalesced, from the cell and from other
 threads (issue 2, point 5)."""
 
+from conftest import printed
+
 
 def is_stream_of(msg, msg_id):
     return msg["msg_type"] == "stream" and msg["parent_header"].get("msg_id") == msg_id
@@ -26,8 +28,7 @@ def test_stdout_and_stderr_keep_their_interleaving(kernel):
             "print('err 1', file=sys.stderr)\n"
             "print('out 3')\n")
     _, outputs = kernel.execute(code)
-    assert [(m["name"], m["text"]) for m in streams(outputs)] == [
-        ("stdout", "out 1\nout 2\n"), ("stderr", "err 1\n"), ("stdout", "out 3\n")]
+    assert printed(outputs) == [("stdout", "out 1\nout 2\n"), ("stderr", "err 1\n"), ("stdout", "out 3\n")]
 
 
 def test_text_printed_before_a_display_or_result_comes_before_it(kernel):
@@ -136,7 +137,7 @@ def test_a_message_with_a_bad_signature_is_dropped_and_reported_on_the_kernels_o
     kernel.kc.kernel_info()
     kernel.kc.session.key = good_key
     reply, outputs = kernel.execute("print('still serving')")
-    assert outputs == [("stream", {"name": "stdout", "text": "still serving\n"})]
+    assert printed(outputs) == [("stdout", "still serving\n")]
     assert kernel.shutdown() == 0
     stderr = kernel.stderr()
     assert "[splitbrain.kernel_bad_message] dropped a message on the shell channel" in stderr
