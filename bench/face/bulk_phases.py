@@ -23,6 +23,7 @@ import ctypes
 import ctypes.util
 import os
 import pathlib
+import shutil
 import signal
 import statistics
 import subprocess
@@ -171,6 +172,7 @@ def main():
     data = bulk.read_bytes()
     out = scratch / "bulk-out"
     with tempfile.TemporaryDirectory() as work, contextlib.ExitStack() as stack:
+        stack.callback(shutil.rmtree, scratch, True)  # the tmpfs scratch: memory until removed
         agent = stack.enter_context(benchkit.Agent(pathlib.Path(work) / "agent", authorized=(client_public,),
                                                    extra=tuple(args.agent_arg)))
         boxes, supervisors = {}, {}
