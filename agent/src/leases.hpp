@@ -86,7 +86,7 @@ private:
     std::string m_host;
     std::map<std::string, std::string> m_names;
     std::vector<lease> m_leases;
-    std::map<std::string, std::string> m_notices;  // session -> why its lease ended (forced)
+    std::map<std::string, std::string> m_notices;           // session -> why its lease ended (forced)
     std::map<std::string, std::uint64_t> m_notice_numbers;  // session -> its notice's number, for slave_file
     std::uint64_t m_notices_given = 0;
 };

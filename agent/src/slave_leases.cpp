@@ -51,8 +51,8 @@ std::optional<std::string> slave_leases::refusal() {
     if (!m_table.is_object()) return std::nullopt;
     if (const auto notices = m_table.find("notices"); notices != m_table.end() && notices->is_object()) {
         if (const auto mine = notices->find(m_session); mine != notices->end() && mine->is_array() &&
-                                                         mine->size() == 2 && mine->at(0).is_number_unsigned() &&
-                                                         mine->at(1).is_string()) {
+                                                        mine->size() == 2 && mine->at(0).is_number_unsigned() &&
+                                                        mine->at(1).is_string()) {
             const auto number = mine->at(0).get<std::uint64_t>();
             if (number > m_notice_told) {
                 m_notice_told = number;
@@ -67,7 +67,8 @@ std::optional<std::string> slave_leases::refusal() {
     bool shares = false;
     for (const json& l : *leases) {
         if (!l.is_object()) continue;
-        if (const auto until = l.find("until"); until != l.end() && until->is_number() && now >= until->get<std::time_t>())
+        if (const auto until = l.find("until");
+            until != l.end() && until->is_number() && now >= until->get<std::time_t>())
             continue;  // its time is up (the supervisor drops it soon)
         if (l.value("key", "") == m_key) {
             shares = true;

@@ -12,5 +12,4 @@ export SPLITBRAIN_AGENT="${SPLITBRAIN_AGENT:-$SPLITBRAIN_BUILD_DIR/agent/splitbr
 config=$(mktemp -d)
 trap 'rm -rf "$config"' EXIT
 export SPLITBRAIN_CONFIG="${SPLITBRAIN_CONFIG:-$config}"
-export SPLITBRAIN_DIRECT="${SPLITBRAIN_DIRECT:-1}"  # the direct client-worker connection (opt-in: README)
 "$root/.venv/bin/python" "$here/bench_face.py" "$@"

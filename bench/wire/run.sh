@@ -11,7 +11,6 @@ export SPLITBRAIN_BUILD_DIR="${SPLITBRAIN_BUILD_DIR:-$root/build}"
 config=$(mktemp -d)
 trap 'rm -rf "$config"' EXIT
 export SPLITBRAIN_CONFIG="${SPLITBRAIN_CONFIG:-$config}"
-export SPLITBRAIN_DIRECT="${SPLITBRAIN_DIRECT:-1}"  # the direct client-worker connection (opt-in: README)
 "$root/.venv/bin/python" "$here/bench_wire.py" "$@"
 smoke=()
 for arg in "$@"; do

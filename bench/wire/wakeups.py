@@ -87,24 +87,37 @@ def main():
     client_public, _ = splitbrain.client_keys()
     with benchkit.Agent(scratch / "agent", authorized=(client_public,)) as agent:
         box = splitbrain.connect(str(agent.connection_file), name="bench-wakeups")
+        # The same agent through the relay only (A/B in one run): SPLITBRAIN_DIRECT=0 at its hello.
+        os.environ["SPLITBRAIN_DIRECT"] = "0"
+        try:
+            relayed = splitbrain.connect(str(agent.connection_file), name="bench-wakeups-relay")
+        finally:
+            os.environ.pop("SPLITBRAIN_DIRECT")
         zmq_peer = peers.ZmqPeer()
         try:
             getcwd = box.modules.os.getcwd
             getcwd()
+            relayed_getcwd = relayed.modules.os.getcwd
+            relayed_getcwd()
+            print(f"direct: {box._conn.direct}, relay: {relayed._conn.direct}")
             pids = {"client": os.getpid(), "supervisor": agent.agent.process.pid, "worker": box.pid}
             ours = count(pids, getcwd, calls)
+            through_relay = count({"client": os.getpid(), "supervisor": agent.agent.process.pid,
+                                   "worker": relayed.pid}, relayed_getcwd, calls)
             ping = count(pids, box.ping, calls)
             theirs = count({"client": os.getpid(), "server": zmq_peer.proc.pid}, lambda: zmq_peer.call("getcwd"),
                            calls)
             # Interleaved medians, a few rounds, so that the load hits all alike.
-            t = {"getcwd": [], "ping": [], "op": [], "zmq": []}
+            t = {"getcwd": [], "relay": [], "ping": [], "op": [], "zmq": []}
             for _ in range(5):
                 t["getcwd"].append(median_of(getcwd, calls // 5))
+                t["relay"].append(median_of(relayed_getcwd, calls // 5))
                 t["ping"].append(median_of(box.ping, calls // 5))
                 t["op"].append(median_of(os.getcwd, calls // 5))
                 t["zmq"].append(median_of(lambda: zmq_peer.call("getcwd"), calls // 5))
         finally:
             zmq_peer.close()
+            relayed.close()
             box.close()
     med = {k: statistics.median(v) for k, v in t.items()}
 
@@ -120,6 +133,7 @@ def main():
         print("SMOKE RUN: these figures measure nothing")
     print(f"bench/wire wake-ups: voluntary context switches per round trip over {calls} calls (threads named by comm/tid)")
     print_counts("splitbrain os.getcwd()", ours)
+    print_counts("splitbrain os.getcwd() through the relay (SPLITBRAIN_DIRECT=0)", through_relay)
     print_counts("splitbrain ping (answered by the supervisor)", ping)
     print_counts("pyzmq DEALER→ROUTER CURVE getcwd", theirs)
     print("where a round trip's time goes (medians, µs)")
@@ -132,6 +146,7 @@ def main():
         ("pyzmq CURVE RPC getcwd (a peer)", med["zmq"]),
         ("splitbrain ping: client + wire + supervisor", med["ping"]),
         ("splitbrain os.getcwd(): client + wire + worker + op", med["getcwd"]),
+        ("splitbrain os.getcwd() through the relay", med["relay"]),
         ("os.getcwd() locally (the Python operation)", med["op"]),
     ]
     for label, seconds in rows:

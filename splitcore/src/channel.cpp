@@ -628,13 +628,13 @@ std::optional<message> channel::wait(std::uint64_t id, channel_clock::time_point
             const bool reached = lost->second;
             forget(id);
             const auto now = channel_clock::now();
-            const error silent = now - m_last_heard < m_options.liveness
-                                     ? error(errc::agent_unreachable,
-                                             "the direct connection to the session's worker on " + m_options.name +
-                                                 " (" + m_options.address + ") was down for " +
-                                                 seconds_text(m_options.liveness) +
-                                                 " s with this call in flight, though the agent's port answered")
-                                     : unreachable();
+            const error silent =
+                now - m_last_heard < m_options.liveness
+                    ? error(errc::agent_unreachable,
+                            "the direct connection to the session's worker on " + m_options.name + " (" +
+                                m_options.address + ") was down for " + seconds_text(m_options.liveness) +
+                                " s with this call in flight, though the agent's port answered")
+                    : unreachable();
             throw unreachable_call(silent, reached);
         }
         // A failure the monitor reported after this request was sent is known: say it now. (A

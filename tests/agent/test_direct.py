@@ -256,3 +256,36 @@ def test_a_relayed_request_right_after_an_offer_still_opens_ordinary_descriptors
     assert isinstance(fd, int) and 0 <= fd < 1024, fd
     agent.wait_for_log(r"did not connect to this session's direct port")
 
+
+
+def test_a_direct_calls_reply_that_went_after_its_output_is_sent_again_the_direct_way(agent, client):
+    """A call that came the direct way and wrote output has its reply sent through the relay, after
+    the output. A client whose direct connection broke with that call in flight asks the worker
+    again over its new direct connection: the worker kept that reply too, so the call gets it
+    (not reply_lost, which says the call ran and no copy is kept)."""
+    port = direct_port(client)
+    first, monitor = direct_socket(agent, port)
+    try:
+        request(first, client.session, 99, "import", name="os")
+        os_module = reply_of(first)["r"]["mod"]
+        request(first, client.session, 100, "call", o={"$r": os_module["$r"]}, path=["write"], a=[1, b"hello\n"])
+        relayed = client.wait_reply(100)  # after its output, on the agent's port
+        assert relayed["ok"], relayed
+        assert client.output() == b"hello\n"
+        assert reply_of(first, timeout=0.2) is None  # nothing came the direct way
+    finally:
+        first.close(0)
+        monitor.close(0)
+    again, monitor = direct_socket(agent, port)  # a new connection, as after a break
+    try:
+        request(again, client.session, 101, "ping", waiting=[100])
+        replies = {}
+        for _ in range(2):
+            reply = reply_of(again)
+            assert reply is not None, replies
+            replies[reply["id"]] = reply
+        assert replies[100]["ok"] and replies[100].get("again") is True, replies
+        assert replies[101]["ok"] and "lost" not in replies[101] and "unseen" not in replies[101], replies
+    finally:
+        again.close(0)
+        monitor.close(0)

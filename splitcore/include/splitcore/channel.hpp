@@ -139,7 +139,7 @@ private:
     std::unique_ptr<direct_link> m_direct;
     // ids whose direct connection broke for good with them in flight -> whether they had reached the worker
     std::unordered_map<std::uint64_t, bool> m_direct_lost;
-    std::set<std::uint64_t> m_direct_reached;               // direct ids known to have reached a worker since lost
+    std::set<std::uint64_t> m_direct_reached;  // direct ids known to have reached a worker since lost
     void open_direct(const nlohmann::json& offer);
     // Its handshake events; false once it is given up (the caller drops it, under m_mutex).
     bool read_direct_monitor();

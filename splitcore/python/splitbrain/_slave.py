@@ -143,7 +143,7 @@ class Slave:
                                 session.encode(), float(self.timeout), self)
         try:
             hello = {"session": session}
-            if os.environ.get("SPLITBRAIN_DIRECT") == "1":  # opt-in for now (README, "What it costs")
+            if os.environ.get("SPLITBRAIN_DIRECT", "1") != "0":  # SPLITBRAIN_DIRECT=0: the relay only
                 hello["direct"] = True  # a port of the worker's own, if the agent offers one
             if self.place is not None:
                 hello["place"] = self.place.hello()
