@@ -329,8 +329,9 @@ splitcore::python_error raised_by(const char* source, const char* filename) {
 }
 
 TEST_F(box_test, the_remote_traceback_is_the_text_of_the_traceback_module) {
-    PyRun_SimpleString("import linecache\n"
-                       "linecache.cache['<cell 7>'] = (24, None, ['x = 1\\n', 'raise KeyError(x)\\n'], '<cell 7>')\n");
+    PyRun_SimpleString(
+        "import linecache\n"
+        "linecache.cache['<cell 7>'] = (24, None, ['x = 1\\n', 'raise KeyError(x)\\n'], '<cell 7>')\n");
     const std::vector<std::pair<const char*, const char*>> cases = {
         {"open('/no/such/file')\n", "<splitbrain>"},
         {"f = lambda p: open(p)\ng = lambda p: f(p)\ng('/no/such')\n", "<splitbrain>"},
@@ -367,6 +368,7 @@ TEST_F(box_test, the_remote_traceback_is_the_text_of_the_traceback_module) {
     EXPECT_EQ(splitcore::describe_exception(bare, hooks)["tb"].get<std::string>(),
               formatted_by_the_traceback_module(bare));
     EXPECT_EQ(splitcore::describe_exception(bare, hooks)["tb"].get<std::string>(), "ValueError: bad value\n");
+    PyRun_SimpleString("linecache.cache.pop('<cell 7>', None)\n");
 }
 
 TEST_F(box_test, a_python_error_restores_as_the_same_exception) {
