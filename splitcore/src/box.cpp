@@ -4,6 +4,7 @@
 #include <mutex>
 #include <optional>
 #include <string>
+#include <unordered_map>
 #include <vector>
 
 namespace splitcore {
@@ -617,6 +618,131 @@ json class_lineage(PyTypeObject* type) {
     return lineage;
 }
 
+namespace {
+
+// A str as UTF-8, or nullopt (not a str, or lone surrogates): the caller takes the general way.
+std::optional<std::string> utf8_of(PyObject* text) {
+    if (text == nullptr || !PyUnicode_Check(text)) return std::nullopt;
+    Py_ssize_t size = 0;
+    const char* utf8 = PyUnicode_AsUTF8AndSize(text, &size);
+    if (utf8 == nullptr) {
+        PyErr_Clear();
+        return std::nullopt;
+    }
+    return std::string(utf8, static_cast<std::size_t>(size));
+}
+
+// Whether linecache has no line to show for this file: a "<...>" name it holds nothing for
+// (linecache.updatecache gives such names no lines; lazycache and checkcache leave them alone).
+bool without_source(PyObject* filename, PyObject* linecache_cache) {
+    if (!PyUnicode_Check(filename)) return false;
+    const Py_ssize_t length = PyUnicode_GET_LENGTH(filename);
+    if (length < 1 || PyUnicode_READ_CHAR(filename, 0) != '<' || PyUnicode_READ_CHAR(filename, length - 1) != '>') {
+        return false;
+    }
+    if (linecache_cache == nullptr) return true;
+    const int held = PyDict_Contains(linecache_cache, filename);
+    if (held < 0) PyErr_Clear();
+    return held == 0;
+}
+
+// traceback.format_exception's text, written here for the common case of a worker's error: every
+// frame without a source line to show (the worker's call stub "<splitbrain>", open()'s helper named
+// as it), nothing chained, no notes, not a SyntaxError nor an exception group, sys.tracebacklimit
+// unset. The traceback module takes 25-50 µs per error for that; this takes a few. Anything else is
+// nullopt, and the traceback module formats it. Same text, line for line, as Lib/traceback.py of
+// 3.11: co_positions' line (tb_lineno without one), StackSummary.format's cut-off of a line
+// repeated more than 3 times, format_exception_only's type name. tests/splitcore/test_box.cpp
+// compares the two.
+std::optional<std::string> sourceless_traceback_text(PyObject* value, PyObject* traceback) {
+    if (value == nullptr || !PyExceptionInstance_Check(value)) return std::nullopt;
+    PyTypeObject* type = Py_TYPE(value);
+    if (PyType_IsSubtype(type, reinterpret_cast<PyTypeObject*>(PyExc_SyntaxError)) ||
+        PyType_IsSubtype(type, reinterpret_cast<PyTypeObject*>(PyExc_BaseExceptionGroup))) {
+        return std::nullopt;
+    }
+    if (PySys_GetObject("tracebacklimit") != nullptr) return std::nullopt;
+    py_ref cause = py_ref::steal(PyException_GetCause(value));
+    py_ref context = py_ref::steal(PyException_GetContext(value));
+    if (cause || (context && !reinterpret_cast<PyBaseExceptionObject*>(value)->suppress_context)) return std::nullopt;
+    py_ref notes_name = py_ref::checked(PyUnicode_InternFromString("__notes__"));
+    PyObject* notes = nullptr;
+    const int has_notes = _PyObject_LookupAttr(value, notes_name.get(), &notes);
+    Py_XDECREF(notes);
+    if (has_notes != 0) {
+        PyErr_Clear();
+        return std::nullopt;
+    }
+
+    py_ref linecache = py_ref::steal(PyImport_GetModule(py_ref::checked(PyUnicode_FromString("linecache")).get()));
+    PyErr_Clear();
+    py_ref cache = linecache ? py_ref::steal(PyObject_GetAttrString(linecache.get(), "cache")) : py_ref();
+    PyErr_Clear();
+    if (linecache && (!cache || !PyDict_Check(cache.get()))) return std::nullopt;
+
+    std::string text;
+    if (traceback != nullptr && PyTraceBack_Check(traceback)) text = "Traceback (most recent call last):\n";
+    constexpr int recursive_cutoff = 3;
+    std::string last;
+    int count = 0;
+    auto cut_repeats = [&] {
+        if (count > recursive_cutoff) {
+            const int more = count - recursive_cutoff;
+            text += "  [Previous line repeated " + std::to_string(more) + " more time" + (more > 1 ? "s" : "") + "]\n";
+        }
+    };
+    for (auto* tb = reinterpret_cast<PyTracebackObject*>(traceback); tb != nullptr && PyTraceBack_Check(tb);
+         tb = tb->tb_next) {
+        py_ref code = py_ref::steal(reinterpret_cast<PyObject*>(PyFrame_GetCode(tb->tb_frame)));
+        auto* co = reinterpret_cast<PyCodeObject*>(code.get());
+        if (!without_source(co->co_filename, cache.get())) return std::nullopt;
+        int line = -1, column = 0, end_line = 0, end_column = 0;
+        if (tb->tb_lasti >= 0) PyCode_Addr2Location(co, tb->tb_lasti, &line, &column, &end_line, &end_column);
+        if (line < 0) line = tb->tb_lineno;
+        const std::optional<std::string> filename = utf8_of(co->co_filename), name = utf8_of(co->co_name);
+        if (!filename || !name) return std::nullopt;
+        std::string entry = "  File \"" + *filename + "\", line " + std::to_string(line) + ", in " + *name + "\n";
+        if (entry != last) {
+            cut_repeats();
+            last = entry;
+            count = 0;
+        }
+        if (++count <= recursive_cutoff) text += entry;
+    }
+    cut_repeats();
+
+    py_ref qualname = py_ref::steal(PyObject_GetAttrString(reinterpret_cast<PyObject*>(type), "__qualname__"));
+    py_ref module = py_ref::steal(PyObject_GetAttrString(reinterpret_cast<PyObject*>(type), "__module__"));
+    PyErr_Clear();
+    std::optional<std::string> type_name = utf8_of(qualname.get());
+    if (!type_name || !module) return std::nullopt;
+    if (!PyUnicode_Check(module.get())) {
+        *type_name = "<unknown>." + *type_name;
+    } else {
+        const std::optional<std::string> module_name = utf8_of(module.get());
+        if (!module_name) return std::nullopt;
+        if (*module_name != "__main__" && *module_name != "builtins") *type_name = *module_name + "." + *type_name;
+    }
+    py_ref message = py_ref::steal(PyObject_Str(value));
+    const std::optional<std::string> message_text = utf8_of(message.get());
+    if (!message_text) {
+        PyErr_Clear();
+        return std::nullopt;  // "<exception str() failed>": the traceback module's words
+    }
+    text += message_text->empty() ? *type_name + "\n" : *type_name + ": " + *message_text + "\n";
+    return text;
+}
+
+// The lineage of a type that cannot change: a static (non-heap) type, the built-in exceptions.
+const json& static_lineage(PyTypeObject* type) {
+    static std::unordered_map<PyTypeObject*, json> known;  // the GIL guards it; static types never die
+    auto found = known.find(type);
+    if (found == known.end()) found = known.emplace(type, class_lineage(type)).first;
+    return found->second;
+}
+
+}  // namespace
+
 json describe_exception(const python_error& e, box_hooks& hooks) {
     PyObject* value = e.value();
     json error = {{"type", qualified_name(reinterpret_cast<PyTypeObject*>(e.type()))},
@@ -627,7 +753,9 @@ json describe_exception(const python_error& e, box_hooks& hooks) {
                   {"filename", nullptr},
                   {"filename2", nullptr},
                   {"tb", nullptr},
-                  {"mro", class_lineage(reinterpret_cast<PyTypeObject*>(e.type()))},
+                  {"mro", PyType_HasFeature(reinterpret_cast<PyTypeObject*>(e.type()), Py_TPFLAGS_HEAPTYPE)
+                              ? class_lineage(reinterpret_cast<PyTypeObject*>(e.type()))
+                              : static_lineage(reinterpret_cast<PyTypeObject*>(e.type()))},
                   {"dict", nullptr}};
     auto encode_or_repr = [&](PyObject* obj) -> json {
         encoder values(hooks);
@@ -673,12 +801,19 @@ json describe_exception(const python_error& e, box_hooks& hooks) {
         }
         // An exception that crossed from the other side in a callback's answer carries the token
         // of the original there: it goes back as that very exception (docs/protocol.md, "Callbacks").
-        py_ref origin = py_ref::steal(PyObject_GetAttrString(value, "__splitbrain_origin__"));
+        PyObject* found_origin = nullptr;
+        py_ref origin_name = py_ref::checked(PyUnicode_InternFromString("__splitbrain_origin__"));
+        if (_PyObject_LookupAttr(value, origin_name.get(), &found_origin) < 0) PyErr_Clear();  // absent: no error made
+        py_ref origin = py_ref::steal(found_origin);
         if (origin && PyLong_Check(origin.get())) {
             const unsigned long long token = PyLong_AsUnsignedLongLong(origin.get());
             if (!PyErr_Occurred()) error["origin"] = token;
         }
         PyErr_Clear();
+    }
+    if (std::optional<std::string> text = sourceless_traceback_text(value, e.traceback())) {
+        error["tb"] = std::move(*text);
+        return error;
     }
     py_ref traceback_module = py_ref::steal(PyImport_ImportModule("traceback"));
     if (traceback_module) {

@@ -306,6 +306,72 @@ TEST_F(box_test, exceptions_are_described_with_errno_filename_and_traceback) {
     EXPECT_EQ(described["msg"], "[Errno 2] No such file or directory: '/no/such/file'");
 }
 
+// The worker writes the remote traceback itself when no frame has a source line to show (the
+// call stub, open()'s helper): it SHALL be the text traceback.format_exception gives, in those cases
+// and in the ones it leaves to the traceback module.
+std::string formatted_by_the_traceback_module(const splitcore::python_error& error) {
+    py_ref traceback = py_ref::checked(PyImport_ImportModule("traceback"));
+    py_ref lines = py_ref::checked(PyObject_CallMethod(traceback.get(), "format_exception", "OOO", error.type(),
+                                                       error.value(), error.traceback() ? error.traceback() : Py_None));
+    py_ref empty = py_ref::checked(PyUnicode_FromString(""));
+    py_ref text = py_ref::checked(PyUnicode_Join(empty.get(), lines.get()));
+    return splitcore::str_or(text.get(), "?");
+}
+
+splitcore::python_error raised_by(const char* source, const char* filename) {
+    py_ref globals = py_ref::checked(PyDict_New());
+    PyDict_SetItemString(globals.get(), "__builtins__", PyEval_GetBuiltins());
+    py_ref name = py_ref::checked(PyUnicode_FromString("__main__"));
+    PyDict_SetItemString(globals.get(), "__name__", name.get());
+    py_ref code = py_ref::checked(Py_CompileString(source, filename, Py_file_input));
+    py_ref done = py_ref::steal(PyEval_EvalCode(code.get(), globals.get(), globals.get()));
+    EXPECT_FALSE(done) << source;
+    return splitcore::python_error();
+}
+
+TEST_F(box_test, the_remote_traceback_is_the_text_of_the_traceback_module) {
+    PyRun_SimpleString(
+        "import linecache\n"
+        "linecache.cache['<cell 7>'] = (24, None, ['x = 1\\n', 'raise KeyError(x)\\n'], '<cell 7>')\n");
+    const std::vector<std::pair<const char*, const char*>> cases = {
+        {"open('/no/such/file')\n", "<splitbrain>"},
+        {"f = lambda p: open(p)\ng = lambda p: f(p)\ng('/no/such')\n", "<splitbrain>"},
+        {"def f(n):\n    return f(n - 1) if n else 1 / 0\nf(7)\n", "<recursion>"},
+        {"def f(n):\n    return f(n - 1) if n else 1 / 0\nf(3)\n", "<recursion>"},
+        {"def f(n):\n    return f(n - 1) if n else 1 / 0\nf(2)\n", "<recursion>"},
+        {"raise ValueError()\n", "<empty message>"},
+        {"raise ValueError('two\\nlines')\n", "<lines>"},
+        {"raise KeyError('k')\n", "<key>"},
+        {"class Jam(Exception):\n    pass\nJam.__module__ = 'plotter'\nraise Jam('paper stuck')\n", "<module name>"},
+        {"class Jam(Exception):\n    pass\nraise Jam('in __main__')\n", "<main>"},
+        {"class Jam(Exception):\n    pass\nJam.__module__ = 3\nraise Jam('odd module')\n", "<odd>"},
+        {"try:\n    1 / 0\nexcept ZeroDivisionError:\n    raise KeyError('k') from None\n", "<suppressed>"},
+        // the traceback module's own cases
+        {"try:\n    1 / 0\nexcept ZeroDivisionError:\n    raise KeyError('k')\n", "<chained>"},
+        {"try:\n    1 / 0\nexcept ZeroDivisionError as e:\n    raise KeyError('k') from e\n", "<cause>"},
+        {"e = ValueError('x')\ne.add_note('a note')\nraise e\n", "<notes>"},
+        {"x = 1\nraise KeyError(x)\n", "<cell 7>"},
+        {"compile('1 +', '<inner>', 'exec')\n", "<syntax>"},
+        {"raise ExceptionGroup('two', [ValueError(1), KeyError(2)])\n", "<group>"},
+        {"class Mute(Exception):\n    def __str__(self):\n        raise RuntimeError\nraise Mute()\n", "<mute>"},
+        {"import sys\nsys.tracebacklimit = 0\nraise KeyError('limited')\n", "<limit>"},
+    };
+    for (const auto& [source, filename] : cases) {
+        splitcore::python_error error = raised_by(source, filename);
+        const json described = splitcore::describe_exception(error, hooks);
+        const std::string expected = formatted_by_the_traceback_module(error);
+        PyRun_SimpleString("import sys\nsys.__dict__.pop('tracebacklimit', None)\n");
+        ASSERT_TRUE(described["tb"].is_string()) << source;
+        EXPECT_EQ(described["tb"].get<std::string>(), expected) << source;
+    }
+    // without a traceback (an exception passed as a value)
+    splitcore::python_error bare = splitcore::python_error::make(PyExc_ValueError, "bad value");
+    EXPECT_EQ(splitcore::describe_exception(bare, hooks)["tb"].get<std::string>(),
+              formatted_by_the_traceback_module(bare));
+    EXPECT_EQ(splitcore::describe_exception(bare, hooks)["tb"].get<std::string>(), "ValueError: bad value\n");
+    PyRun_SimpleString("linecache.cache.pop('<cell 7>', None)\n");
+}
+
 TEST_F(box_test, a_python_error_restores_as_the_same_exception) {
     splitcore::python_error error = splitcore::python_error::make(PyExc_ValueError, "bad value");
     EXPECT_FALSE(PyErr_Occurred());

@@ -85,9 +85,17 @@ def _mirror(lineage, index, base):
     return cls
 
 
+# Remote exception classes that are built-in ones (OSError and its kin: every failed os call), by
+# lineage: their twin cannot change, so it is looked up once. Bounded: a hostile peer's lineages.
+_builtin_twins = {}
+
+
 def exception_class(lineage):
     """The local class for a remote exception class given by its MRO: its twin, else a mirror."""
-    lineage = [tuple(entry) for entry in lineage]
+    lineage = tuple(tuple(entry) for entry in lineage)
+    known = _builtin_twins.get(lineage)
+    if known is not None:
+        return known
     for index, (module, qualname) in enumerate(lineage):
         local = twin(module, qualname)
         if local is not None and issubclass(local, BaseException):
@@ -96,4 +104,8 @@ def exception_class(lineage):
         local, index = Exception, len(lineage)
     for position in range(index - 1, -1, -1):
         local = _mirror(lineage, position, local)
+    if index == 0 and lineage[0][0] == "builtins":
+        if len(_builtin_twins) >= 256:
+            _builtin_twins.clear()
+        _builtin_twins[lineage] = local
     return local
