@@ -491,8 +491,9 @@ void supervisor::handle_client() {
 void supervisor::remember_refused_hello(const std::string& token, const std::string& client_key, const json& error) {
     constexpr std::size_t max_kept = 256;
     if (m_refused_hellos.size() >= max_kept && m_refused_hellos.count(token) == 0) {
-        m_refused_hellos.erase(std::min_element(m_refused_hellos.begin(), m_refused_hellos.end(),
-                                                [](const auto& a, const auto& b) { return a.second.when < b.second.when; }));
+        m_refused_hellos.erase(
+            std::min_element(m_refused_hellos.begin(), m_refused_hellos.end(),
+                             [](const auto& a, const auto& b) { return a.second.when < b.second.when; }));
     }
     m_refused_hellos[token] = refusal{client_key, error, clock::now()};
 }

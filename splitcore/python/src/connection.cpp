@@ -518,7 +518,8 @@ py_ref plain_value(connection_state& state, const splitcore::message& reply) {
 // caller asks again when it needs the answer, which then raises what it raises.
 py_ref connection_request_prefetching(connection_object* self, PyObject* const* args, Py_ssize_t nargs) {
     if (nargs < 4 || nargs > 5) {
-        throw python_error::make(PyExc_TypeError, "request_prefetching(op, fields, then_op, then_fields, timeout=None)");
+        throw python_error::make(PyExc_TypeError,
+                                 "request_prefetching(op, fields, then_op, then_fields, timeout=None)");
     }
     double timeout = 0;
     if (nargs > 4 && args[4] != Py_None) {
