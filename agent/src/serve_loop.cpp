@@ -117,6 +117,16 @@ void settle_reservation(serving& s) {
     s.reserved_until.reset();
 }
 
+// An import of a module already imported runs no Python code: nothing of the user's gets a descriptor
+// there, so it need not wait for the direct connection's handshake (the session's first import, sent
+// right behind its hello: issue 11 point 4).
+bool imports_nothing(const json& header) {
+    if (header.value("op", "") != "import") return false;
+    const json* name = splitcore::optional_field(header, "name");
+    if (name == nullptr || !name->is_string()) return false;
+    return PyDict_GetItemString(PyImport_GetModuleDict(), name->get_ref<const std::string&>().c_str()) != nullptr;
+}
+
 // Everything the direct socket holds now, queued; its sender becomes the peer.
 void pull_direct(serving& s) {
     while (auto request = splitcore::recv_parts(s.direct->socket(), zmq::recv_flags::dontwait)) {
@@ -237,7 +247,7 @@ void serve_one(serving& s, std::vector<zmq::message_t>& request, const zmq::mess
         reply.header = splitcore::error_reply(0, splitcore::error_value(e));
     }
     std::uint64_t reads_before = 1;  // odd: the reply goes after any output, through the IO thread
-    if (direct_from == nullptr) settle_reservation(s);
+    if (direct_from == nullptr && !(reply.header.is_null() && imports_nothing(header))) settle_reservation(s);
     if (reply.header.is_null() && direct_from != nullptr) {
         const std::uint64_t id = splitcore::as_uint(header.value("id", json())).value_or(0);
         if (header.value("op", "") == splitcore::op::ping.name) return answer_direct_ping(s, id, header);

@@ -497,7 +497,41 @@ void supervisor::handle_client() {
     std::int64_t oversized = 0;
     auto received = receive_client(oversized);
     if (!received) return;
-    parts& message = *received;
+    serve_client(*received, oversized);
+}
+
+void supervisor::remember_refused_hello(const std::string& token, const std::string& client_key, const json& error) {
+    constexpr std::size_t max_kept = 256;
+    if (m_refused_hellos.size() >= max_kept && m_refused_hellos.count(token) == 0) {
+        m_refused_hellos.erase(
+            std::min_element(m_refused_hellos.begin(), m_refused_hellos.end(),
+                             [](const auto& a, const auto& b) { return a.second.when < b.second.when; }));
+    }
+    m_refused_hellos[token] = refusal{client_key, error, clock::now()};
+}
+
+const json* supervisor::refused_hello(const std::string& token, const std::string& client_key) {
+    const auto found = m_refused_hellos.find(token);
+    if (found == m_refused_hellos.end()) return nullptr;
+    if (clock::now() - found->second.when > std::chrono::seconds(30)) {
+        m_refused_hellos.erase(found);
+        return nullptr;
+    }
+    return found->second.client_key == client_key ? &found->second.error : nullptr;
+}
+
+bool supervisor::hold_behind_hello(const std::string& token, parts& message) {
+    constexpr std::size_t max_held = 64;
+    for (auto& waiting : m_deferred_hellos) {
+        if (waiting.header.value("session", "") != token) continue;
+        if (waiting.later.size() >= max_held) return false;
+        waiting.later.push_back(std::move(message));
+        return true;
+    }
+    return false;
+}
+
+void supervisor::serve_client(parts& message, std::int64_t oversized) {
     const zmq::message_t routing_id(message[0].data(), message[0].size());  // message moves on to a worker
     if (message.size() < 2) {
         reply_error(routing_id, 0, errc::bad_request, "empty message: a CBOR header frame was expected");
@@ -560,6 +594,16 @@ void supervisor::handle_client() {
             current->last_seen = clock::now();
             current->routing_id = routing_id.to_string();
             flush_held(*current);  // replies that waited for their client to come back
+        } else if (op != &splitcore::op::ping && op != &splitcore::op::hello && !named_token.empty()) {
+            // Sent right behind its hello (pipelined): it waits with it, or gets the hello's refusal.
+            const std::string& token = splitcore::string_field(header, "session");
+            if (const json* refused = refused_hello(token, client_key)) {
+                m_audit.answered(named_token, m_limits.who(client_key), op_name, "",
+                                 refused->value("code", std::string()));
+                reply_to(routing_id, splitcore::error_reply(id, *refused));
+                return;
+            }
+            if (hello_waits(token) && hold_behind_hello(token, message)) return;
         }
 
         if (op == &splitcore::op::ping) {
@@ -591,7 +635,16 @@ void supervisor::handle_client() {
             return;
         }
         if (op == &splitcore::op::hello) {
-            hello(routing_id, client_key, id, std::move(header), message);
+            const json* token = splitcore::optional_field(header, "session");
+            const std::string named = token != nullptr && token->is_string() ? token->get<std::string>() : "";
+            try {
+                hello(routing_id, client_key, id, std::move(header), message);
+            } catch (const splitcore::error& e) {
+                if (!named.empty() && named.size() <= 128) {
+                    remember_refused_hello(named, client_key, splitcore::error_value(e));
+                }
+                throw;
+            }
             return;
         }
         if (!current) {

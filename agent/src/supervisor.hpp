@@ -126,6 +126,8 @@ private:
     // One client message; past --max-message only its routing id and header are kept, and
     // `oversized` is set to its size.
     std::optional<parts> receive_client(std::int64_t& oversized);
+    // A client message received (or held behind a hello that waited, and replayed).
+    void serve_client(parts& message, std::int64_t oversized);
     void handle_worker();
     void handle_signals();
     void reap_silent_sessions();
@@ -164,8 +166,21 @@ private:
         parts message;
         std::uint64_t sync = 0;
         clock::time_point deadline;
+        std::vector<parts> later;  // requests its client pipelined after it, served once it is answered
     };
     void continue_hello(deferred_hello& waiting, bool answered);
+    // Pipelining (issue 11 point 4): a client may send requests right behind its hello. Those behind a
+    // hello that waits for the coordinator wait with it (false: too many, or none waits); those behind
+    // a refused hello get its error, not no_session (the refusals are kept a while, a bounded number).
+    bool hold_behind_hello(const std::string& token, parts& message);
+    void remember_refused_hello(const std::string& token, const std::string& client_key, const splitcore::json& error);
+    [[nodiscard]] const splitcore::json* refused_hello(const std::string& token, const std::string& client_key);
+    struct refusal {
+        std::string client_key;
+        splitcore::json error;
+        clock::time_point when;
+    };
+    std::map<std::string, refusal> m_refused_hellos;  // by token
     [[nodiscard]] std::string coordinator_silent() const;
     // True while the hello of session `token` waits for the coordinator (its pings are answered as known).
     [[nodiscard]] bool hello_waits(const std::string& token) const;

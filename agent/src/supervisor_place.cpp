@@ -110,6 +110,7 @@ void supervisor::serve_place(bool readable) {
 
 void supervisor::continue_hello(deferred_hello& waiting, bool answered) {
     const zmq::message_t routing_id(waiting.routing_id.data(), waiting.routing_id.size());
+    const std::string token = waiting.header.value("session", "");
     try {
         if (!answered) throw splitcore::error(errc::place_not_held, coordinator_silent());
         m_place_answered = true;
@@ -119,12 +120,15 @@ void supervisor::continue_hello(deferred_hello& waiting, bool answered) {
         m_place_answered = false;
         m_audit.answered("", m_limits.who(waiting.client_key), "hello", "", std::string(splitcore::name(e.code())));
         reply_to(routing_id, splitcore::error_reply(waiting.id, splitcore::error_value(e)));
+        remember_refused_hello(token, waiting.client_key, splitcore::error_value(e));
     } catch (const std::runtime_error& e) {
         m_place_answered = false;
         log(std::string("cannot serve a request: ") + e.what());
         reply_error(routing_id, waiting.id, errc::session_lost,
                     "the agent on " + host_name() + " cannot start a worker: " + e.what());
     }
+    // What its client sent behind it: to the session now open, or refused as the hello was.
+    for (auto& held : waiting.later) serve_client(held, 0);
 }
 
 bool supervisor::hello_waits(const std::string& token) const {

@@ -5,8 +5,9 @@ own clock around each step of `splitbrain.connect(target)` + `with b: os.getcwd(
 
   connect   the Connection object: sockets, its IO thread (the CURVE handshake happens on first send)
   hello     the first request: CURVE handshake, the supervisor's hello (auth, key limits, leases, the
-            spare worker handed over), the worker's hello
-  import    the first operation on the new worker: `import os` and its namespace
+            spare worker handed over), the worker's hello, and the first import sent with it
+  import    the first operation on the new worker: `import os` and its namespace (the import itself
+            now comes with the hello's round trip: what is left is the namespace, built here)
   call      os.getcwd()
   bye       the session's end (its reply)
   close     the connection closed

@@ -147,7 +147,13 @@ class Slave:
                 hello["direct"] = True  # a port of the worker's own, if the agent offers one
             if self.place is not None:
                 hello["place"] = self.place.hello()
-            info = conn.request("hello", hello)
+            prefetched = None
+            if self.sessions == 0:
+                # The first import (os: routing itself needs it) rides with the hello: one round trip
+                # for both. A renewed session skips it (_renew drops the proxies made meanwhile).
+                info, prefetched = conn.request_prefetching("hello", hello, "import", {"name": "os"})
+            else:
+                info = conn.request("hello", hello)
         except AgentUnreachable as exc:
             conn.close()
             self.state = "unreachable"
@@ -162,6 +168,7 @@ class Slave:
         if isinstance(info.get("clock"), int):
             conn.agent_clock(info["clock"])  # so that a request the link delays past our give-up never runs
         self._session, self._conn = session, conn
+        self._prefetched = {"os": prefetched} if prefetched is not None else {}
         self.sessions += 1
         self.platform = info.get("platform")
         self.python = info.get("python")
@@ -225,7 +232,7 @@ class Slave:
         if module is None:
             if self._closed:
                 raise error("closed", f"{self.name} is closed")
-            info = self._conn.request("import", {"name": name})
+            info = self._prefetched.pop(name, None) or self._conn.request("import", {"name": name})
             module = RemoteModule(self, name, info)
             if name in ("os.path", "posixpath") and self.flavour == "posix":
                 for function in _PURE_POSIXPATH:

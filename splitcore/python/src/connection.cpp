@@ -492,6 +492,89 @@ py_ref connection_request(connection_object* self, PyObject* const* args, Py_ssi
     return value;
 }
 
+// The value of a reply that needs none of request()'s bookkeeping (no pipelined file, no buffer to
+// fill); an error reply raises what the owner's _error makes of it.
+py_ref plain_value(connection_state& state, const splitcore::message& reply) {
+    release_locals(state, reply.header);
+    client_hooks hooks = hooks_of(state);
+    master_scope master;
+    const auto ok = reply.header.find("ok");
+    const bool succeeded = ok != reply.header.end() && ok->is_boolean() && ok->get<bool>();
+    if (!deliver_warnings(state, reply.header)) {
+        if (succeeded) throw python_error();
+        PyErr_Clear();
+    }
+    if (!succeeded) throw_error_reply(state, reply);
+    const auto result = reply.header.find("r");
+    splitcore::decoder decoder(hooks, reply.frames);
+    return result == reply.header.end() ? py_ref::borrow(Py_None) : decode_result(decoder, *result);
+}
+
+// request_prefetching(op, fields, then_op, then_fields, timeout=None) -> (value, then_value or None):
+// both requests sent at once, so that the second's answer comes in the same round trip as the
+// first's (a new session's hello and its first import, issue 11 point 4). The first is request()'s:
+// its error raises, and the second, which the agent refuses without a session, is dropped. The
+// second is a prefetch: any failure of it (an error reply, no reply in time) gives None, and the
+// caller asks again when it needs the answer, which then raises what it raises.
+py_ref connection_request_prefetching(connection_object* self, PyObject* const* args, Py_ssize_t nargs) {
+    if (nargs < 4 || nargs > 5) {
+        throw python_error::make(PyExc_TypeError,
+                                 "request_prefetching(op, fields, then_op, then_fields, timeout=None)");
+    }
+    double timeout = 0;
+    if (nargs > 4 && args[4] != Py_None) {
+        timeout = PyFloat_AsDouble(args[4]);
+        if (timeout == -1.0 && PyErr_Occurred()) throw python_error();
+    }
+    connection_state& state = state_of(self);
+    std::shared_ptr<splitcore::channel> channel = open_channel(state);
+    client_hooks hooks = hooks_of(state);
+    splitcore::encoder first_encoder(hooks), then_encoder(hooks);
+    json first = build_header(args[0], args[1], first_encoder);
+    json then = build_header(args[2], args[3], then_encoder);
+    std::vector<zmq::message_t> first_frames = first_encoder.take_frames();
+    std::vector<zmq::message_t> then_frames = then_encoder.take_frames();
+    adopt_orphans(state);
+    if (!state.releases.empty()) flush_releases(state);
+    std::uint64_t first_id, then_id = 0;
+    state.requests += 2;
+    ++state.round_trips;
+    {
+        splitcore::gil_release unlocked;
+        first_id = channel->send(std::move(first), std::move(first_frames));
+        try {
+            then_id = channel->send(std::move(then), std::move(then_frames));
+        } catch (const splitcore::error&) {
+            // not sent: nothing to prefetch
+        }
+    }
+    py_ref value;
+    try {
+        value = plain_value(state, await_reply(state, *channel, first_id, timeout));
+    } catch (...) {
+        if (then_id != 0) channel->abandon(then_id);
+        throw;
+    }
+    py_ref prefetched = py_ref::borrow(Py_None);
+    if (then_id != 0) {
+        std::optional<splitcore::message> reply;
+        try {
+            reply = await_reply(state, *channel, then_id, timeout);
+        } catch (const splitcore::error&) {
+            // no answer in time: the caller asks again
+        }
+        if (reply) {
+            const auto ok = reply->header.find("ok");
+            if (ok != reply->header.end() && ok->is_boolean() && ok->get<bool>()) {
+                prefetched = plain_value(state, *reply);
+            } else {
+                channel->discard(*reply);
+            }
+        }
+    }
+    return py_ref::checked(PyTuple_Pack(2, value.get(), prefetched.get()));
+}
+
 // post(op, fields=None) -> id
 py_ref connection_post(connection_object* self, PyObject* const* args, Py_ssize_t nargs) {
     if (nargs < 1 || nargs > 2) throw python_error::make(PyExc_TypeError, "post(op, fields=None)");
@@ -793,6 +876,9 @@ PyMethodDef connection_methods[] = {
     {"request", method(boundary<connection_request>), METH_FASTCALL,
      "request(op, fields=None, timeout=None) -> value: one round trip. Field 'o' is an object id, "
      "'v'/'k' boxed values, 'a' boxed arguments, 'kw' boxed keyword arguments; the rest is plain header data. Error replies raise what the owner's _error makes of them."},
+    {"request_prefetching", method(boundary<connection_request_prefetching>), METH_FASTCALL,
+     "request_prefetching(op, fields, then_op, then_fields, timeout=None) -> (value, then_value or None): both "
+     "sent at once, one round trip; the first raises as request() does, any failure of the second gives None."},
     {"post", method(boundary<connection_post>), METH_FASTCALL,
      "post(op, fields=None) -> id: send without waiting; the reply is dropped."},
     {"pipeline", method(boundary<connection_pipeline>), METH_FASTCALL,
