@@ -405,6 +405,32 @@ class RemoteMethod:
         return hash(self._sb_resolve())
 
 
+class _RemoteInit:
+    """``__init__`` of a proxy is the remote object's (``subprocess.Popen.__init__.__code__.co_argcount``,
+    ``inspect`` of a remote class's constructor), not the proxy class's own, which Python would find
+    first. While a proxy is being made (its fields not set yet), and read from the class, it is ours."""
+
+    def __init__(self, local, field):
+        self._local = local
+        self._field = field
+
+    def __get__(self, obj, cls=None):
+        __tracebackhide__ = True
+        if obj is None:
+            return self._local
+        try:
+            getattr(obj, self._field)
+        except AttributeError:  # being constructed
+            return self._local.__get__(obj, cls)
+        if isinstance(obj, RemoteMethod):
+            return obj._sb_resolve().__init__
+        return obj._sb_slave._conn.request("getattr", {"o": obj._sb_oid, "name": "__init__"})
+
+
+RemoteCallable.__init__ = _RemoteInit(object.__init__, "_sb_oid")
+RemoteMethod.__init__ = _RemoteInit(RemoteMethod.__init__, "_sb_owner")
+
+
 class _PipelinedWrite(RemoteMethod):
     """``write`` of a remote file whose small writes are pipelined (see _files)."""
 
@@ -535,6 +561,9 @@ class RemoteDescriptor(int):
 
     def __bool__(self):
         return self.remote != 0
+
+    def __int__(self):  # `int(fd)` is the slave's number too (subprocess's `sorted(map(int, fds_to_keep))`)
+        return self.remote
 
     # Arithmetic is on the slave's number too (test_os's `second != first + 1`, closerange(fd, fd + 2)):
     # the result is a plain int, the slave's number, as the caller means it.
