@@ -92,3 +92,18 @@ def test_a_remote_classs_init_is_the_slaves(linux_box):
         with pytest.raises(TypeError):
             subprocess.Popen(*[0] * (argcount + 1))
     assert argcount == subprocess.Popen.__init__.__code__.co_argcount
+
+
+def test_a_mock_set_on_the_slaves_class_reaches_the_subclass_there(linux_box):
+    with linux_box:
+        p = RecordingPopen([sys.executable, "-c", "import time; time.sleep(30)"])
+        try:
+            with mock.patch.object(subprocess.Popen, "_wait", side_effect=KeyboardInterrupt) as waited:
+                with pytest.raises(KeyboardInterrupt):
+                    p.wait(timeout=5)
+            assert waited.call_args_list[0] == mock.call(timeout=5)  # (then wait() gives it 0.25 s more)
+        finally:
+            p.kill()
+        assert p.wait(timeout=30) == -9  # put back: the routed copy's _wait again
+    with mock.patch.object(subprocess.Popen, "_wait", return_value=7):  # the master's class, outside
+        assert RecordingPopen(["true"]).wait() == 7

@@ -81,10 +81,12 @@ class RemoteObject:
             object.__setattr__(self, name, value)
         else:
             self._sb_slave._conn.request("setattr", {"o": self._sb_oid, "name": name, "v": value})
+            _note_override(self, name, value)
 
     def __delattr__(self, name):
         __tracebackhide__ = True
         self._sb_slave._conn.request("delattr", {"o": self._sb_oid, "name": name})
+        _note_override(self, name, None)
 
     def __repr__(self):
         __tracebackhide__ = True
@@ -174,6 +176,23 @@ class RemoteObject:
     def __reduce__(self):
         raise error("not_transferable", f"{self!r} lives on {self._sb_slave.name}; remote objects cannot be "
                                         "pickled")
+
+
+# (slave, (module, qualname) of a remote class, attribute) → the master's object set there (`mock.patch.object(
+# subprocess.Popen, "_wait")` inside a context): what a local subclass's routed copy of that class finds for the
+# attribute inside that slave's context, as an instance of the slave's class would (_routing._ByContext).
+class_overrides = {}
+
+
+def _note_override(proxy, name, value):
+    lineage = getattr(proxy, "_sb_lineage", None)
+    if not lineage:
+        return
+    key = (proxy._sb_slave, tuple(lineage[0]), name)
+    if value is None or isinstance(value, (RemoteObject, RemoteMethod, RemoteModule)):
+        class_overrides.pop(key, None)  # put back, or the slave's own object: the copy's method again
+    else:
+        class_overrides[key] = value
 
 
 def _make_compare(op):

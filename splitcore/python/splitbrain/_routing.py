@@ -27,7 +27,7 @@ import sysconfig
 import threading
 import types
 
-from . import _audit, _core, _files
+from . import _audit, _core, _files, _proxy
 from ._context import current_slave
 from ._context import local as _local
 from ._errors import SlaveOnlyModuleError, error
@@ -206,7 +206,12 @@ class _ByContext:
         self.copy = None
 
     def __get__(self, obj, cls=None):
-        if current_slave.get() is not None and self.owner.__dict__.get(self.name) is self.original:
+        slave = current_slave.get()
+        if slave is not None and self.owner.__dict__.get(self.name) is self.original:
+            override = _proxy.class_overrides.get((slave, (self.owner.__module__, self.owner.__qualname__), self.name))
+            if override is not None:  # the master's object that was set on the slave's class (a mock)
+                get = getattr(type(override), "__get__", None)
+                return override if get is None else get(override, obj, cls)
             return self.routed.__get__(obj, cls)
         return getattr(super(self.copy, cls if obj is None else obj), self.name)
 
