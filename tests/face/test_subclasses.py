@@ -107,3 +107,12 @@ def test_a_mock_set_on_the_slaves_class_reaches_the_subclass_there(linux_box):
         assert p.wait(timeout=30) == -9  # put back: the routed copy's _wait again
     with mock.patch.object(subprocess.Popen, "_wait", return_value=7):  # the master's class, outside
         assert RecordingPopen(["true"]).wait() == 7
+
+
+def test_communicate_of_a_subclass_waits_on_the_slaves_pipes(linux_box):
+    code = "import sys; data = sys.stdin.read(); print(data.upper()); print('on stderr', file=sys.stderr)"
+    with linux_box:
+        p = RecordingPopen([sys.executable, "-c", code], stdin=subprocess.PIPE, stdout=subprocess.PIPE,
+                           stderr=subprocess.PIPE, text=True)
+        out, err = p.communicate("through the slave", timeout=10)  # a selector on the slave's descriptors
+    assert (out, err, p.returncode) == ("THROUGH THE SLAVE\n", "on stderr\n", 0)

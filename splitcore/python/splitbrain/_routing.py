@@ -115,6 +115,11 @@ def _routed_namespace(real_module, routed):
         else:
             namespace[key] = getattr(routed, key)
     namespace[_audit.ROUTES] = True
+    selectors = sys.modules.get("selectors")
+    for key, value in source.items():
+        if selectors is not None and isinstance(value, type) and issubclass(value, selectors.BaseSelector):
+            from ._descriptors import slave_selector  # noqa: PLC0415 (_descriptors imports _proxy)
+            namespace[key] = slave_selector()  # subprocess's _PopenSelector: it waits on the slave's pipes
     for key, value in source.items():  # the module's own Python functions call each other's copies
         if type(value) is types.FunctionType and value.__globals__ is source:
             namespace[key] = _routed_function(value, namespace, source)
