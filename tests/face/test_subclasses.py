@@ -116,3 +116,4 @@ def test_communicate_of_a_subclass_waits_on_the_slaves_pipes(linux_box):
                            stderr=subprocess.PIPE, text=True)
         out, err = p.communicate("through the slave", timeout=10)  # a selector on the slave's descriptors
     assert (out, err, p.returncode) == ("THROUGH THE SLAVE\n", "on stderr\n", 0)
+

@@ -50,6 +50,12 @@ class RemoteObject:
 
     __slots__ = ("_sb_slave", "_sb_oid", "_sb_type", "_sb_refs", "__weakref__")
 
+    def __new__(cls, *args, **kwargs):
+        # `type(remote_obj)()` fails as the remote type's own constructor would for most (test_os's
+        # `type(os.scandir())()`); splitbrain makes proxies with object.__new__ (_slave.Slave._unbox).
+        raise TypeError(f"cannot create {cls.__name__!r} instances: a proxy stands for an object on a slave; "
+                        f"make the object there (a call of a remote class) instead")
+
     def __del__(self):
         try:
             self._sb_slave._conn.release(self._sb_oid, self._sb_refs)
