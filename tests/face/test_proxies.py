@@ -192,3 +192,13 @@ def test_a_remote_class_the_master_has_too_subscripts_and_derives_as_the_masters
     with pytest.raises(TypeError, match="cannot derive from remote"):
         class Derived(remote_class):
             pass
+
+
+def test_the_type_of_a_proxy_cannot_be_called_to_make_one(linux_box):
+    with linux_box:
+        entries = os.scandir(".")
+        try:
+            with pytest.raises(TypeError, match="cannot create"):
+                type(entries)()  # as type(os.scandir())() raises locally
+        finally:
+            entries.close()

@@ -91,3 +91,30 @@ def install():
     select = _real("select")
     if not hasattr(select.select, "__wrapped__"):
         select.select = _forward_select(select.select)
+
+
+def slave_selector():
+    """A ``selectors`` class for code that splitbrain runs here with a slave's descriptors (the routed
+    copy of ``subprocess.Popen``'s ``communicate``, _routing._routed_class): a slave's descriptors and
+    files with a slave's ``fileno()`` are registered by it (not ``int(fileno())``, only a number), and
+    ``select`` is the wrapped one above, which asks their slave."""
+    import selectors  # noqa: PLC0415 (only when a routed copy is made)
+    install()
+
+    class SlaveSelector(selectors.SelectSelector):
+        def _fileobj_lookup(self, fileobj):
+            number = fileobj
+            if not isinstance(fileobj, int):  # also a local TextIOWrapper over a remote file (text=True)
+                try:
+                    number = fileobj.fileno()
+                except (AttributeError, TypeError, ValueError, OSError):
+                    number = None
+            if type(number) is RemoteDescriptor:
+                return number
+            return super()._fileobj_lookup(fileobj)
+
+        def _select(self, r, w, _, timeout=None):
+            import select  # noqa: PLC0415 (the real module, with its select wrapped by install())
+            return select.select(r, w, [], timeout)
+
+    return SlaveSelector

@@ -50,6 +50,12 @@ class RemoteObject:
 
     __slots__ = ("_sb_slave", "_sb_oid", "_sb_type", "_sb_refs", "__weakref__")
 
+    def __new__(cls, *args, **kwargs):
+        # `type(remote_obj)()` fails as the remote type's own constructor would for most (test_os's
+        # `type(os.scandir())()`); splitbrain makes proxies with object.__new__ (_slave.Slave._unbox).
+        raise TypeError(f"cannot create {cls.__name__!r} instances: a proxy stands for an object on a slave; "
+                        f"make the object there (a call of a remote class) instead")
+
     def __del__(self):
         try:
             self._sb_slave._conn.release(self._sb_oid, self._sb_refs)
@@ -81,10 +87,12 @@ class RemoteObject:
             object.__setattr__(self, name, value)
         else:
             self._sb_slave._conn.request("setattr", {"o": self._sb_oid, "name": name, "v": value})
+            _note_override(self, name, value)
 
     def __delattr__(self, name):
         __tracebackhide__ = True
         self._sb_slave._conn.request("delattr", {"o": self._sb_oid, "name": name})
+        _note_override(self, name, None)
 
     def __repr__(self):
         __tracebackhide__ = True
@@ -174,6 +182,23 @@ class RemoteObject:
     def __reduce__(self):
         raise error("not_transferable", f"{self!r} lives on {self._sb_slave.name}; remote objects cannot be "
                                         "pickled")
+
+
+# (slave, (module, qualname) of a remote class, attribute) → the master's object set there (`mock.patch.object(
+# subprocess.Popen, "_wait")` inside a context): what a local subclass's routed copy of that class finds for the
+# attribute inside that slave's context, as an instance of the slave's class would (_routing._ByContext).
+class_overrides = {}
+
+
+def _note_override(proxy, name, value):
+    lineage = getattr(proxy, "_sb_lineage", None)
+    if not lineage:
+        return
+    key = (proxy._sb_slave, tuple(lineage[0]), name)
+    if value is None or isinstance(value, (RemoteObject, RemoteMethod, RemoteModule)):
+        class_overrides.pop(key, None)  # put back, or the slave's own object: the copy's method again
+    else:
+        class_overrides[key] = value
 
 
 def _make_compare(op):
@@ -410,6 +435,32 @@ class RemoteMethod:
         return hash(self._sb_resolve())
 
 
+class _RemoteInit:
+    """``__init__`` of a proxy is the remote object's (``subprocess.Popen.__init__.__code__.co_argcount``,
+    ``inspect`` of a remote class's constructor), not the proxy class's own, which Python would find
+    first. While a proxy is being made (its fields not set yet), and read from the class, it is ours."""
+
+    def __init__(self, local, field):
+        self._local = local
+        self._field = field
+
+    def __get__(self, obj, cls=None):
+        __tracebackhide__ = True
+        if obj is None:
+            return self._local
+        try:
+            getattr(obj, self._field)
+        except AttributeError:  # being constructed
+            return self._local.__get__(obj, cls)
+        if isinstance(obj, RemoteMethod):
+            return obj._sb_resolve().__init__
+        return obj._sb_slave._conn.request("getattr", {"o": obj._sb_oid, "name": "__init__"})
+
+
+RemoteCallable.__init__ = _RemoteInit(object.__init__, "_sb_oid")
+RemoteMethod.__init__ = _RemoteInit(RemoteMethod.__init__, "_sb_owner")
+
+
 class _PipelinedWrite(RemoteMethod):
     """``write`` of a remote file whose small writes are pipelined (see _files)."""
 
@@ -540,6 +591,9 @@ class RemoteDescriptor(int):
 
     def __bool__(self):
         return self.remote != 0
+
+    def __int__(self):  # `int(fd)` is the slave's number too (subprocess's `sorted(map(int, fds_to_keep))`)
+        return self.remote
 
     # Arithmetic is on the slave's number too (test_os's `second != first + 1`, closerange(fd, fd + 2)):
     # the result is a plain int, the slave's number, as the caller means it.

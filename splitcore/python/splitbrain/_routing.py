@@ -27,7 +27,7 @@ import sysconfig
 import threading
 import types
 
-from . import _audit, _core, _files
+from . import _audit, _core, _files, _proxy
 from ._context import current_slave
 from ._context import local as _local
 from ._errors import SlaveOnlyModuleError, error
@@ -92,29 +92,166 @@ def _run_here(name, routed, attr):
     if known is not None and known[0] is real:
         return known[1]
     with _lock, _local():  # read outside any context, the routed module's functions route
-        source = vars(real_module)
-        namespace = {}
-        for key, value in source.items():
-            if type(value) is type(sys):
-                namespace[key] = _by_real.get(id(value), value)  # `path`: the routed os.path
-            elif key.startswith("__") or isinstance(value, type) or not callable(value):
-                namespace[key] = value
-            else:
-                namespace[key] = getattr(routed, key)
-        namespace[_audit.ROUTES] = True
-        for key, value in source.items():  # the module's own Python functions call each other's copies
-            if type(value) is types.FunctionType and value.__globals__ is source:
-                copy = types.FunctionType(value.__code__, namespace, value.__name__, value.__defaults__,
-                                          value.__closure__)
-                copy.__kwdefaults__ = value.__kwdefaults__
-                copy.__qualname__, copy.__doc__, copy.__module__ = value.__qualname__, value.__doc__, value.__module__
-                namespace[key] = copy
+        namespace = _routed_namespace(real_module, routed)
         if name == "os":
             namespace["scandir"] = _scandir_in_one_round_trip(namespace["scandir"])
         if name == "os" and "_spawnvef" in namespace:
             namespace["_spawnvef"] = _spawn_without_fork(namespace, routed)
         _here[(name, attr)] = (real, namespace[attr])
         return namespace[attr]
+
+
+def _routed_namespace(real_module, routed):
+    """A copy of *real_module*'s globals in which its functions route: the routed modules, the routed
+    module's own functions read outside any context (routing callables), and copies of its Python
+    functions with these globals. Call with _lock held, outside any context."""
+    source = vars(real_module)
+    namespace = {}
+    for key, value in source.items():
+        if type(value) is type(sys):
+            namespace[key] = _by_real.get(id(value), value)  # `path`: the routed os.path
+        elif key.startswith("__") or isinstance(value, type) or not callable(value):
+            namespace[key] = value
+        else:
+            namespace[key] = getattr(routed, key)
+    namespace[_audit.ROUTES] = True
+    selectors = sys.modules.get("selectors")
+    for key, value in source.items():
+        if selectors is not None and isinstance(value, type) and issubclass(value, selectors.BaseSelector):
+            from ._descriptors import slave_selector  # noqa: PLC0415 (_descriptors imports _proxy)
+            namespace[key] = slave_selector()  # subprocess's _PopenSelector: it waits on the slave's pipes
+    for key, value in source.items():  # the module's own Python functions call each other's copies
+        if type(value) is types.FunctionType and value.__globals__ is source:
+            namespace[key] = _routed_function(value, namespace, source)
+    return namespace
+
+
+def _routed_function(function, namespace, source):
+    """*function* (of the module whose globals are *source*) with *namespace* as its globals; its
+    defaults that are the module's functions (`_waitpid=_waitpid`, bound at def time) route too."""
+    def routed_default(value):
+        if callable(value) and not isinstance(value, type):
+            for key, original in source.items():
+                if original is value and key in namespace:
+                    return namespace[key]
+        return value
+
+    defaults = function.__defaults__
+    if defaults:
+        defaults = tuple(routed_default(value) for value in defaults)
+    copy = types.FunctionType(function.__code__, namespace, function.__name__, defaults, function.__closure__)
+    kwdefaults = function.__kwdefaults__
+    copy.__kwdefaults__ = {k: routed_default(v) for k, v in kwdefaults.items()} if kwdefaults else kwdefaults
+    copy.__qualname__, copy.__doc__, copy.__module__ = function.__qualname__, function.__doc__, function.__module__
+    copy.__dict__.update(function.__dict__)
+    return copy
+
+
+# A local class derived from a class of a routed module (test_subprocess's `class RecordingPopen(
+# subprocess.Popen)`, a lab script's own Popen or TemporaryDirectory), defined at import with the
+# master active or inside a context (its base then the master's twin of the slave's class), would
+# inherit the master's code, whose globals hold the real modules: inside a slave's context its
+# inherited methods would act on the master (or be refused by the audit hook). A subclass that user
+# code or a library defines derives instead from a copy of the class whose functions route, as
+# _RUN_HERE's do: outside any context it is the master's code acting on the master; inside one,
+# its os, open, _fork_exec, ... are the slave's, a round trip each (a Popen of such a class costs
+# about fifteen). The class's __init_subclass__ (set on the routed modules' own classes that have
+# Python methods) swaps the base when the subclass is made; the master's class itself is unchanged.
+_COPY = "__splitbrain_routed_copy__"
+_copies = {}  # (module name, qualname) → (the master's class, its routed copy)
+
+
+def _routed_class(name, routed, original):
+    """The routed copy of *original*, a class of the routed module *name*: a subclass of it whose
+    methods (its own and those its bases of the same module define) are, inside a slave's context,
+    copies with routing globals; outside, the master's class's own as they are then (_ByContext)."""
+    known = _copies.get((name, original.__qualname__))
+    if known is not None and known[0] is original:
+        return known[1]
+    real_module = _load_real(name, routed)
+    with _lock, _local():
+        namespace = _routed_namespace(real_module, routed)
+        source = vars(real_module)
+        body = {_COPY: True, "__slots__": (), "__module__": original.__module__,
+                "__qualname__": original.__qualname__, "__doc__": original.__doc__}
+        members = []
+        for klass in reversed(original.__mro__):
+            if klass.__module__ != original.__module__:
+                continue
+            for key, value in vars(klass).items():
+                copied = _routed_member(value, namespace, source)
+                if copied is not None:
+                    body[key] = member = _ByContext(key, klass, value, copied)
+                    members.append(member)
+        copy = type(original)(original.__name__, (original,), body)
+        for member in members:
+            member.copy = copy
+        _copies[(name, original.__qualname__)] = (original, copy)
+        return copy
+
+
+def _routed_member(value, namespace, source):
+    if type(value) in (staticmethod, classmethod):
+        function = _routed_member(value.__func__, namespace, source)
+        return None if function is None else type(value)(function)
+    if type(value) is types.FunctionType and value.__globals__ is source:
+        return _routed_function(value, namespace, source)
+    return None
+
+
+class _ByContext:
+    """A method of a routed copy of a class: inside a slave's context its copy with routing globals,
+    unless the master's class has it replaced since (`mock.patch.object`); outside, what the master's
+    class has now, so that the subclass is the master's class there."""
+
+    __slots__ = ("name", "owner", "original", "routed", "copy")
+
+    def __init__(self, name, owner, original, routed):
+        self.name, self.owner, self.original, self.routed = name, owner, original, routed
+        self.copy = None
+
+    def __get__(self, obj, cls=None):
+        slave = current_slave.get()
+        if slave is not None and self.owner.__dict__.get(self.name) is self.original:
+            override = _proxy.class_overrides.get((slave, (self.owner.__module__, self.owner.__qualname__), self.name))
+            if override is not None:  # the master's object that was set on the slave's class (a mock)
+                get = getattr(type(override), "__get__", None)
+                return override if get is None else get(override, obj, cls)
+            return self.routed.__get__(obj, cls)
+        return getattr(super(self.copy, cls if obj is None else obj), self.name)
+
+
+def _subclass_hook(name, routed, original):
+    def __init_subclass__(cls, **kwargs):
+        super(original, cls).__init_subclass__(**kwargs)
+        if cls.__dict__.get(_COPY) or original not in cls.__bases__:
+            return
+        module = sys.modules.get(cls.__module__)
+        if module is None or not _is_patchable(cls.__module__, module):
+            return  # the standard library's and the exempt packages' subclasses act on the master
+        copy = _routed_class(name, routed, original)
+        try:
+            cls.__bases__ = tuple(copy if base is original else base for base in cls.__bases__)
+        except TypeError:  # a layout the copy cannot stand in for: the subclass keeps the master's code
+            pass
+    __init_subclass__.__qualname__ = f"{original.__qualname__}.__init_subclass__"
+    return classmethod(__init_subclass__)
+
+
+def _route_subclasses(name, routed, real_module):
+    """Sets the hook above on *real_module*'s own classes with Python methods (not exceptions or ABCs:
+    they do no IO of their own), unless they have an __init_subclass__ of their own. Not pathlib's,
+    which stay the master's inside a context and route through their module's `os` (_LOCAL_CODE)."""
+    if name in _LOCAL_CODE:
+        return
+    source = vars(real_module)
+    for value in list(source.values()):
+        if type(value) is not type or value.__module__ != real_module.__name__ or issubclass(value, BaseException):
+            continue
+        if "__init_subclass__" in vars(value) or _COPY in vars(value):
+            continue
+        if any(type(member) is types.FunctionType and member.__globals__ is source for member in vars(value).values()):
+            value.__init_subclass__ = _subclass_hook(name, routed, value)
 
 
 # Routed modules whose classes and functions stay the master's inside a context too: their IO goes
@@ -319,6 +456,7 @@ def _load_real(name, routed):
             raise exc
         _core.set_routed_real(routed, real)
         _by_real[id(real)] = routed
+        _route_subclasses(name, routed, real)
         return real
 
 
@@ -446,6 +584,7 @@ def route(name):
         if real is not None:
             _by_real[id(real)] = routed
             _patch_globals({id(real): routed})
+            _route_subclasses(name, routed, real)
         return routed
 
 
@@ -519,6 +658,10 @@ def install():
             sys.modules[name] = routed
         setattr(_routed["os"], "path", _routed["os.path"])
         _patch_globals(dict(_by_real))
+        for name, routed in _routed.items():
+            real = _core.routed_real(routed)
+            if real is not None:
+                _route_subclasses(name, routed, real)
         builtins.open = open
         io.open = open
         for module_name, keys in _KEEP_ROUTED.items():  # imported before splitbrain
