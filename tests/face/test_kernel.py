@@ -163,7 +163,7 @@ def test_open_in_a_context_opens_the_file_on_the_slave(kernel, tmp_path):
         f"with box:\n    with open({path!r}, 'w') as f:\n        f.write('remote')\n"
         "print(type(f).__name__, repr(f).startswith('<remote linux-box:'))")
     assert reply["status"] == "ok", error
-    assert out == "RemoteObject True\n"
+    assert out == "RemoteTextIO True\n"  # a RemoteObject of the io class of the remote file (README, "Known limits")
     assert open(path).read() == "remote"
 
 

@@ -22,8 +22,13 @@ def test_a_remote_dir_entry_and_path_are_path_like_for_local_code(linux_box, tmp
         assert f.read() == "x"
     with linux_box:
         f = open(tmp_path / "a.txt")
-    with pytest.raises(TypeError, match="expected str, bytes or os.PathLike object, not remote"):
+    # as a local file, a remote file is no os.PathLike (so numpy takes it for a file, test_remote_files.py)
+    assert not isinstance(f, os.PathLike)
+    with pytest.raises(TypeError):
         os.fspath(f)
+    other = linux_box.modules.builtins.object()  # a proxy of a class the master has no io twin of
+    with pytest.raises(TypeError, match="expected str, bytes or os.PathLike object, not remote"):
+        os.fspath(other)
     f.close()
 
 

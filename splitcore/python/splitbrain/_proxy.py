@@ -13,13 +13,16 @@ Round trips are the cost, so:
   (``f.write(data)``): the first ``f.write`` asks, the answer is remembered per remote type.
 """
 
+import io
 import os
 import pathlib
 import sys
 
+from . import _core
 from ._errors import error
 
-__all__ = ["RemoteCallable", "RemoteDescriptor", "RemoteMethod", "RemoteModule", "RemoteObject"]
+__all__ = ["RemoteBufferedIO", "RemoteCallable", "RemoteDescriptor", "RemoteIOBase", "RemoteMethod", "RemoteModule",
+           "RemoteObject", "RemoteRawIO", "RemoteTextIO", "proxy_class"]
 
 # Types of the values `getattr(obj, name)` gives for a method: calling them through a path is the
 # same as calling the bound method.
@@ -33,6 +36,9 @@ _ENTER_RETURNS_SELF = frozenset({
     "_io.TextIOWrapper", "_io.BufferedReader", "_io.BufferedWriter", "_io.BufferedRandom", "_io.FileIO",
 })
 
+# The longest str/bytes result a module's function keeps to give the same object next time (RemoteMethod).
+_LAST_KEPT = 4096
+
 _ITER_FIRST_BATCH = 64
 _ITER_MAX_BATCH = 4096
 
@@ -45,22 +51,18 @@ class RemoteObject:
     object. ``repr`` names the slave: ``<remote linux-box: <_io.TextIOWrapper ...>>``.
 
     Passing a proxy back to its own slave passes the original object; to another slave, a
-    ``TypeError`` with the ``wrong_slave`` id.
+    ``TypeError`` with the ``wrong_slave`` id. A proxy has no ``__del__`` of its own (its slave's
+    table of proxies releases the remote object when it dies, see _slave): ``f.__del__()`` is the
+    remote object's, as a local object's is.
     """
 
-    __slots__ = ("_sb_slave", "_sb_oid", "_sb_type", "_sb_refs", "__weakref__")
+    __slots__ = ("_sb_slave", "_sb_oid", "_sb_type", "__weakref__")
 
     def __new__(cls, *args, **kwargs):
         # `type(remote_obj)()` fails as the remote type's own constructor would for most (test_os's
         # `type(os.scandir())()`); splitbrain makes proxies with object.__new__ (_slave.Slave._unbox).
         raise TypeError(f"cannot create {cls.__name__!r} instances: a proxy stands for an object on a slave; "
                         f"make the object there (a call of a remote class) instead")
-
-    def __del__(self):
-        try:
-            self._sb_slave._conn.release(self._sb_oid, self._sb_refs)
-        except Exception:  # interpreter shutdown, closed slave: nothing left to release
-            pass
 
     def __getattr__(self, name):
         __tracebackhide__ = True  # IPython and pytest leave these frames out of tracebacks
@@ -242,6 +244,57 @@ for _dunder in ("__neg__", "__pos__", "__abs__", "__invert__", "__int__", "__flo
     setattr(RemoteObject, _dunder, _make_operator(_dunder, 0))
 
 
+class RemoteIOBase(RemoteObject):
+    """A remote object whose class is one of the master's io classes (a file, a socket's makefile(),
+    ``tempfile.SpooledTemporaryFile``): to local code it is one too (``isinstance(f, io.IOBase)``,
+    ``io.BufferedIOBase``, ``io.TextIOBase``, ``io.RawIOBase``, registered below), and, as a local
+    file, no ``os.PathLike`` (C code such as numpy's tells a path from a file by that)."""
+
+    __slots__ = ()
+    __fspath__ = None  # os.PathLike's check: a class that sets it to None is none
+
+
+class RemoteRawIO(RemoteIOBase):
+    __slots__ = ()
+
+
+class RemoteBufferedIO(RemoteIOBase):
+    __slots__ = ()
+
+
+class RemoteTextIO(RemoteIOBase):
+    __slots__ = ()
+
+
+for _abc, _proxy_cls in ((io.IOBase, RemoteIOBase), (io.RawIOBase, RemoteRawIO), (io.BufferedIOBase, RemoteBufferedIO),
+                         (io.TextIOBase, RemoteTextIO)):
+    _abc.register(_proxy_cls)
+
+_IO_PROXIES = ((io.TextIOBase, RemoteTextIO), (io.BufferedIOBase, RemoteBufferedIO), (io.RawIOBase, RemoteRawIO),
+               (io.IOBase, RemoteIOBase))
+_proxy_classes = {}  # remote type name → the proxy class of its objects
+
+
+def proxy_class(type_name):
+    """The proxy class for a slave's object of type *type_name* (``module.qualname``): an io one when
+    the master has that class (in a module already loaded: nothing is imported for it) and it is an
+    ``io.IOBase``, else RemoteObject. Decided once per type."""
+    cls = _proxy_classes.get(type_name)
+    if cls is not None:
+        return cls
+    cls = RemoteObject
+    module_name, _, qualname = type_name.rpartition(".")
+    module = sys.modules.get(module_name)
+    if isinstance(module, _core.RoutedModule):  # tempfile: the real one behind it
+        module = _core.routed_real(module)
+    local = getattr(module, qualname, None) if module is not None else None
+    if isinstance(local, type) and issubclass(local, io.IOBase) and local.__qualname__ == qualname:
+        cls = next(proxy for abc, proxy in _IO_PROXIES if issubclass(local, abc))
+    if len(_proxy_classes) < 4096:  # bounded: a slave may make any number of classes
+        _proxy_classes[type_name] = cls
+    return cls
+
+
 class RemoteCallable(RemoteObject):
     """A callable object on a slave (a function, class, bound method).
 
@@ -339,7 +392,7 @@ class RemoteMethod:
     attribute first (one round trip, then remembered).
     """
 
-    __slots__ = ("_sb_owner", "_sb_name", "_sb_path", "_sb_resolved")
+    __slots__ = ("_sb_owner", "_sb_name", "_sb_path", "_sb_resolved", "_sb_last")
 
     def __init__(self, owner, name):
         # Straight into the slots: a module's import makes one per callable (213 for os), and going
@@ -348,6 +401,7 @@ class RemoteMethod:
         _set_slot(self, "_sb_name", name)
         _set_slot(self, "_sb_path", [name])
         _set_slot(self, "_sb_resolved", None)
+        _set_slot(self, "_sb_last", None)
 
     def __call__(self, *args, **kwargs):
         __tracebackhide__ = True
@@ -356,9 +410,19 @@ class RemoteMethod:
             return resolved(*args, **kwargs)
         owner = self._sb_owner
         if RemoteDescriptor.made:
+            if type(owner) is RemoteModule:
+                _refuse_c_view(owner, self._sb_name, args)
             args, kwargs = _slave_descriptors(owner._sb_slave, args, kwargs)
-        return owner._sb_slave._conn.request(
+        result = owner._sb_slave._conn.request(
             "call", {"o": owner._sb_oid, "path": self._sb_path, "a": args, "kw": kwargs or None})
+        if type(result) in (str, bytes) and type(owner) is RemoteModule:
+            # A module's function that answers what it answered last time gives the same object, as a
+            # local one returning what it keeps does (`tempfile.gettempdir() is tempfile.gettempdir()`).
+            last = self._sb_last
+            if type(last) is type(result) and last == result:
+                return last
+            object.__setattr__(self, "_sb_last", result if len(result) <= _LAST_KEPT else None)
+        return result
 
     def _sb_resolve(self):
         __tracebackhide__ = True
@@ -692,6 +756,35 @@ def _slave_descriptors(slave, args, kwargs):
             return type(value)(_slave_descriptor(slave, item) for item in value)
         return _slave_descriptor(slave, value)
     return tuple(translate(a) for a in args), {k: translate(v) for k, v in kwargs.items()}
+
+
+# Functions of a slave's os whose leading arguments are descriptors (how many of them).
+_OS_TAKES_FD = {name: 1 for name in (
+    "dup", "fdopen", "fstat", "fstatvfs", "lseek", "read", "write", "pread", "pwrite", "readv", "writev", "close",
+    "fsync", "fdatasync", "ftruncate", "fchmod", "fchown", "fchdir", "isatty", "ttyname", "device_encoding",
+    "get_inheritable", "set_inheritable", "get_blocking", "set_blocking", "lockf", "posix_fadvise",
+    "posix_fallocate", "tcgetpgrp", "tcsetpgrp", "fpathconf")}
+_OS_TAKES_FD.update(dup2=2, sendfile=2)
+
+
+def _refuse_c_view(module, name, args):
+    """A descriptor number that only the master's C code can have made: a RemoteDescriptor reads as
+    offset + the slave's number to C (PyObject_AsFileDescriptor). Given back to the slave's os as a
+    descriptor, it is C code here that took a remote file's fileno() to do its own IO on it here
+    (numpy's tofile/fromfile dup() it for a FILE*): refused, saying what to do instead."""
+    __tracebackhide__ = True
+    if module._sb_name not in ("os", "posix"):
+        return
+    for value in args[:_OS_TAKES_FD.get(name, 0)]:
+        if type(value) is int and RemoteDescriptor.offset <= value < 2 * RemoteDescriptor.offset:
+            slave = module._sb_slave
+            raise error("local_io_in_slave_context", (
+                f"os.{name}({value}) inside {slave.name}'s context: {value} is a slave's descriptor "
+                f"{value - RemoteDescriptor.offset} as the master's C code reads it (the fileno() of a remote file, "
+                f"taken by C code such as numpy's tofile/fromfile, which wants a descriptor of its own to do C IO "
+                f"on this machine); C code on the master cannot use a slave's file. Write and read the file's "
+                f"bytes through the file object instead (f.write(array.tobytes()), numpy.frombuffer(f.read(), "
+                f"dtype)), or run that code on the slave with {slave.name}.run(...)"))
 
 
 class _DescriptorMethod(RemoteMethod):

@@ -511,6 +511,35 @@ def open(file, mode="r", buffering=-1, encoding=None, errors=None, newline=None,
 open.__doc__ = (_io.open.__doc__ or "") + "\n\n(splitbrain: acts on the active slave inside its context.)"
 
 
+class _IoModule(types.ModuleType):
+    """The master's ``io`` (its class, once splitbrain is installed): ``io.open`` is splitbrain's
+    :func:`open`. Replacing it inside a slave's context (``mock.patch("io.open", ...)``) replaces the
+    slave's ``io.open`` too, where the code that calls it runs (tempfile's ``_io.open``): the slave
+    calls the replacement back, as that code would call it locally. Putting splitbrain's back puts
+    the slave's own back."""
+
+    def __setattr__(self, name, value):
+        if name == "open":
+            _patch_slave_io_open(value)
+        super().__setattr__(name, value)
+
+
+def _patch_slave_io_open(value):
+    slave = current_slave.get()
+    if slave is None:
+        return
+    saved = slave.__dict__.get("_sb_io_open")
+    if value is open:
+        if saved is not None:
+            del slave.__dict__["_sb_io_open"]
+            setattr(slave._module("io"), "open", saved)
+        return
+    remote_io = slave._module("io")
+    if saved is None:
+        slave.__dict__["_sb_io_open"] = slave._builtin("getattr")(remote_io._sb_proxy, "open")
+    setattr(remote_io, "open", value)
+
+
 # -- installing ------------------------------------------------------------------------------------
 
 def _is_patchable(module_name, module):
@@ -664,6 +693,8 @@ def install():
                 _route_subclasses(name, routed, real)
         builtins.open = open
         io.open = open
+        if type(io) is types.ModuleType:
+            io.__class__ = _IoModule
         for module_name, keys in _KEEP_ROUTED.items():  # imported before splitbrain
             namespace = getattr(sys.modules.get(module_name), "__dict__", {})
             for key in keys:

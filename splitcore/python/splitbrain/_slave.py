@@ -14,7 +14,7 @@ import weakref
 from . import _byname, _classes, _context, _core, _local, _registry, _spawn
 from ._errors import AgentUnreachable, SessionLost, error, exception_from_reply
 from ._proxy import (RemoteCallable, RemoteDescriptor, RemoteMethod, RemoteModule, RemoteObject, _slave_descriptors,
-                     path_like_text)
+                     path_like_text, proxy_class)
 
 __all__ = ["Slave", "connect", "forget", "known_slaves", "slave", "slaves", "spawn"]
 
@@ -27,6 +27,63 @@ _PURE_POSIXPATH = ("join", "split", "basename", "dirname", "splitext", "normpath
 _lock = threading.RLock()
 _connected = {}   # name → Slave (open)
 _spawn_numbers = itertools.count(1)
+
+
+class _ProxyRef(weakref.ref):
+    """A weak reference to a proxy, with the remote object's id and how many references it stands for."""
+
+    __slots__ = ("oid", "count")
+
+    def __new__(cls, proxy, callback, oid):
+        self = super().__new__(cls, proxy, callback)
+        self.oid, self.count = oid, 1
+        return self
+
+    def __init__(self, proxy, callback, oid):
+        super().__init__(proxy, callback)
+
+
+class _ProxyTable:
+    """One session's live proxies by remote object id, held weakly: one proxy per remote object (so
+    ``is`` works), and the proxy's death releases the references it stood for (batched by the
+    connection). A weak reference's callback does it rather than a ``__del__`` of the proxy, so that
+    ``f.__del__()`` called by hand reaches the remote object's own, as a local object's does."""
+
+    __slots__ = ("_slave", "_refs", "__weakref__")
+
+    def __init__(self, slave):
+        self._slave = weakref.ref(slave)  # not a cycle: a Slave dropped unclosed still closes at once
+        self._refs = {}  # oid → _ProxyRef
+
+    def get(self, oid):
+        """The live proxy of *oid*, now standing for one more reference; or None."""
+        ref = self._refs.get(oid)
+        proxy = ref() if ref is not None else None
+        if proxy is not None:
+            ref.count += 1
+        return proxy
+
+    def add(self, oid, proxy):
+        self._refs[oid] = _ProxyRef(proxy, self._died, oid)
+
+    def values(self):
+        return [proxy for proxy in (ref() for ref in list(self._refs.values())) if proxy is not None]
+
+    def close(self):
+        """The session is gone: its proxies' deaths release nothing."""
+        self._slave = lambda: None
+        self._refs = {}
+
+    def _died(self, ref):
+        if self._refs.get(ref.oid) is ref:
+            del self._refs[ref.oid]
+        slave = self._slave()
+        if slave is None:
+            return
+        try:
+            slave._conn.release(ref.oid, ref.count)
+        except Exception:  # interpreter shutdown, closed slave: nothing left to release
+            pass
 
 
 class _Modules:
@@ -122,7 +179,7 @@ class Slave:
         self._agent = agent              # the _spawn.Agent this slave stops when closed, if spawned
         self._modules = {}
         self._methods = {}              # remote type name → names known to be methods
-        self._proxies = weakref.WeakValueDictionary()
+        self._proxies = _ProxyTable(self)
         self._decoders = {1: codecs.getincrementaldecoder("utf-8")("replace"),
                           2: codecs.getincrementaldecoder("utf-8")("replace")}
         self._exports = _local.Exports()  # local objects the slave holds by reference (callbacks)
@@ -199,9 +256,10 @@ class Slave:
                                   f"restart are gone, new calls open a new session")
         old = self._conn
         self._open_session()  # raises (and keeps the old state) if the agent cannot be reached
-        for proxy in list(self._proxies.values()):
+        for proxy in self._proxies.values():
             object.__setattr__(proxy, "_sb_slave", lost)
-        self._proxies = weakref.WeakValueDictionary()
+        self._proxies.close()  # their references died with the old session
+        self._proxies = _ProxyTable(self)
         self._modules.clear()
         self._exports.clear()  # the old session's proxies of them are gone with it
         old.close()
@@ -255,19 +313,17 @@ class Slave:
             if local is not None:
                 self._conn.release(oid, 1)
                 return local
-        proxy = self._proxies.get(oid)
+        proxy = self._proxies.get(oid)  # one more reference it stands for
         if proxy is not None:
-            proxy._sb_refs += 1
             return proxy
-        cls = RemoteCallable if is_callable else RemoteObject
+        cls = RemoteCallable if is_callable else proxy_class(type_name)
         proxy = object.__new__(cls)
         if lineage is not None:
             object.__setattr__(proxy, "_sb_lineage", lineage)
         object.__setattr__(proxy, "_sb_slave", self)
         object.__setattr__(proxy, "_sb_oid", oid)
         object.__setattr__(proxy, "_sb_type", type_name)
-        object.__setattr__(proxy, "_sb_refs", 1)
-        self._proxies[oid] = proxy
+        self._proxies.add(oid, proxy)
         return proxy
 
     def _box(self, obj):
