@@ -506,14 +506,14 @@ class _RemoteInit:
 
     def __init__(self, local, field):
         self._local = local
-        self._field = field
+        self._field = field  # the slot that is set once the proxy is made (its member descriptor)
 
     def __get__(self, obj, cls=None):
         __tracebackhide__ = True
         if obj is None:
             return self._local
         try:
-            getattr(obj, self._field)
+            self._field.__get__(obj)
         except AttributeError:  # being constructed
             return self._local.__get__(obj, cls)
         if isinstance(obj, RemoteMethod):
@@ -521,8 +521,8 @@ class _RemoteInit:
         return obj._sb_slave._conn.request("getattr", {"o": obj._sb_oid, "name": "__init__"})
 
 
-RemoteCallable.__init__ = _RemoteInit(object.__init__, "_sb_oid")
-RemoteMethod.__init__ = _RemoteInit(RemoteMethod.__init__, "_sb_owner")
+RemoteCallable.__init__ = _RemoteInit(object.__init__, RemoteObject.__dict__["_sb_oid"])
+RemoteMethod.__init__ = _RemoteInit(RemoteMethod.__init__, RemoteMethod.__dict__["_sb_owner"])
 
 
 class _PipelinedWrite(RemoteMethod):
