@@ -13,6 +13,7 @@ import pytest
 
 def test_subprocess_run_returncode_is_one_round_trip(linux_box):
     linux_box.modules.subprocess  # imported on the slave beforehand: the import is a round trip of its own
+    linux_box.stats()  # sends the session's pending releases: a batch of them is a message of its own
     with linux_box:
         before = linux_box.requests
         returncode = subprocess.run(["true"]).returncode
