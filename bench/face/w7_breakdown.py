@@ -9,7 +9,8 @@ Three ways, in turn for --rounds rounds on one session (medians of the rounds, p
 For each, per call: the wall time; the worker's CPU and its run-queue wait (its threads'
 /proc/PID/task/*/schedstat: time on a CPU, time runnable but waiting for one); the CPU of the
 worker's children (the `true` processes: RUSAGE_CHILDREN, read on the slave); the client's CPU and
-run-queue wait (this process, same counters). Then a profile of the worker's Python for the
+run-queue wait (this process, same counters); the context switches of the worker's and the client's
+threads (/proc/PID/task/*/status: voluntary, a sleep and so a wake-up; involuntary, a preemption). Then a profile of the worker's Python for the
 remote and the loop way (cProfile started and read back with `box.run`): where `fork_exec`
 (vfork until the child's exec) and `waitpid` (until the child's exit) spend it.
 Not a test; no assertion on timings.
@@ -93,6 +94,23 @@ def schedstat(pid):
     return run, wait
 
 
+def switches(pid):
+    """(voluntary, involuntary) context switches, summed over the process's threads: a voluntary one
+    is a sleep, so a wake-up follows it; an involuntary one, a preemption."""
+    vol = invol = 0
+    for path in glob.glob(f"/proc/{pid}/task/*/status"):
+        try:
+            text = open(path).read()
+        except OSError:
+            continue
+        for line in text.splitlines():
+            if line.startswith("voluntary_ctxt_switches:"):
+                vol += int(line.split()[1])
+            elif line.startswith("nonvoluntary_ctxt_switches:"):
+                invol += int(line.split()[1])
+    return vol, invol
+
+
 def main():
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--n", type=int, default=300, help="calls per way and round")
@@ -129,19 +147,24 @@ def main():
             for _ in range(args.rounds):
                 for way, body in ways.items():
                     c0, w0, m0 = box.run(children_cpu), schedstat(worker), schedstat(me)
+                    ws0, ms0 = switches(worker), switches(me)
                     t0 = time.perf_counter()
                     body()
                     wall = time.perf_counter() - t0
+                    ws1, ms1 = switches(worker), switches(me)
                     w1, m1, c1 = schedstat(worker), schedstat(me), box.run(children_cpu)
                     rows[way].append({"wall": wall * 1e6 / n, "worker cpu": (w1[0] - w0[0]) / 1e3 / n,
                                       "worker rq wait": (w1[1] - w0[1]) / 1e3 / n,
                                       "children cpu": (c1 - c0) * 1e6 / n, "client cpu": (m1[0] - m0[0]) / 1e3 / n,
-                                      "client rq wait": (m1[1] - m0[1]) / 1e3 / n})
+                                      "client rq wait": (m1[1] - m0[1]) / 1e3 / n,
+                                      "worker sleeps": (ws1[0] - ws0[0]) / n, "worker preempted": (ws1[1] - ws0[1]) / n,
+                                      "client sleeps": (ms1[0] - ms0[0]) / n, "client preempted": (ms1[1] - ms0[1]) / n})
             fields = list(rows["W7 remote"][0])
             print(f"per call, µs, medians of {args.rounds} rounds of {n} calls")
-            print(f"{'':20s}" + "".join(f"{f:>16s}" for f in fields))
+            print(f"{'':20s}" + "".join(f"{f:>17s}" for f in fields))
             for way, got in rows.items():
-                print(f"{way:20s}" + "".join(f"{statistics.median(r[f] for r in got):16.0f}" for f in fields))
+                print(f"{way:20s}" + "".join(f"{statistics.median(r[f] for r in got):17.{1 if 'sleeps' in f or 'preempted' in f else 0}f}"
+                                             for f in fields))
             if not args.no_profile:
                 names = ("fork_exec", "waitpid", "run")
                 print("the worker's Python, cProfile (µs per call, cumulative)")
