@@ -116,7 +116,9 @@ def test_issue_10_a_killed_agent_is_nothing_listening_at_once():
 def test_issue_10_a_silent_agent_is_agent_unreachable_after_the_liveness_timeout():
     box = splitbrain.spawn("stopped", liveness=1.0)
     group = box._agent.process.pid
-    os.killpg(group, signal.SIGSTOP)  # connected, and silent
+    worker = box.modules.os.getpid()  # in a process group of its own, and answering directly
+    os.killpg(group, signal.SIGSTOP)  # connected, and silent: the supervisor and the session's worker
+    os.kill(worker, signal.SIGSTOP)
     try:
         start = time.monotonic()
         with pytest.raises(splitbrain.AgentUnreachable) as caught:
@@ -129,6 +131,7 @@ def test_issue_10_a_silent_agent_is_agent_unreachable_after_the_liveness_timeout
                                      f"arrives later: it did not run.")
     finally:
         os.killpg(group, signal.SIGCONT)
+        os.kill(worker, signal.SIGCONT)
         box.close()
 
 
