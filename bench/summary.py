@@ -32,7 +32,10 @@ def load(paths):
                 line = line.strip()
                 if not line.startswith("{"):
                     continue
-                record = json.loads(line)
+                try:
+                    record = json.loads(line)
+                except json.JSONDecodeError:  # a line of another tool's indented JSON (bench/kernel's breakdown)
+                    continue
                 if record.get("bench") == "kernel":
                     kernel = record
                 elif record.get("bench") == "routing":
