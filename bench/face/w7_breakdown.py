@@ -28,11 +28,7 @@ import sys
 import tempfile
 import time
 
-ROOT = pathlib.Path(__file__).resolve().parents[2]
-BUILD = pathlib.Path(os.environ.get("SPLITBRAIN_BUILD_DIR", ROOT / "build"))
-sys.path.insert(0, str(BUILD / "python"))
-sys.path.insert(0, str(ROOT / "bench" / "wire"))
-os.environ.setdefault("SPLITBRAIN_AGENT", str(BUILD / "agent" / "splitbrain-agent"))
+import benchpaths  # noqa: E402,F401  (sys.path and SPLITBRAIN_AGENT as run.sh sets them)
 os.environ.setdefault("SPLITBRAIN_DIRECT", "1")  # as run.sh: the direct client-worker connection
 
 import benchkit  # noqa: E402
