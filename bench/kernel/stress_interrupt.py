@@ -3,15 +3,18 @@
 Starts splitbrain-kernel N times through jupyter_client. Each start sends one interrupt at a
 random moment, then a first cell, `print(6 * 7)`, which SHALL reply "ok" with the output "42\\n"
 within the deadline; the kernel then SHALL shut down with status 0 and nothing alarming on its
-stderr. The moment is drawn, per start, from one of three windows:
+stderr. The moment is drawn, per start, from one of four windows:
 
-  start      uniformly in the first second after start_kernel(), while the client sends its
-             kernel_info_request (as wait_for_ready does): before Python's SIGINT handler exists,
-             during Python's initialisation and the kernel's own imports, around the first reply
-  after-info right after the first kernel_info_reply, 0-20 ms later: while the kernel creates its
-             IPython shell (the warm-up), test_interrupt's flaky window
-  message    like after-info, with an interrupt_request on the control channel (message mode)
-             instead of SIGINT; the cell is sent once its interrupt_reply came
+  loader     uniformly in the first 5 ms after start_kernel(), by km.interrupt_kernel() (the
+             kernelspec's interrupt_mode "message": an interrupt_request): while the dynamic loader
+             maps the kernel's libraries, before its main() (a SIGINT there would kill it)
+  start      the same, uniformly in the first second: during Python's initialisation and the
+             kernel's own imports, around the first reply
+  after-info SIGINT to the kernel's process group (what `kill -INT` or a signal-mode client sends)
+             0-20 ms after the first kernel_info_reply: while the kernel creates its IPython shell
+             (the warm-up), test_interrupt's flaky window
+  message    like after-info, with an interrupt_request on the control channel sent by hand; the
+             cell is sent once its interrupt_reply came
 
 The interrupt is always sent before the cell, so the cell must not see it. Prints the counts
 by window and outcome; exit status 1 when any start failed. A start whose kernel could not bind a
@@ -30,13 +33,14 @@ import json
 import os
 import pathlib
 import random
+import signal
 import sys
 import tempfile
 import threading
 import time
 
 ROOT = pathlib.Path(__file__).resolve().parents[2]
-WINDOWS = ("start", "after-info", "message")
+WINDOWS = ("loader", "start", "after-info", "message")
 PORT_RACES = []  # starts made again because a port jupyter_client chose was taken meanwhile
 # What must never appear on a kernel's stderr (as tests/kernel/conftest.py), and any error id.
 CRASH_MARKERS = ("terminate called", "Fatal Python error", "Segmentation fault", "core dumped",
@@ -87,7 +91,7 @@ def start_and_run(window, delay, workdir, deadline_s, kernel_name):
         kc.start_channels()
         try:
             interrupted = threading.Event()
-            if window == "start":
+            if window in ("loader", "start"):
                 def interrupt_later():
                     time.sleep(max(0.0, started + delay - time.monotonic()))
                     km.interrupt_kernel()
@@ -99,10 +103,10 @@ def start_and_run(window, delay, workdir, deadline_s, kernel_name):
                 reply_to(kc.get_shell_msg, info, deadline)
             except Exception:
                 return "no kernel_info_reply", f"exit status {process.poll()}"
-            if window != "start":
+            if window not in ("loader", "start"):
                 time.sleep(delay)
                 if window == "after-info":
-                    km.interrupt_kernel()
+                    os.killpg(process.pid, signal.SIGINT)
                 else:
                     request = kc.session.msg("interrupt_request", {})
                     kc.control_channel.send(request)
@@ -165,7 +169,8 @@ def main():
     plan = []
     for i in range(args.starts):
         window = windows[i % len(windows)]
-        plan.append((window, rng.uniform(0.0, 1.0) if window == "start" else rng.uniform(0.0, 0.02)))
+        span = {"loader": 0.005, "start": 1.0}.get(window, 0.02)
+        plan.append((window, rng.uniform(0.0, span)))
 
     counts = collections.Counter()
     failures = []

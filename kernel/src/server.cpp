@@ -2,6 +2,7 @@
 
 #include "server.hpp"
 
+#include <dirent.h>
 #include <fcntl.h>
 #include <sys/eventfd.h>
 #include <unistd.h>
@@ -10,8 +11,10 @@
 #include <csignal>
 #include <cstdint>
 #include <cstdlib>
+#include <fstream>
 #include <iostream>
 #include <optional>
+#include <sstream>
 #include <stdexcept>
 #include <string>
 #include <system_error>
@@ -29,6 +32,12 @@
 
 namespace splitbrain {
 namespace {
+// A message header's date, the text jupyter_client wrote; empty when it has none.
+std::string header_date(const nl::json& header) {
+    auto it = header.find("date");
+    return it != header.end() && it->is_string() ? it->get<std::string>() : std::string();
+}
+
 // splitcore's send_parts retries EINTR: a signal meant for Python must never lose a message part.
 void send_all(zmq::socket_t& socket, zmq::multipart_t& parts) {
     std::vector<zmq::message_t> frames;
@@ -373,10 +382,18 @@ void kernel_server::handle_shell_message(zmq::multipart_t& wire_msg) {
     if (!m_run.begin_request()) {
         return;  // a stop landed after the loop's check; like the requests still queued, not run
     }
+    {
+        std::lock_guard<std::mutex> lock(m_running_date_mutex);
+        m_running_date = header_date(msg->header());
+    }
     try {
         notify_shell_listener(std::move(*msg));
     } catch (const std::exception& e) {
         std::cerr << splitcore::tagged(splitcore::errc::kernel_request_failed, e.what()) << std::endl;
+    }
+    {
+        std::lock_guard<std::mutex> lock(m_running_date_mutex);
+        m_running_date.clear();
     }
     m_run.end_request();
     flush_output();
@@ -482,6 +499,56 @@ void kernel_server::interrupt_main_thread() {
     }
 }
 
+void kernel_server::interrupt_like_a_signal() {
+    interrupt_main_thread();  // to the thread itself: a signal to the process may land in a cell's thread
+    const pid_t self = ::getpid();
+    if (::getpgrp() != self) {
+        return;  // not our group: it holds processes that are not the cell's
+    }
+    // The other processes of our group (the cells' children), from /proc: bounded by the
+    // machine's process count, and only for an interrupt.
+    DIR* proc = ::opendir("/proc");
+    if (proc == nullptr) {
+        return;
+    }
+    while (const dirent* entry = ::readdir(proc)) {
+        char* end = nullptr;
+        const long pid = std::strtol(entry->d_name, &end, 10);
+        if (pid <= 0 || *end != '\0' || pid == self) {
+            continue;
+        }
+        std::ifstream stat("/proc/" + std::string(entry->d_name) + "/stat");
+        std::string text;
+        std::getline(stat, text);
+        // "pid (comm) state ppid pgrp ...": comm may hold spaces and parentheses, so after the last ')'.
+        const auto close = text.rfind(')');
+        if (close == std::string::npos) {
+            continue;
+        }
+        std::istringstream fields(text.substr(close + 1));
+        std::string state;
+        long ppid = 0;
+        long pgrp = 0;
+        if (fields >> state >> ppid >> pgrp && pgrp == self) {
+            ::kill(static_cast<pid_t>(pid), SIGINT);
+        }
+    }
+    ::closedir(proc);
+}
+
+bool kernel_server::sent_before_the_running_request(const std::string& date) {
+    // ISO 8601 in UTC, as jupyter_client writes them ("2026-12-01T23:37:05.123456Z"): of the
+    // same form, text order is time order. Dates of other forms are not compared: the interrupt
+    // goes ahead, as it always would.
+    auto utc = [](const std::string& d) {
+        return d.size() >= 20 && d[10] == 'T' && (d.back() == 'Z' || d.compare(d.size() - 6, 6, "+00:00") == 0);
+    };
+    std::lock_guard<std::mutex> lock(m_running_date_mutex);
+    const std::string& running = m_running_date;
+    return utc(date) && utc(running) && date.size() == running.size() && date.back() == running.back() &&
+           date < running;
+}
+
 void kernel_server::serve_control() {
     zmq::multipart_t wire;
     while (wait_for(m_control) != wait_result::stopping) {
@@ -492,8 +559,9 @@ void kernel_server::serve_control() {
                     wire.clear();
                     continue;
                 }
-                if (msg.header().value("msg_type", "") == "interrupt_request") {
-                    interrupt_main_thread();
+                if (msg.header().value("msg_type", "") == "interrupt_request" &&
+                    !sent_before_the_running_request(header_date(msg.header()))) {
+                    interrupt_like_a_signal();
                 }
                 notify_control_listener(std::move(msg));
             } catch (const std::exception& e) {

@@ -105,6 +105,14 @@ private:
     void consume_idle_interrupt();
     void set_signal_wakeup(bool enabled);
     void interrupt_main_thread();
+    // What interrupt_request does: SIGINT to the main thread and, when the kernel leads its
+    // process group (jupyter_client starts it in a session of its own), to the group's other
+    // processes, as jupyter_client's signal mode would: a cell's children are interrupted too.
+    void interrupt_like_a_signal();
+    // True when an interrupt_request dated `date` was sent before the shell request that runs now:
+    // it crossed that request on its way (control and shell are separate sockets) and belongs to
+    // the idle kernel, as a SIGINT sent then would have.
+    bool sent_before_the_running_request(const std::string& date);
     void publish_stream(stream_name name, const std::string& text, const nl::json& parent);
     void send_iopub(zmq::multipart_t& wire_msg);
     // Everything written so far, by Python or to the descriptors, goes out before what follows.
@@ -135,6 +143,9 @@ private:
     int m_signal_pipe[2] = {-1, -1};
     run_state m_run;
     pthread_t m_main_thread{};
+    // The header date of the shell request the main thread runs, empty while none runs.
+    std::mutex m_running_date_mutex;
+    std::string m_running_date;
     // The process that started us, when that is Jupyter (JPY_PARENT_PID): its death ends the
     // kernel, as with ipykernel, instead of leaving an orphan. 0 when not watched.
     pid_t m_parent = 0;

@@ -1,11 +1,15 @@
 """Interrupting the kernel raises KeyboardInterrupt in the running cell, promptly, and the kernel
 lives on with its variables (issue 2, point 3)."""
+import pathlib
+import sys
 import time
 
 import pytest
 from jupyter_client import KernelManager
 
 from conftest import KERNEL_NAME, assert_clean_stderr, printed
+sys.path.insert(0, str(pathlib.Path(__file__).resolve().parents[1]))  # tests/: helpers every suite shares
+from deadline import wait_until  # noqa: E402
 
 # Whatever a cell is blocked in, an interrupt SHALL end it with KeyboardInterrupt within 1 s.
 BLOCKING_CELLS = {
@@ -57,6 +61,38 @@ def test_interrupt_raises_keyboard_interrupt_in_the_cell(kernel, what):
     reply, outputs = kernel.execute("print(survivor)")
     assert reply["status"] == "ok"
     assert printed(outputs) == [("stdout", "still here\n")]
+
+
+def processes_of_group(pgid, cmdline):
+    """The pids of the processes of process group *pgid* whose command line is *cmdline*."""
+    found = []
+    for entry in pathlib.Path("/proc").iterdir():
+        if not entry.name.isdigit():
+            continue
+        try:
+            stat = (entry / "stat").read_text()
+            argv = (entry / "cmdline").read_bytes().split(b"\0")[:-1]
+        except OSError:  # gone meanwhile
+            continue
+        if int(stat.rpartition(")")[2].split()[2]) == pgid and argv == cmdline:
+            found.append(int(entry.name))
+    return found
+
+
+def test_an_interrupt_reaches_the_cells_child_processes(kernel):
+    """os.system ignores SIGINT in the kernel while it waits, as it does in any Python: only the
+    child's SIGINT ends the wait. The kernelspec's interrupt_request signals the kernel's whole
+    process group, as jupyter_client's signal mode would, so the child gets it."""
+    kernel.execute("import os; status = None")
+    msg_id = kernel.kc.execute("status = os.system('exec sleep 120')")
+    wait_until(lambda: processes_of_group(kernel.process.pid, [b"sleep", b"120"]), what="the cell's sleep started")
+    started = time.monotonic()
+    kernel.km.interrupt_kernel()
+    reply = kernel.reply_to(msg_id, timeout=10)["content"]
+    assert time.monotonic() - started < 1.0
+    assert reply["status"] == "ok"  # os.system returns the child's status; KeyboardInterrupt is not raised
+    reply, outputs = kernel.execute("print(os.waitstatus_to_exitcode(status))")
+    assert printed(outputs) == [("stdout", "-2\n")]  # killed by the SIGINT
 
 
 def test_an_interrupt_that_lands_in_a_pre_run_cell_callback_ends_the_cell(kernel):

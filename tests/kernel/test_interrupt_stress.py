@@ -7,7 +7,7 @@ import subprocess
 import sys
 
 ROOT = pathlib.Path(__file__).resolve().parents[2]
-STARTS = 18  # six per window: before, during and right after the first kernel_info_reply
+STARTS = 20  # five per window: during dynamic loading, before, during and right after the first kernel_info_reply
 
 
 def test_every_start_interrupted_at_a_random_moment_runs_its_first_cell():

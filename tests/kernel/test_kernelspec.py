@@ -23,7 +23,7 @@ def check_spec_dir(spec_dir, kernel):
     spec = json.loads((spec_dir / "kernel.json").read_text())
     assert spec["display_name"] == "Python 3 (splitbrain)"
     assert spec["language"] == "python"
-    assert spec["interrupt_mode"] == "signal"
+    assert spec["interrupt_mode"] == "message"
     assert spec["argv"] == [str(kernel), "-f", "{connection_file}"]
     assert os.access(kernel, os.X_OK)
     assert png_size(spec_dir / "logo-32x32.png") == (32, 32)
