@@ -175,7 +175,7 @@ bool is_frozen_plain(PyObject* obj) { return is_plain_at(obj, 0, true); }
 // encoder
 
 encoder::encoder(box_hooks& hooks, std::size_t frame_size)
-    : m_hooks(hooks), m_frame_size(frame_size == 0 ? 1 << 20 : frame_size) {
+    : m_hooks(hooks), m_frame_size(frame_size == 0 ? bulk_frame_size : frame_size) {
     drain_deferred_decrefs();
 }
 

@@ -52,7 +52,7 @@ inline constexpr int max_value_depth = 200;
 // drain_deferred_decrefs) because libzmq frees frames on its own IO thread.
 class encoder {
 public:
-    explicit encoder(box_hooks& hooks, std::size_t frame_size = 1 << 20);
+    explicit encoder(box_hooks& hooks, std::size_t frame_size = bulk_frame_size);
     nlohmann::json encode(PyObject* value);     // throws python_error
     std::vector<zmq::message_t> take_frames();  // frames 1..n of the message, in order
 

@@ -23,6 +23,11 @@ inline constexpr std::size_t max_header_size = 1 << 20;
 inline constexpr std::size_t max_header_depth = 256;
 // bytes values at least this long travel as raw frames, never inside CBOR.
 inline constexpr std::size_t frame_threshold = 64 * 1024;
+// ... in frames of at most this size. CurveZMQ encrypts and decrypts each frame whole, so a 1 MiB
+// value in one frame made the sender's IO thread encrypt all of it before the receiver's could
+// decrypt any; in frames of 256 KiB the receiver decrypts one while the sender encrypts the next,
+// on the other core (bench/face/README.md, "W5 by cost").
+inline constexpr std::size_t bulk_frame_size = 256 * 1024;
 // A value whose CBOR would be larger than this travels CBOR-encoded in a raw frame of its own
 // ({"$H": index}), so that headers stay small whatever the data.
 inline constexpr std::size_t spill_threshold = 256 * 1024;
