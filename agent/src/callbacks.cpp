@@ -149,6 +149,12 @@ PyMethodDef ask_definition = {"ask", reinterpret_cast<PyCFunction>(reinterpret_c
 // first class of its MRO that a module already loaded (or builtins) has.
 py_ref exception_class_of(const json& error) {
     const json* mro = splitcore::optional_field(error, "mro");
+    const json* type = splitcore::optional_field(error, "type");
+    if (mro == nullptr && type != nullptr && type->is_string()) {  // a fixed built-in comes without its MRO
+        if (PyObject* builtin = splitcore::fixed_builtin_exception(type->get_ref<const std::string&>())) {
+            return py_ref::borrow(builtin);
+        }
+    }
     if (mro != nullptr && mro->is_array()) {
         for (const json& entry : *mro) {
             if (!entry.is_array() || entry.size() != 2 || !entry[0].is_string() || !entry[1].is_string()) continue;

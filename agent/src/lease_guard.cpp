@@ -46,12 +46,26 @@ def check(resource):
     finally:
         state["busy"] = False
 
+def _foreign_leases():
+    # Whether another key holds a lease: only then can check() refuse an open, so only then is a
+    # path outside /dev/ resolved (realpath costs a Python loop and an lstat per component).
+    if state["busy"]:
+        return False
+    state["busy"] = True
+    try:
+        _refresh()
+        return any(l["key"] != state["key"] for l in state["leases"])
+    except Exception:  # an unreadable lease file: resolve, and let check() say what it says
+        return True
+    finally:
+        state["busy"] = False
+
 def _hook(event, args):
     if event == "import" and state["file"] is not None and "pyvisa.highlevel" in sys.modules:
         patch_pyvisa()
     elif event == "open" and args and isinstance(args[0], str) and state["file"] is not None:
         path = args[0]
-        if path.startswith("/dev/") or os.path.realpath(path).startswith("/dev/"):
+        if path.startswith("/dev/") or (_foreign_leases() and os.path.realpath(path).startswith("/dev/")):
             check(path)
 
 def patch_pyvisa():

@@ -318,6 +318,13 @@ splitcore::message worker::dispatch(const json& header, const std::vector<zmq::m
     return reply;
 }
 
+splitcore::message worker::failure_reply(std::uint64_t id, const python_error& e) {
+    if (auto leased = m_lease_guard.leased_detail(e.value())) {
+        return {splitcore::error_reply(id, splitcore::error_value(errc::leased, *leased)), {}};
+    }
+    return {splitcore::error_reply(id, splitcore::describe_exception(e, *this)), {}};
+}
+
 splitcore::message worker::dispatch_one(const json& header, const std::vector<zmq::message_t>& frames) {
     std::uint64_t id = 0;
     splitcore::encoder out(*this);
@@ -332,16 +339,20 @@ splitcore::message worker::dispatch_one(const json& header, const std::vector<zm
             std::vector<std::uint64_t>& ids;
             ~served() { ids.pop_back(); }
         } done{m_serving};
+        m_call_failed.reset();
         json result = (this->*found->second)(request{header, in, out});
+        if (m_call_failed) {  // the call raised: call_with returned instead of throwing
+            const python_error failed = std::move(*m_call_failed);
+            m_call_failed.reset();
+            (void)out.take_frames();
+            return failure_reply(id, failed);
+        }
         json reply = splitcore::ok_reply(id, std::move(result));
         if (json written = in.changed_writables(out); !written.empty()) reply["w"] = std::move(written);
         return {std::move(reply), out.take_frames()};
     } catch (const python_error& e) {
         (void)out.take_frames();
-        if (auto leased = m_lease_guard.leased_detail(e.value())) {
-            return {splitcore::error_reply(id, splitcore::error_value(errc::leased, *leased)), {}};
-        }
-        return {splitcore::error_reply(id, splitcore::describe_exception(e, *this)), {}};
+        return failure_reply(id, e);
     } catch (const splitcore::error& e) {
         return {splitcore::error_reply(id, splitcore::error_value(e)), {}};
     } catch (const std::exception& e) {
@@ -565,9 +576,13 @@ json worker::call_with(const request& r, PyObject* target) {
     if (PyDict_SetItemString(m_main.get(), "__splitbrain_call__", call.get()) < 0) throw python_error();
     py_ref result = py_ref::steal(PyEval_EvalCode(m_call.get(), m_main.get(), m_main.get()));
     std::optional<python_error> failed;
-    if (!result) failed.emplace();  // fetched before the clean-up below may touch the error state
+    // fetched before the clean-up below may touch the error state; described, never logged
+    if (!result) failed.emplace(python_error::type_name_only);
     if (PyDict_DelItemString(m_main.get(), "__splitbrain_call__") < 0) PyErr_Clear();  // the call may have removed it
-    if (failed) throw *failed;
+    if (failed) {  // dispatch_one takes it: no C++ throw through the handlers on a call's ordinary failure
+        m_call_failed = std::move(failed);
+        return json();
+    }
     return r.out.encode(result.get());
 }
 

@@ -11,6 +11,7 @@
 #include <cstdint>
 #include <functional>
 #include <map>
+#include <optional>
 #include <string>
 #include <string_view>
 #include <unordered_map>
@@ -103,6 +104,7 @@ private:
 
     splitcore::json answer(const request&);
     splitcore::message dispatch_one(const splitcore::json& header, const std::vector<zmq::message_t>& frames);
+    splitcore::message failure_reply(std::uint64_t id, const splitcore::python_error& e);
 
     splitcore::json take_items(PyObject* iterator, const request& r, bool& done);
     void check_handlers() const;
@@ -137,6 +139,8 @@ private:
     pid_t m_pid = ::getpid();
     module_policy m_modules;    // the session key's allow-/deny-modules, from its hello
     lease_guard m_lease_guard;  // the resources other keys leased
+    // The Python error a call ended in, handed from call_with to dispatch_one without a C++ throw.
+    std::optional<splitcore::python_error> m_call_failed;
 };
 
 }  // namespace splitbrain::agent

@@ -654,7 +654,8 @@ bool without_source(PyObject* filename, PyObject* linecache_cache) {
 // 3.11: co_positions' line (tb_lineno without one), StackSummary.format's cut-off of a line
 // repeated more than 3 times, format_exception_only's type name. tests/splitcore/test_box.cpp
 // compares the two.
-std::optional<std::string> sourceless_traceback_text(PyObject* value, PyObject* traceback) {
+std::optional<std::string> sourceless_traceback_text(PyObject* value, PyObject* traceback,
+                                                     const std::optional<std::string>& message_text) {
     if (value == nullptr || !PyExceptionInstance_Check(value)) return std::nullopt;
     PyTypeObject* type = Py_TYPE(value);
     if (PyType_IsSubtype(type, reinterpret_cast<PyTypeObject*>(PyExc_SyntaxError)) ||
@@ -665,9 +666,9 @@ std::optional<std::string> sourceless_traceback_text(PyObject* value, PyObject* 
     py_ref cause = py_ref::steal(PyException_GetCause(value));
     py_ref context = py_ref::steal(PyException_GetContext(value));
     if (cause || (context && !reinterpret_cast<PyBaseExceptionObject*>(value)->suppress_context)) return std::nullopt;
-    py_ref notes_name = py_ref::checked(PyUnicode_InternFromString("__notes__"));
+    static PyObject* const notes_name = PyUnicode_InternFromString("__notes__");  // immortal once interned here
     PyObject* notes = nullptr;
-    const int has_notes = _PyObject_LookupAttr(value, notes_name.get(), &notes);
+    const int has_notes = notes_name != nullptr ? _PyObject_LookupAttr(value, notes_name, &notes) : 1;
     Py_XDECREF(notes);
     if (has_notes != 0) {
         PyErr_Clear();
@@ -723,12 +724,7 @@ std::optional<std::string> sourceless_traceback_text(PyObject* value, PyObject* 
         if (!module_name) return std::nullopt;
         if (*module_name != "__main__" && *module_name != "builtins") *type_name = *module_name + "." + *type_name;
     }
-    py_ref message = py_ref::steal(PyObject_Str(value));
-    const std::optional<std::string> message_text = utf8_of(message.get());
-    if (!message_text) {
-        PyErr_Clear();
-        return std::nullopt;  // "<exception str() failed>": the traceback module's words
-    }
+    if (!message_text) return std::nullopt;  // "<exception str() failed>": the traceback module's words
     text += message_text->empty() ? *type_name + "\n" : *type_name + ": " + *message_text + "\n";
     return text;
 }
@@ -741,44 +737,118 @@ const json& static_lineage(PyTypeObject* type) {
     return found->second;
 }
 
+// The built-in exceptions an ERROR names without its "mro" (fixed_builtin_exception): each has had
+// the same MRO since Python 3.6. Not the warnings, nor SystemExit, KeyboardInterrupt and
+// GeneratorExit, which the receiver treats apart.
+const std::unordered_map<std::string_view, PyObject*>& fixed_builtin_exceptions() {
+    static const std::unordered_map<std::string_view, PyObject*> table = {
+        {"builtins.BaseException", PyExc_BaseException},
+        {"builtins.Exception", PyExc_Exception},
+        {"builtins.ArithmeticError", PyExc_ArithmeticError},
+        {"builtins.AssertionError", PyExc_AssertionError},
+        {"builtins.AttributeError", PyExc_AttributeError},
+        {"builtins.BufferError", PyExc_BufferError},
+        {"builtins.EOFError", PyExc_EOFError},
+        {"builtins.FloatingPointError", PyExc_FloatingPointError},
+        {"builtins.ImportError", PyExc_ImportError},
+        {"builtins.ModuleNotFoundError", PyExc_ModuleNotFoundError},
+        {"builtins.IndexError", PyExc_IndexError},
+        {"builtins.KeyError", PyExc_KeyError},
+        {"builtins.LookupError", PyExc_LookupError},
+        {"builtins.MemoryError", PyExc_MemoryError},
+        {"builtins.NameError", PyExc_NameError},
+        {"builtins.NotImplementedError", PyExc_NotImplementedError},
+        {"builtins.OverflowError", PyExc_OverflowError},
+        {"builtins.RecursionError", PyExc_RecursionError},
+        {"builtins.ReferenceError", PyExc_ReferenceError},
+        {"builtins.RuntimeError", PyExc_RuntimeError},
+        {"builtins.StopIteration", PyExc_StopIteration},
+        {"builtins.StopAsyncIteration", PyExc_StopAsyncIteration},
+        {"builtins.SyntaxError", PyExc_SyntaxError},
+        {"builtins.IndentationError", PyExc_IndentationError},
+        {"builtins.TabError", PyExc_TabError},
+        {"builtins.SystemError", PyExc_SystemError},
+        {"builtins.TypeError", PyExc_TypeError},
+        {"builtins.UnboundLocalError", PyExc_UnboundLocalError},
+        {"builtins.UnicodeError", PyExc_UnicodeError},
+        {"builtins.UnicodeDecodeError", PyExc_UnicodeDecodeError},
+        {"builtins.UnicodeEncodeError", PyExc_UnicodeEncodeError},
+        {"builtins.UnicodeTranslateError", PyExc_UnicodeTranslateError},
+        {"builtins.ValueError", PyExc_ValueError},
+        {"builtins.ZeroDivisionError", PyExc_ZeroDivisionError},
+        {"builtins.OSError", PyExc_OSError},
+        {"builtins.BlockingIOError", PyExc_BlockingIOError},
+        {"builtins.ChildProcessError", PyExc_ChildProcessError},
+        {"builtins.ConnectionError", PyExc_ConnectionError},
+        {"builtins.BrokenPipeError", PyExc_BrokenPipeError},
+        {"builtins.ConnectionAbortedError", PyExc_ConnectionAbortedError},
+        {"builtins.ConnectionRefusedError", PyExc_ConnectionRefusedError},
+        {"builtins.ConnectionResetError", PyExc_ConnectionResetError},
+        {"builtins.FileExistsError", PyExc_FileExistsError},
+        {"builtins.FileNotFoundError", PyExc_FileNotFoundError},
+        {"builtins.InterruptedError", PyExc_InterruptedError},
+        {"builtins.IsADirectoryError", PyExc_IsADirectoryError},
+        {"builtins.NotADirectoryError", PyExc_NotADirectoryError},
+        {"builtins.PermissionError", PyExc_PermissionError},
+        {"builtins.ProcessLookupError", PyExc_ProcessLookupError},
+        {"builtins.TimeoutError", PyExc_TimeoutError},
+    };
+    return table;
+}
+
 }  // namespace
+
+PyObject* fixed_builtin_exception(std::string_view type_name) {
+    const auto& table = fixed_builtin_exceptions();
+    const auto found = table.find(type_name);
+    return found == table.end() ? nullptr : found->second;
+}
 
 json describe_exception(const python_error& e, box_hooks& hooks) {
     PyObject* value = e.value();
-    json error = {{"type", qualified_name(reinterpret_cast<PyTypeObject*>(e.type()))},
-                  {"msg", str_or(value, "")},
-                  {"args", json::array()},
-                  {"errno", nullptr},
-                  {"strerror", nullptr},
-                  {"filename", nullptr},
-                  {"filename2", nullptr},
-                  {"tb", nullptr},
-                  {"mro", PyType_HasFeature(reinterpret_cast<PyTypeObject*>(e.type()), Py_TPFLAGS_HEAPTYPE)
-                              ? class_lineage(reinterpret_cast<PyTypeObject*>(e.type()))
-                              : static_lineage(reinterpret_cast<PyTypeObject*>(e.type()))},
-                  {"dict", nullptr}};
+    auto* type = reinterpret_cast<PyTypeObject*>(e.type());
+    py_ref message = value != nullptr ? py_ref::steal(PyObject_Str(value)) : py_ref();
+    const std::optional<std::string> message_text = utf8_of(message.get());
+    PyErr_Clear();
+    std::string type_name = qualified_name(type);
+    // One of the fixed built-in exceptions itself (not a class of the same name): its "mro" goes without saying.
+    const bool fixed = fixed_builtin_exception(type_name) == reinterpret_cast<PyObject*>(type);
+    json error = {{"type", std::move(type_name)}, {"msg", message_text.value_or("")}, {"args", json::array()}};
+    if (!fixed) {
+        error["mro"] = PyType_HasFeature(type, Py_TPFLAGS_HEAPTYPE) ? class_lineage(type) : static_lineage(type);
+    }
+    encoder values(hooks);
     auto encode_or_repr = [&](PyObject* obj) -> json {
-        encoder values(hooks);
         try {
             json boxed = values.encode(obj);
             if (values.take_frames().empty()) return boxed;
         } catch (const python_error&) {
+            (void)values.take_frames();
         }
         py_ref text = py_ref::steal(PyObject_Repr(obj));
         PyErr_Clear();
         return str_or(text.get(), "<unrepresentable>");
     };
     if (value != nullptr) {
-        py_ref args = py_ref::steal(PyObject_GetAttrString(value, "args"));
+        // A fixed built-in's fields are its C struct's (no subclass can have made them properties).
+        const bool direct = fixed && Py_TYPE(value) == type;
+        py_ref args = direct ? py_ref::borrow(reinterpret_cast<PyBaseExceptionObject*>(value)->args)
+                            : py_ref::steal(PyObject_GetAttrString(value, "args"));
         if (args && PyTuple_Check(args.get())) {
+            json& items = error["args"];
             for (Py_ssize_t i = 0; i < PyTuple_GET_SIZE(args.get()); ++i) {
-                error["args"].push_back(encode_or_repr(PyTuple_GET_ITEM(args.get(), i)));
+                items.push_back(encode_or_repr(PyTuple_GET_ITEM(args.get(), i)));
             }
         }
         PyErr_Clear();
         if (PyObject_TypeCheck(value, reinterpret_cast<PyTypeObject*>(PyExc_OSError))) {
-            for (const char* name : {"errno", "strerror", "filename", "filename2"}) {
-                py_ref attribute = py_ref::steal(PyObject_GetAttrString(value, name));
+            auto* os_error = reinterpret_cast<PyOSErrorObject*>(value);
+            const std::pair<const char*, PyObject*> fields[] = {{"errno", os_error->myerrno},
+                                                                {"strerror", os_error->strerror},
+                                                                {"filename", os_error->filename},
+                                                                {"filename2", os_error->filename2}};
+            for (const auto& [name, slot] : fields) {
+                py_ref attribute = direct ? py_ref::borrow(slot) : py_ref::steal(PyObject_GetAttrString(value, name));
                 if (attribute && attribute.get() != Py_None) error[name] = encode_or_repr(attribute.get());
                 PyErr_Clear();
             }
@@ -797,7 +867,7 @@ json describe_exception(const python_error& e, box_hooks& hooks) {
                 pairs.push_back(str_or(name, ""));
                 pairs.push_back(encode_or_repr(attribute));
             }
-            error["dict"] = json{{"$d", std::move(pairs)}};
+            if (!pairs.empty()) error["dict"] = json{{"$d", std::move(pairs)}};
         }
         // An exception that crossed from the other side in a callback's answer carries the token
         // of the original there: it goes back as that very exception (docs/protocol.md, "Callbacks").
@@ -811,7 +881,7 @@ json describe_exception(const python_error& e, box_hooks& hooks) {
         }
         PyErr_Clear();
     }
-    if (std::optional<std::string> text = sourceless_traceback_text(value, e.traceback())) {
+    if (std::optional<std::string> text = sourceless_traceback_text(value, e.traceback(), message_text)) {
         error["tb"] = std::move(*text);
         return error;
     }

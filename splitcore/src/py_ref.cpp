@@ -41,7 +41,12 @@ std::string qualified_name(PyTypeObject* type) {
     return module + "." + name;
 }
 
-python_error::python_error() : m_state(std::make_shared<state>()) {
+python_error::python_error() : python_error(type_name_only) {
+    const std::string message = str_or(m_state->value.get(), "");
+    if (!message.empty()) m_state->what += ": " + message;
+}
+
+python_error::python_error(type_name_only_t) : m_state(std::make_shared<state>()) {
     PyObject *type = nullptr, *value = nullptr, *traceback = nullptr;
     PyErr_Fetch(&type, &value, &traceback);
     if (type == nullptr) {
@@ -54,8 +59,6 @@ python_error::python_error() : m_state(std::make_shared<state>()) {
     m_state->value = py_ref::steal(value);
     m_state->traceback = py_ref::steal(traceback);
     m_state->what = qualified_name(reinterpret_cast<PyTypeObject*>(type));
-    const std::string message = str_or(value, "");
-    if (!message.empty()) m_state->what += ": " + message;
 }
 
 python_error python_error::make(PyObject* type, const std::string& message) {

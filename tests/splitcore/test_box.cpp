@@ -300,10 +300,52 @@ TEST_F(box_test, exceptions_are_described_with_errno_filename_and_traceback) {
     EXPECT_EQ(described["errno"], 2);
     EXPECT_EQ(described["strerror"], "No such file or directory");
     EXPECT_EQ(described["filename"], "/no/such/file");
-    EXPECT_EQ(described["filename2"], nullptr);
+    EXPECT_FALSE(described.contains("filename2"));  // null fields are left out
+    EXPECT_FALSE(described.contains("dict"));
     EXPECT_EQ(described["args"], (json{2, "No such file or directory"}));
     EXPECT_NE(described["tb"].get<std::string>().find("_open_missing"), std::string::npos);
     EXPECT_EQ(described["msg"], "[Errno 2] No such file or directory: '/no/such/file'");
+    // a fixed built-in exception goes without its MRO: the receiver's class of that name has the same
+    EXPECT_FALSE(described.contains("mro"));
+    EXPECT_EQ(splitcore::fixed_builtin_exception("builtins.FileNotFoundError"), PyExc_FileNotFoundError);
+}
+
+splitcore::python_error raised_by(const char* source, const char* filename);
+
+// Only the fixed built-in classes themselves go without their MRO: a subclass, a class that takes a
+// built-in's name, the ones the receiver treats apart and the warnings carry theirs.
+TEST_F(box_test, an_exception_class_other_than_a_fixed_builtin_carries_its_mro) {
+    const std::vector<std::pair<const char*, json>> cases = {
+        {"class Gone(FileNotFoundError):\n    pass\nraise Gone(2, 'gone', 'f')\n",
+         json::parse(R"([["__main__", "Gone"], ["builtins", "FileNotFoundError"], ["builtins", "OSError"],
+                         ["builtins", "Exception"], ["builtins", "BaseException"], ["builtins", "object"]])")},
+        {"class FileNotFoundError(Exception):\n    pass\nFileNotFoundError.__module__ = 'builtins'\n"
+         "raise FileNotFoundError('a namesake')\n",
+         json::parse(R"([["builtins", "FileNotFoundError"], ["builtins", "Exception"], ["builtins", "BaseException"],
+                         ["builtins", "object"]])")},
+        {"raise SystemExit(3)\n", json::parse(R"([["builtins", "SystemExit"], ["builtins", "BaseException"],
+                                                  ["builtins", "object"]])")},
+        {"raise KeyboardInterrupt\n", json::parse(R"([["builtins", "KeyboardInterrupt"], ["builtins", "BaseException"],
+                                                      ["builtins", "object"]])")},
+        {"raise UserWarning('w')\n", json::parse(R"([["builtins", "UserWarning"], ["builtins", "Warning"],
+                                                     ["builtins", "Exception"], ["builtins", "BaseException"],
+                                                     ["builtins", "object"]])")},
+    };
+    for (const auto& [source, mro] : cases) {
+        splitcore::python_error error = raised_by(source, "<mro>");
+        const json described = splitcore::describe_exception(error, hooks);
+        ASSERT_TRUE(described.contains("mro")) << source;
+        EXPECT_EQ(described["mro"], mro) << source;
+    }
+    EXPECT_EQ(splitcore::fixed_builtin_exception("builtins.SystemExit"), nullptr);
+    EXPECT_EQ(splitcore::fixed_builtin_exception("builtins.UserWarning"), nullptr);
+    EXPECT_EQ(splitcore::fixed_builtin_exception("os.FileNotFoundError"), nullptr);
+    // a subclass's errno and filename are read as attributes (a Python subclass may make them properties)
+    splitcore::python_error odd = raised_by(
+        "class Odd(FileNotFoundError):\n    @property\n    def filename(self):\n        return 'from a property'\n"
+        "raise Odd(2, 'gone', 'f')\n",
+        "<odd>");
+    EXPECT_EQ(splitcore::describe_exception(odd, hooks)["filename"], "from a property");
 }
 
 // The worker writes the remote traceback itself when no frame has a source line to show (the

@@ -6,6 +6,7 @@
 #include <Python.h>
 
 #include <cstddef>
+#include <string_view>
 #include <vector>
 
 #include <nlohmann/json.hpp>
@@ -117,8 +118,15 @@ private:
 [[nodiscard]] nlohmann::json class_lineage(PyTypeObject* type);
 
 // exception → ERROR map of the protocol (type, msg, args, errno, strerror, filename(s), tb, mro,
-// dict: the plain data of its __dict__)
+// dict: the plain data of its __dict__). Fields that would be null are left out, and so is the mro
+// of a type fixed_builtin_exception knows (docs/protocol.md, "Messages").
 nlohmann::json describe_exception(const python_error& e, box_hooks& hooks);
+
+// The built-in exception class of that protocol name ("builtins.FileNotFoundError"), if it is one of
+// the built-in exceptions whose MRO every Python 3.6 and later shares (OSError and its subclasses,
+// ValueError, KeyError, ...: an explicit list in box.cpp, without the warnings and the three that end
+// a program); else null. The receiver of an ERROR without "mro" finds its class so. Borrowed.
+[[nodiscard]] PyObject* fixed_builtin_exception(std::string_view type_name);
 
 // Drops the references held by frames that libzmq has finished with. Called by encoder and decoder;
 // call it from any other place that holds the GIL regularly, too.

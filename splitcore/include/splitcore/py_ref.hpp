@@ -56,6 +56,11 @@ class python_error : public std::exception {
 public:
     // Fetches (and clears) the current Python exception; if none is set, carries a SystemError.
     python_error();
+    // The same, with what() only the type's name: no str() of the exception, for an error that is
+    // described (describe_exception), not logged.
+    struct type_name_only_t {};
+    static constexpr type_name_only_t type_name_only{};
+    explicit python_error(type_name_only_t);
 
     // Sets `type(message)` as the current exception and returns it fetched, for `throw`.
     [[nodiscard]] static python_error make(PyObject* type, const std::string& message);

@@ -198,6 +198,8 @@ class Slave:
         session = os.urandom(16).hex()  # the session token, in every message we send
         conn = _core.Connection(self.name, self.address, self.public_key, client_public, client_secret,
                                 session.encode(), float(self.timeout), self)
+        # A built-in exception's error reply is raised by _core itself, as _error would make it.
+        conn.raise_builtin_errors(str(self.name))
         try:
             hello = {"session": session}
             if os.environ.get("SPLITBRAIN_DIRECT", "1") != "0":  # SPLITBRAIN_DIRECT=0: the relay only

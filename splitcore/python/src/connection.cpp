@@ -59,6 +59,9 @@ struct connection_state {
     // The owner's hooks for local objects by reference and the callbacks on them.
     py_ref local, callback, keep_error, release_local;
     py_ref warn;  // the owner's _warn(items), if it has one: the warnings the slave raised (reply "wn")
+    // Set by raise_builtin_errors(name): the notes a fixed built-in exception gets when this side
+    // makes it without the owner's _error ("Remote traceback (on NAME):\n", "(raised on NAME)").
+    py_ref traceback_note, raised_note;
 };
 
 struct connection_object {
@@ -222,16 +225,29 @@ void serve_callback(connection_state& state, const splitcore::message& event) {
     }
 }
 
-// An error reply becomes the exception the owner's _error(dict) makes, thrown.
-[[noreturn]] void throw_error_reply(connection_state& state, const splitcore::message& reply) {
+// An error reply becomes the exception the owner's _error(dict) makes (a fixed built-in one, once the
+// owner asked for it, the same exception made here: marshal's builtin_exception), set as the
+// current Python exception.
+void set_error_reply(connection_state& state, const splitcore::message& reply) {
     client_hooks hooks = hooks_of(state);
     splitcore::decoder decoder(hooks, reply.frames);
-    py_ref info = error_info(decoder, reply);
-    py_ref exception = py_ref::checked(PyObject_CallOneArg(state.error.get(), info.get()));
+    py_ref exception;
+    if (state.traceback_note) {
+        exception = builtin_exception(decoder, reply, state.traceback_note.get(), state.raised_note.get());
+    }
+    if (!exception) {
+        py_ref info = error_info(decoder, reply);
+        exception = py_ref::checked(PyObject_CallOneArg(state.error.get(), info.get()));
+    }
     if (!PyExceptionInstance_Check(exception.get())) {
         throw python_error::make(PyExc_TypeError, "the error hook did not return an exception");
     }
     PyErr_SetObject(reinterpret_cast<PyObject*>(Py_TYPE(exception.get())), exception.get());
+}
+
+// The same, thrown.
+[[noreturn]] void throw_error_reply(connection_state& state, const splitcore::message& reply) {
+    set_error_reply(state, reply);
     throw python_error();
 }
 
@@ -477,7 +493,10 @@ py_ref connection_request(connection_object* self, PyObject* const* args, Py_ssi
         if (succeeded) throw python_error();
         PyErr_Clear();  // the call's own error wins over a warning made an error
     }
-    if (!succeeded) throw_error_reply(state, reply);
+    if (!succeeded) {  // raised as the C API raises: a null result, the exception set, no C++ throw
+        set_error_reply(state, reply);
+        return py_ref();
+    }
     const auto result = reply.header.find("r");
     splitcore::decoder decoder(hooks, reply.frames);
     py_ref value = result == reply.header.end() ? py_ref::borrow(Py_None) : decode_result(decoder, *result);
@@ -599,6 +618,21 @@ py_ref connection_pipeline(connection_object* self, PyObject* const* args, Py_ss
     const unsigned long long oid = PyLong_AsUnsignedLongLong(args[0]);
     splitcore::throw_if_error();
     state_of(self).pipes[oid].facts = py_ref::borrow(args[1]);
+    return py_ref::borrow(Py_None);
+}
+
+// raise_builtin_errors(name): from now on, an error reply of a fixed built-in exception is raised as
+// the exception the owner's _error would make of it, made here (set_error_reply); None: by _error again.
+py_ref connection_raise_builtin_errors(connection_object* self, PyObject* arg) {
+    connection_state& state = state_of(self);
+    if (arg == Py_None) {
+        state.traceback_note.reset();
+        state.raised_note.reset();
+        return py_ref::borrow(Py_None);
+    }
+    if (!PyUnicode_Check(arg)) throw python_error::make(PyExc_TypeError, "raise_builtin_errors(name): name is a str");
+    state.traceback_note = py_ref::checked(PyUnicode_FromFormat("Remote traceback (on %U):\n", arg));
+    state.raised_note = py_ref::checked(PyUnicode_FromFormat("(raised on %U)", arg));
     return py_ref::borrow(Py_None);
 }
 
@@ -884,6 +918,9 @@ PyMethodDef connection_methods[] = {
     {"pipeline", method(boundary<connection_pipeline>), METH_FASTCALL,
      "pipeline(oid, facts): the file's small writes may be sent without waiting (docs/protocol.md, "
      "\"Pipelined writes\")."},
+    {"raise_builtin_errors", method(boundary<connection_raise_builtin_errors>), METH_O,
+     "raise_builtin_errors(name): raise an error reply of a built-in exception (docs/protocol.md: one without "
+     "\"mro\") as the owner's _error would, noting the slave's name, without calling it; None: through _error."},
     {"piped", method(boundary<connection_piped>), METH_O,
      "piped(oid) -> facts or None: the facts given to pipeline() while writes on the file may be pipelined."},
     {"unpipe", method(boundary<connection_unpipe>), METH_O, "unpipe(oid): no more pipelined writes on the file."},

@@ -284,8 +284,16 @@ py_ref error_info(splitcore::decoder& decoder, const splitcore::message& reply) 
     put("dict", decode_optional(decoder, error, "dict"));
     py_ref lineage = py_ref::checked(PyList_New(0));
     const auto mro = error.find("mro");
-    if (mro != error.end() && mro->is_array()) {
-        for (const auto& entry : *mro) {
+    const auto type = error.find("type");
+    PyObject* builtin = mro == error.end() && type != error.end() && type->is_string()
+                            ? splitcore::fixed_builtin_exception(type->get_ref<const std::string&>())
+                            : nullptr;
+    // A fixed built-in comes without its MRO: ours is the same.
+    const json lineage_of_builtin =
+        builtin != nullptr ? splitcore::class_lineage(reinterpret_cast<PyTypeObject*>(builtin)) : json();
+    const json* entries = mro != error.end() ? &*mro : &lineage_of_builtin;
+    if (entries->is_array()) {
+        for (const auto& entry : *entries) {
             if (!entry.is_array() || entry.size() != 2 || !entry[0].is_string() || !entry[1].is_string()) continue;
             const auto& module = entry[0].get_ref<const std::string&>();
             const auto& qualname = entry[1].get_ref<const std::string&>();
@@ -300,6 +308,75 @@ py_ref error_info(splitcore::decoder& decoder, const splitcore::message& reply) 
                       ? py_ref::checked(PyLong_FromUnsignedLongLong(origin->get<std::uint64_t>()))
                       : py_ref::borrow(Py_None));
     return info;
+}
+
+py_ref builtin_exception(splitcore::decoder& decoder, const splitcore::message& reply, PyObject* traceback_note,
+                         PyObject* raised_note) {
+    const auto found = reply.header.find("e");
+    if (found == reply.header.end() || !found->is_object()) return {};
+    const json& error = *found;
+    const auto type = error.find("type");
+    if (type == error.end() || !type->is_string()) return {};
+    for (const char* owners : {"mro", "code", "origin", "dict"}) {
+        if (error.contains(owners)) return {};
+    }
+    PyObject* cls = splitcore::fixed_builtin_exception(type->get_ref<const std::string&>());
+    if (cls == nullptr) return {};
+    auto* cls_type = reinterpret_cast<PyTypeObject*>(cls);
+    py_ref message = text_or_none(error, "msg");
+    if (message.get() == Py_None) message = py_ref::checked(PyUnicode_FromString(""));  // `info.get("msg") or ""`
+    // The args are decoded whatever the class uses: a reference among them is counted either way.
+    py_ref args = py_ref::checked(PyList_New(0));
+    if (const auto remote_args = error.find("args"); remote_args != error.end() && remote_args->is_array()) {
+        for (const auto& arg : *remote_args) {
+            py_ref value = decoder.decode(arg);
+            if (PyList_Append(args.get(), value.get()) < 0) throw python_error();
+        }
+    }
+    py_ref exception;
+    const auto err = error.find("errno");
+    if (PyType_IsSubtype(cls_type, reinterpret_cast<PyTypeObject*>(PyExc_OSError)) && err != error.end() &&
+        err->is_number_integer()) {
+        // cls.__new__(cls, errno, strerror or message, filename, None, filename2), as _errors._rebuilt
+        py_ref number = py_ref::checked(PyLong_FromLongLong(err->get<long long>()));
+        py_ref strerror = text_or_none(error, "strerror");
+        if (PyObject_IsTrue(strerror.get()) != 1) strerror = py_ref::borrow(message.get());
+        py_ref filename = decode_optional(decoder, error, "filename");
+        py_ref filename2 = decode_optional(decoder, error, "filename2");
+        py_ref ctor =
+            py_ref::checked(PyTuple_Pack(5, number.get(), strerror.get(), filename.get(), Py_None, filename2.get()));
+        exception = py_ref::checked(cls_type->tp_new(cls_type, ctor.get(), nullptr));
+        PyObject* set_errno = reinterpret_cast<PyOSErrorObject*>(exception.get())->myerrno;
+        if ((set_errno == nullptr || set_errno == Py_None) &&
+            reinterpret_cast<PyTypeObject*>(PyExc_OSError)->tp_init(exception.get(), ctor.get(), nullptr) < 0) {
+            throw python_error();
+        }
+    } else {
+        // cls(*args); another signature keeps the text: cls.__new__(cls, message)
+        py_ref tuple = py_ref::checked(PyList_AsTuple(args.get()));
+        exception = py_ref::steal(PyObject_Call(cls, tuple.get(), nullptr));
+        if (!exception) {
+            if (!PyErr_ExceptionMatches(PyExc_Exception)) throw python_error();
+            PyErr_Clear();
+            py_ref text = py_ref::checked(PyTuple_Pack(1, message.get()));
+            exception = py_ref::checked(cls_type->tp_new(cls_type, text.get(), nullptr));
+        }
+    }
+    if (!PyExceptionInstance_Check(exception.get())) {
+        throw python_error::make(PyExc_TypeError, "a built-in exception class made no exception");
+    }
+    py_ref traceback = text_or_none(error, "tb");
+    py_ref note;
+    if (PyObject_IsTrue(traceback.get()) == 1) {
+        static PyObject* const rstrip = PyUnicode_InternFromString("rstrip");  // immortal once interned here
+        py_ref stripped = py_ref::checked(PyObject_CallMethodNoArgs(traceback.get(), rstrip));
+        note = py_ref::checked(PyUnicode_Concat(traceback_note, stripped.get()));
+    } else {
+        note = py_ref::borrow(raised_note);
+    }
+    static PyObject* const add_note = PyUnicode_InternFromString("add_note");
+    py_ref added = py_ref::checked(PyObject_CallMethodOneArg(exception.get(), add_note, note.get()));
+    return exception;
 }
 
 }  // namespace splitbrain_core

@@ -55,4 +55,12 @@ struct output_chunk {
 // msg, strerror, tb, code (text or None), filename, filename2 (values), errno, args (a list).
 [[nodiscard]] splitcore::py_ref error_info(splitcore::decoder& decoder, const splitcore::message& reply);
 
+// The exception of an error reply whose type is one of the fixed built-in exceptions, which come without
+// an "mro" (splitcore::fixed_builtin_exception), and which has no "code", "origin" or "dict": made here
+// as the owner's _error makes it (_errors.exception_from_reply: the same class, args, errno, strerror,
+// filenames, and the note `traceback_note` + the remote traceback, or `raised_note` without one),
+// without a dict of fields nor a call into Python. Null, having decoded nothing, for any other reply.
+[[nodiscard]] splitcore::py_ref builtin_exception(splitcore::decoder& decoder, const splitcore::message& reply,
+                                                  PyObject* traceback_note, PyObject* raised_note);
+
 }  // namespace splitbrain_core
