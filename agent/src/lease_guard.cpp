@@ -46,12 +46,26 @@ def check(resource):
     finally:
         state["busy"] = False
 
+def _no_leases():
+    # True when the lease file names no lease now: then no open can be refused, and a path outside
+    # /dev/ need not be resolved (realpath: an lstat and Python per component, for every open).
+    if state["busy"]:
+        return False
+    state["busy"] = True
+    try:
+        _refresh()
+    except Exception:  # unreadable now: resolve the path, as check() would
+        return False
+    finally:
+        state["busy"] = False
+    return not state["leases"]
+
 def _hook(event, args):
     if event == "import" and state["file"] is not None and "pyvisa.highlevel" in sys.modules:
         patch_pyvisa()
     elif event == "open" and args and isinstance(args[0], str) and state["file"] is not None:
         path = args[0]
-        if path.startswith("/dev/") or os.path.realpath(path).startswith("/dev/"):
+        if path.startswith("/dev/") or (not _no_leases() and os.path.realpath(path).startswith("/dev/")):
             check(path)
 
 def patch_pyvisa():
