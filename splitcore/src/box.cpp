@@ -218,7 +218,7 @@ json encoder::encode_bytes(PyObject* bytes) {
 // Large buffers become frames that point into owner's memory (64 MiB: 0.01 ms, against 36 ms for
 // copying); owner must be immutable and keep the buffer alive.
 json encoder::encode_buffer(const char* data, std::size_t total, PyObject* owner) {
-    if (total < frame_threshold) {
+    if (total < m_inline_limit) {
         m_estimate += total;
         return json::binary(std::vector<std::uint8_t>(data, data + total));
     }
@@ -299,7 +299,7 @@ json encoder::encode_at(PyObject* value, int depth) {
             return json{{"$u", encode_bytes(raw.get())}};
         }
         const auto length = static_cast<std::size_t>(size);
-        if (length < frame_threshold) {
+        if (length < m_inline_limit) {
             m_estimate += length;
             return std::string(utf8, length);
         }
@@ -440,6 +440,26 @@ py_ref decoder::decode_frames(const json& spec) {
     return bytes;
 }
 
+// {"$u": bytes}: a str's UTF-8 (surrogatepass); one frame is decoded where it lies, not copied first.
+py_ref decoder::decode_text(const json& inner, int depth) {
+    if (inner.is_object() && inner.size() == 1) {
+        const auto spec = inner.find("$F");
+        if (spec != inner.end() && spec->is_array() && spec->size() == 3 && as_uint((*spec)[1]) == 1u) {
+            const auto first = as_uint((*spec)[0]);
+            const auto total = as_uint((*spec)[2]);
+            if (first && total && *first < m_frames.size() && m_frames[*first].size() == *total) {
+                const zmq::message_t& frame = m_frames[*first];
+                return py_ref::checked(PyUnicode_DecodeUTF8(static_cast<const char*>(frame.data()),
+                                                            static_cast<Py_ssize_t>(frame.size()), "surrogatepass"));
+            }
+        }
+    }
+    py_ref bytes = decode_at(inner, depth + 1);  // inline bytes, several frames, or what is wrong with them
+    if (!PyBytes_Check(bytes.get())) bad_value("\"$u\" must hold bytes");
+    return py_ref::checked(
+        PyUnicode_DecodeUTF8(PyBytes_AS_STRING(bytes.get()), PyBytes_GET_SIZE(bytes.get()), "surrogatepass"));
+}
+
 py_ref decoder::decode_spilled(const json& index, int depth) {
     const auto frame = as_uint(index);
     if (!frame || *frame >= m_frames.size()) bad_value("\"$H\" must name one of the message's frames");
@@ -546,12 +566,7 @@ py_ref decoder::decode_tagged(const json& value, int depth) {
     }
     if (tag == "$F") return decode_frames(inner);
     if (tag == "$H") return decode_spilled(inner, depth);
-    if (tag == "$u") {
-        py_ref bytes = decode_at(inner, depth + 1);
-        if (!PyBytes_Check(bytes.get())) bad_value("\"$u\" must hold bytes");
-        return py_ref::checked(
-            PyUnicode_DecodeUTF8(PyBytes_AS_STRING(bytes.get()), PyBytes_GET_SIZE(bytes.get()), "surrogatepass"));
-    }
+    if (tag == "$u") return decode_text(inner, depth);
     if (tag == "$w") {
         if (!inner.is_array() || inner.size() != 2 || !as_uint(inner[0])) bad_value("\"$w\" must be [index, bytes]");
         py_ref bytes = decode_at(inner[1], depth + 1);
@@ -818,6 +833,7 @@ json describe_exception(const python_error& e, box_hooks& hooks) {
         error["mro"] = PyType_HasFeature(type, Py_TPFLAGS_HEAPTYPE) ? class_lineage(type) : static_lineage(type);
     }
     encoder values(hooks);
+    values.keep_inline();  // an ERROR has no frames
     auto encode_or_repr = [&](PyObject* obj) -> json {
         try {
             json boxed = values.encode(obj);

@@ -255,3 +255,37 @@ def test_a_port_opened_before_another_keys_lease_stays_usable_and_a_new_open_is_
     finally:
         process.terminate()
         process.wait(5)
+
+
+def test_open_by_a_link_to_a_leased_port_is_refused_and_other_files_open_before_during_and_after(lab, tmp_path):
+    """SHALL refuse another key's open() of a leased port by a link to it, and open every other file:
+    while nothing is leased the guard does not resolve paths (only the lease file is looked at), so a
+    lease taken after those opens must still be seen at the next one."""
+    agent, connect = lab
+    process = subprocess.Popen(["socat", "-d", "-d", f"pty,raw,echo=0,link={tmp_path}/ttyV0",
+                                f"pty,raw,echo=0,link={tmp_path}/ttyV1"], stderr=subprocess.DEVNULL)
+    try:
+        wait_until(lambda: os.path.exists(tmp_path / "ttyV0"), 10, "socat's pty link")
+        link, port = str(tmp_path / "ttyV0"), os.path.realpath(tmp_path / "ttyV0")
+        plain = tmp_path / "plain.txt"
+        plain.write_text("x")
+        alice, bob = connect("alice"), connect("bob")
+        builtins = bob.module("builtins")
+
+        def bob_opens(path, mode="r"):
+            return bob.call(builtins, path, mode, path=["open"])
+
+        assert bob_opens(str(plain))["ok"]
+        assert bob_opens(link, "rb")["ok"]        # nothing leased yet
+        alice.ok("lease", resources=[port])
+        message = refused(bob_opens(link, "rb"))  # the lease taken since is seen
+        assert f"{HOST}:{port} is leased by alice@lab-pc" in message
+        refused(bob_opens(port, "rb"))
+        assert bob_opens(str(plain))["ok"]
+        assert bob_opens(str(tmp_path / "new.txt"), "w")["ok"]
+        assert alice.call(alice.module("builtins"), link, "rb", path=["open"])["ok"]  # the holder's own
+        assert alice.ok("unlease", resources=[port]) == {"released": 1}
+        assert bob_opens(link, "rb")["ok"]
+    finally:
+        process.terminate()
+        process.wait(5)

@@ -19,10 +19,10 @@ import pytest
 from conftest import run_python
 
 
-def observe(fn, *args):
+def observe(fn, *args, **kwargs):
     """fn's result, or its exception as (type name, errno, str)."""
     try:
-        return ("ok", fn(*args))
+        return ("ok", fn(*args, **kwargs))
     except Exception as exc:  # the transcript records it: that is what user code would catch
         return ("raised", type(exc).__name__, getattr(exc, "errno", None), str(exc).split("\n")[0])
 
@@ -132,9 +132,94 @@ def a_closed_file_used_again(p):
     return out
 
 
+# Around the 1 KiB from which a str or bytes value crosses as a raw frame instead of inline CBOR
+# (docs/protocol.md, "Values"), and the 64 KiB of the older limit.
+SIZES = (0, 1, 1023, 1024, 1025, 4096, 65535, 65536, 70000)
+
+
+def text_and_bytes_around_the_inline_threshold(p):
+    out = []
+    for n in SIZES:
+        for text in ("a" * n, "\u00e9" * (n // 2) + "z" * (n % 2), ("\U0001f600" * n)[:n // 4]):
+            with open(p, "w", encoding="utf-8") as f:
+                out.append(f.write(text))
+            with open(p, encoding="utf-8") as f:
+                out.append(f.read() == text)
+            out.append(os.stat(p).st_size)
+        data = (bytes(range(256)) * (n // 256 + 1))[:n]
+        with open(p, "wb") as f:
+            out.append(f.write(data))
+        with open(p, "rb") as f:
+            back = f.read()
+            out.append((len(back), back == data))
+        with open(p, "r+b") as f:  # read and write on one file, each value around the threshold
+            out.append(f.read(n // 2) == data[:n // 2])
+            out.append(f.write(data[:n // 3]))
+            f.seek(0)
+            out.append(f.read())
+    return out
+
+
+def encodings_and_newline_translation(p):
+    out = []
+    text = ("line one\nzwei \u00e9\r\ntrois\rquatre \u20ac\n" * 60)[:2500]
+    for encoding in ("utf-8", "utf-16", "latin-1", "utf-8-sig", "cp1252", "ascii"):
+        for newline in (None, "", "\n", "\r\n", "\r"):
+            with open(p, "w", encoding=encoding, errors="replace", newline=newline) as f:
+                out.append(f.write(text))
+            with open(p, "rb") as f:
+                out.append(f.read())
+            with open(p, encoding=encoding, errors="replace", newline=newline) as f:
+                out.append(f.read())
+                out.append(f.newlines)
+    with open(p, "w", encoding="latin-1") as f:
+        out.append(observe(f.write, "\u20ac" * 2000))  # UnicodeEncodeError at write(), as locally
+        out.append(f.write("fine"))
+    with open(p, encoding="latin-1") as f:
+        out.append(f.read())
+    return out
+
+
+def lone_surrogates(p):
+    out = []
+    name = b"caf\xe9 \xff".decode("utf-8", "surrogateescape")  # as a file name with bytes not UTF-8 comes
+    for text in (name, name * 400, "ok\ud800" + "x" * 3000):
+        for errors in ("surrogateescape", "surrogatepass", "strict", "backslashreplace"):
+            with open(p, "w", encoding="utf-8", errors=errors) as f:
+                out.append(observe(f.write, text))
+            with open(p, "rb") as f:
+                out.append(f.read())
+            with open(p, encoding="utf-8", errors=errors) as f:
+                back = observe(f.read)
+                out.append(back)
+                out.append(back == ("ok", text))
+    return out
+
+
+def errors_at_open(p):
+    def opened(*args, **kwargs):  # the messages name p, which differs by its suffix here and there
+        seen = observe(open, *args, **kwargs)
+        return seen if seen[0] == "ok" else seen[:3] + (seen[3].replace(p, "P"),)
+
+    out = []
+    out.append(opened(os.path.dirname(p), "w"))
+    out.append(opened(os.path.join(p, "no", "such"), "w"))
+    out.append(opened(p + ".missing"))
+    out.append(opened(p, "w", encoding="no-such-codec"))
+    out.append(opened(p, "wz"))
+    with open(p, "w", errors="no-such-handler") as f:   # looked up only when it is needed
+        out.append(observe(f.write, "a" * 2000))
+        out.append(observe(f.write, "\udcff" * 2000))
+    with open(p) as f:
+        out.append(f.read())
+    return out
+
+
 @pytest.mark.parametrize("scenario", [write_then_read_back, interleaved_reads_writes_seek_tell,
                                       later_calls_see_the_writes, errors_python_raises_at_write,
-                                      a_file_removed_under_it, a_closed_file_used_again])
+                                      a_file_removed_under_it, a_closed_file_used_again,
+                                      text_and_bytes_around_the_inline_threshold, encodings_and_newline_translation,
+                                      lone_surrogates, errors_at_open])
 def test_user_code_sees_what_it_sees_locally(linux_box, tmp_path, scenario):
     local, remote = both(linux_box, scenario, tmp_path / scenario.__name__)
     assert remote == local

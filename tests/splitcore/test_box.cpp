@@ -195,7 +195,7 @@ TEST_F(box_test, a_self_containing_list_goes_by_reference) {
 
 TEST_F(box_test, large_bytes_travel_as_raw_frames_outside_the_cbor) {
     py_ref small = eval("b'x' * (64 * 1024 - 1)");
-    EXPECT_EQ(cross(small.get()).frames, 0u);
+    EXPECT_EQ(cross(small.get()).value, (json{{"$F", {0, 1, 65535}}}));  // one frame below frame_threshold
     py_ref large = eval("bytes(range(256)) * 10000");  // 2 560 000 bytes
     crossed result = cross(large.get(), 1 << 20);
     EXPECT_EQ(result.frames, 3u);
@@ -215,6 +215,60 @@ TEST_F(box_test, large_text_travels_as_utf8_frames) {
     EXPECT_GT(result.frames, 1u);
     EXPECT_TRUE(PyUnicode_CheckExact(result.back.get()));
     EXPECT_EQ(PyObject_RichCompareBool(result.back.get(), text.get(), Py_EQ), 1);
+}
+
+TEST_F(box_test, str_and_bytes_from_the_inline_threshold_on_travel_as_one_frame) {
+    ASSERT_EQ(splitcore::inline_threshold, 1024u);
+    // Below it, inline CBOR; from it on, one frame ({"$u": {"$F"}} for a str: its UTF-8), both ways.
+    EXPECT_EQ(cross(eval("'a' * 1023").get()).value, std::string(1023, 'a'));
+    EXPECT_EQ(cross(eval("'a' * 1024").get()).value, (json{{"$u", {{"$F", {0, 1, 1024}}}}}));
+    EXPECT_EQ(cross(eval("'\\u00e9' * 511 + 'a'").get()).value.is_string(), true);  // 1023 bytes of UTF-8
+    EXPECT_EQ(cross(eval("'\\u00e9' * 512").get()).value, (json{{"$u", {{"$F", {0, 1, 1024}}}}}));
+    EXPECT_TRUE(cross(eval("b'b' * 1023").get()).value.is_binary());
+    EXPECT_EQ(cross(eval("b'b' * 1024").get()).value, (json{{"$F", {0, 1, 1024}}}));
+    EXPECT_EQ(cross(eval("bytearray(4096)").get()).value, (json{{"$ba", {{"$F", {0, 1, 4096}}}}}));
+    for (const char* expression :
+         {"'a' * 1023", "'a' * 1024", "'a' * 1025", "'splitbrain\\n' * 372 + '0123'", "'\\u00e9' * 512",
+          "'\\u00e9' * 511 + 'a'", "'\\U0001f600' * 300", "'x' * 65535", "'x' * 65536", "b'\\xff' * 1024",
+          "b'\\x00' * 4096", "bytearray(b'z' * 5000)", "['a' * 2000, {'k' * 3000: b'v' * 1500}, ('t' * 1024,)]",
+          "{'s' * 1100, 's' * 1200}", "'\\udcff' * 2000", "'ok' + '\\ud800' + 'x' * 3000"}) {
+        expect_round_trip(expression);
+    }
+    py_ref three = eval("('a' * 2000, 'b', b'c' * 3000, '\\u00e9' * 800)");
+    crossed result = cross(three.get());
+    EXPECT_EQ(result.frames, 3u);
+    EXPECT_EQ(result.value["$t"][1], "b");
+    EXPECT_EQ(result.value["$t"][3], (json{{"$u", {{"$F", {2, 1, 1600}}}}}));
+}
+
+TEST_F(box_test, keep_inline_keeps_str_and_bytes_below_the_frame_threshold_in_the_cbor) {
+    splitcore::encoder out(hooks);
+    out.keep_inline();
+    EXPECT_EQ(out.encode(eval("'a' * 4096").get()), std::string(4096, 'a'));
+    EXPECT_TRUE(out.encode(eval("b'a' * 65535").get()).is_binary());
+    EXPECT_TRUE(out.take_frames().empty());
+    // an exception's long args stay values (not their repr): its ERROR has no frames
+    PyErr_SetObject(PyExc_ValueError, eval("'v' * 5000").get());
+    splitcore::python_error error;
+    const json described = splitcore::describe_exception(error, hooks);
+    EXPECT_EQ(described["args"], json::array({std::string(5000, 'v')}));
+}
+
+TEST_F(box_test, a_str_in_one_frame_is_decoded_from_the_frame_and_checked) {
+    std::vector<zmq::message_t> frames;
+    frames.emplace_back(std::string("caf\xc3\xa9"));
+    splitcore::decoder in(hooks, frames);
+    py_ref text = in.decode(json{{"$u", {{"$F", {0, 1, 5}}}}});
+    EXPECT_EQ(splitcore::str_or(text.get(), "?"), "caf\xc3\xa9");
+    std::vector<zmq::message_t> short_frame;
+    short_frame.emplace_back(std::string("abc"));
+    EXPECT_NE(decode_error(json{{"$u", {{"$F", {0, 1, 4}}}}}, std::move(short_frame)).find("does not match"),
+              std::string::npos);
+    EXPECT_NE(decode_error(json{{"$u", {{"$F", {3, 1, 4}}}}}).find("[splitbrain.bad_request]"), std::string::npos);
+    std::vector<zmq::message_t> bad_utf8;
+    bad_utf8.emplace_back(std::string("\xff\xfe"));
+    EXPECT_NE(decode_error(json{{"$u", {{"$F", {0, 1, 2}}}}}, std::move(bad_utf8)).find("UnicodeDecodeError"),
+              std::string::npos);
 }
 
 TEST_F(box_test, text_with_lone_surrogates_round_trips) {

@@ -65,6 +65,9 @@ public:
     // alone, as a tuple's are): the receiver gets a set of its own objects, so set operations and
     // comparisons work there (`{os.open, os.stat} <= os.supports_dir_fd`). The client's side.
     void send_sets_by_value() noexcept { m_sets_by_value = true; }
+    // str and bytes below frame_threshold stay inline (not frames from inline_threshold on): the
+    // values of an ERROR, which travels without frames (describe_exception).
+    void keep_inline() noexcept { m_inline_limit = frame_threshold; }
     void fill_writable(std::size_t index, PyObject* bytes);
 
 private:
@@ -79,6 +82,7 @@ private:
     std::size_t m_frame_size;
     std::vector<zmq::message_t> m_frames;
     std::size_t m_estimate = 0;  // rough CBOR size of the value being encoded
+    std::size_t m_inline_limit = inline_threshold;  // str and bytes at least this long become frames
     bool m_copy_back = false;
     bool m_sets_by_value = false;
     std::vector<py_ref> m_writable;  // the buffers sent as "$w", by index
@@ -97,6 +101,7 @@ private:
     py_ref decode_at(const nlohmann::json& value, int depth);
     py_ref decode_tagged(const nlohmann::json& value, int depth);
     py_ref decode_frames(const nlohmann::json& spec);
+    py_ref decode_text(const nlohmann::json& inner, int depth);
     py_ref decode_struct_sequence(const nlohmann::json& value, int depth);
     py_ref decode_record(const nlohmann::json& value, int depth);
 

@@ -28,6 +28,11 @@ inline constexpr std::size_t frame_threshold = 64 * 1024;
 // decrypt any; in frames of 256 KiB the receiver decrypts one while the sender encrypts the next,
 // on the other core (bench/face/README.md, "W5 by cost").
 inline constexpr std::size_t bulk_frame_size = 256 * 1024;
+// str and bytes values at least this long travel as raw frames too ({"$F"}, a str as {"$u": {"$F"}}),
+// except inside an ERROR (which never has frames) where frame_threshold holds: the CBOR reader copies
+// a string into the header byte by byte (≈ 7 ns a byte, 30 µs for 4 KiB), a frame costs a few µs
+// whatever its size (issue 11 point 3: the 4 KiB of a write() and of a read()).
+inline constexpr std::size_t inline_threshold = 1024;
 // A value whose CBOR would be larger than this travels CBOR-encoded in a raw frame of its own
 // ({"$H": index}), so that headers stay small whatever the data.
 inline constexpr std::size_t spill_threshold = 256 * 1024;

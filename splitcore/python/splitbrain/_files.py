@@ -39,14 +39,17 @@ _OPEN_AND_DESCRIBE = (
 
 
 class Facts:
-    """What the master knows of a remote file it may pipeline writes to."""
+    """What the master knows of a remote file it may pipeline writes to. Immutable, so one serves
+    every file opened with the same mode, encoding and error handler (_facts)."""
 
-    __slots__ = ("writable", "text", "encoder")
+    __slots__ = ("writable", "text", "encoding", "errors", "ascii_safe")
 
-    def __init__(self, writable, text, encoder):
+    def __init__(self, writable, text, encoding, errors, ascii_safe):
         self.writable = writable
         self.text = text
-        self.encoder = encoder  # text files: encode(str) raising what the remote file's write would
+        self.encoding = encoding  # text files: data.encode(encoding, errors) raises what the remote write would
+        self.errors = errors
+        self.ascii_safe = ascii_safe  # an encoding in which every ASCII str encodes (utf-8, latin-1, ascii)
 
     def size(self, data):
         """The size of a write that may be pipelined, raising here what the remote write() would
@@ -56,27 +59,40 @@ class Facts:
         if self.text:
             if type(data) is not str or len(data) > LARGEST:
                 return None
-            self.encoder(data)
+            if not (self.ascii_safe and data.isascii()):  # isascii() is O(1) for a str
+                data.encode(self.encoding, self.errors)  # stateless: its errors do not depend on what went before
             return len(data)
         if type(data) is not bytes or len(data) > LARGEST:
             return None
         return len(data)
 
 
+# Encodings (codecs' canonical names) in which no ASCII text can fail to encode.
+_ASCII_SAFE = frozenset({"utf-8", "ascii", "iso8859-1", "cp1252", "utf-8-sig"})
+_known_facts = {}  # (mode, encoding, errors) → Facts; bounded
+
+
 def _facts(mode, encoding, errors, regular):
     if not regular:  # a pipe, a device, a socket: a write may block or return short
         return None
+    key = (mode, encoding, errors)
+    found = _known_facts.get(key)
+    if found is not None:
+        return found
     writable = any(c in mode for c in "wax+")
     text = "b" not in mode
-    encoder = None
+    ascii_safe = False
     if text and writable:
         if errors not in _ERROR_HANDLERS or not isinstance(encoding, str):
             return None
         try:
-            encoder = codecs.getincrementalencoder(encoding)(errors).encode
+            ascii_safe = codecs.lookup(encoding).name in _ASCII_SAFE
         except LookupError:  # a codec the slave has and we lack: its write decides
             return None
-    return Facts(writable, text, encoder)
+    found = Facts(writable, text, encoding, errors, ascii_safe)
+    if len(_known_facts) < 256:
+        _known_facts[key] = found
+    return found
 
 
 def _opener(slave):
