@@ -11,7 +11,7 @@ run-queue waits do not inflate); the worker's and the client's sleeps (voluntary
 each is a wake-up). Then W9 − W1 per process: what the error path itself costs.
 
 --perf DIR records `perf record --call-graph dwarf` of the client and of the worker during one more
-W9 loop (DIR/client.data, DIR/worker.data; `perf report -i DIR/worker.data --no-children`).
+W9 loop (W1 with --perf-way W1) (DIR/client.data, DIR/worker.data; `perf report -i DIR/worker.data --no-children`).
 Not a test; no assertion on timings.
 
     .venv/bin/python bench/face/w9_breakdown.py [--n 2000] [--rounds 5] [--perf DIR]
@@ -63,6 +63,7 @@ def main():
     parser.add_argument("--n", type=int, default=2000, help="calls per way and round")
     parser.add_argument("--rounds", type=int, default=5)
     parser.add_argument("--perf", metavar="DIR", help="perf call graphs of the client and the worker over W9")
+    parser.add_argument("--perf-way", choices=("W9", "W1"), default="W9", help="the way --perf records")
     args = parser.parse_args()
     splitbrain = benchkit.splitbrain_package()
     client_public, _ = splitbrain.client_keys()
@@ -124,7 +125,7 @@ def main():
                 time.sleep(1.0)  # perf attaches
                 deadline = time.monotonic() + 8
                 while time.monotonic() < deadline:
-                    w9()
+                    (w9 if args.perf_way == "W9" else w1)()
                 for recorder in recorders:
                     recorder.send_signal(2)
                 for recorder in recorders:

@@ -849,7 +849,7 @@ json describe_exception(const python_error& e, box_hooks& hooks) {
         // A fixed built-in's fields are its C struct's (no subclass can have made them properties).
         const bool direct = fixed && Py_TYPE(value) == type;
         py_ref args = direct ? py_ref::borrow(reinterpret_cast<PyBaseExceptionObject*>(value)->args)
-                            : py_ref::steal(PyObject_GetAttrString(value, "args"));
+                             : py_ref::steal(PyObject_GetAttrString(value, "args"));
         if (args && PyTuple_Check(args.get())) {
             json& items = error["args"];
             for (Py_ssize_t i = 0; i < PyTuple_GET_SIZE(args.get()); ++i) {
