@@ -195,7 +195,8 @@ TEST_F(box_test, a_self_containing_list_goes_by_reference) {
 
 TEST_F(box_test, large_bytes_travel_as_raw_frames_outside_the_cbor) {
     py_ref small = eval("b'x' * (64 * 1024 - 1)");
-    EXPECT_EQ(cross(small.get()).value, (json{{"$F", {0, 1, 65535}}}));  // one frame below frame_threshold
+    // one frame below frame_threshold too (from inline_threshold on)
+    EXPECT_EQ(cross(small.get()).value, (json{{"$F", {0, 1, 65535}}}));
     py_ref large = eval("bytes(range(256)) * 10000");  // 2 560 000 bytes
     crossed result = cross(large.get(), 1 << 20);
     EXPECT_EQ(result.frames, 3u);

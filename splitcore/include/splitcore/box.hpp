@@ -82,7 +82,8 @@ private:
     std::size_t m_frame_size;
     std::vector<zmq::message_t> m_frames;
     std::size_t m_estimate = 0;  // rough CBOR size of the value being encoded
-    std::size_t m_inline_limit = inline_threshold;  // str and bytes at least this long become frames
+    // str and bytes at least this long become frames
+    std::size_t m_inline_limit = inline_threshold;
     bool m_copy_back = false;
     bool m_sets_by_value = false;
     std::vector<py_ref> m_writable;  // the buffers sent as "$w", by index

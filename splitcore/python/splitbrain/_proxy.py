@@ -74,12 +74,10 @@ class RemoteObject:
         if name == "write":
             facts = slave._conn.piped(self._sb_oid)
             if facts is not None:  # small writes sent without waiting (see _files)
-                write = _method(_PipelinedWrite, self, name)
-                _set_slot(write, "_sb_facts", facts)
-                return write
+                return _PipelinedWrite(self, facts)
         methods = slave._methods.get(self._sb_type)
         if methods is not None and name in methods:
-            return _method(RemoteMethod, self, name)
+            return RemoteMethod(self, name)
         value = slave._conn.request("getattr", {"o": self._sb_oid, "name": name})
         if type(value) is RemoteCallable and value._sb_type in _METHOD_TYPES:
             slave._methods.setdefault(self._sb_type, set()).add(name)
@@ -387,19 +385,6 @@ class RemoteCallable(RemoteObject):
 _set_slot = object.__setattr__
 
 
-def _method(cls, owner, name):
-    """``cls(owner, name)`` for RemoteMethod and its subclasses, straight into the slots: calling the
-    class goes through _RemoteInit, whose test for a proxy being made raises and catches an
-    AttributeError (a third of a W3's client CPU went to making `f.write` and `f.read`)."""
-    method = object.__new__(cls)
-    _set_slot(method, "_sb_owner", owner)
-    _set_slot(method, "_sb_name", name)
-    _set_slot(method, "_sb_path", [name])
-    _set_slot(method, "_sb_resolved", None)
-    _set_slot(method, "_sb_last", None)
-    return method
-
-
 class RemoteMethod:
     """``obj.name`` on a slave, not fetched yet: calling it is one request (``call`` with a path).
 
@@ -551,17 +536,11 @@ class _PipelinedWrite(RemoteMethod):
 
     def __call__(self, *args, **kwargs):
         __tracebackhide__ = True
-        written = _files_module().pipelined_write(self._sb_owner, self._sb_facts, args, kwargs)
+        from ._files import pipelined_write  # noqa: PLC0415 (_files is imported by _routing, after us)
+        written = pipelined_write(self._sb_owner, self._sb_facts, args, kwargs)
         if written is not None:
             return written
         return super().__call__(*args, **kwargs)
-
-
-def _files_module():
-    found = sys.modules.get(f"{__package__}._files")  # imported by _routing, after us
-    if found is None:
-        from . import _files as found  # noqa: PLC0415
-    return found
 
 
 class RemoteModule:
@@ -580,7 +559,7 @@ class RemoteModule:
         d.update(info.get("consts") or {})
         makers = _DESCRIPTOR_RESULTS.get(name, {})
         for attr in info.get("callables") or ():
-            d[attr] = _method(_DescriptorMethod if attr in makers else RemoteMethod, self, attr)
+            d[attr] = (_DescriptorMethod if attr in makers else RemoteMethod)(self, attr)
         exceptions = info.get("exceptions") or ()
         if exceptions:
             from ._classes import exception_class  # noqa: PLC0415 (_classes imports _errors, as we do)
