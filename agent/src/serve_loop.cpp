@@ -1,7 +1,7 @@
 #include "serve_loop.hpp"
 
 #include <fcntl.h>
-#include <sys/ioctl.h>
+#include <poll.h>
 #include <sys/wait.h>
 #include <unistd.h>
 
@@ -25,6 +25,7 @@
 #include "splitcore/box.hpp"
 #include "splitcore/protocol.hpp"
 #include "splitcore/py_ref.hpp"
+#include "splitcore/socket_watch.hpp"
 #include "splitcore/wire.hpp"
 
 namespace splitbrain::agent {
@@ -86,6 +87,9 @@ struct serving {
     // Set by a hello that offered a direct port: then this worker checks whole-slave leases and
     // forced-release notices itself (slave_leases.hpp), which the supervisor does for the others.
     slave_leases leases{};
+    // What a wait must ask the two sockets (socket_watch.hpp): one poll(2) per wait when both are drained.
+    splitcore::socket_watch requests_state{};
+    splitcore::socket_watch direct_state{};  // of direct->socket(), while there is one
 };
 
 void release_if_due(serving& s, bool accepted) {
@@ -129,6 +133,7 @@ bool imports_nothing(const json& header) {
 
 // Everything the direct socket holds now, queued; its sender becomes the peer.
 void pull_direct(serving& s) {
+    s.direct_state.used();
     while (auto request = splitcore::recv_parts(s.direct->socket(), zmq::recv_flags::dontwait)) {
         if (request->size() < 2) continue;
         s.peer.emplace();
@@ -136,6 +141,26 @@ void pull_direct(serving& s) {
         s.direct_queue.push_back(std::move(*request));
         release_if_due(s, true);
     }
+    s.direct_state.drained();  // it would block now
+}
+
+// pull_direct if the direct socket may hold something: one poll(2) of its descriptor when drained.
+void pull_direct_if_signalled(serving& s) {
+    splitcore::socket_watch* watched[] = {&s.direct_state};
+    bool ready[1] = {};
+    try {
+        (void)splitcore::poll_watched(watched, 1, ready, nullptr, 0, 0);
+    } catch (const zmq::error_t& e) {
+        if (e.num() != EINTR) throw;
+        ready[0] = true;
+    }
+    if (ready[0]) pull_direct(s);
+}
+
+// The requests socket (to the IO thread), about to send: what it holds is unknown after.
+zmq::socket_t& sending(serving& s) {
+    s.requests_state.used();
+    return s.requests;
 }
 
 // A copy of a direct request's reply (parts from `first` on: header, frames), for a client whose
@@ -151,7 +176,7 @@ void keep(serving& s, std::uint64_t id, std::vector<zmq::message_t>& parts, std:
 }
 
 void send_direct(serving& s, std::uint64_t id, const json& header, std::vector<zmq::message_t> frames) {
-    pull_direct(s);  // a reconnect's ping may wait there: the reply goes to the new connection
+    pull_direct_if_signalled(s);  // a reconnect's ping may wait there: the reply goes to the new connection
     std::vector<zmq::message_t> parts;
     parts.emplace_back();
     parts.back().copy(*s.peer);
@@ -162,6 +187,7 @@ void send_direct(serving& s, std::uint64_t id, const json& header, std::vector<z
         parts.push_back(std::move(frame));
     }
     if (id != 0 && size <= (std::size_t(1) << 20)) keep(s, id, parts, 1);
+    s.direct_state.used();
     splitcore::send_parts(s.direct->socket(), parts);
 }
 
@@ -202,10 +228,12 @@ void answer_direct_ping(serving& s, std::uint64_t id, const json& header) {
 // True if nothing was written to fds 1 and 2 since the IO thread's read count was `before`: the
 // pipes hold nothing now, and the IO thread neither read since nor is reading.
 bool wrote_nothing(const serving& s, std::uint64_t before) {
+    pollfd pipes[std::size(s.probe.pipes)];
+    nfds_t n = 0;
     for (int fd : s.probe.pipes) {
-        int queued = 0;
-        if (fd >= 0 && ::ioctl(fd, FIONREAD, &queued) == 0 && queued > 0) return false;
+        if (fd >= 0) pipes[n++] = pollfd{fd, POLLIN, 0};
     }
+    if (n > 0 && ::poll(pipes, n, 0) != 0) return false;  // one poll for both: readable is bytes queued
     return s.probe.reads->load() == before && before % 2 == 0;
 }
 
@@ -224,6 +252,7 @@ void offer_direct(serving& s, const json& header, json& reply) {
             reserve_low_descriptors();  // hello released them; nothing of the user's ran yet
             s.reserved_until = std::chrono::steady_clock::now() + std::chrono::seconds(3);
             s.direct = std::make_unique<direct_port>(s.context, *offer);
+            s.direct_state = splitcore::socket_watch(s.direct->socket());
         }
         reply["direct"] = json{{"port", s.direct->port()}};
     } catch (const std::exception& e) {
@@ -309,14 +338,14 @@ void serve_one(serving& s, std::vector<zmq::message_t>& request, const zmq::mess
                 parts.push_back(std::move(frame));
             }
             if (size <= (std::size_t(1) << 20)) keep(s, id, parts, 0);
-            splitcore::send_parts(s.requests, parts);
+            splitcore::send_parts(sending(s), parts);
             return;
         }
     }
-    splitcore::send_message(s.requests, reply.header, std::move(reply.frames));
+    splitcore::send_message(sending(s), reply.header, std::move(reply.frames));
     if (s.operations.finished()) {
         s.operations.clear_objects();
-        splitcore::send_message(s.requests, json{{"ev", "quit"}});
+        splitcore::send_message(sending(s), json{{"ev", "quit"}});
         s.io.join();
         s.direct.reset();  // its port closes; and the context's close below waits for every socket
         s.requests.close();
@@ -331,22 +360,22 @@ void serve_one(serving& s, std::vector<zmq::message_t>& request, const zmq::mess
 // session's does (a client silent for the busy grace loses it, and the worker ends).
 splitcore::message await_answer(serving& s, json header, std::vector<zmq::message_t> frames) {
     const json number = header.at("cb");
-    splitcore::send_message(s.requests, header, std::move(frames));
+    splitcore::send_message(sending(s), header, std::move(frames));
     for (;;) {
         // Cancelled while a request served here ran (interrupts.hpp): the wait ends.
         if (s.interrupts.take_cancel_of_waiting_call()) {
             PyErr_SetNone(PyExc_KeyboardInterrupt);
             throw splitcore::python_error();
         }
-        zmq::pollitem_t items[2] = {{s.requests.handle(), 0, ZMQ_POLLIN, 0},
-                                    {s.direct ? s.direct->socket().handle() : nullptr, 0, ZMQ_POLLIN, 0}};
+        splitcore::socket_watch* watched[2] = {&s.requests_state, s.direct ? &s.direct_state : nullptr};
+        bool ready[2] = {};
         {
             splitcore::gil_release unlocked;
             try {
-                zmq::poll(items, s.direct ? 2 : 1, std::chrono::milliseconds(100));
+                (void)splitcore::poll_watched(watched, 2, ready, nullptr, 0, 100);
             } catch (const zmq::error_t& e) {
                 if (e.num() != EINTR) throw;
-                items[0].revents = items[1].revents = 0;
+                ready[0] = ready[1] = false;
             }
         }
         // Before taking a request: a cancel ends the wait, and what came after it waits for the loop.
@@ -354,15 +383,16 @@ splitcore::message await_answer(serving& s, json header, std::vector<zmq::messag
         // Nested calls and the answer may come either way (direct.hpp); the direct way first.
         std::optional<std::vector<zmq::message_t>> request;
         std::optional<zmq::message_t> direct_from;
-        if (s.direct && (items[1].revents & ZMQ_POLLIN)) pull_direct(s);
+        if (s.direct && ready[1]) pull_direct(s);
         if (!s.direct_queue.empty()) {
             request = std::move(s.direct_queue.front());
             s.direct_queue.pop_front();
             direct_from = std::move(request->front());
             request->erase(request->begin());
         }
-        if (!request && (items[0].revents & ZMQ_POLLIN)) {
+        if (!request && ready[0]) {
             request = splitcore::recv_parts(s.requests, zmq::recv_flags::dontwait);
+            if (!request) s.requests_state.drained();  // else one message taken: more may wait
         }
         if (!request || request->empty()) continue;
         const zmq::message_t* from = direct_from ? &*direct_from : nullptr;
@@ -382,7 +412,7 @@ splitcore::message await_answer(serving& s, json header, std::vector<zmq::messag
         if (from != nullptr) {
             send_direct(s, 0, splitcore::ok_reply(id, nullptr), {});
         } else {
-            splitcore::send_message(s.requests, splitcore::ok_reply(id, nullptr));
+            splitcore::send_message(sending(s), splitcore::ok_reply(id, nullptr));
         }
         splitcore::message answer{std::move(next), {}};
         for (std::size_t i = 1; i < request->size(); ++i) answer.frames.push_back(std::move((*request)[i]));
@@ -395,26 +425,27 @@ splitcore::message await_answer(serving& s, json header, std::vector<zmq::messag
 void serve(worker& operations, interrupt_state& interrupts, zmq::context_t& context, zmq::socket_t& requests,
            std::thread& io, const output_probe& probe) {
     serving s{operations, interrupts, context, requests, io, probe, nullptr, {}, {}, {}, 0, {}, {}, {}, {}};
+    s.requests_state = splitcore::socket_watch(requests);
     operations.set_transport([&s](json header, std::vector<zmq::message_t> frames) {
         return await_answer(s, std::move(header), std::move(frames));
     });
     for (;;) {
         // Idle, this thread reads the direct port itself: a request that comes that way wakes it
         // alone (direct.hpp). Requests through the IO thread as before.
-        zmq::pollitem_t items[2] = {{requests.handle(), 0, ZMQ_POLLIN, 0},
-                                    {s.direct ? s.direct->socket().handle() : nullptr, 0, ZMQ_POLLIN, 0}};
         release_if_due(s, false);
-        const auto timeout = s.reserved_until ? std::chrono::milliseconds(100) : std::chrono::milliseconds(-1);
+        // One poll(2) while both sockets are drained (socket_watch.hpp), not zmq_poll's questions.
+        splitcore::socket_watch* watched[2] = {&s.requests_state, s.direct ? &s.direct_state : nullptr};
+        bool ready[2] = {};
         if (s.direct_queue.empty()) {
             splitcore::gil_release unlocked;
             try {
-                zmq::poll(items, s.direct ? 2 : 1, timeout);
+                (void)splitcore::poll_watched(watched, 2, ready, nullptr, 0, s.reserved_until ? 100 : -1);
             } catch (const zmq::error_t& e) {
                 if (e.num() != EINTR) throw;
                 continue;
             }
         }
-        if (s.direct && (items[1].revents & ZMQ_POLLIN)) pull_direct(s);
+        if (s.direct && ready[1]) pull_direct(s);
         if (!s.direct_queue.empty()) {
             std::vector<zmq::message_t> request = std::move(s.direct_queue.front());
             s.direct_queue.pop_front();
@@ -423,8 +454,12 @@ void serve(worker& operations, interrupt_state& interrupts, zmq::context_t& cont
             serve_one(s, request, &from);
             continue;
         }
-        if (items[0].revents & ZMQ_POLLIN) {
-            if (auto request = splitcore::recv_parts(requests, zmq::recv_flags::dontwait)) serve_one(s, *request);
+        if (ready[0]) {
+            if (auto request = splitcore::recv_parts(requests, zmq::recv_flags::dontwait)) {
+                serve_one(s, *request);  // one message taken: more may wait, the next poll asks
+            } else {
+                s.requests_state.drained();
+            }
         }
     }
 }

@@ -101,6 +101,8 @@ channel::channel(channel_options options)
     m_monitor = zmq::socket_t(shared_context(), zmq::socket_type::pair);
     m_monitor.set(zmq::sockopt::linger, 0);
     m_monitor.connect(monitor_address);
+    m_socket_watch = socket_watch(m_socket);
+    m_monitor_watch = socket_watch(m_monitor);
     // libzmq resolves a host name in its IO thread and retries for ever: a name that does not
     // resolve is known now, and said now.
     resolve_host(m_options.name, m_options.address);
@@ -174,11 +176,13 @@ void channel::release_socket(std::unique_lock<std::mutex>&) {
 
 void channel::send_now(const nlohmann::json& header, std::vector<zmq::message_t>& frames, bool direct) {
     // The direct way never blocks: a connection that cannot take it now leaves it to the relay.
+    if (direct && m_direct) m_direct->socket_state.used();
     if (direct && m_direct && try_send_message(m_direct->socket, header, frames)) return;
     if (direct) {
         std::lock_guard<std::mutex> lock(m_mutex);
         if (m_direct) m_direct->in_flight.erase(header.value("id", std::uint64_t(0)));
     }
+    m_socket_watch.used();
     try {
         send_message(m_socket, header, std::move(frames));
     } catch (const zmq::error_t& e) {
@@ -205,6 +209,7 @@ void channel::try_ping(std::uint64_t id) {
     if (nlohmann::json waiting = waiting_since_reconnect(); !waiting.empty()) header["waiting"] = std::move(waiting);
     if (nlohmann::json direct = direct_waiting(); !direct.empty()) header["direct"] = std::move(direct);
     zmq::message_t ping = encode_header(header);
+    m_socket_watch.used();
     (void)m_socket.send(ping, zmq::send_flags::dontwait);
 }
 
@@ -213,6 +218,7 @@ void channel::try_ping(std::uint64_t id) {
 // word (no ERROR command, as a refused key gets) is a CURVE server that could not read our HELLO:
 // it does not hold the secret half of the key we pin.
 void channel::read_monitor() {
+    m_monitor_watch.used();
     while (auto parts = recv_parts(m_monitor, zmq::recv_flags::dontwait)) {
         if (parts->empty() || parts->front().size() < sizeof(std::uint16_t)) continue;
         std::uint16_t event;
@@ -247,6 +253,7 @@ void channel::read_monitor() {
             m_link_failed = channel_clock::now();
         }
     }
+    m_monitor_watch.drained();  // it would block now
 }
 
 std::uint64_t channel::handshakes() {
@@ -307,8 +314,7 @@ std::uint64_t channel::send(nlohmann::json header, std::vector<zmq::message_t> f
     std::unique_lock<std::mutex> lock(m_mutex);
     acquire_socket(lock);
     lock.unlock();
-    read_monitor();  // so that what it says next happened after this request was sent
-    const bool direct_usable = read_direct_monitor();
+    const bool direct_usable = read_monitors_if_signalled();  // so that what they say next happened after it
     lock.lock();
     if (!direct_usable) drop_direct();
     // Numbered once the socket is ours, so ids go out in order: output is attributed by it.
@@ -368,6 +374,7 @@ void channel::cancel(std::uint64_t id) {
     // Never blocks: an interrupt must return promptly even when the agent cannot be reached.
     zmq::message_t header = encode_header(
         nlohmann::json{{"op", "cancel"}, {"target", id}, {"id", cancel_id}, {"session", m_options.session}});
+    m_socket_watch.used();
     try {
         (void)m_socket.send(header, zmq::send_flags::dontwait);
     } catch (...) {
@@ -456,6 +463,7 @@ std::vector<message> channel::take_events() {
 }
 
 void channel::read_available(std::vector<message>& into) {
+    m_socket_watch.used();
     while (auto parts = recv_parts(m_socket, zmq::recv_flags::dontwait)) {
         message arrived;
         try {
@@ -467,6 +475,7 @@ void channel::read_available(std::vector<message>& into) {
         std::move(parts->begin() + 1, parts->end(), std::back_inserter(arrived.frames));
         into.push_back(std::move(arrived));
     }
+    m_socket_watch.drained();  // it would block now
 }
 
 void channel::dispatch(std::vector<message>& arrived, time_point now, bool direct) {
@@ -689,38 +698,37 @@ std::optional<message> channel::wait(std::uint64_t id, channel_clock::time_point
         bool ack_sent = false;
         bool direct_usable = true;
         try {
-            read_monitor();  // what happened while nobody polled, before a state is trusted
-            direct_usable = read_direct_monitor();
+            // What the monitors hold is read after the poll below, which returns at once for it.
+            direct_usable = read_direct_monitor(false);
             if (ping != 0) try_ping(ping);
             if (ack_at != 0) ack_sent = try_ack(ack_id, ack_at);
             // A call sent the direct way: the IO thread's answer to an ack says whether it reached the worker.
             if (ping != 0 && ack_at == 0 && probe_id != 0) (void)try_ack(probe_id, probe_at);
             const auto timeout = std::chrono::duration_cast<milliseconds>(wake_at - now) + milliseconds(1);
-            zmq::pollitem_t items[] = {
-                {m_socket.handle(), 0, ZMQ_POLLIN, 0},
-                {nullptr, m_wake_fd, ZMQ_POLLIN, 0},
-                {m_monitor.handle(), 0, ZMQ_POLLIN, 0},
-                {m_direct ? m_direct->socket.handle() : nullptr, 0, ZMQ_POLLIN, 0},
-                {m_direct ? m_direct->monitor.handle() : nullptr, 0, ZMQ_POLLIN, 0},
-            };
+            // One poll(2) for all of them (socket_watch.hpp), not zmq_poll's two questions per socket.
+            socket_watch* watched[] = {&m_socket_watch, &m_monitor_watch, m_direct ? &m_direct->socket_state : nullptr,
+                                       m_direct ? &m_direct->monitor_state : nullptr};
+            bool ready[std::size(watched)] = {};
+            pollfd wake{m_wake_fd, POLLIN, 0};
             try {
-                zmq::poll(items, m_direct ? 5 : 3, std::max(timeout, milliseconds(0)));
+                (void)poll_watched(watched, std::size(watched), ready, &wake, 1,
+                                   static_cast<long>(std::max(timeout, milliseconds(0)).count()));
             } catch (const zmq::error_t& e) {
                 if (e.num() != EINTR) throw;
                 interrupted = true;  // a signal: let the caller look at it now
             }
-            if (items[1].revents & ZMQ_POLLIN) {
+            if (wake.revents & POLLIN) {
                 std::uint64_t count;
                 [[maybe_unused]] auto got = ::read(m_wake_fd, &count, sizeof count);
             }
-            if (items[0].revents & ZMQ_POLLIN) {
+            if (ready[0]) {
                 read_available(arrived);
             }
-            if (items[2].revents & ZMQ_POLLIN) {
+            if (ready[1]) {
                 read_monitor();
             }
-            if (m_direct && (items[3].revents & ZMQ_POLLIN)) direct_arrived(arrived_direct);
-            if (m_direct && (items[4].revents & ZMQ_POLLIN)) direct_usable = direct_usable && read_direct_monitor();
+            if (m_direct && ready[2]) direct_arrived(arrived_direct);
+            if (m_direct && ready[3]) direct_usable = direct_usable && read_direct_monitor();
         } catch (...) {
             lock.lock();
             release_socket(lock);
@@ -823,6 +831,7 @@ bool channel::try_ack(std::uint64_t id, std::uint64_t at) {
     nlohmann::json header{{"op", op::ack.name}, {"at", at}, {"id", id}, {"session", m_options.session}};
     if (nlohmann::json direct = direct_waiting(); !direct.empty()) header["direct"] = std::move(direct);
     zmq::message_t ack = encode_header(header);
+    m_socket_watch.used();
     return m_socket.send(ack, zmq::send_flags::dontwait).has_value();
 }
 

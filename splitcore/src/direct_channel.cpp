@@ -62,6 +62,8 @@ void channel::open_direct(const nlohmann::json& offer) {
         link->monitor.set(zmq::sockopt::linger, 0);
         link->monitor.connect(monitor_address);
         socket.connect(link->endpoint);
+        link->socket_state = socket_watch(socket);
+        link->monitor_state = socket_watch(link->monitor);
     } catch (const zmq::error_t& e) {
         debug("no direct connection to " + link->endpoint + " (" + e.what() + "): requests go through " +
               m_options.address);
@@ -83,10 +85,29 @@ void channel::drop_direct() {
     m_direct.reset();
 }
 
-bool channel::read_direct_monitor() {
+bool channel::read_monitors_if_signalled() {
+    socket_watch* monitors[] = {&m_monitor_watch, m_direct ? &m_direct->monitor_state : nullptr};
+    bool ready[std::size(monitors)] = {};
+    try {
+        (void)poll_watched(monitors, std::size(monitors), ready, nullptr, 0, 0);
+    } catch (const zmq::error_t& e) {
+        if (e.num() != EINTR) throw;
+        ready[0] = ready[1] = true;  // interrupted: read them as before
+    }
+    if (ready[0]) read_monitor();
+    return read_direct_monitor(ready[1]);
+}
+
+bool channel::read_direct_monitor(bool readable) {
     direct_link* link = m_direct.get();
     if (link == nullptr) return true;
-    while (auto parts = recv_parts(link->monitor, zmq::recv_flags::dontwait)) {
+    if (readable) link->monitor_state.used();
+    while (readable) {
+        auto parts = recv_parts(link->monitor, zmq::recv_flags::dontwait);
+        if (!parts) {
+            link->monitor_state.drained();
+            break;
+        }
         if (parts->empty() || parts->front().size() < sizeof(std::uint16_t)) continue;
         std::uint16_t event;
         std::memcpy(&event, parts->front().data(), sizeof event);
@@ -131,6 +152,7 @@ bool channel::read_direct_monitor() {
             {"op", "ping"}, {"id", m_next_id++}, {"session", m_options.session}, {"waiting", std::move(waiting)}};
         lock.unlock();
         zmq::message_t message = encode_header(ping);
+        link->socket_state.used();
         (void)link->socket.send(message, zmq::send_flags::dontwait);
         lock.lock();
     }
@@ -198,6 +220,7 @@ std::uint64_t channel::acknowledged_for(std::uint64_t id) const {
 
 void channel::direct_arrived(std::vector<message>& into) {
     if (!m_direct) return;
+    m_direct->socket_state.used();
     while (auto parts = recv_parts(m_direct->socket, zmq::recv_flags::dontwait)) {
         message arrived;
         try {
@@ -209,6 +232,7 @@ void channel::direct_arrived(std::vector<message>& into) {
         std::move(parts->begin() + 1, parts->end(), std::back_inserter(arrived.frames));
         into.push_back(std::move(arrived));
     }
+    m_direct->socket_state.drained();  // it would block now
 }
 
 }  // namespace splitcore

@@ -15,6 +15,7 @@ struct channel::direct_link {
     explicit direct_link(zmq::context_t& context) : socket(context, zmq::socket_type::dealer) {}
     zmq::socket_t socket;
     zmq::socket_t monitor;
+    socket_watch socket_state, monitor_state;  // what a wait must ask them (socket_watch.hpp)
     std::string endpoint;
     bool up = false;
     bool ever_up = false;

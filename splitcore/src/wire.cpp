@@ -2,12 +2,20 @@
 
 #include <algorithm>
 #include <cerrno>
+#include <cmath>
+#include <cstring>
+#include <limits>
 
 namespace splitcore {
 
 zmq::message_t encode_header(const json& header) {
-    std::vector<std::uint8_t> bytes = json::to_cbor(header);
-    return zmq::message_t(bytes.data(), bytes.size());
+    // One buffer per thread, grown once, instead of a vector grown from nothing at every message.
+    thread_local std::vector<std::uint8_t> bytes;
+    bytes.clear();
+    json::to_cbor(header, bytes);
+    zmq::message_t message(bytes.data(), bytes.size());
+    if (bytes.capacity() > (std::size_t(64) << 10)) std::vector<std::uint8_t>().swap(bytes);  // keeps no big one
+    return message;
 }
 
 std::optional<std::size_t> cbor_depth(const std::uint8_t* data, std::size_t size) {
@@ -93,23 +101,198 @@ std::optional<std::size_t> cbor_depth(const std::uint8_t* data, std::size_t size
     }
 }
 
+namespace {
+
+// The CBOR reader of decode_header: one pass, straight into json values (nlohmann's from_cbor went
+// through its SAX parser, read strings byte by byte, and needed cbor_depth's pass first to bound
+// its recursion). It takes what from_cbor takes, as the same values (tests/splitcore/test_protocol.cpp
+// compares the two): maps with text keys (the last of a repeated key wins), arrays, text and byte
+// strings (also in chunks), integers, half, single and double floats, true, false, null; tags, other
+// simple values and trailing bytes are refused, all as bad_request. Nesting is counted as cbor_depth
+// counts it (a definite container with no items does not count) and refused past max_header_depth
+// before going deeper.
+class cbor_reader {
+public:
+    cbor_reader(const std::uint8_t* data, std::size_t size) : m_pos(data), m_end(data + size) {}
+
+    json document() {
+        json value = item(0);
+        if (m_pos != m_end) malformed();
+        return value;
+    }
+
+private:
+    [[noreturn]] static void malformed() { throw error(errc::bad_request, "header frame is not well-formed CBOR"); }
+    [[noreturn]] static void invalid(const std::string& what) {
+        throw error(errc::bad_request, "header frame is not valid CBOR: " + what);
+    }
+
+    std::uint8_t byte() {
+        if (m_pos == m_end) malformed();
+        return *m_pos++;
+    }
+
+    std::uint64_t big_endian(std::size_t width) {
+        if (static_cast<std::size_t>(m_end - m_pos) < width) malformed();
+        std::uint64_t value = 0;
+        for (std::size_t i = 0; i < width; ++i) value = (value << 8) | *m_pos++;
+        return value;
+    }
+
+    std::uint64_t argument(std::uint8_t info) {
+        if (info < 24) return info;
+        if (info == 24) return big_endian(1);
+        if (info == 25) return big_endian(2);
+        if (info == 26) return big_endian(4);
+        if (info == 27) return big_endian(8);
+        malformed();  // 28..30 are reserved; 31 is handled by the callers that allow it
+    }
+
+    // A container at `depth` (1 for the outermost) with items in it: refused past the limit.
+    static void enter(std::size_t depth) {
+        if (depth > max_header_depth) {
+            throw error(errc::bad_request, "header nests deeper than " + std::to_string(max_header_depth) + " levels");
+        }
+    }
+
+    // The bytes of a text (major 3) or byte (major 2) string whose initial byte was read, appended.
+    template <typename Bytes>
+    void string_bytes(std::uint8_t major, std::uint8_t info, Bytes& into, std::size_t depth) {
+        if (info == 31) {  // chunks until a break; each a string of the same major type
+            enter(depth + 1);
+            for (;;) {
+                const std::uint8_t initial = byte();
+                if (initial == 0xff) return;
+                if ((initial >> 5) != major)
+                    invalid("a chunk of an indefinite-length string is not a string of its type");
+                string_bytes(major, initial & 0x1f, into, depth + 1);
+            }
+        }
+        const std::uint64_t length = argument(info);
+        if (length > static_cast<std::uint64_t>(m_end - m_pos)) malformed();
+        into.insert(into.end(), m_pos, m_pos + length);
+        m_pos += length;
+    }
+
+    json item(std::size_t depth) {
+        const std::uint8_t initial = byte();
+        const std::uint8_t major = initial >> 5;
+        const std::uint8_t info = initial & 0x1f;
+        switch (major) {
+            case 0:
+                return json(argument(info));
+            case 1:
+                return json(static_cast<std::int64_t>(~argument(info)));  // -1 - n
+            case 2: {
+                std::vector<std::uint8_t> bytes;
+                string_bytes(2, info, bytes, depth);
+                return json::binary(std::move(bytes));
+            }
+            case 3: {
+                std::string text;
+                string_bytes(3, info, text, depth);
+                return json(std::move(text));
+            }
+            case 4: {
+                json array = json::array();
+                if (info == 31) {
+                    enter(depth + 1);
+                    while (!at_break()) array.push_back(item(depth + 1));
+                    return array;
+                }
+                const std::uint64_t n = argument(info);
+                if (n > static_cast<std::uint64_t>(m_end - m_pos)) malformed();  // each item takes a byte
+                if (n > 0) enter(depth + 1);
+                array.get_ref<json::array_t&>().reserve(static_cast<std::size_t>(n));
+                for (std::uint64_t i = 0; i < n; ++i) array.push_back(item(depth + 1));
+                return array;
+            }
+            case 5: {
+                json object = json::object();
+                auto& members = object.get_ref<json::object_t&>();
+                const bool indefinite = info == 31;
+                std::uint64_t n = 0;
+                if (!indefinite) {
+                    n = argument(info);
+                    if (n > static_cast<std::uint64_t>(m_end - m_pos) / 2) malformed();  // two items a pair
+                }
+                if (indefinite || n > 0) enter(depth + 1);
+                for (std::uint64_t i = 0; indefinite ? !at_break() : i < n; ++i) {
+                    const std::uint8_t key_initial = byte();
+                    if ((key_initial >> 5) != 3) invalid("a map key is not a text string");
+                    std::string key;
+                    string_bytes(3, key_initial & 0x1f, key, depth + 1);
+                    members[std::move(key)] = item(depth + 1);
+                }
+                return object;
+            }
+            case 6:
+                invalid("tags are not accepted");
+            default:
+                break;
+        }
+        switch (initial) {
+            case 0xf4:
+                return json(false);
+            case 0xf5:
+                return json(true);
+            case 0xf6:
+                return json(nullptr);
+            case 0xf9: {
+                const auto half = static_cast<unsigned>(big_endian(2));
+                const int exponent = static_cast<int>((half >> 10) & 0x1f);
+                const unsigned mantissa = half & 0x3ff;
+                double value;
+                if (exponent == 0) {
+                    value = std::ldexp(mantissa, -24);
+                } else if (exponent == 31) {
+                    value = mantissa == 0 ? std::numeric_limits<double>::infinity()
+                                          : std::numeric_limits<double>::quiet_NaN();
+                } else {
+                    value = std::ldexp(mantissa + 1024, exponent - 25);
+                }
+                return json((half & 0x8000) != 0 ? -value : value);
+            }
+            case 0xfa: {
+                const auto bits = static_cast<std::uint32_t>(big_endian(4));
+                float value;
+                std::memcpy(&value, &bits, sizeof value);
+                return json(static_cast<double>(value));
+            }
+            case 0xfb: {
+                const std::uint64_t bits = big_endian(8);
+                double value;
+                std::memcpy(&value, &bits, sizeof value);
+                return json(value);
+            }
+            default:
+                break;
+        }
+        if (info >= 28) malformed();  // reserved, or a break where no item may end
+        (void)argument(info);         // a simple value: well formed, not accepted
+        invalid("simple value " + std::to_string(static_cast<unsigned>(initial)) + " is not accepted");
+    }
+
+    // An indefinite container's break, taken; else nothing is.
+    bool at_break() {
+        if (m_pos == m_end) malformed();
+        if (*m_pos != 0xff) return false;
+        ++m_pos;
+        return true;
+    }
+
+    const std::uint8_t* m_pos;
+    const std::uint8_t* m_end;
+};
+
+}  // namespace
+
 json decode_header(const void* data, std::size_t size, std::size_t limit) {
     if (size > limit) {
         throw error(errc::bad_request,
                     "header frame of " + std::to_string(size) + " bytes exceeds the limit of " + std::to_string(limit));
     }
-    const auto* bytes = static_cast<const std::uint8_t*>(data);
-    const auto depth = cbor_depth(bytes, size);
-    if (!depth) throw error(errc::bad_request, "header frame is not well-formed CBOR");
-    if (*depth > max_header_depth) {
-        throw error(errc::bad_request, "header nests deeper than " + std::to_string(max_header_depth) + " levels");
-    }
-    json header;
-    try {
-        header = json::from_cbor(bytes, bytes + size);
-    } catch (const json::exception& e) {
-        throw error(errc::bad_request, std::string("header frame is not valid CBOR: ") + e.what());
-    }
+    json header = cbor_reader(static_cast<const std::uint8_t*>(data), size).document();
     if (!header.is_object()) throw error(errc::bad_request, "header is not a CBOR map");
     return header;
 }

@@ -1,6 +1,14 @@
 #include <gtest/gtest.h>
 
+#include <unistd.h>
+
+#include <chrono>
+#include <optional>
+#include <random>
+#include <thread>
+
 #include "splitcore/protocol.hpp"
+#include "splitcore/socket_watch.hpp"
 #include "splitcore/wire.hpp"
 
 using splitcore::json;
@@ -61,6 +69,124 @@ TEST(protocol, cbor_depth_measures_definite_and_indefinite_containers) {
     EXPECT_EQ(splitcore::cbor_depth(indefinite.data(), indefinite.size()).value(), 2u);
     const std::vector<std::uint8_t> scalar = {0x18, 0x64};
     EXPECT_EQ(splitcore::cbor_depth(scalar.data(), scalar.size()).value(), 0u);
+}
+
+namespace {
+// What decode_header did before its own reader (issue 11 point 2): cbor_depth, then nlohmann's from_cbor.
+std::optional<json> reference_decode(const std::vector<std::uint8_t>& bytes) {
+    const auto depth = splitcore::cbor_depth(bytes.data(), bytes.size());
+    if (!depth || *depth > splitcore::max_header_depth) return std::nullopt;
+    try {
+        json header = json::from_cbor(bytes.begin(), bytes.end());
+        if (!header.is_object()) return std::nullopt;
+        return header;
+    } catch (const json::exception&) {
+        return std::nullopt;
+    }
+}
+
+std::optional<json> our_decode(const std::vector<std::uint8_t>& bytes) {
+    try {
+        return decode_bytes(bytes);
+    } catch (const splitcore::error& e) {
+        EXPECT_EQ(e.code(), splitcore::errc::bad_request);
+        return std::nullopt;
+    }
+}
+
+json random_value(std::mt19937& random, int depth) {
+    const int kind = static_cast<int>(random() % (depth > 4 ? 8 : 11));
+    switch (kind) {
+        case 0:
+            return nullptr;
+        case 1:
+            return random() % 2 == 0;
+        case 2:
+            return static_cast<std::uint64_t>(random()) << (random() % 40);
+        case 3:
+            return -static_cast<std::int64_t>(random() % 100000) - 1;
+        case 4:
+            return static_cast<double>(random()) / 7.0;
+        case 5:
+            return std::string(random() % 40, static_cast<char>('a' + random() % 26));
+        case 6:
+            return json::binary(std::vector<std::uint8_t>(random() % 30, static_cast<std::uint8_t>(random())));
+        case 7:
+            return std::string(random() % 300, 'x');
+        case 8:
+        case 9: {
+            json object = json::object();
+            for (unsigned i = random() % 5; i > 0; --i)
+                object[std::string(1, static_cast<char>('a' + random() % 6))] = random_value(random, depth + 1);
+            return object;
+        }
+        default: {
+            json array = json::array();
+            for (unsigned i = random() % 5; i > 0; --i) array.push_back(random_value(random, depth + 1));
+            return array;
+        }
+    }
+}
+
+void expect_same_decoding(const std::vector<std::uint8_t>& bytes) {
+    const std::optional<json> expected = reference_decode(bytes);
+    const std::optional<json> got = our_decode(bytes);
+    ASSERT_EQ(expected.has_value(), got.has_value()) << json::binary(bytes).dump();
+    if (expected) {
+        EXPECT_EQ(json::to_cbor(*expected), json::to_cbor(*got)) << json::binary(bytes).dump();
+    }
+}
+}  // namespace
+
+TEST(protocol, the_header_reader_decodes_what_nlohmann_from_cbor_decodes_and_refuses_the_rest) {
+    // CBOR nlohmann's encoder never writes: chunked strings, indefinite containers, half and single
+    // floats, a repeated key, simple values, tags, non-text keys.
+    const std::vector<std::vector<std::uint8_t>> crafted = {
+        {0xa1, 0x61, 0x61, 0x7f, 0x62, 0x68, 0x69, 0x61, 0x21, 0xff},        // {"a": "hi" "!"}
+        {0xa1, 0x61, 0x62, 0x5f, 0x42, 0x01, 0x02, 0x41, 0x03, 0xff},        // {"b": h'01 02' h'03'}
+        {0xbf, 0x61, 0x61, 0x9f, 0x01, 0x02, 0xff, 0x61, 0x62, 0xf6, 0xff},  // {_ "a": [_ 1, 2], "b": null}
+        {0xa2, 0x61, 0x61, 0x01, 0x61, 0x61, 0x02},                          // {"a": 1, "a": 2}
+        {0xa3, 0x61, 0x68, 0xf9, 0x3c, 0x00, 0x61, 0x69, 0xf9, 0x7c, 0x00, 0x61, 0x6a, 0xfa, 0x3f, 0xc0, 0x00, 0x00},
+        {0xa1, 0x61, 0x6e, 0xf9, 0x00, 0x01},                                      // a subnormal half
+        {0xa1, 0x61, 0x6e, 0x3b, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff},  // the most negative
+        {0xa1, 0x61, 0x61, 0xf7},
+        {0xa1, 0x61, 0x61, 0xf8, 0x20},
+        {0xa1, 0x61, 0x61, 0xe0},  // simple values
+        {0xa1, 0x61, 0x61, 0xc1, 0x00},
+        {0xa1, 0x41, 0x61, 0x00},
+        {0xa1, 0x01, 0x00},                          // tag, byte key, int key
+        {0xa1, 0x61, 0x61, 0x7f, 0x41, 0x61, 0xff},  // a byte chunk in a text string
+        {0xa1, 0x61, 0x61, 0x80},
+        {0xa1, 0x61, 0x61, 0xa0},
+        {0xa0},
+        {0xbf, 0xff},
+        {0xa1, 0x61, 0x61, 0xff},
+        {0xa1, 0x61, 0x61, 0xfc},
+        {0xa1, 0x61},
+    };
+    for (const auto& bytes : crafted) expect_same_decoding(bytes);
+    // Nesting at the limit and one past it.
+    for (const std::size_t levels : {splitcore::max_header_depth - 1, splitcore::max_header_depth}) {
+        std::vector<std::uint8_t> deep = {0xa1, 0x61, 0x61};
+        deep.insert(deep.end(), levels, 0x81);
+        deep.push_back(0x00);
+        expect_same_decoding(deep);
+    }
+    // Random headers, and the same cut short and with bytes changed.
+    std::mt19937 random(11);
+    for (int round = 0; round < 3000; ++round) {
+        json header = json::object();
+        for (unsigned i = random() % 6; i > 0; --i)
+            header[std::string(1, static_cast<char>('a' + i))] = random_value(random, 0);
+        const std::vector<std::uint8_t> bytes = json::to_cbor(header);
+        expect_same_decoding(bytes);
+        std::vector<std::uint8_t> cut(bytes.begin(), bytes.begin() + static_cast<long>(random() % bytes.size()));
+        expect_same_decoding(cut);
+        std::vector<std::uint8_t> changed = bytes;
+        for (unsigned i = 1 + random() % 3; i > 0; --i)
+            changed[random() % changed.size()] = static_cast<std::uint8_t>(random());
+        expect_same_decoding(changed);
+    }
 }
 
 TEST(protocol, an_oversized_header_is_a_bad_request) {
@@ -140,4 +266,66 @@ TEST(protocol, try_send_message_never_blocks_without_a_peer) {
     auto parts = splitcore::recv_parts(peer);
     ASSERT_TRUE(parts);
     EXPECT_EQ(parts->size(), 2u);
+}
+
+// socket_watch.hpp: one poll(2) per wait. Over TCP, as the channel's and the worker's sockets are:
+// a message that comes after the socket was drained wakes the wait; one that came while the socket
+// was being used (a send, a receive that got one) is found by asking it, though its descriptor may
+// not signal again.
+TEST(protocol, poll_watched_finds_every_message_whatever_was_done_with_the_socket_before) {
+    zmq::context_t context;
+    zmq::socket_t server(context, zmq::socket_type::router);
+    server.bind("tcp://127.0.0.1:*");
+    zmq::socket_t client(context, zmq::socket_type::dealer);
+    client.connect(server.get(zmq::sockopt::last_endpoint));
+    splitcore::socket_watch watch(client);
+    splitcore::socket_watch* watched[] = {&watch};
+    bool ready[1] = {};
+    auto wait_and_read = [&](long timeout_ms) -> int {
+        int got = 0;
+        const auto until = std::chrono::steady_clock::now() + std::chrono::milliseconds(timeout_ms);
+        while (got == 0 && std::chrono::steady_clock::now() < until) {
+            if (!splitcore::poll_watched(watched, 1, ready, nullptr, 0, timeout_ms) || !ready[0]) continue;
+            while (auto parts = splitcore::recv_parts(client, zmq::recv_flags::dontwait)) ++got;
+            watch.drained();
+        }
+        return got;
+    };
+    auto echo = [&](int count) {  // the server answers `count` messages after the client's next one
+        auto request = splitcore::recv_parts(server);
+        ASSERT_TRUE(request);
+        for (int i = 0; i < count; ++i) {
+            std::vector<zmq::message_t> reply;
+            reply.emplace_back();
+            reply.back().copy((*request)[0]);
+            reply.emplace_back(std::string("reply"));
+            splitcore::send_parts(server, reply);
+        }
+    };
+    // Nothing to read: the wait times out, and leaves the socket drained.
+    EXPECT_FALSE(splitcore::poll_watched(watched, 1, ready, nullptr, 0, 20));
+    EXPECT_TRUE(watch.is_drained());
+    for (int round = 0; round < 50; ++round) {
+        watch.used();  // a send: what the socket holds is unknown after it
+        splitcore::send_message(client, json{{"id", round + 1}});
+        echo(1 + round % 3);
+        if (round % 2 == 0) std::this_thread::sleep_for(std::chrono::milliseconds(2));  // replies there before the wait
+        int got = 0;
+        while (got < 1 + round % 3) {
+            const int now = wait_and_read(5000);
+            ASSERT_GT(now, 0) << "round " << round;
+            got += now;
+        }
+        EXPECT_EQ(got, 1 + round % 3);
+    }
+    // A plain descriptor wakes it too, and says so in its revents.
+    int pipe_ends[2];
+    ASSERT_EQ(::pipe(pipe_ends), 0);
+    ASSERT_EQ(::write(pipe_ends[1], "x", 1), 1);
+    pollfd extra{pipe_ends[0], POLLIN, 0};
+    EXPECT_TRUE(splitcore::poll_watched(watched, 1, ready, &extra, 1, 1000));
+    EXPECT_TRUE(extra.revents & POLLIN);
+    EXPECT_FALSE(ready[0]);
+    ::close(pipe_ends[0]);
+    ::close(pipe_ends[1]);
 }

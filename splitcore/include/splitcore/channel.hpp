@@ -23,6 +23,7 @@
 
 #include "splitcore/errors.hpp"
 #include "splitcore/protocol.hpp"
+#include "splitcore/socket_watch.hpp"
 #include "splitcore/wire.hpp"
 
 namespace splitcore {
@@ -111,6 +112,8 @@ private:
     void try_ping(std::uint64_t id);
     [[nodiscard]] nlohmann::json waiting_since_reconnect();
     void read_monitor();
+    // Reads the monitors only if they may hold an event (one poll(2) for both): before a send.
+    [[nodiscard]] bool read_monitors_if_signalled();
     [[nodiscard]] error unreachable() const;
     void read_available(std::vector<message>& into);
     void dispatch(std::vector<message>& arrived, time_point now, bool direct = false);
@@ -142,7 +145,8 @@ private:
     std::set<std::uint64_t> m_direct_reached;  // direct ids known to have reached a worker since lost
     void open_direct(const nlohmann::json& offer);
     // Its handshake events; false once it is given up (the caller drops it, under m_mutex).
-    bool read_direct_monitor();
+    // readable false: only what follows from the events already read (a resync, giving it up).
+    bool read_direct_monitor(bool readable = true);
     // m_mutex held: whether a request goes the direct way (its connection is up, and the worker's
     // main thread answers it); it then counts as in flight there.
     [[nodiscard]] bool goes_direct(const nlohmann::json& header) const;
@@ -160,6 +164,8 @@ private:
     zmq::socket_t m_socket;
     int m_wake_fd = -1;       // eventfd: a sender's nudge to the thread polling the socket
     zmq::socket_t m_monitor;  // handshake events of m_socket: a refused key fails calls at once
+    // What a wait must ask m_socket and m_monitor (socket_watch.hpp); the socket-busy thread's.
+    socket_watch m_socket_watch, m_monitor_watch;
 
     mutable std::mutex m_mutex;
     std::condition_variable m_changed;
