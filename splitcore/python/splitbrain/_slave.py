@@ -303,7 +303,7 @@ class Slave:
             module = RemoteModule(self, name, info)
             if name in ("os.path", "posixpath") and self.flavour == "posix":
                 for function in _PURE_POSIXPATH:
-                    if function in module.__dict__:
+                    if function in module.__dict__ or function in module._sb_lazy:
                         module.__dict__[function] = getattr(posixpath, function)
             self._modules[name] = module
         return module
