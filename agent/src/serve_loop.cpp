@@ -1,5 +1,6 @@
 #include "serve_loop.hpp"
 
+#include <dirent.h>
 #include <fcntl.h>
 #include <poll.h>
 #include <sys/wait.h>
@@ -90,7 +91,20 @@ struct serving {
     // What a wait must ask the two sockets (socket_watch.hpp): one poll(2) per wait when both are drained.
     splitcore::socket_watch requests_state{};
     splitcore::socket_watch direct_state{};  // of direct->socket(), while there is one
+    // The worker's own threads at the session's first hello, before any of its code ran: a later
+    // hello (the Python client asks for the direct port after some calls) gets a port only while no
+    // thread of the session's code runs, which could open a descriptor during the reservation.
+    std::size_t own_threads = 0;
 };
+
+std::size_t thread_count() {
+    std::size_t count = 0;
+    if (DIR* tasks = ::opendir("/proc/self/task")) {
+        while (const dirent* entry = ::readdir(tasks)) count += entry->d_name[0] != '.';
+        ::closedir(tasks);
+    }
+    return count;
+}
 
 void release_if_due(serving& s, bool accepted) {
     if (s.reserved_until && (accepted || std::chrono::steady_clock::now() >= *s.reserved_until)) {
@@ -247,9 +261,16 @@ bool checks_leases(const json& header) {
 void offer_direct(serving& s, const json& header, json& reply) {
     const json* offer = splitcore::optional_field(header, "direct");
     if (offer == nullptr || !offer->is_object() || reply.contains("e")) return;
+    if (!s.direct && thread_count() > s.own_threads) {
+        log("no direct port for this session now: threads of its code run, and one could open a descriptor "
+            "while they are reserved; its requests go through the supervisor");
+        return;
+    }
     try {
         if (!s.direct) {
-            reserve_low_descriptors();  // hello released them; nothing of the user's ran yet
+            // Hello released them. At the session's first hello nothing of the user's ran yet; at a
+            // later one the session's own descriptors stay, and the placeholders fill the numbers free.
+            reserve_low_descriptors();
             s.reserved_until = std::chrono::steady_clock::now() + std::chrono::seconds(3);
             s.direct = std::make_unique<direct_port>(s.context, *offer);
             s.direct_state = splitcore::socket_watch(s.direct->socket());
@@ -305,6 +326,9 @@ void serve_one(serving& s, std::vector<zmq::message_t>& request, const zmq::mess
             reply.header =
                 splitcore::error_reply(id, splitcore::describe_exception(splitcore::python_error(), s.operations));
         } else {
+            if (s.own_threads == 0 && header.value("op", "") == splitcore::op::hello.name) {
+                s.own_threads = thread_count();
+            }
             children_before = children_of_main_thread();
             reply = s.operations.dispatch(header, frames);
         }

@@ -725,6 +725,10 @@ void supervisor::hello(const zmq::message_t& routing_id, const std::string& clie
         if (!zygote_ready()) {
             m_spare_not_before = std::max(m_spare_not_before, clock::now() + std::chrono::milliseconds(300));
         }
+    } else if (m_sessions[token].routing_id == routing_id.to_string()) {
+        // The Python client's hello again over the same connection, asking for the direct port
+        // after its first requests (docs/protocol.md, "The direct connection").
+        log("session " + short_token(token) + " resumed (its hello again, over the same connection)");
     } else {
         log("session " + short_token(token) + " resumed");
     }

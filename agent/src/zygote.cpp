@@ -13,6 +13,8 @@
 #include <cstring>
 #include <thread>
 
+#include <zmq.h>
+
 #include "log.hpp"
 
 namespace splitbrain::agent {
@@ -51,11 +53,19 @@ void freeze_objects() {
     }
 }
 
+// A worker's first ZeroMQ context runs OpenPGM's pgm_init, whose getprotobyname() is the process's
+// first NSS lookup: /etc/nsswitch.conf parsed and ~30 paths tried for libnss_db, in every fork. Done
+// once here (a context made and ended: it starts no thread), the forks inherit glibc's NSS state.
+void warm_up_zmq_context() {
+    if (void* context = zmq_ctx_new()) zmq_ctx_term(context);
+}
+
 }  // namespace
 
 std::string serve_as_zygote(int control_fd) {
     const pid_t supervisor = ::getppid();
     ::prctl(PR_SET_NAME, "sb-zygote");
+    warm_up_zmq_context();
     freeze_objects();
     say(control_fd, "ready");
     for (;;) {

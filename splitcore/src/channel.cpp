@@ -329,6 +329,17 @@ std::uint64_t channel::send(nlohmann::json header, std::vector<zmq::message_t> f
     } else {
         m_last_sent = now;  // the supervisor hears from us: the keepalive can wait
     }
+    // direct_later(): this one counts if the direct way would have taken it.
+    std::optional<nlohmann::json> upgrade;
+    if (!direct && m_direct_hello && !m_direct) {
+        const auto name = header.find("op");
+        const operation* op = name != header.end() && name->is_string() ? op::find(name->get<std::string>()) : nullptr;
+        if (op != nullptr && op->answered_by == tier::main_thread && op != &op::hello && op != &op::bye &&
+            (m_direct_after == 0 || --m_direct_after == 0)) {
+            upgrade = std::move(m_direct_hello);
+            m_direct_hello.reset();
+        }
+    }
     stamp_deadline(header, now);
     lock.unlock();
     try {
@@ -341,7 +352,21 @@ std::uint64_t channel::send(nlohmann::json header, std::vector<zmq::message_t> f
     }
     lock.lock();
     release_socket(lock);
+    if (upgrade) {
+        lock.unlock();
+        try {
+            (void)post(std::move(*upgrade));  // its reply opens the direct connection (dispatch)
+        } catch (const std::exception&) {
+            // unreachable or closed: the request just sent says so when it is waited for
+        }
+    }
     return id;
+}
+
+void channel::direct_later(nlohmann::json hello, unsigned after) {
+    std::lock_guard<std::mutex> lock(m_mutex);
+    m_direct_hello = std::move(hello);
+    m_direct_after = after;
 }
 
 std::uint64_t channel::post(nlohmann::json header, std::vector<zmq::message_t> frames) {

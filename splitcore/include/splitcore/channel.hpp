@@ -93,6 +93,11 @@ public:
     [[nodiscard]] std::uint64_t handshakes();
     // True while requests the worker's main thread answers go the direct way (its handshake succeeded).
     [[nodiscard]] bool direct_up() const;
+    // Asks for the direct connection later (docs/protocol.md, "The direct connection"): once `after`
+    // more requests the worker's main thread answers went through the agent's port, `hello` (the
+    // session's hello, with "direct": true) is posted there; its reply opens the connection as a
+    // first hello's would. A short session never pays the second handshake. Once per call.
+    void direct_later(nlohmann::json hello, unsigned after);
 
     void close();
 
@@ -140,6 +145,9 @@ private:
     // that set m_socket_busy; replaced or dropped only by it, in dispatch.
     struct direct_link;
     std::unique_ptr<direct_link> m_direct;
+    // direct_later(): the hello to post, and how many relayed main-thread requests before it.
+    std::optional<nlohmann::json> m_direct_hello;
+    unsigned m_direct_after = 0;
     // ids whose direct connection broke for good with them in flight -> whether they had reached the worker
     std::unordered_map<std::uint64_t, bool> m_direct_lost;
     std::set<std::uint64_t> m_direct_reached;  // direct ids known to have reached a worker since lost

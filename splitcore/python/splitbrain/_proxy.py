@@ -557,9 +557,9 @@ class RemoteModule:
         d["_sb_proxy"] = info["mod"]
         d["_sb_submodules"] = frozenset(info.get("modules") or ())
         d.update(info.get("consts") or {})
-        makers = _DESCRIPTOR_RESULTS.get(name, {})
-        for attr in info.get("callables") or ():
-            d[attr] = (_DescriptorMethod if attr in makers else RemoteMethod)(self, attr)
+        # The callables' RemoteMethods are made at their first use (__getattr__), not here: os has
+        # 213, and a session's first import made them all while its connect waited (issue 11 point 4).
+        d["_sb_lazy"] = set(info.get("callables") or ())
         exceptions = info.get("exceptions") or ()
         if exceptions:
             from ._classes import exception_class  # noqa: PLC0415 (_classes imports _errors, as we do)
@@ -575,6 +575,10 @@ class RemoteModule:
         __tracebackhide__ = True
         if name.startswith("_sb_"):
             raise AttributeError(name)
+        if name in self._sb_lazy:  # a callable the import named: its RemoteMethod, made once
+            maker = _DescriptorMethod if name in _DESCRIPTOR_RESULTS.get(self._sb_name, ()) else RemoteMethod
+            method = self.__dict__[name] = maker(self, name)
+            return method
         if name in self._sb_submodules:
             try:
                 module = self._sb_slave._module(f"{self._sb_name}.{name}")
@@ -591,12 +595,14 @@ class RemoteModule:
         self._sb_pin(name)
         self._sb_slave._conn.request("setattr", {"o": self._sb_oid, "name": name, "v": value})
         self.__dict__.pop(name, None)
+        self._sb_lazy.discard(name)  # fetched from the slave from now on
 
     def __delattr__(self, name):
         __tracebackhide__ = True
         self._sb_pin(name)
         self._sb_slave._conn.request("delattr", {"o": self._sb_oid, "name": name})
         self.__dict__.pop(name, None)
+        self._sb_lazy.discard(name)
 
     def _sb_pin(self, name):
         """Before ``name`` is replaced on the slave: a not-yet-fetched callable that someone still

@@ -37,11 +37,40 @@ def _ensure_dir():
     return directory
 
 
+_keys_read = {}  # directory -> (the key files' identity and times, (public, secret))
+
+
+def _marks(*paths):
+    """What says that a file is the one read before: its inode, size and modification time."""
+    marks = []
+    for path in paths:
+        st = os.stat(path)
+        marks.append((st.st_ino, st.st_size, st.st_mtime_ns))
+    return tuple(marks)
+
+
 def client_keys():
-    """This client's key pair ``(public, secret)``, created (secret file mode 0600) on first use."""
+    """This client's key pair ``(public, secret)``, created (secret file mode 0600) on first use.
+    Read again only when a key file changed: each connect asks (issue 11 point 4)."""
     directory = _ensure_dir()
     secret_path = os.path.join(directory, "client.key")
     public_path = os.path.join(directory, "client.pub")
+    read = _keys_read.get(directory)
+    if read is not None:
+        try:
+            if _marks(secret_path, public_path) == read[0]:
+                return read[1]
+        except OSError:
+            pass
+    keys = _read_client_keys(secret_path, public_path)
+    try:
+        _keys_read[directory] = (_marks(secret_path, public_path), keys)
+    except OSError:
+        _keys_read.pop(directory, None)
+    return keys
+
+
+def _read_client_keys(secret_path, public_path):
     try:
         with _io.open(secret_path, encoding="ascii") as f:
             secret = f.read().strip()
@@ -50,7 +79,7 @@ def client_keys():
         try:
             fd = os.open(secret_path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
         except FileExistsError:  # another process made it first: use theirs
-            return client_keys()
+            return _read_client_keys(secret_path, public_path)
         with _io.open(fd, "w", encoding="ascii") as f:
             f.write(secret + "\n")
     if not _core.is_key(secret):

@@ -20,6 +20,12 @@ __all__ = ["Slave", "connect", "forget", "known_slaves", "slave", "slaves", "spa
 
 DEFAULT_TIMEOUT = 5.0
 
+# Requests through the agent's port after which a session asks for the direct connection to its
+# worker (SPLITBRAIN_DIRECT unset): a second CurveZMQ handshake costs about as much CPU as ten calls
+# save, so a short session (connect, a call or two, close: W8) never pays it. SPLITBRAIN_DIRECT=1
+# asks in the hello itself, SPLITBRAIN_DIRECT=0 never.
+DIRECT_AFTER = 8
+
 # posixpath functions that only compute on their arguments: for a posix slave they run here.
 _PURE_POSIXPATH = ("join", "split", "basename", "dirname", "splitext", "normpath", "isabs",
                    "normcase", "commonpath", "commonprefix", "splitdrive")
@@ -202,10 +208,13 @@ class Slave:
         conn.raise_builtin_errors(str(self.name))
         try:
             hello = {"session": session}
-            if os.environ.get("SPLITBRAIN_DIRECT", "1") != "0":  # SPLITBRAIN_DIRECT=0: the relay only
+            direct = os.environ.get("SPLITBRAIN_DIRECT", "")  # "0": the relay only; "1": direct at once
+            if direct == "1":
                 hello["direct"] = True  # a port of the worker's own, if the agent offers one
             if self.place is not None:
                 hello["place"] = self.place.hello()
+            if direct not in ("0", "1"):
+                conn.direct_later(dict(hello, direct=True), DIRECT_AFTER)
             prefetched = None
             if self.sessions == 0:
                 # The first import (os: routing itself needs it) rides with the hello: one round trip
@@ -296,7 +305,7 @@ class Slave:
             module = RemoteModule(self, name, info)
             if name in ("os.path", "posixpath") and self.flavour == "posix":
                 for function in _PURE_POSIXPATH:
-                    if function in module.__dict__:
+                    if function in module.__dict__ or function in module._sb_lazy:
                         module.__dict__[function] = getattr(posixpath, function)
             self._modules[name] = module
         return module

@@ -756,6 +756,23 @@ py_ref connection_agent_clock(connection_object* self, PyObject* arg) {
     return py_ref::borrow(Py_None);
 }
 
+// direct_later(fields, after): the hello (these fields) that asks for the direct connection is
+// posted once `after` more requests went through the agent's port (channel::direct_later).
+py_ref connection_direct_later(connection_object* self, PyObject* const* args, Py_ssize_t nargs) {
+    if (nargs != 2) throw python_error::make(PyExc_TypeError, "direct_later(fields, after)");
+    const unsigned long after = PyLong_AsUnsignedLong(args[1]);
+    splitcore::throw_if_error();
+    connection_state& state = state_of(self);
+    std::shared_ptr<splitcore::channel> channel = open_channel(state);
+    client_hooks hooks = hooks_of(state);
+    splitcore::encoder encoder(hooks);
+    const std::string_view name = splitcore::op::hello.name;
+    py_ref op = py_ref::checked(PyUnicode_FromStringAndSize(name.data(), static_cast<Py_ssize_t>(name.size())));
+    json header = build_header(op.get(), args[0], encoder);
+    channel->direct_later(std::move(header), static_cast<unsigned>(after));
+    return py_ref::borrow(Py_None);
+}
+
 py_ref connection_cancel_all(connection_object* self, PyObject*) {
     connection_state& state = state_of(self);
     if (!state.channel) return py_ref::borrow(Py_None);
@@ -936,6 +953,9 @@ PyMethodDef connection_methods[] = {
     {"agent_clock", method(boundary<connection_agent_clock>), METH_O,
      "agent_clock(microseconds): the agent's steady clock from hello's reply. Later requests carry the moment "
      "on it after which we may have given up on them: arriving later (a link cut), they are dropped, not run."},
+    {"direct_later", method(boundary<connection_direct_later>), METH_FASTCALL,
+     "direct_later(fields, after): post the hello with these fields (asking for the direct connection) once "
+     "`after` more requests went through the agent's port."},
     {"cancel_all", method(boundary<connection_cancel_all>), METH_NOARGS,
      "Ask the agent to interrupt every call that a thread is waiting for."},
     {"drain", method(boundary<connection_drain>), METH_NOARGS, "Write output that arrived while no call was waiting."},
