@@ -369,12 +369,14 @@ py_ref builtin_exception(splitcore::decoder& decoder, const splitcore::message& 
     py_ref note;
     if (PyObject_IsTrue(traceback.get()) == 1) {
         static PyObject* const rstrip = PyUnicode_InternFromString("rstrip");  // immortal once interned here
+        if (rstrip == nullptr) throw python_error::make(PyExc_MemoryError, "no name for str.rstrip");
         py_ref stripped = py_ref::checked(PyObject_CallMethodNoArgs(traceback.get(), rstrip));
         note = py_ref::checked(PyUnicode_Concat(traceback_note, stripped.get()));
     } else {
         note = py_ref::borrow(raised_note);
     }
     static PyObject* const add_note = PyUnicode_InternFromString("add_note");
+    if (add_note == nullptr) throw python_error::make(PyExc_MemoryError, "no name for add_note");
     py_ref added = py_ref::checked(PyObject_CallMethodOneArg(exception.get(), add_note, note.get()));
     return exception;
 }
