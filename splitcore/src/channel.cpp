@@ -315,6 +315,8 @@ std::uint64_t channel::send(nlohmann::json header, std::vector<zmq::message_t> f
     const std::uint64_t id = m_next_id++;
     header["id"] = id;
     header["session"] = m_options.session;
+    // A bye while no other call waits: the agent may answer it without the worker (docs/protocol.md).
+    if (m_waiting.empty() && header.value("op", "") == op::bye.name) header["idle"] = true;
     const auto now = channel_clock::now();
     m_waiting.emplace(id, now);
     const bool direct = goes_direct(header);
