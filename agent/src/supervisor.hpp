@@ -91,6 +91,7 @@ private:
         std::deque<parts> held;  // replies and output its client's connection could not take yet
         std::size_t held_bytes = 0;
         std::uint64_t bye_id = 0;
+        bool bye_answered = false;   // by the supervisor itself, at once (serve_client): the worker's reply is not sent
         std::uint64_t hello_id = 0;  // while its hello is unanswered: the client is waiting, not silent
         // The last replies delivered (copies, for a client whose connection died with one in it:
         // a ping's "waiting" asks again) and the ids of the last replies delivered; bounded below.

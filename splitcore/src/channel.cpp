@@ -317,10 +317,27 @@ std::uint64_t channel::send(nlohmann::json header, std::vector<zmq::message_t> f
     const bool direct_usable = read_monitors_if_signalled();  // so that what they say next happened after it
     lock.lock();
     if (!direct_usable) drop_direct();
+    // direct_later(): the hello that asks for the direct connection goes right before the request
+    // that reaches the count, so that its reply (which opens the connection) comes before that
+    // request's, while the caller waits: the worker holds that request until the handshake is in.
+    std::optional<nlohmann::json> upgrade;
+    if (m_direct_hello && !m_direct) {
+        const auto name = header.find("op");
+        const operation* op = name != header.end() && name->is_string() ? op::find(name->get<std::string>()) : nullptr;
+        if (op != nullptr && op->answered_by == tier::main_thread && op != &op::hello && op != &op::bye &&
+            (m_direct_after == 0 || --m_direct_after == 0)) {
+            upgrade = std::move(m_direct_hello);
+            m_direct_hello.reset();
+            (*upgrade)["id"] = m_next_id++;
+            (*upgrade)["session"] = m_options.session;
+        }
+    }
     // Numbered once the socket is ours, so ids go out in order: output is attributed by it.
     const std::uint64_t id = m_next_id++;
     header["id"] = id;
     header["session"] = m_options.session;
+    // A bye while no other call waits: the agent may answer it without the worker (docs/protocol.md).
+    if (m_waiting.empty() && header.value("op", "") == op::bye.name) header["idle"] = true;
     const auto now = channel_clock::now();
     m_waiting.emplace(id, now);
     const bool direct = goes_direct(header);
@@ -329,20 +346,13 @@ std::uint64_t channel::send(nlohmann::json header, std::vector<zmq::message_t> f
     } else {
         m_last_sent = now;  // the supervisor hears from us: the keepalive can wait
     }
-    // direct_later(): this one counts if the direct way would have taken it.
-    std::optional<nlohmann::json> upgrade;
-    if (!direct && m_direct_hello && !m_direct) {
-        const auto name = header.find("op");
-        const operation* op = name != header.end() && name->is_string() ? op::find(name->get<std::string>()) : nullptr;
-        if (op != nullptr && op->answered_by == tier::main_thread && op != &op::hello && op != &op::bye &&
-            (m_direct_after == 0 || --m_direct_after == 0)) {
-            upgrade = std::move(m_direct_hello);
-            m_direct_hello.reset();
-        }
-    }
     stamp_deadline(header, now);
     lock.unlock();
     try {
+        if (upgrade) {
+            std::vector<zmq::message_t> none;
+            send_now(*upgrade, none);  // its reply is dropped on arrival, after dispatch opened the link
+        }
         send_now(header, frames, direct);
     } catch (...) {
         lock.lock();
@@ -352,14 +362,6 @@ std::uint64_t channel::send(nlohmann::json header, std::vector<zmq::message_t> f
     }
     lock.lock();
     release_socket(lock);
-    if (upgrade) {
-        lock.unlock();
-        try {
-            (void)post(std::move(*upgrade));  // its reply opens the direct connection (dispatch)
-        } catch (const std::exception&) {
-            // unreachable or closed: the request just sent says so when it is waited for
-        }
-    }
     return id;
 }
 

@@ -307,3 +307,29 @@ def test_issue_10_a_reply_whose_connection_is_gone_waits_until_its_client_is_bac
     assert reply["ok"] and reply["r"] is None
     assert again.ok("stats")["objects"] >= 1
     again.close()
+
+
+def test_an_idle_bye_is_answered_by_the_supervisor_and_the_worker_still_ends_in_order(agent):
+    """A bye that says the client waits for nothing else ("idle") is answered at once, without the
+    worker (here stopped): the client's close does not wait for it. The worker still gets the bye,
+    ends by itself when it runs again, and the session ends with it. A bye without "idle" waits for
+    the worker, as before."""
+    idle, plain = agent.client(), agent.client()
+    for c in (idle, plain):
+        assert c.value(c.module("os"), path=("getpid",)) == c.info["pid"]  # the session has run a call
+        os.kill(c.info["pid"], signal.SIGSTOP)
+    try:
+        assert idle.request("bye", idle=True, timeout=5.0)["ok"]
+        bye = next(plain.ids)
+        plain.send({"id": bye, "op": "bye"})
+        with pytest.raises(AssertionError, match="no reply"):
+            plain.wait_reply(bye, timeout=0.5)
+    finally:
+        for c in (idle, plain):
+            os.kill(c.info["pid"], signal.SIGCONT)
+    assert plain.wait_reply(bye)["ok"]
+    agent.wait_for_log(rf"session {idle.session[:12]} closed by the client")
+    wait_until(lambda: not os.path.exists(f"/proc/{idle.info['pid']}") or
+               open(f"/proc/{idle.info['pid']}/stat").read().rsplit(")", 1)[1].split()[0] in "ZX",
+               what="the idle session's worker to end")
+    idle.close(), plain.close()

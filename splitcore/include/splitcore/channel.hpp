@@ -93,10 +93,11 @@ public:
     [[nodiscard]] std::uint64_t handshakes();
     // True while requests the worker's main thread answers go the direct way (its handshake succeeded).
     [[nodiscard]] bool direct_up() const;
-    // Asks for the direct connection later (docs/protocol.md, "The direct connection"): once `after`
-    // more requests the worker's main thread answers went through the agent's port, `hello` (the
-    // session's hello, with "direct": true) is posted there; its reply opens the connection as a
-    // first hello's would. A short session never pays the second handshake. Once per call.
+    // Asks for the direct connection later (docs/protocol.md, "The direct connection"): `hello` (the
+    // session's hello, with "direct": true) goes to the agent's port right before the `after`-th
+    // request the worker's main thread answers that goes there, unanswered by anyone: its reply,
+    // which comes before that request's, opens the connection as a first hello's would. A short
+    // session never pays the second handshake. Once per call.
     void direct_later(nlohmann::json hello, unsigned after);
 
     void close();

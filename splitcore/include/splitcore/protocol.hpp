@@ -83,7 +83,7 @@ inline constexpr operation operations[] = {
     {"unlease", tier::supervisor, "resources (none: all of the session's), force (bool: an admin's, anyone's)",
      "{released: count}"},
     {"leases", tier::supervisor, "none", "[{resource, holder, shared, since, until, mine}]"},
-    {"bye", tier::main_thread, "none", "null; the session ends"},
+    {"bye", tier::main_thread, "idle (optional)", "null; the session ends"},
     {"answer", tier::main_thread, "cb: the callback request's number, ok, r (VALUE) or e (ERROR)",
      "null; taken by the call waiting for it (a callback of the master's object)"},
 };
