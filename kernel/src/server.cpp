@@ -10,7 +10,9 @@
 #include <cerrno>
 #include <csignal>
 #include <cstdint>
+#include <cstdio>
 #include <cstdlib>
+#include <ctime>
 #include <fstream>
 #include <iostream>
 #include <optional>
@@ -536,17 +538,46 @@ void kernel_server::interrupt_like_a_signal() {
     ::closedir(proc);
 }
 
+namespace {
+// Seconds since the epoch of an ISO 8601 date in UTC as jupyter_client writes them
+// ("2026-12-01T23:37:05.123456Z" or "...+00:00"); nothing for any other form.
+std::optional<double> utc_seconds(const std::string& date) {
+    std::tm when{};
+    int consumed = 0;
+    if (std::sscanf(date.c_str(), "%4d-%2d-%2dT%2d:%2d:%2d%n", &when.tm_year, &when.tm_mon, &when.tm_mday,
+                    &when.tm_hour, &when.tm_min, &when.tm_sec, &consumed) != 6) {
+        return std::nullopt;
+    }
+    std::size_t pos = static_cast<std::size_t>(consumed);
+    double fraction = 0;
+    if (pos < date.size() && date[pos] == '.') {
+        double scale = 0.1;
+        for (++pos; pos < date.size() && date[pos] >= '0' && date[pos] <= '9'; ++pos, scale /= 10) {
+            fraction += (date[pos] - '0') * scale;
+        }
+    }
+    const std::string zone = date.substr(pos);
+    if (zone != "Z" && zone != "+00:00") {
+        return std::nullopt;
+    }
+    when.tm_year -= 1900;
+    when.tm_mon -= 1;
+    return static_cast<double>(::timegm(&when)) + fraction;
+}
+}  // namespace
+
 bool kernel_server::sent_before_the_running_request(const std::string& date) {
-    // ISO 8601 in UTC, as jupyter_client writes them ("2026-12-01T23:37:05.123456Z"): of the
-    // same form, text order is time order. Dates of other forms are not compared: the interrupt
-    // goes ahead, as it always would.
-    auto utc = [](const std::string& d) {
-        return d.size() >= 20 && d[10] == 'T' && (d.back() == 'Z' || d.compare(d.size() - 6, 6, "+00:00") == 0);
-    };
-    std::lock_guard<std::mutex> lock(m_running_date_mutex);
-    const std::string& running = m_running_date;
-    return utc(date) && utc(running) && date.size() == running.size() && date.back() == running.back() &&
-           date < running;
+    // Within a second before it: an interrupt that crossed the request on the wire is milliseconds
+    // older. An older date is another client's clock, or a stale message: the interrupt goes ahead,
+    // as it does for dates of another form.
+    std::string running;
+    {
+        std::lock_guard<std::mutex> lock(m_running_date_mutex);
+        running = m_running_date;
+    }
+    const std::optional<double> sent = utc_seconds(date);
+    const std::optional<double> started = utc_seconds(running);
+    return sent && started && *sent < *started && *started - *sent < 1.0;
 }
 
 void kernel_server::serve_control() {

@@ -203,7 +203,9 @@ private:
                 const std::uint64_t n = argument(info);
                 if (n > static_cast<std::uint64_t>(m_end - m_pos)) malformed();  // each item takes a byte
                 if (n > 0) enter(depth + 1);
-                array.get_ref<json::array_t&>().reserve(static_cast<std::size_t>(n));
+                // At most a little ahead: n is only bounded by the bytes left, at every level of a
+                // deep header, and each element takes 16 bytes where its CBOR may take one.
+                array.get_ref<json::array_t&>().reserve(static_cast<std::size_t>(std::min<std::uint64_t>(n, 64)));
                 for (std::uint64_t i = 0; i < n; ++i) array.push_back(item(depth + 1));
                 return array;
             }

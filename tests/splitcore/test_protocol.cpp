@@ -1,8 +1,11 @@
 #include <gtest/gtest.h>
 
+#include <sys/resource.h>
 #include <unistd.h>
 
 #include <chrono>
+#include <cstdio>
+#include <cstdlib>
 #include <optional>
 #include <random>
 #include <thread>
@@ -25,6 +28,27 @@ std::string code_of(const std::function<void()>& action) {
 
 json decode_bytes(const std::vector<std::uint8_t>& bytes) {
     return splitcore::decode_header(bytes.data(), bytes.size());
+}
+
+// In a child (EXPECT_EXIT): decodes with the address space held to what the process has plus
+// 256 MiB, and exits 0 for a bad_request, 3 for std::bad_alloc, 1 for another error, 2 for none.
+[[noreturn]] void decode_within_a_memory_limit(const std::vector<std::uint8_t>& cbor) {
+    long pages = 0;
+    if (FILE* statm = std::fopen("/proc/self/statm", "r")) {
+        if (std::fscanf(statm, "%ld", &pages) != 1) pages = 0;
+        std::fclose(statm);
+    }
+    const rlim_t room = static_cast<rlim_t>(pages) * static_cast<rlim_t>(::sysconf(_SC_PAGESIZE)) + (256u << 20);
+    const rlimit limit{room, room};
+    if (pages == 0 || ::setrlimit(RLIMIT_AS, &limit) != 0) std::_Exit(4);
+    try {
+        (void)decode_bytes(cbor);
+    } catch (const splitcore::error& e) {
+        std::_Exit(e.code() == splitcore::errc::bad_request ? 0 : 1);
+    } catch (const std::bad_alloc&) {
+        std::_Exit(3);
+    }
+    std::_Exit(2);
 }
 }  // namespace
 
@@ -187,6 +211,16 @@ TEST(protocol, the_header_reader_decodes_what_nlohmann_from_cbor_decodes_and_ref
             changed[random() % changed.size()] = static_cast<std::uint8_t>(random());
         expect_same_decoding(changed);
     }
+}
+
+TEST(protocol, counts_declared_at_every_level_reserve_no_memory_ahead_of_their_items) {
+    // 200 nested arrays each declaring 983,040 items (each count is within the bytes left), padded to
+    // the size limit: malformed, and refused as such, without first reserving 16 MiB per level (3 GiB
+    // in all), which a memory limit would turn into std::bad_alloc.
+    std::vector<std::uint8_t> cbor = {0xa1, 0x61, 'a'};  // {"a": [[[...
+    for (int level = 0; level < 200; ++level) cbor.insert(cbor.end(), {0x9a, 0x00, 0x0f, 0x00, 0x00});
+    cbor.resize(splitcore::max_header_size, 0x00);
+    EXPECT_EXIT(decode_within_a_memory_limit(cbor), ::testing::ExitedWithCode(0), "");
 }
 
 TEST(protocol, an_oversized_header_is_a_bad_request) {
