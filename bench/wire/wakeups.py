@@ -86,7 +86,11 @@ def main():
     scratch = benchkit.scratch_dir()
     client_public, _ = splitbrain.client_keys()
     with benchkit.Agent(scratch / "agent", authorized=(client_public,)) as agent:
-        box = splitbrain.connect(str(agent.connection_file), name="bench-wakeups")
+        os.environ["SPLITBRAIN_DIRECT"] = "1"  # direct from the hello (by default, after the 8th call)
+        try:
+            box = splitbrain.connect(str(agent.connection_file), name="bench-wakeups")
+        finally:
+            os.environ.pop("SPLITBRAIN_DIRECT")
         # The same agent through the relay only (A/B in one run): SPLITBRAIN_DIRECT=0 at its hello.
         os.environ["SPLITBRAIN_DIRECT"] = "0"
         try:
