@@ -772,7 +772,7 @@ void supervisor::hello(const zmq::message_t& routing_id, const std::string& clie
         message[1] = splitcore::encode_header(header);
         s.direct = true;
     }
-    s.hello_id = id;
+    if (!resumed) s.hello_id = id;
     forward_to_worker(s, id, std::move(message));
 }
 

@@ -92,7 +92,10 @@ private:
         std::size_t held_bytes = 0;
         std::uint64_t bye_id = 0;
         bool bye_answered = false;   // by the supervisor itself, at once (serve_client): the worker's reply is not sent
-        std::uint64_t hello_id = 0;  // while its hello is unanswered: the client is waiting, not silent
+        // While the hello that opened it is unanswered: the client is waiting (for a worker's start),
+        // not silent. Not a later hello's: that can wait behind a long call, and a client that died
+        // meanwhile must still expire (its live client pings while it waits).
+        std::uint64_t hello_id = 0;
         // The last replies delivered (copies, for a client whose connection died with one in it:
         // a ping's "waiting" asks again) and the ids of the last replies delivered; bounded below.
         std::deque<std::pair<std::uint64_t, parts>> recent;

@@ -1,6 +1,7 @@
 """The direct connection (issue 11 point 2; docs/protocol.md, "The direct connection"): a session's
 worker listens on a port of its own, encrypted with the agent's key, for its session's client key
 only; the supervisor's port stays the way for everything else."""
+import os
 import re
 import socket
 
@@ -289,3 +290,31 @@ def test_a_direct_calls_reply_that_went_after_its_output_is_sent_again_the_direc
     finally:
         again.close(0)
         monitor.close(0)
+
+
+def ended(pid):
+    try:
+        with open(f"/proc/{pid}/stat") as stat:
+            return stat.read().rsplit(")", 1)[1].split()[0] == "Z"  # dead, not yet reaped
+    except FileNotFoundError:
+        return True
+
+
+def test_a_session_whose_later_hello_waits_behind_a_long_call_still_expires_when_its_client_dies(tmp_path):
+    """The Python client's second hello (asking for the port) can wait on the worker behind a long
+    call; a client that dies then sends nothing more, and its session must expire (its worker and
+    leases gone): only the hello that opens a session holds the reaping off."""
+    a = Agent(tmp_path / "agent", extra=["--grace", "2"])
+    try:
+        c = a.client()
+        time_module = c.module("time")
+        c.send({"id": 50, "op": "call", "o": time_module.wire(), "path": ["sleep"], "a": [60]})
+        c.send({"id": 51, "op": "hello", "session": c.session, "direct": True})
+        a.wait_for_log(r"resumed \(its hello again")
+        c.close()  # the client dies: no ping, no ack from now on
+        a.wait_for_log(r"session \w+ expired: its client sent nothing for [0-9.]+ s \(--grace 2 s\), with 2 calls "
+                       r"pending", timeout=20.0)
+        pid = c.info["pid"]
+        wait_until(lambda: ended(pid), what="its worker to end")
+    finally:
+        a.stop()
