@@ -110,9 +110,12 @@ private:
         std::string place_release;
         // Calls sent straight to the worker that wait, as the client's last ping or ack named them.
         std::set<std::uint64_t> direct_pending;
-        // Its hello offered the worker a direct port: the worker says forced-release notices
-        // (slave_leases.hpp), and checks whole-slave leases for what comes the direct way.
+        // The worker took a direct port (its hello's reply carries "direct"): it says forced-release
+        // notices (slave_leases.hpp), and checks whole-slave leases for what comes the direct way.
+        // Not merely offered: a worker may decline a later hello's offer, and then the supervisor
+        // still says the notices. offer_id: the hello forwarded with an offer, until its reply.
         bool direct = false;
+        std::uint64_t offer_id = 0;
     };
     struct worker {
         std::string id;

@@ -318,3 +318,29 @@ def test_a_session_whose_later_hello_waits_behind_a_long_call_still_expires_when
         wait_until(lambda: ended(pid), what="its worker to end")
     finally:
         a.stop()
+
+
+def test_a_forced_release_is_told_by_the_supervisor_when_the_worker_declined_a_later_offer(tmp_path):
+    """A later hello gets no port while a thread of the session's code runs: the supervisor, not
+    the worker, then says the session's forced-release notice (its offer alone hands nothing over)."""
+    alice_key, admin_key = Key("lease", "alice@lab-pc"), Key("admin", "admin@lab")
+    a = Agent(tmp_path / "agent", authorized=[alice_key.line, admin_key.line])
+    try:
+        alice, admin = alice_key.client(a), admin_key.client(a)
+        sleep = alice.value(alice.module("builtins"), alice.module("time"), "sleep", path=("getattr",))
+        # threading.Thread(None, time.sleep, None, (60,)): "target" is a name Client.value takes itself
+        thread = alice.value(alice.module("threading"), None, sleep, None, (60,), path=("Thread",))
+        alice.value(thread, path=("start",))
+        reply = hello_reply(alice)
+        assert reply["ok"] and "direct" not in reply, reply
+        a.wait_for_log(r"no direct port for this session now: threads of its code run")
+        alice.ok("lease")
+        assert admin.ok("unlease", force=True) == {"released": 1}
+        message = leased(alice.request("import", name="os"))
+        assert re.fullmatch(r"\[splitbrain\.leased\] your lease on \S+ was released by admin@lab at \d\d:\d\d; "
+                            r"take it again when it is free", message), message
+        assert alice.request("import", name="os")["ok"]  # told once
+        alice.close()
+        admin.close()
+    finally:
+        a.stop()
