@@ -344,3 +344,35 @@ def test_a_forced_release_is_told_by_the_supervisor_when_the_worker_declined_a_l
         admin.close()
     finally:
         a.stop()
+
+
+def test_a_hello_nested_in_a_callback_gets_no_port(client):
+    """The client's second hello can be a nested request, sent while a callback of the user's call
+    runs: the call resumes after it, so the worker offers no port then (its reservation would hold
+    the low descriptors while the user's code runs); the session stays on the relay."""
+    builtins = client.module("builtins")
+    request_id = next(client.ids)
+    key = {"$l": 7, "t": "builtins.function", "cl": True, "p": []}
+    client.send({"id": request_id, "op": "call", "o": builtins.wire(), "path": ["sorted"], "a": [[3, 1, 2]],
+                 "k": {"$d": ["key", key]}})
+    nested = []
+
+    def answer(callback):
+        if not nested:
+            nested.append(client.request("hello", session=client.session, direct=True))
+        return {"ok": True, "r": -callback["a"][0]}
+
+    reply = None
+    while reply is None:  # as _serve_callbacks of test_operations.py, with the hello inside the first callback
+        message = client.receive(10)
+        assert message is not None, f"no reply to request {request_id}"
+        header, _ = message
+        if header.get("ev") == "cb":
+            client.send({"id": next(client.ids), "op": "answer", "cb": header["cb"], **answer(header)})
+        elif "ev" not in header and header.get("id") == request_id:
+            reply = header
+    assert reply["ok"] and reply["r"] == [3, 2, 1], reply
+    assert nested[0]["ok"] and "direct" not in nested[0], nested[0]
+    client.agent.wait_for_log(r"no direct port for this session now: its hello came while a callback waits")
+    fd = client.value(client.module("os"), "/dev/null", 0, path=("open",))
+    assert isinstance(fd, int) and 0 <= fd < 1024, fd
