@@ -112,6 +112,13 @@ std::size_t thread_count() {
 
 void release_if_due(serving& s, bool accepted) {
     if (s.reserved_until && (accepted || std::chrono::steady_clock::now() >= *s.reserved_until)) {
+        // Lapsed before the client's handshake came: a connection accepted later could get a low
+        // number that user code closes or dup2()s over. The client stays on the relay.
+        if (!accepted && s.direct && s.direct->secure() && !s.direct->admitted()) {
+            s.direct.reset();  // closed before the placeholders go: a handshake meanwhile gets a high number
+            log("the client did not connect to this session's direct port within 3 s of its offer: its requests go "
+                "through the supervisor");
+        }
         release_low_descriptors();
         s.reserved_until.reset();
     }
