@@ -95,6 +95,10 @@ struct serving {
     // hello (the Python client asks for the direct port after some calls) gets a port only while no
     // thread of the session's code runs, which could open a descriptor during the reservation.
     std::size_t own_threads = 0;
+    // Callbacks waiting for their answer (await_answer): a hello served then is a nested request,
+    // and the user's call resumes after it, so it gets no port (its reservation would hold the low
+    // descriptors while that call runs).
+    unsigned callbacks_waiting = 0;
 };
 
 std::size_t thread_count() {
@@ -108,6 +112,13 @@ std::size_t thread_count() {
 
 void release_if_due(serving& s, bool accepted) {
     if (s.reserved_until && (accepted || std::chrono::steady_clock::now() >= *s.reserved_until)) {
+        // Lapsed before the client's handshake came: a connection accepted later could get a low
+        // number that user code closes or dup2()s over. The client stays on the relay.
+        if (!accepted && s.direct && s.direct->secure() && !s.direct->admitted()) {
+            s.direct.reset();  // closed before the placeholders go: a handshake meanwhile gets a high number
+            log("the client did not connect to this session's direct port within 3 s of its offer: its requests go "
+                "through the supervisor");
+        }
         release_low_descriptors();
         s.reserved_until.reset();
     }
@@ -261,6 +272,11 @@ bool checks_leases(const json& header) {
 void offer_direct(serving& s, const json& header, json& reply) {
     const json* offer = splitcore::optional_field(header, "direct");
     if (offer == nullptr || !offer->is_object() || reply.contains("e")) return;
+    if (!s.direct && s.callbacks_waiting > 0) {
+        log("no direct port for this session now: its hello came while a callback waits, and the call resumes "
+            "after it; its requests go through the supervisor");
+        return;
+    }
     if (!s.direct && thread_count() > s.own_threads) {
         log("no direct port for this session now: threads of its code run, and one could open a descriptor "
             "while they are reserved; its requests go through the supervisor");
@@ -385,6 +401,11 @@ void serve_one(serving& s, std::vector<zmq::message_t>& request, const zmq::mess
 splitcore::message await_answer(serving& s, json header, std::vector<zmq::message_t> frames) {
     const json number = header.at("cb");
     splitcore::send_message(sending(s), header, std::move(frames));
+    ++s.callbacks_waiting;
+    struct answered {
+        unsigned& count;
+        ~answered() { --count; }
+    } const waiting{s.callbacks_waiting};
     for (;;) {
         // Cancelled while a request served here ran (interrupts.hpp): the wait ends.
         if (s.interrupts.take_cancel_of_waiting_call()) {

@@ -764,15 +764,17 @@ void supervisor::hello(const zmq::message_t& routing_id, const std::string& clie
     header.erase("direct");  // the worker reads an offer there, never what the client wrote
     const direct_settings direct{asked && m_options.direct && !m_options.audit_log && !m_place,
                                  m_options.worker_ports[0], m_options.worker_ports[1]};
-    s.direct = false;
+    s.offer_id = 0;
     if (json offer = direct_offer(direct, m_endpoint, client_key, m_keys ? &m_keys->public_key : nullptr,
                                   m_keys ? &m_keys->secret_key : nullptr);
         !offer.is_null()) {
         header["direct"] = std::move(offer);
         message[1] = splitcore::encode_header(header);
-        s.direct = true;
+        s.offer_id = id;  // s.direct follows the worker's reply (handle_worker)
+    } else {
+        s.direct = false;
     }
-    s.hello_id = id;
+    if (!resumed) s.hello_id = id;
     forward_to_worker(s, id, std::move(message));
 }
 
@@ -817,6 +819,10 @@ void supervisor::handle_worker() {
         // period counts from the hello's reply.
         s->second.hello_id = 0;
         s->second.last_seen = clock::now();
+    }
+    if (id != 0 && id == s->second.offer_id && !header.contains("ev")) {
+        s->second.offer_id = 0;
+        s->second.direct = header.value("ok", false) == true && header.contains("direct");
     }
     if (id != 0 && !header.contains("ev")) {
         m_audit.end(s->first, id, header);

@@ -92,7 +92,10 @@ private:
         std::size_t held_bytes = 0;
         std::uint64_t bye_id = 0;
         bool bye_answered = false;   // by the supervisor itself, at once (serve_client): the worker's reply is not sent
-        std::uint64_t hello_id = 0;  // while its hello is unanswered: the client is waiting, not silent
+        // While the hello that opened it is unanswered: the client is waiting (for a worker's start),
+        // not silent. Not a later hello's: that can wait behind a long call, and a client that died
+        // meanwhile must still expire (its live client pings while it waits).
+        std::uint64_t hello_id = 0;
         // The last replies delivered (copies, for a client whose connection died with one in it:
         // a ping's "waiting" asks again) and the ids of the last replies delivered; bounded below.
         std::deque<std::pair<std::uint64_t, parts>> recent;
@@ -107,9 +110,12 @@ private:
         std::string place_release;
         // Calls sent straight to the worker that wait, as the client's last ping or ack named them.
         std::set<std::uint64_t> direct_pending;
-        // Its hello offered the worker a direct port: the worker says forced-release notices
-        // (slave_leases.hpp), and checks whole-slave leases for what comes the direct way.
+        // The worker took a direct port (its hello's reply carries "direct"): it says forced-release
+        // notices (slave_leases.hpp), and checks whole-slave leases for what comes the direct way.
+        // Not merely offered: a worker may decline a later hello's offer, and then the supervisor
+        // still says the notices. offer_id: the hello forwarded with an offer, until its reply.
         bool direct = false;
+        std::uint64_t offer_id = 0;
     };
     struct worker {
         std::string id;

@@ -1,6 +1,7 @@
 """The direct connection (issue 11 point 2; docs/protocol.md, "The direct connection"): a session's
 worker listens on a port of its own, encrypted with the agent's key, for its session's client key
 only; the supervisor's port stays the way for everything else."""
+import os
 import re
 import socket
 
@@ -289,3 +290,101 @@ def test_a_direct_calls_reply_that_went_after_its_output_is_sent_again_the_direc
     finally:
         again.close(0)
         monitor.close(0)
+
+
+def ended(pid):
+    try:
+        with open(f"/proc/{pid}/stat") as stat:
+            return stat.read().rsplit(")", 1)[1].split()[0] == "Z"  # dead, not yet reaped
+    except FileNotFoundError:
+        return True
+
+
+def test_a_session_whose_later_hello_waits_behind_a_long_call_still_expires_when_its_client_dies(tmp_path):
+    """The Python client's second hello (asking for the port) can wait on the worker behind a long
+    call; a client that dies then sends nothing more, and its session must expire (its worker and
+    leases gone): only the hello that opens a session holds the reaping off."""
+    a = Agent(tmp_path / "agent", extra=["--grace", "2"])
+    try:
+        c = a.client()
+        time_module = c.module("time")
+        c.send({"id": 50, "op": "call", "o": time_module.wire(), "path": ["sleep"], "a": [60]})
+        c.send({"id": 51, "op": "hello", "session": c.session, "direct": True})
+        a.wait_for_log(r"resumed \(its hello again")
+        c.close()  # the client dies: no ping, no ack from now on
+        a.wait_for_log(r"session \w+ expired: its client sent nothing for [0-9.]+ s \(--grace 2 s\), with 2 calls "
+                       r"pending", timeout=20.0)
+        pid = c.info["pid"]
+        wait_until(lambda: ended(pid), what="its worker to end")
+    finally:
+        a.stop()
+
+
+def test_a_forced_release_is_told_by_the_supervisor_when_the_worker_declined_a_later_offer(tmp_path):
+    """A later hello gets no port while a thread of the session's code runs: the supervisor, not
+    the worker, then says the session's forced-release notice (its offer alone hands nothing over)."""
+    alice_key, admin_key = Key("lease", "alice@lab-pc"), Key("admin", "admin@lab")
+    a = Agent(tmp_path / "agent", authorized=[alice_key.line, admin_key.line])
+    try:
+        alice, admin = alice_key.client(a), admin_key.client(a)
+        sleep = alice.value(alice.module("builtins"), alice.module("time"), "sleep", path=("getattr",))
+        # threading.Thread(None, time.sleep, None, (60,)): "target" is a name Client.value takes itself
+        thread = alice.value(alice.module("threading"), None, sleep, None, (60,), path=("Thread",))
+        alice.value(thread, path=("start",))
+        reply = hello_reply(alice)
+        assert reply["ok"] and "direct" not in reply, reply
+        a.wait_for_log(r"no direct port for this session now: threads of its code run")
+        alice.ok("lease")
+        assert admin.ok("unlease", force=True) == {"released": 1}
+        message = leased(alice.request("import", name="os"))
+        assert re.fullmatch(r"\[splitbrain\.leased\] your lease on \S+ was released by admin@lab at \d\d:\d\d; "
+                            r"take it again when it is free", message), message
+        assert alice.request("import", name="os")["ok"]  # told once
+        alice.close()
+        admin.close()
+    finally:
+        a.stop()
+
+
+def test_a_hello_nested_in_a_callback_gets_no_port(client):
+    """The client's second hello can be a nested request, sent while a callback of the user's call
+    runs: the call resumes after it, so the worker offers no port then (its reservation would hold
+    the low descriptors while the user's code runs); the session stays on the relay."""
+    builtins = client.module("builtins")
+    request_id = next(client.ids)
+    key = {"$l": 7, "t": "builtins.function", "cl": True, "p": []}
+    client.send({"id": request_id, "op": "call", "o": builtins.wire(), "path": ["sorted"], "a": [[3, 1, 2]],
+                 "k": {"$d": ["key", key]}})
+    nested = []
+
+    def answer(callback):
+        if not nested:
+            nested.append(client.request("hello", session=client.session, direct=True))
+        return {"ok": True, "r": -callback["a"][0]}
+
+    reply = None
+    while reply is None:  # as _serve_callbacks of test_operations.py, with the hello inside the first callback
+        message = client.receive(10)
+        assert message is not None, f"no reply to request {request_id}"
+        header, _ = message
+        if header.get("ev") == "cb":
+            client.send({"id": next(client.ids), "op": "answer", "cb": header["cb"], **answer(header)})
+        elif "ev" not in header and header.get("id") == request_id:
+            reply = header
+    assert reply["ok"] and reply["r"] == [3, 2, 1], reply
+    assert nested[0]["ok"] and "direct" not in nested[0], nested[0]
+    client.agent.wait_for_log(r"no direct port for this session now: its hello came while a callback waits")
+    fd = client.value(client.module("os"), "/dev/null", 0, path=("open",))
+    assert isinstance(fd, int) and 0 <= fd < 1024, fd
+
+
+def test_a_direct_port_not_connected_to_within_its_reservation_is_given_up(agent, client):
+    """An offer whose client does not connect while the low descriptors are reserved (3 s) is given
+    up when the reservation lapses, not kept: a connection accepted later would get a low number
+    that user code could close. The session goes on through the relay."""
+    port = direct_port(client)
+    agent.wait_for_log(r"did not connect to this session's direct port within 3 s of its offer")
+    # Closed, not kept: libzmq closes its listener a moment after the log line.
+    wait_until(lambda: refused(port), what="the direct port to close")
+    fd = client.value(client.module("os"), "/dev/null", 0, path=("open",))
+    assert isinstance(fd, int) and 0 <= fd < 1024, fd
