@@ -91,7 +91,7 @@ private:
         std::deque<parts> held;  // replies and output its client's connection could not take yet
         std::size_t held_bytes = 0;
         std::uint64_t bye_id = 0;
-        bool bye_answered = false;   // by the supervisor itself, at once (serve_client): the worker's reply is not sent
+        bool bye_answered = false;  // by the supervisor itself, at once (serve_client): the worker's reply is not sent
         // While the hello that opened it is unanswered: the client is waiting (for a worker's start),
         // not silent. Not a later hello's: that can wait behind a long call, and a client that died
         // meanwhile must still expire (its live client pings while it waits).
