@@ -24,6 +24,7 @@ import time
 import benchpaths  # noqa: E402,F401  (sys.path and SPLITBRAIN_AGENT as run.sh sets them)
 
 import benchkit  # noqa: E402
+from bulk_phases import read_chunks as read_all, write_chunks as write_all  # noqa: E402
 
 MiB = 1 << 20
 
@@ -41,18 +42,6 @@ def threads(pid):
         except (OSError, ValueError):
             pass
     return found
-
-
-def read_all(path, size):
-    with open(path, "rb") as f:
-        while f.read(size):
-            pass
-
-
-def write_all(path, data, size):
-    with open(path, "wb") as f:
-        for i in range(0, len(data), size):
-            f.write(data[i:i + size])
 
 
 def main():

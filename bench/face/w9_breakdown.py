@@ -31,6 +31,7 @@ import benchpaths  # noqa: F401  (sys.path and SPLITBRAIN_AGENT as run.sh sets t
 os.environ.setdefault("SPLITBRAIN_DIRECT", "1")  # as run.sh: the direct client-worker connection
 
 import benchkit  # noqa: E402
+from w7_breakdown import switches  # noqa: E402
 
 
 def schedstat(pid):
@@ -46,16 +47,7 @@ def schedstat(pid):
 
 def sleeps(pid):
     """Voluntary context switches, summed over the process's threads."""
-    total = 0
-    for path in glob.glob(f"/proc/{pid}/task/*/status"):
-        try:
-            text = open(path).read()
-        except OSError:
-            continue
-        for line in text.splitlines():
-            if line.startswith("voluntary_ctxt_switches:"):
-                total += int(line.split()[1])
-    return total
+    return switches(pid)[0]
 
 
 def main():
